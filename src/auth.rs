@@ -1,0 +1,135 @@
+//! Who may post events: Basic and Bearer credentials (several of each, for rotation) and the
+//! source allowlist. When any credential is configured, every POST must present one.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use base64::Engine;
+use hyper::HeaderMap;
+use hyper::header::{AUTHORIZATION, HeaderValue};
+use ipnet::IpNet;
+use subtle::ConstantTimeEq;
+
+use crate::config::{AuthConfig, ConfigError};
+use crate::secret::{self, Secret};
+
+/// Sent with every 401 so that clients know which schemes are accepted.
+pub const WWW_AUTHENTICATE: &str = "Basic realm=\"alert-relay\", Bearer realm=\"alert-relay\"";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// 401: no credential, or a wrong one.
+    Unauthorized,
+    /// 403: the source address is not allowed.
+    Forbidden(IpAddr),
+}
+
+pub struct Auth {
+    basic: Vec<(String, Secret)>,
+    bearer: Vec<Secret>,
+    allow_from: Vec<IpNet>,
+    trusted_proxies: Vec<IpNet>,
+}
+
+impl Auth {
+    pub fn new(config: &AuthConfig, base_dir: &Path) -> Result<Self, ConfigError> {
+        let basic = config
+            .basic
+            .iter()
+            .enumerate()
+            .map(|(i, credential)| {
+                let file = credential.password_file.as_ref().map(|f| base_dir.join(f));
+                secret::from_value_or_file(
+                    "password",
+                    credential.password.as_ref(),
+                    file.as_deref(),
+                )
+                .map(|password| (credential.username.clone(), password))
+                .map_err(|reason| ConfigError::new(format!("server.auth.basic[{i}]"), reason))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            basic,
+            bearer: config.bearer.clone(),
+            allow_from: config.allow_from.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+        })
+    }
+
+    /// Checks the source address of a request, then its credentials.
+    pub fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Result<(), Denied> {
+        let source = self.client_address(peer, headers);
+        if !self.allow_from.is_empty() && !self.allow_from.iter().any(|net| net.contains(&source)) {
+            return Err(Denied::Forbidden(source));
+        }
+        if self.basic.is_empty() && self.bearer.is_empty() {
+            return Ok(());
+        }
+        let presented = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let Some((scheme, credential)) = presented.and_then(|v| v.split_once(' ')) else {
+            return Err(Denied::Unauthorized);
+        };
+        let credential = credential.trim();
+        let ok = if scheme.eq_ignore_ascii_case("bearer") {
+            any_equal(self.bearer.iter().map(Secret::expose), credential)
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            self.basic_matches(credential)
+        } else {
+            false
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Denied::Unauthorized)
+        }
+    }
+
+    fn basic_matches(&self, credential: &str) -> bool {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credential) else {
+            return false;
+        };
+        let Ok(decoded) = String::from_utf8(decoded) else {
+            return false;
+        };
+        let Some((user, password)) = decoded.split_once(':') else {
+            return false;
+        };
+        // Compare against every entry so that timing does not tell which user exists.
+        let mut ok = false;
+        for (name, secret) in &self.basic {
+            let user_ok = name.as_bytes().ct_eq(user.as_bytes());
+            let password_ok = secret.expose().as_bytes().ct_eq(password.as_bytes());
+            ok |= bool::from(user_ok & password_ok);
+        }
+        ok
+    }
+
+    /// The client's address: the peer, or, when the peer is a trusted proxy, the last address in
+    /// `X-Forwarded-For` that is not itself a trusted proxy.
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|net| net.contains(ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let forwarded: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v: &HeaderValue| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|ip| ip.trim().parse().ok())
+            .collect();
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .unwrap_or(peer)
+    }
+}
+
+fn any_equal<'a>(secrets: impl Iterator<Item = &'a str>, presented: &str) -> bool {
+    let mut ok = false;
+    for secret in secrets {
+        ok |= bool::from(secret.as_bytes().ct_eq(presented.as_bytes()));
+    }
+    ok
+}

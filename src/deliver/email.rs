@@ -1,0 +1,187 @@
+//! Email over SMTP (lettre): subject, plain text and HTML sent as multipart/alternative.
+//! `smtp://` requires STARTTLS, `smtps://` is TLS from the first byte, and
+//! `smtp://…?tls=none` is plain SMTP for a relay on the same host or network.
+
+use std::path::{Path, PathBuf};
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde::Deserialize;
+
+use super::{DeliveryError, Destination, Receipt};
+use crate::config::{CommonOptions, ConfigError, RateLimit};
+use crate::event::Event;
+use crate::render::Message;
+use crate::secret::Secret;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtp://user:pass@host:587` (STARTTLS required), `smtps://…:465`, or `…?tls=none`;
+    /// a secret, since it carries the password.
+    pub smtp_url: Option<Secret>,
+    pub smtp_url_file: Option<PathBuf>,
+    pub from: String,
+    pub to: Vec<String>,
+    pub templates: Option<PathBuf>,
+    pub rate_limit: Option<RateLimit>,
+    pub burst: Option<u32>,
+}
+
+impl EmailConfig {
+    pub fn common(&self) -> CommonOptions {
+        CommonOptions {
+            templates: self.templates.clone(),
+            rate_limit: self.rate_limit,
+            burst: self.burst,
+        }
+    }
+}
+
+pub struct Email {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+impl Email {
+    pub fn new(key: &str, config: &EmailConfig, base_dir: &Path) -> Result<Self, ConfigError> {
+        let file = config.smtp_url_file.as_ref().map(|f| base_dir.join(f));
+        let url = crate::secret::from_value_or_file(
+            "smtp_url",
+            config.smtp_url.as_ref(),
+            file.as_deref(),
+        )
+        .map_err(|reason| ConfigError::new(key, reason))?;
+        let url = lettre_url(&url)
+            .map_err(|reason| ConfigError::new(format!("{key}.smtp_url"), reason))?;
+        // Both the URL and lettre's error may hold the password: say what is wrong, not where.
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+            .map_err(|_| ConfigError::new(format!("{key}.smtp_url"), "is not a usable SMTP URL"))?
+            .build();
+        let mailbox = |field: &str, text: &str| {
+            text.parse::<Mailbox>().map_err(|e| {
+                ConfigError::new(
+                    format!("{key}.{field}"),
+                    format!("{text:?} is not an address: {e}"),
+                )
+            })
+        };
+        if config.to.is_empty() {
+            return Err(ConfigError::new(format!("{key}.to"), "names no recipient"));
+        }
+        Ok(Self {
+            transport,
+            from: mailbox("from", &config.from)?,
+            to: config
+                .to
+                .iter()
+                .map(|to| mailbox("to", to))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// Turns the relay's SMTP URL into lettre's: plain `smtp://` means STARTTLS required here, and
+/// `tls=none` means no TLS at all.
+fn lettre_url(url: &Secret) -> Result<Secret, String> {
+    let mut parsed = url::Url::parse(url.expose()).map_err(|_| "is not a URL".to_owned())?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("names no host".into());
+    }
+    let tls = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let others: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| k != "tls")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let tls = match (parsed.scheme(), tls.as_deref()) {
+        ("smtps", None | Some("wrapper" | "required")) => None,
+        ("smtp", None | Some("required")) => Some("required"),
+        ("smtp", Some("opportunistic")) => Some("opportunistic"),
+        ("smtp", Some("none")) => None,
+        ("smtp" | "smtps", Some(other)) => {
+            return Err(format!(
+                "tls={other} is not one of required, opportunistic, none"
+            ));
+        }
+        (scheme, _) => return Err(format!("scheme {scheme}:// is not smtp:// or smtps://")),
+    };
+    {
+        let mut query = parsed.query_pairs_mut();
+        query.clear();
+        query.extend_pairs(others);
+        if let Some(tls) = tls {
+            query.append_pair("tls", tls);
+        }
+    }
+    if parsed.query() == Some("") {
+        parsed.set_query(None);
+    }
+    Ok(Secret::new(parsed.to_string()))
+}
+
+impl Destination for Email {
+    async fn deliver(&self, _event: &Event, message: &Message) -> Result<Receipt, DeliveryError> {
+        let Message::Email(email) = message else {
+            return Err(DeliveryError::Rejected(
+                "email takes subject, text and HTML".into(),
+            ));
+        };
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(email.subject.clone());
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let mail = builder
+            .multipart(MultiPart::alternative_plain_html(
+                email.text.clone(),
+                email.html.clone(),
+            ))
+            .map_err(|e| DeliveryError::Rejected(format!("cannot build the email: {e}")))?;
+        let response = self
+            .transport
+            .send(mail)
+            .await
+            .map_err(|e| DeliveryError::Smtp {
+                permanent: e.is_permanent(),
+                message: e.to_string(),
+            })?;
+        Ok(Receipt(format!(
+            "{} {}",
+            response.code(),
+            response.message().collect::<Vec<_>>().join(" ")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert(url: &str) -> Result<String, String> {
+        lettre_url(&Secret::new(url)).map(|s| s.expose().to_owned())
+    }
+
+    #[test]
+    fn smtp_urls_default_to_starttls() {
+        assert_eq!(
+            convert("smtp://u:p@mail.example.com:587").unwrap(),
+            "smtp://u:p@mail.example.com:587?tls=required"
+        );
+        assert_eq!(
+            convert("smtp://mail.example.com:25?tls=none").unwrap(),
+            "smtp://mail.example.com:25"
+        );
+        assert_eq!(
+            convert("smtps://u:p@mail.example.com").unwrap(),
+            "smtps://u:p@mail.example.com"
+        );
+        assert!(convert("http://mail.example.com").is_err());
+        assert!(convert("smtp://mail.example.com?tls=maybe").is_err());
+    }
+}

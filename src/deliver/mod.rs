@@ -1,0 +1,225 @@
+//! Delivery: the [`Destination`] trait, the errors an attempt can end in and whether each is worth
+//! retrying, and one file per destination kind, all of the same shape.
+
+pub mod console;
+pub mod email;
+pub mod slack;
+pub mod teams;
+pub mod webhook;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{ConfigError, DestinationConfig, DestinationKind};
+use crate::event::Event;
+use crate::render::Message;
+
+/// A peer's answer body is kept in errors and logs up to this many characters: enough for Slack's
+/// `invalid_blocks` explanations, short enough for a log line.
+pub const MAX_ANSWER_CHARS: usize = 500;
+
+/// One place messages go. Implementations send one rendered message per call and say how it went;
+/// retrying and pacing are the worker's job.
+pub trait Destination {
+    fn deliver(
+        &self,
+        event: &Event,
+        message: &Message,
+    ) -> impl Future<Output = Result<Receipt, DeliveryError>> + Send;
+}
+
+/// What the peer said when it took the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt(pub String);
+
+/// Why an attempt failed. [`DeliveryError::is_retryable`] decides what happens next.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("no answer within the delivery timeout")]
+    Timeout,
+    #[error("HTTP {status}: {answer}")]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        answer: String,
+    },
+    #[error("SMTP: {message}")]
+    Smtp { permanent: bool, message: String },
+    /// The message cannot be sent as it is (a bad address, a body the destination cannot take).
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl DeliveryError {
+    /// Connect errors, timeouts, 408, 429 and 5xx may pass; any other answer will not change.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Connect(_) | Self::Timeout | Self::Io(_) => true,
+            Self::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            Self::Smtp { permanent, .. } => !permanent,
+            Self::Rejected(_) => false,
+        }
+    }
+
+    /// How long the peer asked us to wait (`Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Every configured destination, one variant per kind.
+pub enum AnyDestination {
+    Slack(slack::Slack),
+    Teams(teams::Teams),
+    Email(email::Email),
+    Webhook(webhook::Webhook),
+    Console(console::Console),
+}
+
+impl AnyDestination {
+    /// Builds the destination called `name`; secrets given as files are read here.
+    pub fn build(
+        name: &str,
+        config: &DestinationConfig,
+        base_dir: &Path,
+        http: &reqwest::Client,
+    ) -> Result<Self, ConfigError> {
+        let key = format!("destinations.{name}");
+        Ok(match config {
+            DestinationConfig::Slack(c) => Self::Slack(slack::Slack::new(&key, c, base_dir, http)?),
+            DestinationConfig::Teams(c) => Self::Teams(teams::Teams::new(&key, c, base_dir, http)?),
+            DestinationConfig::Email(c) => Self::Email(email::Email::new(&key, c, base_dir)?),
+            DestinationConfig::Webhook(c) => {
+                Self::Webhook(webhook::Webhook::new(&key, c, base_dir, http)?)
+            }
+            DestinationConfig::Console(c) => Self::Console(console::Console::new(c)),
+        })
+    }
+
+    pub fn kind(&self) -> DestinationKind {
+        match self {
+            Self::Slack(_) => DestinationKind::Slack,
+            Self::Teams(_) => DestinationKind::Teams,
+            Self::Email(_) => DestinationKind::Email,
+            Self::Webhook(_) => DestinationKind::Webhook,
+            Self::Console(_) => DestinationKind::Console,
+        }
+    }
+}
+
+impl Destination for AnyDestination {
+    async fn deliver(&self, event: &Event, message: &Message) -> Result<Receipt, DeliveryError> {
+        match self {
+            Self::Slack(d) => d.deliver(event, message).await,
+            Self::Teams(d) => d.deliver(event, message).await,
+            Self::Email(d) => d.deliver(event, message).await,
+            Self::Webhook(d) => d.deliver(event, message).await,
+            Self::Console(d) => d.deliver(event, message).await,
+        }
+    }
+}
+
+/// The HTTP client every HTTP destination shares: rustls, no redirects (a redirected webhook is a
+/// misconfiguration, and following it could send the alert somewhere unintended), one timeout per
+/// attempt.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    // Several crates may bring a rustls provider; the relay uses ring. Installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .user_agent(concat!("alert-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the TLS backend is compiled in")
+}
+
+/// Reads a webhook URL given as `url` or `url_file` and checks that it is an http(s) URL.
+pub(crate) fn webhook_url(
+    key: &str,
+    url: Option<&crate::secret::Secret>,
+    url_file: Option<&Path>,
+    base_dir: &Path,
+) -> Result<crate::secret::Secret, ConfigError> {
+    let file = url_file.map(|f| base_dir.join(f));
+    let url = crate::secret::from_value_or_file("url", url, file.as_deref())
+        .map_err(|reason| ConfigError::new(key, reason))?;
+    match url::Url::parse(url.expose()) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
+        // The reason names no part of the URL: it is a secret.
+        _ => Err(ConfigError::new(
+            format!("{key}.url"),
+            "is not an http(s) URL",
+        )),
+    }
+}
+
+/// POSTs a JSON body and turns any answer other than 2xx into a [`DeliveryError`].
+pub(crate) async fn post_json(
+    request: reqwest::RequestBuilder,
+    body: &serde_json::Value,
+) -> Result<(u16, String), DeliveryError> {
+    let response = request
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(request_error)?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let answer = response.text().await.map_err(request_error)?;
+    let answer: String = answer.trim().chars().take(MAX_ANSWER_CHARS).collect();
+    if (200..300).contains(&status) {
+        Ok((status, answer))
+    } else {
+        Err(DeliveryError::Status {
+            status,
+            retry_after,
+            answer,
+        })
+    }
+}
+
+/// A reqwest error without its URL, which for Slack and Teams is a secret.
+fn request_error(error: reqwest::Error) -> DeliveryError {
+    let error = error.without_url();
+    if error.is_timeout() {
+        return DeliveryError::Timeout;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if error.is_connect() {
+        DeliveryError::Connect(text)
+    } else {
+        DeliveryError::Io(text)
+    }
+}
+
+/// `Retry-After` is seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}

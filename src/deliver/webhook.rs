@@ -1,0 +1,89 @@
+//! Generic webhooks: the rendered JSON body is POSTed with the configured headers.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::{DeliveryError, Destination, Receipt};
+use crate::config::{CommonOptions, ConfigError, RateLimit};
+use crate::event::Event;
+use crate::render::Message;
+use crate::secret::Secret;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: Option<Secret>,
+    pub url_file: Option<PathBuf>,
+    /// Extra request headers (`Authorization = "Token …"`); values are secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    pub templates: Option<PathBuf>,
+    pub rate_limit: Option<RateLimit>,
+    pub burst: Option<u32>,
+}
+
+impl WebhookConfig {
+    pub fn common(&self) -> CommonOptions {
+        CommonOptions {
+            templates: self.templates.clone(),
+            rate_limit: self.rate_limit,
+            burst: self.burst,
+        }
+    }
+}
+
+pub struct Webhook {
+    url: Secret,
+    headers: HeaderMap,
+    http: reqwest::Client,
+}
+
+impl Webhook {
+    pub fn new(
+        key: &str,
+        config: &WebhookConfig,
+        base_dir: &Path,
+        http: &reqwest::Client,
+    ) -> Result<Self, ConfigError> {
+        let url = super::webhook_url(
+            key,
+            config.url.as_ref(),
+            config.url_file.as_deref(),
+            base_dir,
+        )?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let header_key = format!("{key}.headers.{name}");
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|_| ConfigError::new(&header_key, "is not a valid header name"))?;
+            let mut value = HeaderValue::try_from(value.expose())
+                .map_err(|_| ConfigError::new(&header_key, "is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        Ok(Self {
+            url,
+            headers,
+            http: http.clone(),
+        })
+    }
+}
+
+impl Destination for Webhook {
+    async fn deliver(&self, _event: &Event, message: &Message) -> Result<Receipt, DeliveryError> {
+        let Message::Json(body) = message else {
+            return Err(DeliveryError::Rejected(
+                "a webhook takes a JSON body".into(),
+            ));
+        };
+        let request = self
+            .http
+            .post(self.url.expose())
+            .headers(self.headers.clone());
+        let (status, answer) = super::post_json(request, body).await?;
+        Ok(Receipt(format!("{status} {answer}").trim_end().to_owned()))
+    }
+}

@@ -1,0 +1,408 @@
+//! Parses a ThousandEyes classic webhook body and normalizes it: a kind that picks the template,
+//! and a summary so that templates need not know the payload's quirks (renamed event types,
+//! numeric or UUID alert ids, three date formats, agents or BGP monitors).
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// What an event is, which picks its template (`templates/<destination>/<kind>.hbs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum EventKind {
+    #[serde(rename = "test")]
+    Test,
+    #[serde(rename = "alert.trigger")]
+    AlertTrigger,
+    #[serde(rename = "alert.clear")]
+    AlertClear,
+    #[serde(rename = "agent.trigger")]
+    AgentTrigger,
+    #[serde(rename = "agent.clear")]
+    AgentClear,
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 6] = [
+        Self::Test,
+        Self::AlertTrigger,
+        Self::AlertClear,
+        Self::AgentTrigger,
+        Self::AgentClear,
+        Self::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Test => "test",
+            Self::AlertTrigger => "alert.trigger",
+            Self::AlertClear => "alert.clear",
+            Self::AgentTrigger => "agent.trigger",
+            Self::AgentClear => "agent.clear",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    fn is_agent(self) -> bool {
+        matches!(self, Self::AgentTrigger | Self::AgentClear)
+    }
+}
+
+/// Why a body was refused; the message goes back to the sender in a 400.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("body is not valid JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("body must be a JSON object")]
+    NotObject,
+    #[error("body has no string field \"eventType\"")]
+    NoEventType,
+}
+
+/// One accepted notification, normalized.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// `eventId` as sent (a number is turned into its decimal text); when absent, a hash of the
+    /// body, so that an identical re-post is still recognised as a duplicate.
+    pub id: String,
+    /// The raw `eventType`.
+    pub event_type: String,
+    pub kind: EventKind,
+    pub received_at: DateTime<Utc>,
+    /// The whole body as sent, unknown fields included.
+    pub raw: Map<String, Value>,
+    pub summary: Summary,
+}
+
+/// Normalized fields, so templates need not know payload quirks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// `triggered`, `cleared`, `test`, or `unknown` for an event type this relay does not know.
+    pub state: &'static str,
+    pub title: String,
+    pub rule: Option<String>,
+    pub expression: Option<String>,
+    pub severity: Option<String>,
+    pub test: Option<String>,
+    #[serde(rename = "type")]
+    pub alert_type: Option<String>,
+    /// `alertId` as text, whether it came as a number or a UUID; it ties a clear to its trigger.
+    pub alert_id: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// From start to end, for a cleared alert (`"8m 4s"`).
+    pub duration: Option<String>,
+    /// `active: 2`: the alert cleared because its rule or test was modified or removed.
+    pub disabled: bool,
+    pub link: Option<String>,
+    /// Test label names (`testLabels`).
+    pub labels: Vec<String>,
+    pub targets: Vec<Target>,
+    pub targets_total: usize,
+}
+
+/// An agent or BGP monitor that saw the problem.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub metrics_start: Option<String>,
+    pub metrics_end: Option<String>,
+    pub link: Option<String>,
+}
+
+impl Event {
+    /// Parses and normalizes one body.
+    pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Self, EventError> {
+        let value: Value = serde_json::from_slice(body)?;
+        let Value::Object(raw) = value else {
+            return Err(EventError::NotObject);
+        };
+        let event_type = raw
+            .get("eventType")
+            .and_then(Value::as_str)
+            .ok_or(EventError::NoEventType)?
+            .to_owned();
+        let id = match raw.get("eventId") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                let mut hasher = DefaultHasher::new();
+                body.hash(&mut hasher);
+                format!("body-{:016x}", hasher.finish())
+            }
+        };
+        let kind = kind_of(&event_type, &raw);
+        let summary = summarize(kind, &event_type, &raw);
+        Ok(Self {
+            id,
+            event_type,
+            kind,
+            received_at,
+            raw,
+            summary,
+        })
+    }
+
+    /// The `alert` object, or `agentAlert` when there is no `alert`.
+    pub fn alert(&self) -> Option<&Map<String, Value>> {
+        alert_object(&self.raw)
+    }
+}
+
+fn alert_object(raw: &Map<String, Value>) -> Option<&Map<String, Value>> {
+    raw.get("alert")
+        .and_then(Value::as_object)
+        .or_else(|| raw.get("agentAlert").and_then(Value::as_object))
+}
+
+fn kind_of(event_type: &str, raw: &Map<String, Value>) -> EventKind {
+    let agent_body = raw.contains_key("agentAlert")
+        || raw
+            .get("alert")
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case("agent"));
+    match event_type {
+        "WEBHOOK_TEST" => EventKind::Test,
+        "AGENT_ALERT_NOTIFICATION_TRIGGER" => EventKind::AgentTrigger,
+        "AGENT_ALERT_NOTIFICATION_CLEAR" => EventKind::AgentClear,
+        "ALERT_NOTIFICATION_TRIGGER" if agent_body => EventKind::AgentTrigger,
+        "ALERT_NOTIFICATION_CLEAR" if agent_body => EventKind::AgentClear,
+        "ALERT_NOTIFICATION_TRIGGER" => EventKind::AlertTrigger,
+        "ALERT_NOTIFICATION_CLEAR" => EventKind::AlertClear,
+        _ => EventKind::Unknown,
+    }
+}
+
+fn summarize(kind: EventKind, event_type: &str, raw: &Map<String, Value>) -> Summary {
+    let empty = Map::new();
+    let alert = alert_object(raw).unwrap_or(&empty);
+    let text = |key: &str| text_field(alert, key);
+    let started_at = date_field(alert, "dateStartZoned").or_else(|| date_field(alert, "dateStart"));
+    let ended_at = date_field(alert, "dateEndZoned").or_else(|| date_field(alert, "dateEnd"));
+    let active = alert.get("active").and_then(Value::as_i64);
+    let state = match kind {
+        EventKind::Test => "test",
+        EventKind::AlertTrigger | EventKind::AgentTrigger => "triggered",
+        EventKind::AlertClear | EventKind::AgentClear => "cleared",
+        EventKind::Unknown => match active {
+            Some(1) => "triggered",
+            Some(0 | 2) => "cleared",
+            _ => "unknown",
+        },
+    };
+    let targets = if kind.is_agent() {
+        vec![target(alert, "agentName")]
+    } else if let Some(agents) = alert.get("agents").and_then(Value::as_array) {
+        objects(agents).map(|a| target(a, "agentName")).collect()
+    } else if let Some(monitors) = alert.get("monitors").and_then(Value::as_array) {
+        objects(monitors)
+            .map(|m| target(m, "monitorName"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rule = text("ruleName");
+    let test = text("testName");
+    let title = match (kind, &rule) {
+        (EventKind::Test, _) => "ThousandEyes webhook test".to_owned(),
+        (_, Some(rule)) if kind.is_agent() => match text("agentName") {
+            Some(agent) => format!("{rule}: {agent}"),
+            None => rule.clone(),
+        },
+        (_, Some(rule)) => match &test {
+            Some(test) => format!("{rule} on {test}"),
+            None => rule.clone(),
+        },
+        (_, None) => test.clone().unwrap_or_else(|| event_type.to_owned()),
+    };
+    let duration = match (&started_at, &ended_at) {
+        (Some(start), Some(end)) => duration_between(start, end),
+        _ => None,
+    };
+    Summary {
+        state,
+        title,
+        rule,
+        expression: text("ruleExpression"),
+        severity: text("severity"),
+        test,
+        alert_type: text("type").or_else(|| kind.is_agent().then(|| "Agent".to_owned())),
+        alert_id: text("alertId"),
+        started_at: started_at.map(rfc3339),
+        ended_at: ended_at.map(rfc3339),
+        duration,
+        disabled: active == Some(2),
+        link: text("permalink").filter(|l| is_http_url(l)),
+        labels: alert
+            .get("testLabels")
+            .and_then(Value::as_array)
+            .map(|labels| {
+                objects(labels)
+                    .filter_map(|l| text_field(l, "name"))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        targets_total: targets.len(),
+        targets,
+    }
+}
+
+fn objects(values: &[Value]) -> impl Iterator<Item = &Map<String, Value>> {
+    values.iter().filter_map(Value::as_object)
+}
+
+fn target(object: &Map<String, Value>, name_key: &str) -> Target {
+    let name = text_field(object, name_key)
+        .or_else(|| text_field(object, "hostname"))
+        .unwrap_or_else(|| "unnamed".to_owned());
+    Target {
+        name,
+        started_at: date_field(object, "dateStartZoned")
+            .or_else(|| date_field(object, "dateStart"))
+            .map(rfc3339),
+        ended_at: date_field(object, "dateEndZoned")
+            .or_else(|| date_field(object, "dateEnd"))
+            .map(rfc3339),
+        metrics_start: text_field(object, "metricsAtStart"),
+        metrics_end: text_field(object, "metricsAtEnd"),
+        link: text_field(object, "permalink").filter(|l| is_http_url(l)),
+    }
+}
+
+/// A non-empty string, or a number as its decimal text.
+fn text_field(object: &Map<String, Value>, key: &str) -> Option<String> {
+    match object.get(key)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn date_field(object: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
+    parse_date(object.get(key)?)
+}
+
+/// ThousandEyes dates: epoch seconds (old agent notifications), `"YYYY-MM-DD hh:mm:ss ZONE"`
+/// (`*Zoned` fields) or `"YYYY-MM-DD hh:mm:ss"` in the account's zone, which the body does not
+/// name: such times are read as UTC. RFC 3339 is accepted too.
+pub fn parse_date(value: &Value) -> Option<DateTime<Utc>> {
+    if let Some(secs) = value.as_i64() {
+        return Utc.timestamp_opt(secs, 0).single();
+    }
+    let text = value.as_str()?.trim();
+    if let Ok(date) = DateTime::parse_from_rfc3339(text) {
+        return Some(date.with_timezone(&Utc));
+    }
+    const LOCAL: &str = "%Y-%m-%d %H:%M:%S";
+    if let Ok(naive) = NaiveDateTime::parse_from_str(text, LOCAL) {
+        return Some(naive.and_utc());
+    }
+    let (local, zone) = text.rsplit_once(' ')?;
+    let naive = NaiveDateTime::parse_from_str(local, LOCAL).ok()?;
+    if matches!(zone, "UTC" | "GMT" | "Z") {
+        return Some(naive.and_utc());
+    }
+    if let Ok(tz) = zone.parse::<chrono_tz::Tz>() {
+        return tz
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|d| d.with_timezone(&Utc));
+    }
+    let offset =
+        DateTime::parse_from_str(&format!("{local} {zone}"), "%Y-%m-%d %H:%M:%S %z").ok()?;
+    Some(offset.with_timezone(&Utc))
+}
+
+fn rfc3339(date: DateTime<Utc>) -> String {
+    date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn duration_between(start: &DateTime<Utc>, end: &DateTime<Utc>) -> Option<String> {
+    let seconds = (*end - *start).num_seconds();
+    let seconds = u64::try_from(seconds).ok()?;
+    Some(humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string())
+}
+
+/// Only http(s) links are offered to templates as links.
+pub fn is_http_url(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Event {
+        Event::parse(value.to_string().as_bytes(), Utc::now()).expect("valid event")
+    }
+
+    #[test]
+    fn kinds_of_both_agent_eras() {
+        let old = parse(
+            json!({"eventType": "AGENT_ALERT_NOTIFICATION_TRIGGER", "eventId": "1",
+            "agentAlert": {"ruleName": "Offline", "agentName": "a1", "dateStart": 1476987748}}),
+        );
+        assert_eq!(old.kind, EventKind::AgentTrigger);
+        assert_eq!(
+            old.summary.started_at.as_deref(),
+            Some("2016-10-20T18:22:28Z")
+        );
+        let renamed = parse(
+            json!({"eventType": "ALERT_NOTIFICATION_CLEAR", "eventId": "2",
+            "alert": {"type": "Agent", "ruleName": "Offline"}}),
+        );
+        assert_eq!(renamed.kind, EventKind::AgentClear);
+        let other = parse(json!({"eventType": "SOMETHING_NEW", "eventId": 7}));
+        assert_eq!((other.kind, other.id.as_str()), (EventKind::Unknown, "7"));
+    }
+
+    #[test]
+    fn dates_in_every_form() {
+        let utc = |s: &str| parse_date(&json!(s)).map(rfc3339);
+        assert_eq!(
+            utc("2025-03-17 19:43:00 UTC").as_deref(),
+            Some("2025-03-17T19:43:00Z")
+        );
+        assert_eq!(
+            utc("2025-03-17 19:43:00").as_deref(),
+            Some("2025-03-17T19:43:00Z")
+        );
+        assert_eq!(
+            utc("2025-03-17 19:43:00 Europe/Paris").as_deref(),
+            Some("2025-03-17T18:43:00Z")
+        );
+        assert_eq!(
+            utc("2025-03-17 19:43:00 +0200").as_deref(),
+            Some("2025-03-17T17:43:00Z")
+        );
+        assert_eq!(utc("yesterday"), None);
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_event() {
+        let now = Utc::now();
+        assert!(matches!(
+            Event::parse(b"nope", now),
+            Err(EventError::NotJson(_))
+        ));
+        assert!(matches!(
+            Event::parse(b"[1]", now),
+            Err(EventError::NotObject)
+        ));
+        assert!(matches!(
+            Event::parse(br#"{"eventType": 3}"#, now),
+            Err(EventError::NoEventType)
+        ));
+    }
+}

@@ -1,0 +1,39 @@
+//! alert-relay receives alert webhooks (ThousandEyes first), renders each event through Handlebars
+//! templates chosen per event kind and per destination, and delivers the result to Slack,
+//! Microsoft Teams, email, generic webhooks and the console.
+//!
+//! Data flows one way: the server accepts a request, `event` normalizes it, `route` picks the
+//! destinations, the `outbox` keeps one delivery per destination, and one `worker` per destination
+//! renders each delivery at send time and hands it to its `deliver` implementation, retrying what
+//! can be retried.
+//!
+//! # Layout
+//! - [`config`]: the one config loader (defaults < file < `ALERT_RELAY_` env) and its validation.
+//! - [`secret`]: a string that never prints itself (webhook URLs, passwords, tokens).
+//! - [`server`]: the hyper HTTP server: ingest endpoint, health, metrics, JSON errors.
+//! - [`auth`]: Basic and Bearer credentials and the source allowlist for the ingest path.
+//! - [`event`]: parses a ThousandEyes body and normalizes it into a kind and a summary.
+//! - [`route`]: `[[routes]]` matching: which destinations receive an event.
+//! - [`outbox`]: holds accepted events and one delivery per destination until they are done.
+//! - [`worker`]: one loop per destination: claim, render, deliver, schedule the retry.
+//! - [`render`]: templates, per-output escaping, helpers, validation and the fallback.
+//! - [`deliver`]: the `Destination` trait and one file per destination kind.
+//! - [`metrics`]: Prometheus counters served at `/metrics`.
+//! - [`samples`]: the ThousandEyes sample events bundled for `check`.
+//! - [`relay`]: wires the stages together for `serve`, `render` and `send`.
+
+pub mod auth;
+pub mod config;
+pub mod deliver;
+pub mod event;
+pub mod metrics;
+pub mod outbox;
+pub mod relay;
+pub mod render;
+pub mod route;
+pub mod samples;
+pub mod secret;
+pub mod server;
+pub mod worker;
+
+pub use relay::{Relay, run};

@@ -1,0 +1,228 @@
+//! The `alert-relay` command: `serve` (default), `check`, `render` and `send`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use alert_relay::config::Config;
+use alert_relay::event::Event;
+use alert_relay::samples::SAMPLES;
+use alert_relay::{Relay, run};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Relays ThousandEyes alert webhooks to Slack, Teams, email and webhooks"
+)]
+struct Cli {
+    /// The config file; relative paths in it are relative to its directory.
+    #[arg(
+        long,
+        global = true,
+        env = "ALERT_RELAY_CONFIG",
+        default_value = "config.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Validate the config, compile every template and render the bundled sample events for
+    /// every destination; exit 1 on any problem.
+    Check,
+    /// Print what each destination would receive for an event; sends nothing.
+    Render {
+        /// A ThousandEyes webhook body (JSON).
+        #[arg(long)]
+        event: PathBuf,
+        /// Only this destination (default: the ones the routes choose).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Deliver one event now and print each destination's answer.
+    Send {
+        #[arg(long)]
+        event: PathBuf,
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    init_logs(if serving { "info" } else { "warn" });
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.config),
+        Command::Check => check(&cli.config),
+        Command::Render { event, to } => render(&cli.config, &event, to.as_deref()),
+        Command::Send { event, to } => send(&cli.config, &event, to.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to standard error: standard output belongs to the console destination and to the
+/// commands' own output.
+fn init_logs(default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")
+}
+
+fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        run(config, listener, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let relay = Relay::new(&config).context("invalid config")?;
+    println!(
+        "config {}: ok ({} destinations, {} routes)",
+        config_path.display(),
+        config.destinations.len(),
+        config.routes.len()
+    );
+    let mut problems = 0;
+    for problem in relay.renderer.problems() {
+        println!("template {problem}");
+        problems += 1;
+    }
+    let mut rendered = 0;
+    for (file, body) in SAMPLES {
+        let event = Event::parse(body.as_bytes(), chrono::Utc::now())
+            .with_context(|| format!("bundled sample {file}"))?;
+        for name in config.destinations.keys() {
+            let result = relay.renderer.render(&event, name);
+            rendered += 1;
+            for failure in &result.failures {
+                // Compile errors were listed above; list only what rendering found.
+                if !relay.renderer.problems().contains(failure) {
+                    println!("sample {file} -> {name}: template {failure}");
+                    problems += 1;
+                }
+            }
+        }
+    }
+    println!(
+        "rendered {} sample events for {} destinations ({rendered} messages)",
+        SAMPLES.len(),
+        config.destinations.len()
+    );
+    if problems > 0 {
+        println!("{problems} problem(s)");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("ok");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_event(path: &Path) -> anyhow::Result<Event> {
+    let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Event::parse(&body, chrono::Utc::now())
+        .with_context(|| format!("{} is not an event", path.display()))
+}
+
+fn render(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let relay = Relay::new(&config).context("invalid config")?;
+    let event = read_event(event_path)?;
+    let rendered = relay.render(&event, to).map_err(anyhow::Error::msg)?;
+    if rendered.is_empty() {
+        eprintln!("no route matches this {} event", event.kind.as_str());
+    }
+    for (name, result) in rendered {
+        println!(
+            "== {name} ({}) ==",
+            relay.destinations[&name].kind().as_str()
+        );
+        for failure in &result.failures {
+            eprintln!("warning: {name}: template {failure}; the fallback is shown");
+        }
+        println!("{}", result.message);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn send(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let relay = Relay::new(&config).context("invalid config")?;
+    let event = read_event(event_path)?;
+    let answers = runtime()?
+        .block_on(relay.send(&event, to))
+        .map_err(anyhow::Error::msg)?;
+    if answers.is_empty() {
+        eprintln!("no route matches this {} event", event.kind.as_str());
+    }
+    let mut failed = false;
+    for (name, rendered, answer) in answers {
+        for failure in &rendered.failures {
+            eprintln!("warning: {name}: template {failure}; the fallback was sent");
+        }
+        match answer {
+            Ok(receipt) => println!("{name}: delivered ({})", receipt.0),
+            Err(e) => {
+                failed = true;
+                let retry = if e.is_retryable() {
+                    "would be retried"
+                } else {
+                    "permanent"
+                };
+                println!("{name}: failed: {e} ({retry})");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,416 @@
+//! Renders an event for one destination: finds the template for the event kind and destination
+//! kind, renders it with the output's escaping, validates the result for the destination and, when
+//! anything fails, falls back to the built-in template and then to a message built in code. A
+//! render never fails: a broken template costs a nicer message, never the alert.
+//!
+//! Lookup, for each part of a message (`.hbs`; email: `.subject.hbs`, `.txt.hbs`, `.html.hbs`):
+//! the destination's own `templates` tree, then the main `[templates] dir`, each first for
+//! `<kind>/<event kind>` then `<kind>/default`; then the templates built into the binary.
+
+mod builtin;
+mod escape;
+mod fallback;
+mod helpers;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use handlebars::Handlebars;
+use serde_json::{Value, json};
+
+pub use escape::{Escape, json_content, slack_entities};
+pub use validate::validate;
+
+use crate::config::{Config, DestinationKind};
+use crate::event::{Event, EventKind};
+
+/// What a destination receives, before it is put on the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// Slack message, Teams card (the envelope is added on delivery) or webhook body.
+    Json(Value),
+    Email(EmailMessage),
+    /// Console output.
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailMessage {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Json(value) => match serde_json::to_string_pretty(value) {
+                Ok(text) => f.write_str(&text),
+                Err(_) => write!(f, "{value}"),
+            },
+            Self::Email(email) => write!(
+                f,
+                "Subject: {}\n\n--- text/plain ---\n{}\n--- text/html ---\n{}",
+                email.subject, email.text, email.html
+            ),
+            Self::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// A template that could not be compiled or rendered, or whose output was invalid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateFailure {
+    /// The template's path, or `builtin/<kind>/<file>`.
+    pub template: String,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl fmt::Display for TemplateFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.template, self.reason),
+            None => write!(f, "{}: {}", self.template, self.reason),
+        }
+    }
+}
+
+/// The result of rendering one event for one destination.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub message: Message,
+    /// What failed on the way, in order; empty when the first choice worked.
+    pub failures: Vec<TemplateFailure>,
+}
+
+impl Rendered {
+    pub fn used_fallback(&self) -> bool {
+        !self.failures.is_empty()
+    }
+}
+
+/// One part of a message and the template that renders it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Body,
+    Subject,
+    Text,
+    Html,
+}
+
+impl Part {
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Body => ".hbs",
+            Self::Subject => ".subject.hbs",
+            Self::Text => ".txt.hbs",
+            Self::Html => ".html.hbs",
+        }
+    }
+
+    fn of(kind: DestinationKind) -> &'static [Part] {
+        match kind {
+            DestinationKind::Email => &[Self::Subject, Self::Text, Self::Html],
+            _ => &[Self::Body],
+        }
+    }
+
+    fn escape(self, kind: DestinationKind) -> Escape {
+        match (kind, self) {
+            (DestinationKind::Slack, _) => Escape::Slack,
+            (DestinationKind::Teams | DestinationKind::Webhook, _) => Escape::Json,
+            (_, Self::Subject) => Escape::Line,
+            (_, Self::Html) => Escape::Html,
+            _ => Escape::Raw,
+        }
+    }
+}
+
+/// A compiled template, or why it could not be compiled.
+#[derive(Debug, Clone)]
+struct Slot {
+    escape: Escape,
+    name: String,
+    broken: Option<TemplateFailure>,
+}
+
+/// The templates of one destination for one event kind: the first choice, then the built-in.
+#[derive(Debug, Clone)]
+struct Choice {
+    chosen: Vec<Slot>,
+    builtin: Vec<Slot>,
+}
+
+#[derive(Debug)]
+struct DestinationTemplates {
+    kind: DestinationKind,
+    by_event: HashMap<EventKind, Choice>,
+}
+
+/// Every template of every destination, compiled once at start.
+pub struct Renderer {
+    registries: HashMap<Escape, Handlebars<'static>>,
+    destinations: HashMap<String, DestinationTemplates>,
+    problems: Vec<TemplateFailure>,
+}
+
+impl Renderer {
+    /// Compiles the templates of every destination in `config`. Templates that do not compile are
+    /// kept as problems (see [`Renderer::problems`]) and replaced by the built-in ones when used.
+    pub fn new(config: &Config) -> Self {
+        let mut registries = HashMap::new();
+        for escape in Escape::ALL {
+            let mut registry = Handlebars::new();
+            registry.register_escape_fn(move |text| escape.apply(text));
+            helpers::register(&mut registry, escape);
+            registries.insert(escape, registry);
+        }
+        let mut loader = Loader {
+            registries,
+            compiled: HashMap::new(),
+            main_dir: config.path(&config.templates.dir),
+        };
+        let destinations = config
+            .destinations
+            .iter()
+            .map(|(name, destination)| {
+                let own_dir = destination.common().templates.map(|dir| config.path(&dir));
+                let templates = loader.destination(destination.kind(), own_dir.as_deref());
+                (name.clone(), templates)
+            })
+            .collect();
+        let mut problems: Vec<TemplateFailure> = loader
+            .compiled
+            .into_values()
+            .filter_map(|slot| slot.broken)
+            .collect();
+        problems.sort_by(|a, b| a.template.cmp(&b.template));
+        Self {
+            registries: loader.registries,
+            destinations,
+            problems,
+        }
+    }
+
+    /// Templates that failed to compile, each with its path and line.
+    pub fn problems(&self) -> &[TemplateFailure] {
+        &self.problems
+    }
+
+    /// Renders `event` for the destination called `destination`. Never fails: see the module doc.
+    pub fn render(&self, event: &Event, destination: &str) -> Rendered {
+        let Some(templates) = self.destinations.get(destination) else {
+            // Only reachable if a caller names a destination the config does not have.
+            return Rendered {
+                message: fallback::message(DestinationKind::Console, event),
+                failures: vec![TemplateFailure {
+                    template: destination.to_owned(),
+                    line: None,
+                    reason: "no such destination".into(),
+                }],
+            };
+        };
+        let kind = templates.kind;
+        let choice = &templates.by_event[&event.kind];
+        let context = context(event, destination, kind);
+        let mut failures = Vec::new();
+        let mut candidates = vec![&choice.chosen];
+        if choice
+            .chosen
+            .iter()
+            .map(|s| &s.name)
+            .ne(choice.builtin.iter().map(|s| &s.name))
+        {
+            candidates.push(&choice.builtin);
+        }
+        for slots in candidates {
+            match self.attempt(kind, slots, &context) {
+                Ok(message) => return Rendered { message, failures },
+                Err(failure) => failures.push(failure),
+            }
+        }
+        Rendered {
+            message: fallback::message(kind, event),
+            failures,
+        }
+    }
+
+    fn attempt(
+        &self,
+        kind: DestinationKind,
+        slots: &[Slot],
+        context: &Value,
+    ) -> Result<Message, TemplateFailure> {
+        let mut texts = Vec::with_capacity(slots.len());
+        for slot in slots {
+            if let Some(broken) = &slot.broken {
+                return Err(broken.clone());
+            }
+            let text = self.registries[&slot.escape]
+                .render(&slot.name, context)
+                .map_err(|e| TemplateFailure {
+                    template: slot.name.clone(),
+                    line: e.line_no,
+                    reason: e.reason().to_string(),
+                })?;
+            texts.push(text);
+        }
+        let first = &slots[0].name;
+        let message = match (kind, texts.as_mut_slice()) {
+            (DestinationKind::Email, [subject, text, html]) => Message::Email(EmailMessage {
+                subject: subject.trim().to_owned(),
+                text: std::mem::take(text),
+                html: std::mem::take(html),
+            }),
+            (DestinationKind::Console, [text]) => Message::Text(std::mem::take(text)),
+            (_, [body]) => {
+                Message::Json(serde_json::from_str(body).map_err(|e| TemplateFailure {
+                    template: first.clone(),
+                    line: None,
+                    reason: format!("rendered output is not valid JSON: {e}"),
+                })?)
+            }
+            _ => unreachable!("Part::of gives one part per output"),
+        };
+        validate(kind, &message).map_err(|reason| TemplateFailure {
+            template: slots
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" + "),
+            line: None,
+            reason: format!("rendered output is invalid: {reason}"),
+        })?;
+        Ok(message)
+    }
+}
+
+/// Everything a template can use.
+pub fn context(event: &Event, destination: &str, kind: DestinationKind) -> Value {
+    json!({
+        "event": {
+            "id": event.id,
+            "type": event.event_type,
+            "kind": event.kind,
+            "received_at": event.received_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        },
+        "alert": event.alert(),
+        "agentAlert": event.raw.get("agentAlert"),
+        "raw": event.raw,
+        "summary": event.summary,
+        "destination": { "name": destination, "kind": kind.as_str() },
+    })
+}
+
+/// Finds and compiles templates, each file once.
+struct Loader {
+    registries: HashMap<Escape, Handlebars<'static>>,
+    /// By template name (path or `builtin/…`).
+    compiled: HashMap<String, Slot>,
+    main_dir: PathBuf,
+}
+
+impl Loader {
+    fn destination(
+        &mut self,
+        kind: DestinationKind,
+        own_dir: Option<&Path>,
+    ) -> DestinationTemplates {
+        let by_event = EventKind::ALL
+            .into_iter()
+            .map(|event_kind| {
+                let mut chosen = Vec::new();
+                let mut builtin = Vec::new();
+                for &part in Part::of(kind) {
+                    let fallback = self.builtin(kind, event_kind, part);
+                    chosen.push(match self.file(kind, event_kind, part, own_dir) {
+                        Some(slot) => slot,
+                        None => fallback.clone(),
+                    });
+                    builtin.push(fallback);
+                }
+                (event_kind, Choice { chosen, builtin })
+            })
+            .collect();
+        DestinationTemplates { kind, by_event }
+    }
+
+    fn file(
+        &mut self,
+        kind: DestinationKind,
+        event_kind: EventKind,
+        part: Part,
+        own_dir: Option<&Path>,
+    ) -> Option<Slot> {
+        let dirs: Vec<&Path> = own_dir
+            .into_iter()
+            .chain([self.main_dir.as_path()])
+            .collect();
+        let path = [event_kind.as_str(), "default"].iter().find_map(|stem| {
+            dirs.iter()
+                .map(|dir| {
+                    dir.join(kind.as_str())
+                        .join(format!("{stem}{}", part.suffix()))
+                })
+                .find(|path| path.is_file())
+        })?;
+        let name = path.display().to_string();
+        let source = std::fs::read_to_string(&path).map_err(|e| TemplateFailure {
+            template: name.clone(),
+            line: None,
+            reason: format!("cannot read: {e}"),
+        });
+        Some(self.compile(name, part.escape(kind), source))
+    }
+
+    fn builtin(&mut self, kind: DestinationKind, event_kind: EventKind, part: Part) -> Slot {
+        let (path, source) = [event_kind.as_str(), "default"]
+            .iter()
+            .find_map(|stem| {
+                let path = format!("{}/{stem}{}", kind.as_str(), part.suffix());
+                builtin::get(&path).map(|source| (path, source))
+            })
+            .expect("every destination kind has built-in default templates");
+        self.compile(
+            format!("builtin/{path}"),
+            part.escape(kind),
+            Ok(source.to_owned()),
+        )
+    }
+
+    fn compile(
+        &mut self,
+        name: String,
+        escape: Escape,
+        source: Result<String, TemplateFailure>,
+    ) -> Slot {
+        if let Some(slot) = self.compiled.get(&name) {
+            return slot.clone();
+        }
+        let broken = source
+            .and_then(|source| {
+                let registry = self
+                    .registries
+                    .get_mut(&escape)
+                    .expect("a registry per escape");
+                registry
+                    .register_template_string(&name, source)
+                    .map_err(|e| TemplateFailure {
+                        template: name.clone(),
+                        line: e.pos().map(|(line, _)| line),
+                        reason: e.reason().to_string(),
+                    })
+            })
+            .err();
+        let slot = Slot {
+            escape,
+            name: name.clone(),
+            broken,
+        };
+        self.compiled.insert(name, slot.clone());
+        slot
+    }
+}

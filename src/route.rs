@@ -1,0 +1,146 @@
+//! `[[routes]]`: which destinations receive an event. Routes are tried in order; the first that
+//! matches decides unless it sets `continue = true`. No routes at all sends every event everywhere.
+
+use regex::Regex;
+
+use crate::config::{ConfigError, RouteConfig};
+use crate::event::{Event, EventKind};
+
+#[derive(Debug)]
+pub struct Router {
+    routes: Vec<Route>,
+    /// Every destination, for a config without `[[routes]]`.
+    all: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Route {
+    kinds: Option<Vec<EventKind>>,
+    rule: Option<Regex>,
+    test: Option<Regex>,
+    types: Option<Vec<String>>,
+    severities: Option<Vec<String>>,
+    labels: Option<Vec<String>>,
+    to: Vec<String>,
+    continue_matching: bool,
+}
+
+impl Router {
+    pub fn new<'a>(
+        routes: &[RouteConfig],
+        destinations: impl IntoIterator<Item = &'a String>,
+    ) -> Result<Self, ConfigError> {
+        let all: Vec<String> = destinations.into_iter().cloned().collect();
+        let routes = routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| Route::new(i, route, &all))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { routes, all })
+    }
+
+    /// The destinations for `event`, each once, in the order the routes name them.
+    pub fn destinations_for(&self, event: &Event) -> Vec<String> {
+        if self.routes.is_empty() {
+            return self.all.clone();
+        }
+        let mut chosen: Vec<String> = Vec::new();
+        for route in &self.routes {
+            if !route.matches(event) {
+                continue;
+            }
+            for name in &route.to {
+                if !chosen.contains(name) {
+                    chosen.push(name.clone());
+                }
+            }
+            if !route.continue_matching {
+                break;
+            }
+        }
+        chosen
+    }
+}
+
+impl Route {
+    fn new(
+        index: usize,
+        config: &RouteConfig,
+        destinations: &[String],
+    ) -> Result<Self, ConfigError> {
+        let key = |field: &str| format!("routes[{index}].{field}");
+        let m = &config.matches;
+        let regex = |field: &str, pattern: &Option<String>| {
+            pattern
+                .as_deref()
+                .map(|p| {
+                    Regex::new(p).map_err(|e| {
+                        ConfigError::new(key(&format!("match.{field}")), e.to_string())
+                    })
+                })
+                .transpose()
+        };
+        let kinds = m
+            .kind
+            .as_ref()
+            .map(|kinds| {
+                kinds
+                    .iter()
+                    .map(|k| {
+                        EventKind::parse(k).ok_or_else(|| {
+                            ConfigError::new(
+                                key("match.kind"),
+                                format!(
+                                    "unknown kind {k:?} (one of test, alert.trigger, alert.clear, agent.trigger, agent.clear, unknown)"
+                                ),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        if config.to.is_empty() {
+            return Err(ConfigError::new(key("to"), "names no destination"));
+        }
+        if let Some(missing) = config.to.iter().find(|name| !destinations.contains(name)) {
+            return Err(ConfigError::new(
+                key("to"),
+                format!("no destination named {missing:?} in [destinations]"),
+            ));
+        }
+        Ok(Self {
+            kinds,
+            rule: regex("rule", &m.rule)?,
+            test: regex("test", &m.test)?,
+            types: m.alert_type.clone(),
+            severities: m.severity.clone(),
+            labels: m.label.clone(),
+            to: config.to.clone(),
+            continue_matching: config.continue_matching,
+        })
+    }
+
+    fn matches(&self, event: &Event) -> bool {
+        let s = &event.summary;
+        let regex_holds = |regex: &Option<Regex>, value: &Option<String>| match regex {
+            None => true,
+            Some(regex) => value.as_deref().is_some_and(|v| regex.is_match(v)),
+        };
+        let listed = |list: &Option<Vec<String>>, value: &Option<String>| match list {
+            None => true,
+            Some(list) => value
+                .as_deref()
+                .is_some_and(|v| list.iter().any(|l| l.eq_ignore_ascii_case(v))),
+        };
+        self.kinds.as_ref().is_none_or(|k| k.contains(&event.kind))
+            && regex_holds(&self.rule, &s.rule)
+            && regex_holds(&self.test, &s.test)
+            && listed(&self.types, &s.alert_type)
+            && listed(&self.severities, &s.severity)
+            && self.labels.as_ref().is_none_or(|wanted| {
+                s.labels
+                    .iter()
+                    .any(|label| wanted.iter().any(|w| w.eq_ignore_ascii_case(label)))
+            })
+    }
+}

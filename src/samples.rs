@@ -1,0 +1,24 @@
+//! ThousandEyes sample events bundled into the binary, so that `check` can render every template
+//! for every destination without any file beside the config.
+
+macro_rules! sample {
+    ($file:literal) => {
+        (
+            $file,
+            include_str!(concat!("../tests/fixtures/thousandeyes/", $file)),
+        )
+    };
+}
+
+/// `(file name, body)`: one of each event form the relay normalizes.
+pub const SAMPLES: &[(&str, &str)] = &[
+    sample!("webhook_test.json"),
+    sample!("alert_trigger.json"),
+    sample!("alert_clear.json"),
+    sample!("alert_clear_rule_disabled.json"),
+    sample!("alert_trigger_http_many_agents.json"),
+    sample!("alert_trigger_network_e2e.json"),
+    sample!("agent_alert_trigger.json"),
+    sample!("agent_alert_clear.json"),
+    sample!("agent_alert_trigger_v2021.json"),
+];

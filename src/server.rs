@@ -1,0 +1,232 @@
+//! The HTTP server (hyper 1, no framework): the ingest endpoint, health, metrics, and a JSON body
+//! naming the problem for every refusal.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use crate::auth::{Auth, Denied};
+use crate::event::Event;
+use crate::metrics::Metrics;
+use crate::outbox::{Accepted, Outbox};
+use crate::route::Router;
+
+/// Open connections at once; past it, new connections wait in the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 512;
+/// A client must send its request headers within this time, or the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long requests in flight may take to finish once shutdown starts.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Told to clients when the relay cannot take an event now; ThousandEyes retries anyway.
+const RETRY_AFTER_SECS: &str = "30";
+
+type HttpResponse = Response<Full<Bytes>>;
+
+/// Everything the ingest path needs, shared by all connections.
+pub struct Ingest {
+    pub ingest_path: String,
+    pub max_body_bytes: usize,
+    pub auth: Auth,
+    pub router: Arc<Router>,
+    pub outbox: Arc<Outbox>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Serves `listener` until `shutdown` completes, then lets requests in flight finish.
+pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let ingest = ingest.clone();
+        let service = service_fn(move |request| {
+            let ingest = ingest.clone();
+            async move { Ok::<_, Infallible>(ingest.handle(request, peer).await) }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("requests still open after the grace period; closing them"),
+    }
+}
+
+impl Ingest {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let path = request.uri().path();
+        match (request.method(), path) {
+            (&Method::POST, p) if p == self.ingest_path => self.ingest(request, peer).await,
+            (_, p) if p == self.ingest_path => {
+                let mut response =
+                    error(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted here");
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("POST"));
+                response
+            }
+            (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
+            (&Method::GET, "/readyz") => json_response(StatusCode::OK, &json!({"status": "ready"})),
+            (&Method::GET, "/metrics") => {
+                let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            (_, "/healthz" | "/readyz" | "/metrics") => {
+                let mut response =
+                    error(StatusCode::METHOD_NOT_ALLOWED, "only GET is accepted here");
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static("GET"));
+                response
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such path"),
+        }
+    }
+
+    async fn ingest(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        if let Err(denied) = self.auth.check(peer.ip(), request.headers()) {
+            self.metrics.event("none", "rejected_auth");
+            return match denied {
+                Denied::Unauthorized => {
+                    let mut response =
+                        error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+                    response.headers_mut().insert(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static(crate::auth::WWW_AUTHENTICATE),
+                    );
+                    response
+                }
+                Denied::Forbidden(source) => {
+                    warn!(%source, "refused a post from a source not in server.auth.allow_from");
+                    error(
+                        StatusCode::FORBIDDEN,
+                        "this source address may not post here",
+                    )
+                }
+            };
+        }
+        let body = match self.read_body(request.into_body()).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        let event = match Event::parse(&body, chrono::Utc::now()) {
+            Ok(event) => event,
+            Err(e) => {
+                self.metrics.event("none", "rejected_invalid");
+                return error(StatusCode::BAD_REQUEST, &e.to_string());
+            }
+        };
+        let (id, kind) = (event.id.clone(), event.kind.as_str());
+        let to = self.router.destinations_for(&event);
+        if to.is_empty() {
+            warn!(event = %id, kind, "no route matches this event; it goes nowhere");
+        }
+        match self.outbox.accept(event, &to) {
+            Ok(Accepted::New { deliveries }) => {
+                info!(event = %id, kind, deliveries, destinations = ?to, "accepted");
+                self.metrics.event(kind, "accepted");
+                json_response(
+                    StatusCode::OK,
+                    &json!({"status": "accepted", "eventId": id, "deliveries": deliveries}),
+                )
+            }
+            Ok(Accepted::Duplicate) => {
+                info!(event = %id, kind, "duplicate; already accepted");
+                self.metrics.event(kind, "duplicate");
+                json_response(
+                    StatusCode::OK,
+                    &json!({"status": "duplicate", "eventId": id}),
+                )
+            }
+            Err(e) => {
+                warn!(event = %id, error = %e, "refused: outbox full");
+                self.metrics.event(kind, "rejected_overloaded");
+                let mut response = error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+                response
+            }
+        }
+    }
+
+    /// Reads the body, refusing it as soon as it is known to be over the limit.
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, HttpResponse> {
+        let too_large = || {
+            self.metrics.event("none", "rejected_too_large");
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("body is larger than {} bytes", self.max_body_bytes),
+            )
+        };
+        if body.size_hint().lower() > self.max_body_bytes as u64 {
+            return Err(too_large());
+        }
+        match Limited::new(body, self.max_body_bytes).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Err(e) => Err(error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the body: {e}"),
+            )),
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    json_response(status, &json!({ "error": message }))
+}
