@@ -1,0 +1,367 @@
+//! Real peers for the tests: a loopback HTTP server that records what it receives and answers as
+//! told (status, `Retry-After`, or no answer at all), a real SMTP server over TCP, and the relay
+//! itself on `127.0.0.1:0`, stopped through its shutdown future.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{HeaderMap, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// How long a test waits for something that should happen; far above what any step needs.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn sample_names() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/thousandeyes");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn sample(name: &str) -> String {
+    fixture(&format!("thousandeyes/{name}"))
+}
+
+/// A request the peer received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub at: Instant,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Recorded {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// How the peer answers one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Status(u16, &'static str),
+    RetryAfter(u16, &'static str),
+    Redirect(&'static str),
+    /// Reads the request, records it, never answers.
+    Hang,
+}
+
+/// A loopback HTTP server standing in for Slack, Teams or a webhook receiver. Answers `200 ok`
+/// unless replies were queued with [`Peer::reply`].
+pub struct Peer {
+    pub addr: SocketAddr,
+    requests: tokio::sync::Mutex<mpsc::UnboundedReceiver<Recorded>>,
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+}
+
+impl Peer {
+    pub async fn start() -> Peer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind peer");
+        let addr = listener.local_addr().expect("peer address");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let replies: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
+        let queue = replies.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let tx = tx.clone();
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        let queue = queue.clone();
+                        async move {
+                            let path = request.uri().path().to_owned();
+                            let headers = request.headers().clone();
+                            let body = request
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let reply = queue
+                                .lock()
+                                .unwrap()
+                                .pop_front()
+                                .unwrap_or(Reply::Status(200, "ok"));
+                            let _ = tx.send(Recorded {
+                                at: Instant::now(),
+                                path,
+                                headers,
+                                body,
+                            });
+                            Ok::<_, Infallible>(answer(reply).await)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Peer {
+            addr,
+            requests: tokio::sync::Mutex::new(rx),
+            replies,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Queues the answers to the next requests, in order.
+    pub fn reply(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.replies.lock().unwrap().extend(replies);
+    }
+
+    /// The next request received; fails the test if none comes within [`WAIT`].
+    pub async fn next(&self) -> Recorded {
+        let mut requests = self.requests.lock().await;
+        tokio::time::timeout(WAIT, requests.recv())
+            .await
+            .expect("the peer received nothing in time")
+            .expect("the peer stopped")
+    }
+}
+
+async fn answer(reply: Reply) -> Response<Full<Bytes>> {
+    let (status, body, header) = match reply {
+        Reply::Status(status, body) => (status, body, None),
+        Reply::RetryAfter(status, after) => (status, "rate_limited", Some(("retry-after", after))),
+        Reply::Redirect(to) => (301, "", Some(("location", to))),
+        Reply::Hang => std::future::pending().await,
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+    if let Some((name, value)) = header {
+        response
+            .headers_mut()
+            .insert(name, value.parse().expect("header"));
+    }
+    response
+}
+
+/// A real SMTP server (mailin) on a loopback port; every message it accepts is recorded raw.
+pub struct SmtpServer {
+    pub addr: SocketAddr,
+    messages: tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<u8>>>,
+}
+
+#[derive(Clone)]
+struct SmtpHandler {
+    /// When set, every recipient is refused with this code.
+    refuse: Option<u16>,
+    data: Vec<u8>,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl mailin_embedded::Handler for SmtpHandler {
+    fn rcpt(&mut self, _to: &str) -> mailin_embedded::Response {
+        match self.refuse {
+            Some(code) => mailin_embedded::Response::custom(code, "refused by the test".into()),
+            None => mailin_embedded::response::OK,
+        }
+    }
+
+    fn data_start(&mut self, _: &str, _: &str, _: bool, _: &[String]) -> mailin_embedded::Response {
+        self.data.clear();
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let _ = self.tx.send(std::mem::take(&mut self.data));
+        mailin_embedded::response::OK
+    }
+}
+
+impl SmtpServer {
+    pub fn start() -> SmtpServer {
+        Self::start_refusing(None)
+    }
+
+    /// An SMTP server that refuses every recipient with `code` (when set).
+    pub fn start_refusing(refuse: Option<u16>) -> SmtpServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind smtp");
+        let addr = listener.local_addr().expect("smtp address");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut server = mailin_embedded::Server::new(SmtpHandler {
+            refuse,
+            data: Vec::new(),
+            tx,
+        });
+        server
+            .with_name("smtp.test")
+            .with_num_threads(2)
+            .with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        SmtpServer {
+            addr,
+            messages: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// `smtp://…?tls=none` for this server.
+    pub fn url(&self) -> String {
+        format!("smtp://{}?tls=none", self.addr)
+    }
+
+    pub async fn next(&self) -> Vec<u8> {
+        let mut messages = self.messages.lock().await;
+        tokio::time::timeout(WAIT, messages.recv())
+            .await
+            .expect("the SMTP server received nothing in time")
+            .expect("the SMTP server stopped")
+    }
+}
+
+/// The relay running in this process on `127.0.0.1:0`, with its config in a temporary directory.
+pub struct TestRelay {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    http: reqwest::Client,
+}
+
+/// Writes `files` (path, content) and `config.toml` into a temporary directory.
+pub fn config_dir(config: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (path, content) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write file");
+    }
+    std::fs::write(dir.path().join("config.toml"), config).expect("write config");
+    dir
+}
+
+pub fn client() -> reqwest::Client {
+    alert_relay::deliver::http_client(Duration::from_secs(30))
+}
+
+impl TestRelay {
+    pub async fn start(config: &str) -> TestRelay {
+        Self::start_with_files(config, &[]).await
+    }
+
+    pub async fn start_with_files(config: &str, files: &[(&str, &str)]) -> TestRelay {
+        let dir = config_dir(config, files);
+        let config = alert_relay::config::Config::load(&dir.path().join("config.toml"))
+            .expect("config loads");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().expect("relay address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            alert_relay::run(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("relay runs");
+        });
+        TestRelay {
+            addr,
+            dir,
+            stop: Some(stop),
+            task,
+            http: client(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// POSTs `body` as JSON to the ingest path; returns the status and the JSON answer.
+    pub async fn post(&self, body: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url("/"))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("relay answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("answer body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("answer is not JSON: {text}")),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("relay answers");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("relay stops in time")
+            .expect("relay task");
+    }
+}
+
+/// Every string anywhere in a JSON value.
+pub fn strings(value: &Value) -> Vec<&str> {
+    match value {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().flat_map(strings).collect(),
+        Value::Object(map) => map.values().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
