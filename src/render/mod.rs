@@ -4,7 +4,7 @@
 //! render never fails: a broken template costs a nicer message, never the alert.
 //!
 //! Lookup, for each part of a message (`.hbs`; email: `.subject.hbs`, `.txt.hbs`, `.html.hbs`):
-//! the destination's own `templates` tree, then the main `[templates] dir`, each first for
+//! the destination's own `templates` tree, then the main `[templates] dir`, in each first
 //! `<kind>/<event kind>` then `<kind>/default`; then the templates built into the binary.
 
 mod builtin;
@@ -349,9 +349,10 @@ impl Loader {
             .into_iter()
             .chain([self.main_dir.as_path()])
             .collect();
-        let path = [event_kind.as_str(), "default"].iter().find_map(|stem| {
-            dirs.iter()
-                .map(|dir| {
+        let path = dirs.iter().find_map(|dir| {
+            [event_kind.as_str(), "default"]
+                .iter()
+                .map(|stem| {
                     dir.join(kind.as_str())
                         .join(format!("{stem}{}", part.suffix()))
                 })
