@@ -1,0 +1,122 @@
+//! Retries seen from a real peer: what is retried, how soon, and what is not.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Peer, Reply, TestRelay, sample};
+
+async fn relay_for(peer: &Peer, timeout: &str) -> TestRelay {
+    TestRelay::start(&format!(
+        "[delivery]\ntimeout = \"{timeout}\"\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
+        peer.url("/s")
+    ))
+    .await
+}
+
+/// The value of one delivery counter in `/metrics`, 0 when absent.
+async fn attempts(relay: &TestRelay, outcome: &str) -> u64 {
+    let (_, metrics) = relay.get("/metrics").await;
+    let prefix = format!(
+        "alert_relay_delivery_attempts_total{{destination=\"slack\",outcome=\"{outcome}\"}} "
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.parse().expect("a count"))
+}
+
+/// Polls `/metrics` until the worker has recorded `count` attempts with `outcome`.
+async fn wait_for_attempts(relay: &TestRelay, outcome: &str, count: u64) {
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while attempts(relay, outcome).await < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {outcome} attempt recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_5xx_is_retried_with_backoff_and_delivered_once() {
+    let peer = Peer::start().await;
+    peer.reply([Reply::Status(500, "rollup_error")]);
+    let relay = relay_for(&peer, "5s").await;
+    relay.post(&sample("alert_trigger.json")).await;
+    let first = peer.next().await;
+    let second = peer.next().await;
+    assert_eq!(first.body, second.body);
+    let gap = second.at - first.at;
+    assert!(
+        gap >= Duration::from_millis(500),
+        "retried after {gap:?}; the first backoff is 0.5-1 s"
+    );
+    wait_for_attempts(&relay, "delivered", 1).await;
+    // The worker is sequential per destination: a later event arrives next only if nothing else
+    // of the first one is still queued.
+    relay.post(&sample("webhook_test.json")).await;
+    assert!(
+        peer.next().await.json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("Test")
+    );
+    assert_eq!(
+        (
+            attempts(&relay, "retry").await,
+            attempts(&relay, "delivered").await
+        ),
+        (1, 2)
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after() {
+    let peer = Peer::start().await;
+    peer.reply([Reply::RetryAfter(429, "2")]);
+    let relay = relay_for(&peer, "5s").await;
+    relay.post(&sample("alert_trigger.json")).await;
+    let first = peer.next().await;
+    let second = peer.next().await;
+    let gap = second.at - first.at;
+    assert!(
+        gap >= Duration::from_secs(2),
+        "retried after {gap:?}, before Retry-After: 2"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_400_is_not_retried() {
+    let peer = Peer::start().await;
+    peer.reply([Reply::Status(400, "invalid_payload")]);
+    let relay = relay_for(&peer, "5s").await;
+    relay.post(&sample("alert_trigger.json")).await;
+    peer.next().await;
+    wait_for_attempts(&relay, "dead", 1).await;
+    relay.post(&sample("webhook_test.json")).await;
+    assert!(
+        peer.next().await.json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("Test")
+    );
+    assert_eq!(attempts(&relay, "retry").await, 0);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_hung_peer_times_out_and_is_retried() {
+    let peer = Peer::start().await;
+    peer.reply([Reply::Hang]);
+    let relay = relay_for(&peer, "300ms").await;
+    relay.post(&sample("alert_trigger.json")).await;
+    let first = peer.next().await;
+    let second = peer.next().await;
+    assert!(second.at - first.at >= Duration::from_millis(300));
+    wait_for_attempts(&relay, "delivered", 1).await;
+    assert_eq!(attempts(&relay, "retry").await, 1);
+    relay.stop().await;
+}
