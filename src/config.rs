@@ -239,7 +239,7 @@ impl TryFrom<String> for RateLimit {
         if text == "unlimited" {
             return Ok(Self::Unlimited);
         }
-        let invalid = || format!("{text:?} is not \"N/s\", \"N/m\" or \"unlimited\"");
+        let invalid = || format!("rate_limit {text:?} is not \"N/s\", \"N/m\" or \"unlimited\"");
         let (count, unit) = text.split_once('/').ok_or_else(invalid)?;
         let count: u32 = count.trim().parse().map_err(|_| invalid())?;
         let period = match unit.trim() {
@@ -248,7 +248,7 @@ impl TryFrom<String> for RateLimit {
             _ => return Err(invalid()),
         };
         if count == 0 {
-            return Err(format!("{text:?}: the count must be at least 1"));
+            return Err(format!("rate_limit {text:?}: the count must be at least 1"));
         }
         Ok(Self::PerPeriod { count, period })
     }
@@ -288,7 +288,7 @@ impl Config {
             .merge(Toml::file_exact(path))
             .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"));
         let mut config: Config = figment.extract().map_err(|e| {
-            let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            let all: Vec<String> = e.into_iter().map(describe).collect();
             anyhow::anyhow!(all.join("\n"))
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -365,6 +365,23 @@ impl Config {
         }
         crate::route::Router::new(&self.routes, self.destinations.keys())?;
         Ok(())
+    }
+}
+
+/// One figment error as `key: problem (where it came from)`.
+fn describe(error: figment::Error) -> String {
+    let key = error.path.join(".");
+    let origin = match &error.metadata {
+        Some(metadata) => match &metadata.source {
+            Some(source) => format!(" (in {source})"),
+            None => format!(" (from {})", metadata.name),
+        },
+        None => String::new(),
+    };
+    if key.is_empty() {
+        format!("{}{origin}", error.kind)
+    } else {
+        format!("{key}: {}{origin}", error.kind)
     }
 }
 
