@@ -2,6 +2,9 @@
 //! for every invalid config. Every test here runs inside a figment `Jail`, which serializes them
 //! and restores the environment.
 
+// figment::Jail closures return figment's own (large) error type.
+#![allow(clippy::result_large_err)]
+
 mod common;
 
 use std::path::Path;
