@@ -330,7 +330,9 @@ fn rfc3339(date: DateTime<Utc>) -> String {
 fn duration_between(start: &DateTime<Utc>, end: &DateTime<Utc>) -> Option<String> {
     let seconds = (*end - *start).num_seconds();
     let seconds = u64::try_from(seconds).ok()?;
-    Some(humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string())
+    // The two largest units are enough to read at a glance: "8m 4s", "3months 22days".
+    let full = humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string();
+    Some(full.split(' ').take(2).collect::<Vec<_>>().join(" "))
 }
 
 /// Only http(s) links are offered to templates as links.
@@ -365,6 +367,58 @@ mod tests {
         assert_eq!(renamed.kind, EventKind::AgentClear);
         let other = parse(json!({"eventType": "SOMETHING_NEW", "eventId": 7}));
         assert_eq!((other.kind, other.id.as_str()), (EventKind::Unknown, "7"));
+    }
+
+    #[test]
+    fn bgp_monitors_uuid_alert_ids_and_unknown_fields() {
+        let event = parse(
+            json!({"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": "b-1",
+            "alert": {"alertId": "0b5c6a1e-3b8f-4c9e-9f3a-2d7c1e6b8a90", "ruleName": "BGP reachability",
+                "type": "BGP", "myTeam": "netops",
+                "monitors": [{"monitorName": "Seattle, WA", "prefix": "10.0.0.0/8",
+                    "metricsAtStart": "Reachability: 0%", "dateStart": "2025-01-02 03:04:05"}]}}),
+        );
+        assert_eq!(event.kind, EventKind::AlertTrigger);
+        let s = &event.summary;
+        assert_eq!(
+            s.alert_id.as_deref(),
+            Some("0b5c6a1e-3b8f-4c9e-9f3a-2d7c1e6b8a90")
+        );
+        assert_eq!(
+            (s.targets_total, s.targets[0].name.as_str()),
+            (1, "Seattle, WA")
+        );
+        assert_eq!(
+            s.targets[0].started_at.as_deref(),
+            Some("2025-01-02T03:04:05Z")
+        );
+        assert_eq!(event.alert().unwrap()["myTeam"], "netops");
+        let numeric =
+            parse(json!({"eventType": "ALERT_NOTIFICATION_CLEAR", "alert": {"alertId": 35541}}));
+        assert_eq!(numeric.summary.alert_id.as_deref(), Some("35541"));
+        assert!(
+            numeric.id.starts_with("body-"),
+            "no eventId: the id comes from the body"
+        );
+    }
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        let at = |s: &str| parse_date(&json!(s)).unwrap();
+        let d = |a: &str, b: &str| duration_between(&at(a), &at(b));
+        assert_eq!(
+            d("2014-08-24 01:01:47", "2014-08-24 01:09:51").as_deref(),
+            Some("8m 4s")
+        );
+        assert_eq!(
+            d("2016-06-29 04:46:14", "2016-10-20 18:22:28").as_deref(),
+            Some("3months 22days")
+        );
+        assert_eq!(
+            d("2016-06-29 04:46:14", "2016-06-29 05:46:14").as_deref(),
+            Some("1h")
+        );
+        assert_eq!(d("2016-06-29 04:46:14", "2016-06-29 04:00:00"), None);
     }
 
     #[test]

@@ -161,9 +161,12 @@ pub(crate) fn webhook_url(
     }
 }
 
-/// POSTs a JSON body and turns any answer other than 2xx into a [`DeliveryError`].
+/// POSTs a JSON body to `url` and turns any answer other than 2xx into a [`DeliveryError`].
+/// The answer is kept for logs with the URL and its path and query cut out, in case the peer
+/// echoes them.
 pub(crate) async fn post_json(
     request: reqwest::RequestBuilder,
+    url: &crate::secret::Secret,
     body: &serde_json::Value,
 ) -> Result<(u16, String), DeliveryError> {
     let response = request
@@ -179,7 +182,10 @@ pub(crate) async fn post_json(
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
     let answer = response.text().await.map_err(request_error)?;
-    let answer: String = answer.trim().chars().take(MAX_ANSWER_CHARS).collect();
+    let answer: String = redact(answer.trim(), url)
+        .chars()
+        .take(MAX_ANSWER_CHARS)
+        .collect();
     if (200..300).contains(&status) {
         Ok((status, answer))
     } else {
@@ -189,6 +195,21 @@ pub(crate) async fn post_json(
             answer,
         })
     }
+}
+
+/// `text` with the secret URL, and its path and query alone, replaced by `***`.
+fn redact(text: &str, url: &crate::secret::Secret) -> String {
+    let mut text = text.replace(url.expose(), "***");
+    if let Ok(parsed) = url::Url::parse(url.expose()) {
+        let path_and_query = &parsed[url::Position::BeforePath..];
+        if path_and_query.len() > 1 {
+            text = text.replace(path_and_query, "***");
+        }
+        if let Some(query) = parsed.query().filter(|q| !q.is_empty()) {
+            text = text.replace(query, "***");
+        }
+    }
+    text
 }
 
 /// A reqwest error without its URL, which for Slack and Teams is a secret.
@@ -222,4 +243,29 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         when.duration_since(std::time::SystemTime::now())
             .unwrap_or(Duration::ZERO),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[test]
+    fn answers_never_echo_the_webhook_url() {
+        let url =
+            Secret::new("https://x.logic.azure.com/workflows/abc/triggers/manual?sig=S3CR3T&sv=1");
+        let echoed = "bad request to https://x.logic.azure.com/workflows/abc/triggers/manual?sig=S3CR3T&sv=1 \
+                      (/workflows/abc/triggers/manual?sig=S3CR3T&sv=1) sig=S3CR3T&sv=1";
+        let redacted = redact(echoed, &url);
+        assert!(
+            !redacted.contains("S3CR3T") && !redacted.contains("workflows/abc"),
+            "{redacted}"
+        );
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
 }

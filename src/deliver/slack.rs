@@ -63,7 +63,8 @@ impl Destination for Slack {
         let Message::Json(body) = message else {
             return Err(DeliveryError::Rejected("Slack takes a JSON message".into()));
         };
-        let (status, answer) = super::post_json(self.http.post(self.url.expose()), body).await?;
+        let (status, answer) =
+            super::post_json(self.http.post(self.url.expose()), &self.url, body).await?;
         Ok(Receipt(format!("{status} {answer}")))
     }
 }

@@ -78,8 +78,12 @@ impl Destination for Teams {
                 "Teams takes an Adaptive Card".into(),
             ));
         };
-        let (status, answer) =
-            super::post_json(self.http.post(self.url.expose()), &envelope(card)).await?;
+        let (status, answer) = super::post_json(
+            self.http.post(self.url.expose()),
+            &self.url,
+            &envelope(card),
+        )
+        .await?;
         Ok(Receipt(format!("{status} {answer}").trim_end().to_owned()))
     }
 }

@@ -83,7 +83,7 @@ impl Destination for Webhook {
             .http
             .post(self.url.expose())
             .headers(self.headers.clone());
-        let (status, answer) = super::post_json(request, body).await?;
+        let (status, answer) = super::post_json(request, &self.url, body).await?;
         Ok(Receipt(format!("{status} {answer}").trim_end().to_owned()))
     }
 }
