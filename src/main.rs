@@ -183,7 +183,7 @@ fn render(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Re
     for (name, result) in rendered {
         println!(
             "== {name} ({}) ==",
-            relay.destinations[&name].kind().as_str()
+            config.destinations[&name].kind().as_str()
         );
         for failure in &result.failures {
             eprintln!("warning: {name}: template {failure}; the fallback is shown");

@@ -11,9 +11,10 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{ConfigError, DestinationConfig, DestinationKind};
+use crate::config::{ConfigError, DestinationConfig};
 use crate::event::Event;
 use crate::render::Message;
+use crate::secret::Secret;
 
 /// A peer's answer body is kept in errors and logs up to this many characters: enough for Slack's
 /// `invalid_blocks` explanations, short enough for a log line.
@@ -103,16 +104,6 @@ impl AnyDestination {
             DestinationConfig::Console(c) => Self::Console(console::Console::new(c)),
         })
     }
-
-    pub fn kind(&self) -> DestinationKind {
-        match self {
-            Self::Slack(_) => DestinationKind::Slack,
-            Self::Teams(_) => DestinationKind::Teams,
-            Self::Email(_) => DestinationKind::Email,
-            Self::Webhook(_) => DestinationKind::Webhook,
-            Self::Console(_) => DestinationKind::Console,
-        }
-    }
 }
 
 impl Destination for AnyDestination {
@@ -141,64 +132,86 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .expect("the TLS backend is compiled in")
 }
 
-/// Reads a webhook URL given as `url` or `url_file` and checks that it is an http(s) URL.
-pub(crate) fn webhook_url(
-    key: &str,
-    url: Option<&crate::secret::Secret>,
-    url_file: Option<&Path>,
-    base_dir: &Path,
-) -> Result<crate::secret::Secret, ConfigError> {
-    let file = url_file.map(|f| base_dir.join(f));
-    let url = crate::secret::from_value_or_file("url", url, file.as_deref())
-        .map_err(|reason| ConfigError::new(key, reason))?;
-    match url::Url::parse(url.expose()) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
-        // The reason names no part of the URL: it is a secret.
-        _ => Err(ConfigError::new(
-            format!("{key}.url"),
-            "is not an http(s) URL",
-        )),
-    }
+/// A URL that messages are POSTed to as JSON, shared by the HTTP destinations.
+pub(crate) struct HttpTarget {
+    /// A secret: Slack and Teams webhook URLs carry their own credentials.
+    url: Secret,
+    headers: reqwest::header::HeaderMap,
+    http: reqwest::Client,
 }
 
-/// POSTs a JSON body to `url` and turns any answer other than 2xx into a [`DeliveryError`].
-/// The answer is kept for logs with the URL and its path and query cut out, in case the peer
-/// echoes them.
-pub(crate) async fn post_json(
-    request: reqwest::RequestBuilder,
-    url: &crate::secret::Secret,
-    body: &serde_json::Value,
-) -> Result<(u16, String), DeliveryError> {
-    let response = request
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(request_error)?;
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let answer = response.text().await.map_err(request_error)?;
-    let answer: String = redact(answer.trim(), url)
-        .chars()
-        .take(MAX_ANSWER_CHARS)
-        .collect();
-    if (200..300).contains(&status) {
-        Ok((status, answer))
-    } else {
-        Err(DeliveryError::Status {
-            status,
-            retry_after,
-            answer,
-        })
+impl HttpTarget {
+    /// Reads the URL given as `url` or `url_file` and checks that it is an http(s) URL.
+    pub(crate) fn new(
+        key: &str,
+        url: Option<&Secret>,
+        url_file: Option<&Path>,
+        base_dir: &Path,
+        http: &reqwest::Client,
+    ) -> Result<Self, ConfigError> {
+        let file = url_file.map(|f| base_dir.join(f));
+        let url = crate::secret::from_value_or_file("url", url, file.as_deref())
+            .map_err(|reason| ConfigError::new(key, reason))?;
+        match url::Url::parse(url.expose()) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(Self {
+                url,
+                headers: reqwest::header::HeaderMap::new(),
+                http: http.clone(),
+            }),
+            // The reason names no part of the URL: it is a secret.
+            _ => Err(ConfigError::new(
+                format!("{key}.url"),
+                "is not an http(s) URL",
+            )),
+        }
+    }
+
+    /// Adds headers sent with every request.
+    pub(crate) fn with_headers(mut self, headers: reqwest::header::HeaderMap) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// POSTs `body` and turns any answer other than 2xx into a [`DeliveryError`]. The answer is
+    /// kept for logs with the URL, and its path and query, cut out in case the peer echoes them.
+    pub(crate) async fn post_json(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<Receipt, DeliveryError> {
+        let response = self
+            .http
+            .post(self.url.expose())
+            .headers(self.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(request_error)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let answer = response.text().await.map_err(request_error)?;
+        let answer: String = redact(answer.trim(), &self.url)
+            .chars()
+            .take(MAX_ANSWER_CHARS)
+            .collect();
+        if (200..300).contains(&status) {
+            Ok(Receipt(format!("{status} {answer}").trim_end().to_owned()))
+        } else {
+            Err(DeliveryError::Status {
+                status,
+                retry_after,
+                answer,
+            })
+        }
     }
 }
 
 /// `text` with the secret URL, and its path and query alone, replaced by `***`.
-fn redact(text: &str, url: &crate::secret::Secret) -> String {
+fn redact(text: &str, url: &Secret) -> String {
     let mut text = text.replace(url.expose(), "***");
     if let Ok(parsed) = url::Url::parse(url.expose()) {
         let path_and_query = &parsed[url::Position::BeforePath..];
@@ -248,7 +261,6 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
 
     #[test]
     fn answers_never_echo_the_webhook_url() {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{DeliveryError, Destination, Receipt};
+use super::{DeliveryError, Destination, HttpTarget, Receipt};
 use crate::config::{CommonOptions, ConfigError, RateLimit};
 use crate::event::Event;
 use crate::render::Message;
@@ -32,8 +32,7 @@ impl SlackConfig {
 }
 
 pub struct Slack {
-    url: Secret,
-    http: reqwest::Client,
+    target: HttpTarget,
 }
 
 impl Slack {
@@ -43,16 +42,14 @@ impl Slack {
         base_dir: &Path,
         http: &reqwest::Client,
     ) -> Result<Self, ConfigError> {
-        let url = super::webhook_url(
+        let target = HttpTarget::new(
             key,
             config.url.as_ref(),
             config.url_file.as_deref(),
             base_dir,
+            http,
         )?;
-        Ok(Self {
-            url,
-            http: http.clone(),
-        })
+        Ok(Self { target })
     }
 }
 
@@ -63,8 +60,6 @@ impl Destination for Slack {
         let Message::Json(body) = message else {
             return Err(DeliveryError::Rejected("Slack takes a JSON message".into()));
         };
-        let (status, answer) =
-            super::post_json(self.http.post(self.url.expose()), &self.url, body).await?;
-        Ok(Receipt(format!("{status} {answer}")))
+        self.target.post_json(body).await
     }
 }

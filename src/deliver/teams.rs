@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DeliveryError, Destination, Receipt};
+use super::{DeliveryError, Destination, HttpTarget, Receipt};
 use crate::config::{CommonOptions, ConfigError, RateLimit};
 use crate::event::Event;
 use crate::render::Message;
@@ -34,8 +34,7 @@ impl TeamsConfig {
 }
 
 pub struct Teams {
-    url: Secret,
-    http: reqwest::Client,
+    target: HttpTarget,
 }
 
 impl Teams {
@@ -45,16 +44,14 @@ impl Teams {
         base_dir: &Path,
         http: &reqwest::Client,
     ) -> Result<Self, ConfigError> {
-        let url = super::webhook_url(
+        let target = HttpTarget::new(
             key,
             config.url.as_ref(),
             config.url_file.as_deref(),
             base_dir,
+            http,
         )?;
-        Ok(Self {
-            url,
-            http: http.clone(),
-        })
+        Ok(Self { target })
     }
 }
 
@@ -78,12 +75,6 @@ impl Destination for Teams {
                 "Teams takes an Adaptive Card".into(),
             ));
         };
-        let (status, answer) = super::post_json(
-            self.http.post(self.url.expose()),
-            &self.url,
-            &envelope(card),
-        )
-        .await?;
-        Ok(Receipt(format!("{status} {answer}").trim_end().to_owned()))
+        self.target.post_json(&envelope(card)).await
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{DeliveryError, Destination, Receipt};
+use super::{DeliveryError, Destination, HttpTarget, Receipt};
 use crate::config::{CommonOptions, ConfigError, RateLimit};
 use crate::event::Event;
 use crate::render::Message;
@@ -36,9 +36,7 @@ impl WebhookConfig {
 }
 
 pub struct Webhook {
-    url: Secret,
-    headers: HeaderMap,
-    http: reqwest::Client,
+    target: HttpTarget,
 }
 
 impl Webhook {
@@ -48,11 +46,12 @@ impl Webhook {
         base_dir: &Path,
         http: &reqwest::Client,
     ) -> Result<Self, ConfigError> {
-        let url = super::webhook_url(
+        let target = HttpTarget::new(
             key,
             config.url.as_ref(),
             config.url_file.as_deref(),
             base_dir,
+            http,
         )?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
@@ -65,9 +64,7 @@ impl Webhook {
             headers.insert(name, value);
         }
         Ok(Self {
-            url,
-            headers,
-            http: http.clone(),
+            target: target.with_headers(headers),
         })
     }
 }
@@ -79,11 +76,6 @@ impl Destination for Webhook {
                 "a webhook takes a JSON body".into(),
             ));
         };
-        let request = self
-            .http
-            .post(self.url.expose())
-            .headers(self.headers.clone());
-        let (status, answer) = super::post_json(request, &self.url, body).await?;
-        Ok(Receipt(format!("{status} {answer}").trim_end().to_owned()))
+        self.target.post_json(body).await
     }
 }
