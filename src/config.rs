@@ -104,12 +104,17 @@ pub struct BasicCredential {
 pub struct StorageConfig {
     /// Embedded store for the outbox, dedup and thread state.
     pub path: PathBuf,
+    /// How long delivered and dead deliveries, and the events behind them, are kept; an event id
+    /// is recognised as a duplicate for this long. ThousandEyes re-posts for an hour.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: "data/alert-relay.db".into(),
+            retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -123,8 +128,12 @@ pub struct DeliveryConfig {
     /// How long a delivery is retried before it is dead; ThousandEyes itself gives up after an hour.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
-    /// Attempts in flight at once across all destinations.
+    /// Attempts in flight at once for each destination (pacing still applies).
     pub concurrency: usize,
+    /// On SIGTERM, how long attempts in flight may take to finish before the relay exits; what is
+    /// left stays in the store for the next start.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -133,6 +142,7 @@ impl Default for DeliveryConfig {
             timeout: Duration::from_secs(10),
             max_age: Duration::from_secs(3600),
             concurrency: 8,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

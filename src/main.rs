@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use alert_relay::config::Config;
 use alert_relay::event::Event;
+use alert_relay::outbox;
 use alert_relay::samples::SAMPLES;
 use alert_relay::{Relay, run};
 
@@ -53,6 +54,22 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// List deliveries in the store, newest first (works while the server runs).
+    Deliveries {
+        #[arg(long, value_parser = ["pending", "dead", "done"])]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Make a delivery (or every dead one) due again now; a running server picks it up.
+    Retry {
+        /// The delivery id, from `deliveries`.
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        id: Option<i64>,
+        /// Every dead delivery.
+        #[arg(long)]
+        dead: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +81,9 @@ fn main() -> ExitCode {
         Command::Check => check(&cli.config),
         Command::Render { event, to } => render(&cli.config, &event, to.as_deref()),
         Command::Send { event, to } => send(&cli.config, &event, to.as_deref()),
+        Command::Deliveries { state, limit } => deliveries(&cli.config, state.as_deref(), limit),
+        // clap makes sure that without an id, --dead was given.
+        Command::Retry { id, dead: _ } => retry(&cli.config, id),
     };
     match result {
         Ok(code) => code,
@@ -226,4 +246,61 @@ fn send(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Resu
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn store_path(config_path: &Path) -> anyhow::Result<PathBuf> {
+    let config = Config::load(config_path)?;
+    Ok(config.path(&config.storage.path))
+}
+
+fn deliveries(config_path: &Path, state: Option<&str>, limit: usize) -> anyhow::Result<ExitCode> {
+    let rows = outbox::list(&store_path(config_path)?, state, limit)?;
+    let when = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default()
+    };
+    println!(
+        "{:>6}  {:<34}  {:<16}  {:<7}  {:>8}  {:<19}  last error",
+        "id", "event", "destination", "state", "attempts", "next attempt (UTC)"
+    );
+    for row in &rows {
+        let next = if row.state == "pending" {
+            when(row.next_attempt_at)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:>6}  {:<34}  {:<16}  {:<7}  {:>8}  {:<19}  {}",
+            row.id,
+            row.event_id,
+            row.destination,
+            row.state,
+            row.attempts,
+            next,
+            row.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    if rows.is_empty() {
+        println!("(none)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retry(config_path: &Path, id: Option<i64>) -> anyhow::Result<ExitCode> {
+    let which = id.map_or(outbox::Requeue::AllDead, outbox::Requeue::One);
+    let count = outbox::requeue(&store_path(config_path)?, which)?;
+    match (which, count) {
+        (outbox::Requeue::One(id), 0) => {
+            eprintln!("no delivery {id} that is done or dead");
+            Ok(ExitCode::FAILURE)
+        }
+        _ => {
+            println!(
+                "{count} deliver{} due again",
+                if count == 1 { "y is" } else { "ies are" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

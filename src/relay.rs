@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,11 +14,11 @@ use crate::config::{Config, ConfigError};
 use crate::deliver::{AnyDestination, DeliveryError, Destination, Receipt};
 use crate::event::Event;
 use crate::metrics::Metrics;
-use crate::outbox::{self, Outbox};
+use crate::outbox::{Outbox, StoreError};
 use crate::render::{Rendered, Renderer};
 use crate::route::Router;
 use crate::server::{self, Ingest};
-use crate::worker::Worker;
+use crate::worker::{self, Worker};
 
 /// The configured relay: routes, templates and destinations, ready to render and deliver.
 pub struct Relay {
@@ -92,27 +93,39 @@ impl Relay {
     }
 }
 
-/// Runs the relay on `listener` until `shutdown` completes: serves the ingest endpoint, delivers
-/// with one worker per destination, then stops accepting and lets attempts in flight finish.
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How often delivered and dead deliveries older than `storage.retention` are pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Runs the relay on `listener` until `shutdown` completes: serves the ingest endpoint and
+/// delivers with one worker per destination; then stops accepting (503), lets attempts in flight
+/// finish within `delivery.shutdown_grace`, and returns. What is left waits in the store.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), ConfigError> {
+) -> Result<(), StartError> {
     let relay = Relay::new(&config)?;
     for problem in relay.renderer.problems() {
         error!(template = %problem.template, line = problem.line, error = %problem.reason, "template does not compile; the built-in one is used instead");
     }
+    let store_path = config.path(&config.storage.path);
+    let outbox = Arc::new(Outbox::open(&store_path, relay.destinations.keys())?);
     let metrics = Arc::new(Metrics::default());
-    let outbox = Arc::new(Outbox::new(
-        relay.destinations.keys(),
-        outbox::DEFAULT_CAPACITY,
-    ));
     let (stop_workers, stop) = watch::channel(false);
-    let workers: Vec<_> = relay
+    let mut tasks: Vec<_> = relay
         .destinations
         .iter()
         .map(|(name, destination)| {
+            let options = config.destinations[name].common();
             let worker = Worker {
                 name: name.clone(),
                 destination: destination.clone(),
@@ -121,10 +134,17 @@ pub async fn run(
                 metrics: metrics.clone(),
                 timeout: config.delivery.timeout,
                 max_age: config.delivery.max_age,
+                concurrency: config.delivery.concurrency,
+                pace: worker::limiter(config.destinations[name].kind(), &options),
             };
-            tokio::spawn(worker.run(stop.clone()))
+            tokio::spawn(worker.run(stop.clone(), config.delivery.shutdown_grace))
         })
         .collect();
+    tasks.push(tokio::spawn(prune(
+        outbox.clone(),
+        config.storage.retention,
+        stop.clone(),
+    )));
     let ingest = Arc::new(Ingest {
         ingest_path: config.server.ingest_path.clone(),
         max_body_bytes: config.server.max_body_bytes,
@@ -132,22 +152,35 @@ pub async fn run(
         router: relay.router.clone(),
         outbox: outbox.clone(),
         metrics,
+        closing: AtomicBool::new(false),
     });
     if let Ok(address) = listener.local_addr() {
-        info!(%address, ingest_path = %config.server.ingest_path, destinations = relay.destinations.len(), "listening");
+        info!(%address, ingest_path = %config.server.ingest_path, destinations = relay.destinations.len(), store = %store_path.display(), "listening");
     }
     server::serve(listener, ingest, shutdown).await;
     info!("stopped accepting; finishing attempts in flight");
     let _ = stop_workers.send(true);
-    for worker in workers {
-        let _ = worker.await;
+    for task in tasks {
+        let _ = task.await;
     }
-    let left = outbox.waiting();
-    if left > 0 {
-        error!(
-            left,
-            "deliveries were still waiting at shutdown and are lost (the outbox is in memory)"
-        );
-    }
+    info!("stopped");
     Ok(())
+}
+
+/// Prunes at start and then every [`PRUNE_EVERY`].
+async fn prune(
+    outbox: Arc<Outbox>,
+    retention: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let before = crate::outbox::now_ms() - retention.as_millis() as i64;
+        if let Err(e) = outbox.prune(before).await {
+            error!(error = %e, "cannot prune the store");
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,6 +33,8 @@ pub const MAX_CONNECTIONS: usize = 512;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long requests in flight may take to finish once shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// `/readyz` fails when a small write to the store takes longer than this.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Told to clients when the relay cannot take an event now; ThousandEyes retries anyway.
 const RETRY_AFTER_SECS: &str = "30";
 
@@ -45,6 +48,8 @@ pub struct Ingest {
     pub router: Arc<Router>,
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
+    /// Set when shutdown starts: new events get 503 so that ThousandEyes posts them again later.
+    pub closing: AtomicBool,
 }
 
 /// Serves `listener` until `shutdown` completes, then lets requests in flight finish.
@@ -86,6 +91,7 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
             drop(permit);
         });
     }
+    ingest.closing.store(true, Ordering::SeqCst);
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
@@ -107,7 +113,7 @@ impl Ingest {
                 response
             }
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
-            (&Method::GET, "/readyz") => json_response(StatusCode::OK, &json!({"status": "ready"})),
+            (&Method::GET, "/readyz") => self.ready().await,
             (&Method::GET, "/metrics") => {
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
                 response.headers_mut().insert(
@@ -128,7 +134,24 @@ impl Ingest {
         }
     }
 
+    async fn ready(&self) -> HttpResponse {
+        match tokio::time::timeout(READY_PROBE_TIMEOUT, self.outbox.probe()).await {
+            Ok(Ok(())) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+            Ok(Err(e)) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "not ready", "error": e.to_string()}),
+            ),
+            Err(_) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "not ready", "error": "the store did not answer in time"}),
+            ),
+        }
+    }
+
     async fn ingest(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        if self.closing.load(Ordering::SeqCst) {
+            return unavailable("shutting down; post again later");
+        }
         if let Err(denied) = self.auth.check(peer.ip(), request.headers()) {
             self.metrics.event("none", "rejected_auth");
             return match denied {
@@ -166,7 +189,8 @@ impl Ingest {
         if to.is_empty() {
             warn!(event = %id, kind, "no route matches this event; it goes nowhere");
         }
-        match self.outbox.accept(event, &to) {
+        let received_at = event.received_at.timestamp_millis();
+        match self.outbox.accept(&id, received_at, &body, &to).await {
             Ok(Accepted::New { deliveries }) => {
                 info!(event = %id, kind, deliveries, destinations = ?to, "accepted");
                 self.metrics.event(kind, "accepted");
@@ -184,13 +208,9 @@ impl Ingest {
                 )
             }
             Err(e) => {
-                warn!(event = %id, error = %e, "refused: outbox full");
-                self.metrics.event(kind, "rejected_overloaded");
-                let mut response = error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
-                response
+                warn!(event = %id, error = %e, "cannot store the event; answering 503");
+                self.metrics.event(kind, "rejected_unavailable");
+                unavailable("cannot store the event now; post again later")
             }
         }
     }
@@ -229,4 +249,12 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
 
 fn error(status: StatusCode, message: &str) -> HttpResponse {
     json_response(status, &json!({ "error": message }))
+}
+
+fn unavailable(message: &str) -> HttpResponse {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    response
 }

@@ -1,16 +1,22 @@
-//! One worker per destination: claims the next due delivery, renders it, delivers it, and
-//! schedules what happens next. A slow or failing destination only ever holds its own worker.
+//! One worker per destination: claims due deliveries from the outbox, paces them to what the
+//! destination accepts, renders and delivers each, and records what happens next. A slow,
+//! paced or failing destination only ever holds its own worker.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::time::Instant;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use crate::config::{CommonOptions, DestinationKind, RateLimit};
 use crate::deliver::{AnyDestination, DeliveryError, Destination};
+use crate::event::Event;
 use crate::metrics::Metrics;
-use crate::outbox::{Delivery, Outbox};
+use crate::outbox::{self, Claim, Finish, Outbox, Reader};
 use crate::render::Renderer;
 
 /// First retry delay; doubled at each attempt.
@@ -18,6 +24,39 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts, `Retry-After` included, so that a peer asking for an hour
 /// cannot park an alert past its usefulness.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The pace each kind gets unless `rate_limit` says otherwise: Slack accepts about one message
+/// per second per webhook (with short bursts), Teams Workflows a few per second, and mail relays
+/// throttle senders that burst.
+pub fn default_pace(kind: DestinationKind) -> RateLimit {
+    let per_second = |count| RateLimit::PerPeriod {
+        count,
+        period: Duration::from_secs(1),
+    };
+    match kind {
+        DestinationKind::Slack => per_second(1),
+        DestinationKind::Teams => per_second(4),
+        DestinationKind::Email => per_second(5),
+        DestinationKind::Webhook | DestinationKind::Console => RateLimit::Unlimited,
+    }
+}
+
+/// The token bucket for a destination, or `None` when it is unlimited. Slack's default burst is 3;
+/// otherwise the burst is the per-period count unless `burst` is set.
+pub fn limiter(kind: DestinationKind, options: &CommonOptions) -> Option<DefaultDirectRateLimiter> {
+    let rate = options.rate_limit.unwrap_or_else(|| default_pace(kind));
+    let RateLimit::PerPeriod { count, period } = rate else {
+        return None;
+    };
+    let default_burst = match (kind, options.rate_limit) {
+        (DestinationKind::Slack, None) => 3,
+        _ => count,
+    };
+    let count = NonZeroU32::new(count)?;
+    let burst = NonZeroU32::new(options.burst.unwrap_or(default_burst)).unwrap_or(count);
+    let quota = Quota::with_period(period / count.get())?.allow_burst(burst);
+    Some(RateLimiter::direct(quota))
+}
 
 pub struct Worker {
     pub name: String,
@@ -27,24 +66,120 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     pub timeout: Duration,
     pub max_age: Duration,
+    /// Attempts in flight at once for this destination.
+    pub concurrency: usize,
+    pub pace: Option<DefaultDirectRateLimiter>,
 }
 
 impl Worker {
-    /// Runs until `shutdown` turns true; an attempt in flight is finished first.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` turns true, then lets attempts in flight finish for up to `grace`;
+    /// what is left stays pending in the store for the next start.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let reader = match self.outbox.reader() {
+            Ok(reader) => reader,
+            Err(e) => {
+                error!(destination = %self.name, error = %e, "cannot read the store; this destination delivers nothing");
+                return;
+            }
+        };
+        let this = Arc::new(self);
+        let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+        let slots = Arc::new(Semaphore::new(this.concurrency.max(1)));
+        let mut attempts = JoinSet::new();
         loop {
-            let delivery = tokio::select! {
+            let stop = shutdown.wait_for(|stop| *stop);
+            let (permit, claim) = tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|stop| *stop) => break,
-                delivery = self.outbox.next_due(&self.name) => delivery,
+                _ = stop => break,
+                claimed = this.claim(&reader, &slots, &in_flight) => claimed,
             };
-            self.attempt(delivery).await;
+            if let Some(pace) = &this.pace {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    () = pace.until_ready() => {}
+                }
+            }
+            lock(&in_flight).insert(claim.id);
+            let (worker, in_flight) = (this.clone(), in_flight.clone());
+            attempts.spawn(async move {
+                let id = claim.id;
+                worker.attempt(claim, permit).await;
+                lock(&in_flight).remove(&id);
+            });
+            while attempts.try_join_next().is_some() {}
+        }
+        let drained = tokio::time::timeout(grace, async {
+            while attempts.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(destination = %this.name, left = attempts.len(), "attempts still running after the shutdown grace; they stay pending for the next start");
+            attempts.abort_all();
         }
     }
 
-    async fn attempt(&self, mut delivery: Delivery) {
-        let event = delivery.event.clone();
-        let rendered = self.renderer.render(&event, &self.name);
+    /// Waits for a free slot and a due delivery that is not already in flight.
+    async fn claim(
+        &self,
+        reader: &Reader,
+        slots: &Arc<Semaphore>,
+        in_flight: &Mutex<HashSet<i64>>,
+    ) -> (OwnedSemaphorePermit, Claim) {
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        loop {
+            // Registered before looking, so that a change between the look and the wait counts.
+            let changed = self.outbox.changed(&self.name);
+            let now = outbox::now_ms();
+            let busy = lock(in_flight).len();
+            let wait = match reader.due(&self.name, now, busy + 1) {
+                Ok(due) => {
+                    let in_flight = lock(in_flight);
+                    if let Some(claim) = due.into_iter().find(|c| !in_flight.contains(&c.id)) {
+                        return (permit, claim);
+                    }
+                    drop(in_flight);
+                    match reader.next_due_at(&self.name) {
+                        Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64),
+                        _ => outbox::IDLE_POLL,
+                    }
+                }
+                Err(e) => {
+                    error!(destination = %self.name, error = %e, "cannot read due deliveries");
+                    outbox::IDLE_POLL
+                }
+            };
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(wait.min(outbox::IDLE_POLL)) => {}
+            }
+        }
+    }
+
+    async fn attempt(&self, claim: Claim, permit: OwnedSemaphorePermit) {
+        let received_at =
+            chrono::DateTime::from_timestamp_millis(claim.received_at).unwrap_or_default();
+        let attempt = claim.attempts + 1;
+        let finish = match Event::parse(&claim.body, received_at) {
+            Ok(event) => self.deliver(&event, claim.received_at, attempt).await,
+            Err(e) => Finish::Dead {
+                attempts: attempt,
+                error: format!("the stored event cannot be read: {e}"),
+            },
+        };
+        // The slot is free as soon as the peer answered; the row stays claimed until committed.
+        drop(permit);
+        if let Err(e) = self.outbox.finish(claim.id, &self.name, finish).await {
+            error!(destination = %self.name, event = %claim.event_id, error = %e, "cannot record the outcome; the delivery will be attempted again");
+        }
+    }
+
+    async fn deliver(&self, event: &Event, received_at: i64, attempt: u32) -> Finish {
+        let rendered = self.renderer.render(event, &self.name);
         for failure in &rendered.failures {
             warn!(
                 destination = %self.name,
@@ -58,41 +193,55 @@ impl Worker {
         if let Some(first) = rendered.failures.first() {
             self.metrics.fallback(&self.name, &first.template);
         }
-        delivery.attempts += 1;
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let result = tokio::time::timeout(
             self.timeout,
-            self.destination.deliver(&event, &rendered.message),
+            self.destination.deliver(event, &rendered.message),
         )
         .await
         .unwrap_or(Err(DeliveryError::Timeout));
         let took_ms = started.elapsed().as_millis() as u64;
-        let attempt = delivery.attempts;
         match result {
             Ok(receipt) => {
                 info!(destination = %self.name, event = %event.id, attempt, took_ms, answer = %receipt.0, "delivered");
                 self.metrics.delivery(&self.name, "delivered");
-                self.outbox.finish(delivery);
+                Finish::Done { attempts: attempt }
             }
             Err(e) if e.is_retryable() => {
                 let delay = backoff(attempt, e.retry_after());
-                if delivery.accepted_at.elapsed() + delay > self.max_age {
+                let age = Duration::from_millis((outbox::now_ms() - received_at).max(0) as u64);
+                if age + delay > self.max_age {
                     error!(destination = %self.name, event = %event.id, attempt, error = %e, "giving up: retried for longer than delivery.max_age");
                     self.metrics.delivery(&self.name, "dead");
-                    self.outbox.finish(delivery);
+                    Finish::Dead {
+                        attempts: attempt,
+                        error: format!("{e} (gave up after delivery.max_age)"),
+                    }
                 } else {
                     warn!(destination = %self.name, event = %event.id, attempt, took_ms, error = %e, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
                     self.metrics.delivery(&self.name, "retry");
-                    self.outbox.retry(delivery, Instant::now() + delay);
+                    Finish::Retry {
+                        attempts: attempt,
+                        due: outbox::now_ms() + delay.as_millis() as i64,
+                        error: e.to_string(),
+                    }
                 }
             }
             Err(e) => {
                 error!(destination = %self.name, event = %event.id, attempt, took_ms, error = %e, "delivery refused; not retrying");
                 self.metrics.delivery(&self.name, "dead");
-                self.outbox.finish(delivery);
+                Finish::Dead {
+                    attempts: attempt,
+                    error: e.to_string(),
+                }
             }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The set holds plain ids; one panicking attempt must not stop the worker.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How long to wait before attempt `attempt + 1`: what the peer asked for (`Retry-After`), else
@@ -126,5 +275,20 @@ mod tests {
             Duration::from_secs(2)
         );
         assert_eq!(backoff(1, Some(Duration::from_secs(7200))), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn paces_by_kind_unless_configured() {
+        let options = CommonOptions::default();
+        assert!(limiter(DestinationKind::Webhook, &options).is_none());
+        let slack = limiter(DestinationKind::Slack, &options).expect("slack is paced");
+        // A burst of 3, then the bucket is empty.
+        assert!((0..3).all(|_| slack.check().is_ok()));
+        assert!(slack.check().is_err());
+        let unlimited = CommonOptions {
+            rate_limit: Some(RateLimit::Unlimited),
+            ..options
+        };
+        assert!(limiter(DestinationKind::Slack, &unlimited).is_none());
     }
 }

@@ -30,6 +30,7 @@ impl Peers {
 [destinations.slack]
 kind = "slack"
 url = "{}"
+rate_limit = "unlimited"
 
 [destinations.teams]
 kind = "teams"

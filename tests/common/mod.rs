@@ -49,6 +49,8 @@ pub fn sample(name: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub at: Instant,
+    /// The status the peer answered with (0 when it did not answer).
+    pub status: u16,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -71,8 +73,22 @@ pub enum Reply {
     Status(u16, &'static str),
     RetryAfter(u16, &'static str),
     Redirect(&'static str),
+    /// Answers after a while.
+    Delay(Duration, u16),
     /// Reads the request, records it, never answers.
     Hang,
+}
+
+impl Reply {
+    fn status(&self) -> u16 {
+        match self {
+            Reply::Status(status, _) | Reply::RetryAfter(status, _) | Reply::Delay(_, status) => {
+                *status
+            }
+            Reply::Redirect(_) => 301,
+            Reply::Hang => 0,
+        }
+    }
 }
 
 /// A loopback HTTP server standing in for Slack, Teams or a webhook receiver. Answers `200 ok`
@@ -80,7 +96,13 @@ pub enum Reply {
 pub struct Peer {
     pub addr: SocketAddr,
     requests: tokio::sync::Mutex<mpsc::UnboundedReceiver<Recorded>>,
-    replies: Arc<Mutex<VecDeque<Reply>>>,
+    replies: Arc<Mutex<Replies>>,
+}
+
+/// Queued answers first, then the default one.
+struct Replies {
+    queue: VecDeque<Reply>,
+    default: Reply,
 }
 
 impl Peer {
@@ -88,7 +110,10 @@ impl Peer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind peer");
         let addr = listener.local_addr().expect("peer address");
         let (tx, rx) = mpsc::unbounded_channel();
-        let replies: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
+        let replies = Arc::new(Mutex::new(Replies {
+            queue: VecDeque::new(),
+            default: Reply::Status(200, "ok"),
+        }));
         let queue = replies.clone();
         tokio::spawn(async move {
             loop {
@@ -110,13 +135,16 @@ impl Peer {
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            let reply = queue
-                                .lock()
-                                .unwrap()
-                                .pop_front()
-                                .unwrap_or(Reply::Status(200, "ok"));
+                            let reply = {
+                                let mut replies = queue.lock().unwrap();
+                                replies
+                                    .queue
+                                    .pop_front()
+                                    .unwrap_or_else(|| replies.default.clone())
+                            };
                             let _ = tx.send(Recorded {
                                 at: Instant::now(),
+                                status: reply.status(),
                                 path,
                                 headers,
                                 body,
@@ -143,7 +171,21 @@ impl Peer {
 
     /// Queues the answers to the next requests, in order.
     pub fn reply(&self, replies: impl IntoIterator<Item = Reply>) {
-        self.replies.lock().unwrap().extend(replies);
+        self.replies.lock().unwrap().queue.extend(replies);
+    }
+
+    /// How the peer answers once the queue is empty (at first, `200 ok`).
+    pub fn answer_by_default(&self, reply: Reply) {
+        self.replies.lock().unwrap().default = reply;
+    }
+
+    /// The next request, if one arrives within `wait`.
+    pub async fn next_within(&self, wait: Duration) -> Option<Recorded> {
+        let mut requests = self.requests.lock().await;
+        tokio::time::timeout(wait, requests.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The next request received; fails the test if none comes within [`WAIT`].
@@ -161,6 +203,10 @@ async fn answer(reply: Reply) -> Response<Full<Bytes>> {
         Reply::Status(status, body) => (status, body, None),
         Reply::RetryAfter(status, after) => (status, "rate_limited", Some(("retry-after", after))),
         Reply::Redirect(to) => (301, "", Some(("location", to))),
+        Reply::Delay(wait, status) => {
+            tokio::time::sleep(wait).await;
+            (status, "ok", None)
+        }
         Reply::Hang => std::future::pending().await,
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -284,7 +330,11 @@ impl TestRelay {
     }
 
     pub async fn start_with_files(config: &str, files: &[(&str, &str)]) -> TestRelay {
-        let dir = config_dir(config, files);
+        Self::start_in(config_dir(config, files)).await
+    }
+
+    /// Starts the relay on the config (and store) in `dir`.
+    pub async fn start_in(dir: tempfile::TempDir) -> TestRelay {
         let config = alert_relay::config::Config::load(&dir.path().join("config.toml"))
             .expect("config loads");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
