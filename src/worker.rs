@@ -135,27 +135,35 @@ impl Worker {
             // Registered before looking, so that a change between the look and the wait counts.
             let changed = self.outbox.changed(&self.name);
             let now = outbox::now_ms();
-            let busy = lock(in_flight).len();
-            let wait = match reader.due(&self.name, now, busy + 1) {
-                Ok(due) => {
-                    let in_flight = lock(in_flight);
-                    if let Some(claim) = due.into_iter().find(|c| !in_flight.contains(&c.id)) {
-                        return (permit, claim);
-                    }
-                    drop(in_flight);
-                    match reader.next_due_at(&self.name) {
-                        Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64),
-                        _ => outbox::IDLE_POLL,
-                    }
-                }
-                Err(e) => {
-                    error!(destination = %self.name, error = %e, "cannot read due deliveries");
-                    outbox::IDLE_POLL
-                }
+            if let Some(claim) = self.first_due(reader, in_flight, now) {
+                return (permit, claim);
+            }
+            let wait = match reader.next_due_at(&self.name) {
+                Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64),
+                _ => outbox::IDLE_POLL,
             };
             tokio::select! {
                 () = changed => {}
                 () = tokio::time::sleep(wait.min(outbox::IDLE_POLL)) => {}
+            }
+        }
+    }
+
+    /// The first due delivery not in flight. The set stays locked during the query: an attempt
+    /// leaves it only after its outcome is committed, so the query either sees that outcome or
+    /// finds the id in the set.
+    fn first_due(
+        &self,
+        reader: &Reader,
+        in_flight: &Mutex<HashSet<i64>>,
+        now: i64,
+    ) -> Option<Claim> {
+        let claimed = lock(in_flight);
+        match reader.due(&self.name, now, claimed.len() + 1) {
+            Ok(due) => due.into_iter().find(|c| !claimed.contains(&c.id)),
+            Err(e) => {
+                error!(destination = %self.name, error = %e, "cannot read due deliveries");
+                None
             }
         }
     }

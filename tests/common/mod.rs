@@ -395,7 +395,12 @@ impl TestRelay {
         )
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keeping_dir().await;
+    }
+
+    /// Stops the relay and hands back its directory, to start it again on the same store.
+    pub async fn stop_keeping_dir(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -403,6 +408,7 @@ impl TestRelay {
             .await
             .expect("relay stops in time")
             .expect("relay task");
+        self.dir
     }
 }
 

@@ -1,0 +1,438 @@
+//! Durability seen from outside: the real binary killed with SIGKILL or stopped with SIGTERM,
+//! dedup across restarts, dead deliveries and `retry`, pacing, and stores that cannot be used.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Peer, Reply, TestRelay, WAIT, sample};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_alert-relay");
+
+/// The relay binary as a child process.
+struct ChildRelay {
+    process: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl ChildRelay {
+    async fn start(dir: &Path) -> ChildRelay {
+        Self::start_with_env(dir, &[]).await
+    }
+
+    async fn start_with_env(dir: &Path, env: &[(&str, String)]) -> ChildRelay {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = std::fs::File::create(dir.join(format!("relay-{port}.log"))).unwrap();
+        let process = Command::new(BIN)
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("ALERT_RELAY_SERVER__LISTEN", addr.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start alert-relay");
+        let relay = ChildRelay { process, addr };
+        let http = common::client();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(response) = http.get(format!("http://{addr}/readyz")).send().await
+                && response.status() == 200
+            {
+                return relay;
+            }
+            assert!(Instant::now() < deadline, "the relay did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn post(&self, body: String) -> (u16, Value) {
+        let response = common::client()
+            .post(format!("http://{}/", self.addr))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("relay answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("answer");
+        (status, serde_json::from_str(&text).expect("JSON answer"))
+    }
+
+    fn kill_9(mut self) {
+        self.process.kill().expect("SIGKILL");
+        self.process.wait().expect("reaped");
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.process.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn exit_code(mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "the relay did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ChildRelay {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn command(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Reads requests until `expected` distinct ids were answered 200, then until the store holds no
+/// pending delivery and the peer's queue is empty; returns how often each id was answered 200.
+async fn delivered_ids(
+    peer: &Peer,
+    dir: &Path,
+    expected: usize,
+    id_of: impl Fn(&Value) -> String,
+) -> HashMap<String, usize> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    while counts.len() < expected {
+        let request = peer.next().await;
+        if request.status == 200 {
+            *counts.entry(id_of(&request.json())).or_default() += 1;
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while !command(dir, &["deliveries", "--state", "pending"])
+        .1
+        .contains("(none)")
+    {
+        assert!(Instant::now() < deadline, "deliveries still pending");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while let Some(request) = peer.next_within(Duration::from_millis(200)).await {
+        if request.status == 200 {
+            *counts.entry(id_of(&request.json())).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_relay_delivers_every_accepted_event_exactly_once_after_restart() {
+    const EVENTS: usize = 500;
+    let slack = Peer::start().await;
+    let hook = Peer::start().await;
+    slack.answer_by_default(Reply::Status(503, "unavailable"));
+    hook.answer_by_default(Reply::Status(503, "unavailable"));
+    let config = format!(
+        "[delivery]\ntimeout = \"2s\"\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"unlimited\"\ntemplates = \"by_id\"\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        slack.url("/s"),
+        hook.url("/h")
+    );
+    let dir = common::config_dir(
+        &config,
+        &[("by_id/slack/default.hbs", "{\"text\": \"{{event.id}}\"}")],
+    );
+    let relay = ChildRelay::start(dir.path()).await;
+    let relay = std::sync::Arc::new(relay);
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..EVENTS {
+        let relay = relay.clone();
+        posts.spawn(async move {
+            let body = json!({"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": format!("crash-{i}"),
+                "alert": {"ruleName": "Crash test", "alertId": i}});
+            relay.post(body.to_string()).await
+        });
+        if posts.len() >= 32 {
+            let (status, answer) = posts.join_next().await.unwrap().unwrap();
+            assert_eq!(
+                (status, answer["status"].as_str()),
+                (200, Some("accepted")),
+                "{answer}"
+            );
+        }
+    }
+    while let Some(result) = posts.join_next().await {
+        let (status, answer) = result.unwrap();
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("accepted")),
+            "{answer}"
+        );
+    }
+    // Both peers have refused at least one attempt: the relay is mid-retry when it dies.
+    assert_eq!(slack.next().await.status, 503);
+    assert_eq!(hook.next().await.status, 503);
+    std::sync::Arc::into_inner(relay)
+        .expect("no other owner")
+        .kill_9();
+
+    // New peers for the second run: a request of the first run still being answered when the
+    // process died cannot be mistaken for a delivery of the second.
+    let slack = Peer::start().await;
+    let hook = Peer::start().await;
+    let _relay = ChildRelay::start_with_env(
+        dir.path(),
+        &[
+            ("ALERT_RELAY_DESTINATIONS__SLACK__URL", slack.url("/s")),
+            ("ALERT_RELAY_DESTINATIONS__HOOK__URL", hook.url("/h")),
+        ],
+    )
+    .await;
+    let slack_counts = delivered_ids(&slack, dir.path(), EVENTS, |body| {
+        body["text"].as_str().unwrap().to_owned()
+    })
+    .await;
+    let hook_counts = delivered_ids(&hook, dir.path(), EVENTS, |body| {
+        body["event"]["id"].as_str().unwrap().to_owned()
+    })
+    .await;
+    for (destination, counts) in [("slack", slack_counts), ("hook", hook_counts)] {
+        assert_eq!(counts.len(), EVENTS, "{destination}");
+        let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(
+            repeated.is_empty(),
+            "{destination}: delivered more than once: {repeated:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_attempt_in_flight_finish_and_exits_0() {
+    let slack = Peer::start().await;
+    slack.reply([Reply::Delay(Duration::from_millis(1500), 200)]);
+    let config = format!(
+        "[delivery]\nshutdown_grace = \"10s\"\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
+        slack.url("/s")
+    );
+    let dir = common::config_dir(&config, &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    assert_eq!(relay.post(sample("alert_trigger.json")).await.0, 200);
+    let first = slack.next().await;
+    relay.terminate();
+    let code = relay.exit_code().await;
+    assert_eq!(code, Some(0));
+    assert!(
+        first.at.elapsed() >= Duration::from_millis(1400),
+        "exited before the answer came"
+    );
+    // The answered delivery is done: after a restart it is not sent again, and the event is
+    // still known.
+    let relay = ChildRelay::start(dir.path()).await;
+    assert_eq!(
+        relay.post(sample("alert_trigger.json")).await.1["status"],
+        "duplicate"
+    );
+    relay.post(sample("alert_clear.json")).await;
+    assert!(
+        slack.next().await.json()["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("✅ Cleared")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_hung_peer_keeps_the_delivery_for_the_next_start() {
+    let slack = Peer::start().await;
+    slack.answer_by_default(Reply::Hang);
+    let config = format!(
+        "[delivery]\ntimeout = \"30s\"\nshutdown_grace = \"500ms\"\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
+        slack.url("/s")
+    );
+    let dir = common::config_dir(&config, &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    relay.post(sample("alert_trigger.json")).await;
+    slack.next().await;
+    relay.terminate();
+    assert_eq!(
+        relay.exit_code().await,
+        Some(0),
+        "the grace ran out, and that is not a failure"
+    );
+    slack.answer_by_default(Reply::Status(200, "ok"));
+    let _relay = ChildRelay::start(dir.path()).await;
+    let again = slack.next().await;
+    assert_eq!(again.status, 200);
+    assert!(
+        again.json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("Default Page Load")
+    );
+}
+
+#[tokio::test]
+async fn duplicates_are_recognised_after_a_restart() {
+    let slack = Peer::start().await;
+    let config = format!(
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
+        slack.url("/s")
+    );
+    let relay = TestRelay::start(&config).await;
+    assert_eq!(
+        relay.post(&sample("alert_trigger.json")).await.1["status"],
+        "accepted"
+    );
+    slack.next().await;
+    let relay = TestRelay::start_in(relay.stop_keeping_dir().await).await;
+    assert_eq!(
+        relay.post(&sample("alert_trigger.json")).await.1["status"],
+        "duplicate"
+    );
+    relay.post(&sample("alert_clear.json")).await;
+    assert!(
+        slack.next().await.json()["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("✅ Cleared"),
+        "the next request is the clear, not the trigger again"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_delivery_is_listed_and_delivered_after_retry() {
+    let slack = Peer::start().await;
+    slack.answer_by_default(Reply::Status(404, "no_team"));
+    let config = format!(
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
+        slack.url("/services/T/B/SECRET")
+    );
+    let relay = TestRelay::start(&config).await;
+    relay.post(&sample("alert_trigger.json")).await;
+    assert_eq!(slack.next().await.status, 404);
+    let deadline = Instant::now() + WAIT;
+    let listed = loop {
+        let (ok, out) = command(relay.dir.path(), &["deliveries", "--state", "dead"]);
+        assert!(ok, "{out}");
+        if out.contains("49-35541") {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "never listed as dead: {out}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        listed.contains("HTTP 404: no_team") && listed.contains("dead"),
+        "{listed}"
+    );
+    assert!(!listed.contains("SECRET"), "{listed}");
+    slack.answer_by_default(Reply::Status(200, "ok"));
+    let (ok, out) = command(relay.dir.path(), &["retry", "--dead"]);
+    assert!(ok && out.contains("1 delivery is due again"), "{out}");
+    let again = slack.next().await;
+    assert_eq!(again.status, 200);
+    let deadline = Instant::now() + WAIT;
+    while !command(relay.dir.path(), &["deliveries", "--state", "done"])
+        .1
+        .contains("49-35541")
+    {
+        assert!(Instant::now() < deadline, "never recorded as done");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, out) = command(relay.dir.path(), &["retry", "999"]);
+    assert!(!ok && out.contains("no delivery 999"), "{out}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn slack_is_paced_while_a_webhook_gets_everything_at_once() {
+    let slack = Peer::start().await;
+    let hook = Peer::start().await;
+    let config = format!(
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"1/s\"\nburst = 1\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        slack.url("/s"),
+        hook.url("/h")
+    );
+    let relay = TestRelay::start(&config).await;
+    for i in 0..10 {
+        let body = json!({"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": format!("pace-{i}"), "alert": {"ruleName": "Pacing"}});
+        assert_eq!(relay.post(&body.to_string()).await.0, 200);
+    }
+    let mut hook_times = Vec::new();
+    for _ in 0..10 {
+        hook_times.push(hook.next().await.at);
+    }
+    let mut slack_times = Vec::new();
+    for _ in 0..10 {
+        slack_times.push(slack.next().await.at);
+    }
+    let hook_span = *hook_times.last().unwrap() - hook_times[0];
+    let slack_span = *slack_times.last().unwrap() - slack_times[0];
+    assert!(
+        hook_span < Duration::from_secs(1),
+        "the webhook waited: {hook_span:?}"
+    );
+    assert!(
+        slack_span >= Duration::from_millis(8500),
+        "10 messages at 1/s came within {slack_span:?}"
+    );
+    for pair in slack_times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(900),
+            "two Slack messages {:?} apart",
+            pair[1] - pair[0]
+        );
+    }
+    relay.stop().await;
+}
+
+#[test]
+fn a_store_that_cannot_be_used_stops_the_start_with_a_clear_message() {
+    let dir = common::config_dir(
+        "[storage]\npath = \"junk.db\"\n[destinations.console]\nkind = \"console\"\n",
+        &[("junk.db", &"x".repeat(8192))],
+    );
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .env("ALERT_RELAY_SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("junk.db is not an alert-relay store"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let fresh = common::config_dir("[destinations.console]\nkind = \"console\"\n", &[]);
+    let (ok, out) = command(fresh.path(), &["deliveries"]);
+    assert!(
+        !ok && out.contains("has not run with this config yet"),
+        "{out}"
+    );
+}
