@@ -13,6 +13,11 @@ use alert_relay::outbox;
 use alert_relay::samples::SAMPLES;
 use alert_relay::{Relay, run};
 
+/// The relay allocates many short-lived JSON values per event; mimalloc serves them with far less
+/// time in the allocator than glibc's malloc (measured with `cargo bench --bench ingest`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

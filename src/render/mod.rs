@@ -215,7 +215,8 @@ impl Renderer {
         };
         let kind = templates.kind;
         let choice = &templates.by_event[&event.kind];
-        let context = context(event, destination, kind);
+        // Built once: handlebars would otherwise copy the whole value again at every render.
+        let context = handlebars::Context::from(context(event, destination, kind));
         let mut failures = Vec::new();
         let mut candidates = vec![&choice.chosen];
         if choice
@@ -242,7 +243,7 @@ impl Renderer {
         &self,
         kind: DestinationKind,
         slots: &[Slot],
-        context: &Value,
+        context: &handlebars::Context,
     ) -> Result<Message, TemplateFailure> {
         let mut texts = Vec::with_capacity(slots.len());
         for slot in slots {
@@ -250,7 +251,7 @@ impl Renderer {
                 return Err(broken.clone());
             }
             let text = self.registries[&slot.escape]
-                .render(&slot.name, context)
+                .render_with_context(&slot.name, context)
                 .map_err(|e| TemplateFailure {
                     template: slot.name.clone(),
                     line: e.line_no,
