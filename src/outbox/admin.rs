@@ -1,0 +1,75 @@
+//! What `alert-relay deliveries` and `alert-relay retry` do to the store, from their own process
+//! while the server runs.
+
+use std::path::Path;
+
+use rusqlite::params;
+
+use super::schema::open_existing;
+use super::{StoreError, now_ms};
+
+/// A delivery as `alert-relay deliveries` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub event_id: String,
+    pub destination: String,
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// Which deliveries `alert-relay retry` requeues.
+#[derive(Debug, Clone, Copy)]
+pub enum Requeue {
+    One(i64),
+    AllDead,
+}
+
+/// Deliveries for `alert-relay deliveries`, newest first. Works while the server runs.
+pub fn list(
+    path: &Path,
+    state: Option<&str>,
+    limit: usize,
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    let conn = open_existing(path)?;
+    let mut statement = conn.prepare(
+        "SELECT d.id, e.event_id, d.destination, d.state, d.attempts, d.next_attempt_at, d.last_error
+         FROM deliveries d JOIN events e ON e.id = d.event
+         WHERE ?1 IS NULL OR d.state = ?1
+         ORDER BY d.id DESC LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![state, limit as i64], |row| {
+        Ok(DeliveryRow {
+            id: row.get(0)?,
+            event_id: row.get(1)?,
+            destination: row.get(2)?,
+            state: row.get(3)?,
+            attempts: row.get(4)?,
+            next_attempt_at: row.get(5)?,
+            last_error: row.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Makes deliveries due now again, with a fresh count of attempts; returns how many. A running
+/// server picks them up within [`IDLE_POLL`].
+pub fn requeue(path: &Path, which: Requeue) -> Result<usize, StoreError> {
+    let conn = open_existing(path)?;
+    let now = now_ms();
+    let changed = match which {
+        Requeue::One(id) => conn.execute(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1
+             WHERE id = ?2 AND state != 'pending'",
+            params![now, id],
+        )?,
+        Requeue::AllDead => conn.execute(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?1, updated_at = ?1
+             WHERE state = 'dead'",
+            params![now],
+        )?,
+    };
+    Ok(changed)
+}

@@ -1,0 +1,326 @@
+//! The outbox: every accepted event and one delivery row per destination, in an embedded SQLite
+//! store (WAL, `synchronous = FULL`), until each delivery is done or dead. Deduplicates on
+//! `eventId`, because ThousandEyes re-posts any notification that did not get a 200.
+//!
+//! One writer thread owns the only write connection. Writes that arrive while a commit runs are
+//! applied together in the next transaction (group commit), so concurrent requests share one
+//! fsync. Each worker reads due deliveries through its own read connection. This is the only
+//! module that knows SQL.
+//!
+//! - `schema`: opening, pragmas, versioned migrations.
+//! - `writer`: the writer thread and the statements it runs.
+//! - `admin`: what `alert-relay deliveries` and `retry` do to the store.
+
+mod admin;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, params};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+pub use admin::{DeliveryRow, Requeue, list, requeue};
+pub use schema::SCHEMA_VERSION;
+use schema::{connect, migrate};
+use writer::{Wakers, Write, write_loop};
+
+/// Writes waiting for the writer thread; past it, callers wait (back-pressure, not memory).
+const WRITE_QUEUE: usize = 4096;
+
+/// Another process (`alert-relay retry`) may change the store: workers look again this often.
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("{path} is not an alert-relay store: {reason}")]
+    NotAStore { path: PathBuf, reason: String },
+    #[error(
+        "the store at {path} has schema version {found}, newer than this alert-relay understands ({SCHEMA_VERSION}); run the newer version or point storage.path elsewhere"
+    )]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("no store at {0}: the relay has not run with this config yet")]
+    Missing(PathBuf),
+    #[error("store: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("cannot write the store: {0}")]
+    Write(String),
+    #[error("the store is closed")]
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    New { deliveries: usize },
+    Duplicate,
+}
+
+/// A delivery claimed by a worker.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub id: i64,
+    pub attempts: u32,
+    pub event_id: String,
+    /// Unix milliseconds.
+    pub received_at: i64,
+    pub body: Vec<u8>,
+}
+
+/// What an attempt ended in.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Done {
+        attempts: u32,
+    },
+    Retry {
+        attempts: u32,
+        due: i64,
+        error: String,
+    },
+    Dead {
+        attempts: u32,
+        error: String,
+    },
+}
+
+pub struct Outbox {
+    path: PathBuf,
+    writes: mpsc::Sender<Write>,
+    wakers: Arc<Wakers>,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Outbox {
+    /// Opens (creating it and its directory if needed) and migrates the store at `path`, then
+    /// starts the writer thread.
+    pub fn open<'a>(
+        path: &Path,
+        destinations: impl IntoIterator<Item = &'a String>,
+    ) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                reason: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let mut conn = connect(path, true)?;
+        migrate(&mut conn, path)?;
+        let wakers: Arc<Wakers> = Arc::new(
+            destinations
+                .into_iter()
+                .map(|name| (name.clone(), Notify::new()))
+                .collect(),
+        );
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let thread_wakers = wakers.clone();
+        std::thread::Builder::new()
+            .name("outbox-writer".into())
+            .spawn(move || write_loop(conn, queue, &thread_wakers))
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            writes,
+            wakers,
+        })
+    }
+
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores the event and one delivery per destination in `to`, unless its `eventId` is already
+    /// stored. Returns once the transaction is committed and synced to disk.
+    pub async fn accept(
+        &self,
+        event_id: &str,
+        received_at: i64,
+        body: &[u8],
+        to: &[String],
+    ) -> Result<Accepted, StoreError> {
+        self.write(|reply| Write::Accept {
+            event_id: event_id.to_owned(),
+            received_at,
+            body: body.to_vec(),
+            to: to.to_vec(),
+            reply,
+        })
+        .await
+    }
+
+    /// Records how an attempt ended; returns once committed.
+    pub async fn finish(
+        &self,
+        id: i64,
+        destination: &str,
+        finish: Finish,
+    ) -> Result<(), StoreError> {
+        self.write(|reply| Write::Finish {
+            id,
+            destination: destination.to_owned(),
+            finish,
+            reply,
+        })
+        .await
+    }
+
+    /// Commits a small write: proves that the store can be written (`/readyz`).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.write(|reply| Write::Probe { reply }).await
+    }
+
+    /// Forgets deliveries done or dead before `before` (unix ms), and events with none left.
+    pub async fn prune(&self, before: i64) -> Result<(), StoreError> {
+        self.write(|reply| Write::Prune { before, reply }).await
+    }
+
+    /// A read connection for one worker.
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        Ok(Reader {
+            conn: std::sync::Mutex::new(connect(&self.path, false)?),
+        })
+    }
+
+    /// Completes when something changed for `destination` (a new delivery, a finished attempt).
+    pub async fn changed(&self, destination: &str) {
+        match self.wakers.get(destination) {
+            Some(waker) => waker.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// A worker's read connection. The mutex is only ever taken by its own worker; it makes the
+/// reader shareable across the worker's awaits.
+pub struct Reader {
+    conn: std::sync::Mutex<Connection>,
+}
+
+impl Reader {
+    /// Up to `limit` deliveries for `destination` that are due at `now` (unix ms), oldest due first.
+    pub fn due(&self, destination: &str, now: i64, limit: usize) -> Result<Vec<Claim>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut statement = conn.prepare_cached(
+            "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body
+             FROM deliveries d JOIN events e ON e.id = d.event
+             WHERE d.destination = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+             ORDER BY d.next_attempt_at, d.id LIMIT ?3",
+        )?;
+        let rows = statement.query_map(params![destination, now, limit as i64], |row| {
+            Ok(Claim {
+                id: row.get(0)?,
+                attempts: row.get(1)?,
+                event_id: row.get(2)?,
+                received_at: row.get(3)?,
+                body: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the next pending delivery for `destination` is due (unix ms), if there is one.
+    pub fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut statement = conn.prepare_cached(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ?1 AND state = 'pending'",
+        )?;
+        Ok(statement.query_row(params![destination], |row| row.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn accept_dedup_claim_finish_and_requeue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/store.db");
+        let destinations = names(&["a", "b"]);
+        let outbox = Outbox::open(&path, &destinations).unwrap();
+        let accepted = outbox.accept("e1", 1, b"{}", &destinations).await.unwrap();
+        assert_eq!(accepted, Accepted::New { deliveries: 2 });
+        assert_eq!(
+            outbox.accept("e1", 2, b"{}", &destinations).await.unwrap(),
+            Accepted::Duplicate
+        );
+        let reader = outbox.reader().unwrap();
+        let due = reader.due("a", now_ms(), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        let id = due[0].id;
+        outbox
+            .finish(
+                id,
+                "a",
+                Finish::Dead {
+                    attempts: 1,
+                    error: "HTTP 404".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(reader.due("a", now_ms(), 10).unwrap().is_empty());
+        let dead = list(&path, Some("dead"), 10).unwrap();
+        assert_eq!(
+            (dead.len(), dead[0].last_error.as_deref()),
+            (1, Some("HTTP 404"))
+        );
+        assert_eq!(requeue(&path, Requeue::AllDead).unwrap(), 1);
+        assert_eq!(reader.due("a", now_ms(), 10).unwrap().len(), 1);
+        outbox.probe().await.unwrap();
+    }
+
+    #[test]
+    fn refuses_what_is_not_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+        assert!(matches!(
+            Outbox::open(&junk, &[]),
+            Err(StoreError::NotAStore { .. })
+        ));
+        let newer = dir.path().join("newer.db");
+        let conn = Connection::open(&newer).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let error = Outbox::open(&newer, &[]).err().expect("refused");
+        assert!(
+            error.to_string().contains("newer than this alert-relay"),
+            "{error}"
+        );
+        let dir_as_file = dir.path().to_owned();
+        assert!(matches!(
+            Outbox::open(&dir_as_file, &[]),
+            Err(StoreError::Open { .. })
+        ));
+        assert!(matches!(
+            list(&dir.path().join("none.db"), None, 1),
+            Err(StoreError::Missing(_))
+        ));
+    }
+}

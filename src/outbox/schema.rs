@@ -1,0 +1,111 @@
+//! Opening the store: pragmas, the schema version, migrations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::StoreError;
+
+/// The schema this version writes; a store with a newer one is refused rather than damaged.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        received_at INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        event INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        destination TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX deliveries_due ON deliveries (destination, state, next_attempt_at);
+    CREATE INDEX deliveries_event ON deliveries (event);
+    CREATE INDEX events_received ON events (received_at);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"];
+
+/// A command that finds the store locked by the server waits this long.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) fn open_existing(path: &Path) -> Result<Connection, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Missing(path.to_owned()));
+    }
+    let conn = connect(path, false)?;
+    let version = schema_version(&conn, path)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+        });
+    }
+    Ok(conn)
+}
+
+pub(super) fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::Open {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let not_a_store = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotAStore {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        },
+        _ => StoreError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        },
+    };
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(not_a_store)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(not_a_store)?;
+    // FULL: a commit is on disk before the relay answers 200.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(not_a_store)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(not_a_store)?;
+    Ok(conn)
+}
+
+fn schema_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| StoreError::NotAStore {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let version = schema_version(conn, path)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+        });
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).map_err(|e| StoreError::NotAStore {
+            path: path.to_owned(),
+            reason: format!("migration to schema version {} failed: {e}", from + 1),
+        })?;
+        tx.pragma_update(None, "user_version", from as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

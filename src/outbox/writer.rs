@@ -1,0 +1,189 @@
+//! The writer thread: the only write connection. It takes every write waiting, applies them in
+//! one transaction, commits, then answers each caller and wakes the workers concerned.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::{Accepted, Finish, StoreError, now_ms};
+
+/// Writes taken into one transaction at most; enough to absorb every open connection at once.
+const MAX_BATCH: usize = 1024;
+
+pub(super) enum Write {
+    Accept {
+        event_id: String,
+        received_at: i64,
+        body: Vec<u8>,
+        to: Vec<String>,
+        reply: oneshot::Sender<Result<Accepted, StoreError>>,
+    },
+    Finish {
+        id: i64,
+        destination: String,
+        finish: Finish,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Probe {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Prune {
+        before: i64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// Wakes each destination's worker when something for it changed.
+pub(super) type Wakers = HashMap<String, Notify>;
+
+/// The writer thread: takes every write waiting, applies them in one transaction, commits, then
+/// answers each caller and wakes the workers concerned.
+pub(super) fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Write>, wakers: &Wakers) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let applied = apply(&mut conn, &batch);
+        let mut woken: Vec<&str> = Vec::new();
+        for (i, write) in batch.into_iter().enumerate() {
+            let result = applied.as_ref().map(|results| results[i]);
+            let error = || match &applied {
+                Err(e) => StoreError::Write(e.to_string()),
+                Ok(_) => StoreError::Closed,
+            };
+            match write {
+                Write::Accept { reply, to, .. } => {
+                    let answer = match result {
+                        Ok(Some(accepted)) => Ok(accepted),
+                        _ => Err(error()),
+                    };
+                    if matches!(answer, Ok(Accepted::New { .. })) {
+                        woken.extend(
+                            to.iter()
+                                .filter_map(|d| wakers.get_key_value(d))
+                                .map(|(k, _)| k.as_str()),
+                        );
+                    }
+                    let _ = reply.send(answer);
+                }
+                Write::Finish {
+                    reply, destination, ..
+                } => {
+                    if let Some((name, _)) = wakers.get_key_value(&destination) {
+                        woken.push(name);
+                    }
+                    let _ = reply.send(result.map(|_| ()).map_err(|_| error()));
+                }
+                Write::Probe { reply } | Write::Prune { reply, .. } => {
+                    let _ = reply.send(result.map(|_| ()).map_err(|_| error()));
+                }
+            }
+        }
+        woken.sort_unstable();
+        woken.dedup();
+        for name in woken {
+            wakers[name].notify_one();
+        }
+    }
+}
+
+/// Applies a batch in one transaction; for each write, the accept outcome (if it is an accept).
+fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Option<Accepted>>, rusqlite::Error> {
+    let tx = conn.transaction()?;
+    let now = now_ms();
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch {
+        results.push(match write {
+            Write::Accept {
+                event_id,
+                received_at,
+                body,
+                to,
+                ..
+            } => Some(insert_event(&tx, event_id, *received_at, body, to, now)?),
+            Write::Finish { id, finish, .. } => {
+                record_finish(&tx, *id, finish, now)?;
+                None
+            }
+            Write::Probe { .. } => {
+                tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?1)")?
+                    .execute(params![now.to_string()])?;
+                None
+            }
+            Write::Prune { before, .. } => {
+                tx.execute(
+                    "DELETE FROM deliveries WHERE state IN ('done', 'dead') AND updated_at < ?1",
+                    params![before],
+                )?;
+                tx.execute(
+                    "DELETE FROM events WHERE received_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.event = events.id)",
+                    params![before],
+                )?;
+                None
+            }
+        });
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn insert_event(
+    tx: &rusqlite::Transaction,
+    event_id: &str,
+    received_at: i64,
+    body: &[u8],
+    to: &[String],
+    now: i64,
+) -> Result<Accepted, rusqlite::Error> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO events (event_id, received_at, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (event_id) DO NOTHING RETURNING id",
+        )?
+        .query_row(params![event_id, received_at, body], |row| {
+            row.get::<_, i64>(0)
+        })
+        .optional()?;
+    let Some(event) = inserted else {
+        return Ok(Accepted::Duplicate);
+    };
+    let mut delivery = tx.prepare_cached(
+        "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at, updated_at)
+         VALUES (?1, ?2, 'pending', 0, ?3, ?3)",
+    )?;
+    for destination in to {
+        delivery.execute(params![event, destination, now])?;
+    }
+    Ok(Accepted::New {
+        deliveries: to.len(),
+    })
+}
+
+fn record_finish(
+    tx: &rusqlite::Transaction,
+    id: i64,
+    finish: &Finish,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    let (state, attempts, due, error) = match finish {
+        Finish::Done { attempts } => ("done", attempts, now, None),
+        Finish::Retry {
+            attempts,
+            due,
+            error,
+        } => ("pending", attempts, *due, Some(error.as_str())),
+        Finish::Dead { attempts, error } => ("dead", attempts, now, Some(error.as_str())),
+    };
+    tx.prepare_cached(
+        "UPDATE deliveries SET state = ?1, attempts = ?2, next_attempt_at = ?3,
+         last_error = COALESCE(?4, last_error), updated_at = ?5 WHERE id = ?6",
+    )?
+    .execute(params![state, attempts, due, error, now, id])?;
+    Ok(())
+}
