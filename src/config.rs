@@ -66,6 +66,20 @@ pub struct ServerConfig {
     /// ThousandEyes bodies are a few KB; a megabyte leaves room for large agent lists while
     /// keeping a hostile client from filling memory.
     pub max_body_bytes: usize,
+    /// A client must send its request headers within this time, so that slow clients cannot
+    /// hold connections open.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A whole request (headers, body, storing the event) must finish within this time.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Open connections at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+    pub metrics_token_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain and key (PEM), without a proxy in front.
+    pub tls: Option<TlsConfig>,
     pub auth: AuthConfig,
 }
 
@@ -75,9 +89,24 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ingest_path: "/".into(),
             max_body_bytes: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            metrics_token: None,
+            metrics_token_file: None,
+            tls: None,
             auth: AuthConfig::default(),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1), PEM.
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -331,6 +360,24 @@ impl Config {
             return Err(ConfigError::new(
                 "server.ingest_path",
                 format!("{} is reserved", self.server.ingest_path),
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return Err(ConfigError::new(
+                "server.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.server.header_timeout.is_zero() || self.server.request_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "server.header_timeout",
+                "header_timeout and request_timeout must be longer than 0s",
+            ));
+        }
+        if self.server.metrics_token.is_some() && self.server.metrics_token_file.is_some() {
+            return Err(ConfigError::new(
+                "server.metrics_token",
+                "set metrics_token or metrics_token_file, not both",
             ));
         }
         if self.server.max_body_bytes == 0 {

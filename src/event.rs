@@ -64,7 +64,16 @@ pub enum EventError {
     NotObject,
     #[error("body has no string field \"eventType\"")]
     NoEventType,
+    #[error("body nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("body has a string longer than {MAX_STRING_BYTES} bytes")]
+    StringTooLong,
 }
+
+/// ThousandEyes bodies nest four levels deep; anything far deeper is not an alert.
+pub const MAX_DEPTH: usize = 32;
+/// Longer than any rule, test or metric text; bounds what a template may be asked to render.
+pub const MAX_STRING_BYTES: usize = 64 * 1024;
 
 /// One accepted notification, normalized.
 #[derive(Debug, Clone)]
@@ -123,6 +132,7 @@ impl Event {
     /// Parses and normalizes one body.
     pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Self, EventError> {
         let value: Value = serde_json::from_slice(body)?;
+        check_shape(&value, 1)?;
         let Value::Object(raw) = value else {
             return Err(EventError::NotObject);
         };
@@ -155,6 +165,25 @@ impl Event {
     /// The `alert` object, or `agentAlert` when there is no `alert`.
     pub fn alert(&self) -> Option<&Map<String, Value>> {
         alert_object(&self.raw)
+    }
+}
+
+/// Refuses bodies nested deeper than [`MAX_DEPTH`] or holding a string (or key) longer than
+/// [`MAX_STRING_BYTES`].
+fn check_shape(value: &Value, depth: usize) -> Result<(), EventError> {
+    if depth > MAX_DEPTH {
+        return Err(EventError::TooDeep);
+    }
+    match value {
+        Value::String(s) if s.len() > MAX_STRING_BYTES => Err(EventError::StringTooLong),
+        Value::Array(items) => items.iter().try_for_each(|v| check_shape(v, depth + 1)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            if k.len() > MAX_STRING_BYTES {
+                return Err(EventError::StringTooLong);
+            }
+            check_shape(v, depth + 1)
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -511,6 +540,19 @@ mod tests {
         assert!(matches!(
             Event::parse(br#"{"eventType": 3}"#, now),
             Err(EventError::NoEventType)
+        ));
+        let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        assert!(matches!(
+            Event::parse(deep.as_bytes(), now),
+            Err(EventError::TooDeep)
+        ));
+        let long = format!(
+            r#"{{"eventType": "X", "s": "{}"}}"#,
+            "a".repeat(MAX_STRING_BYTES + 1)
+        );
+        assert!(matches!(
+            Event::parse(long.as_bytes(), now),
+            Err(EventError::StringTooLong)
         ));
     }
 }

@@ -145,10 +145,36 @@ pub async fn run(
         config.storage.retention,
         stop.clone(),
     )));
+    let server = &config.server;
+    let metrics_token = match (&server.metrics_token, &server.metrics_token_file) {
+        (None, None) => None,
+        (token, file) => Some(
+            crate::secret::from_value_or_file(
+                "metrics_token",
+                token.as_ref(),
+                file.as_ref().map(|f| config.path(f)).as_deref(),
+            )
+            .map_err(|reason| ConfigError::new("server", reason))?,
+        ),
+    };
+    let tls = match &server.tls {
+        Some(tls) => Some(server::tls_acceptor(
+            &config.path(&tls.cert),
+            &config.path(&tls.key),
+        )?),
+        None => None,
+    };
     let ingest = Arc::new(Ingest {
-        ingest_path: config.server.ingest_path.clone(),
-        max_body_bytes: config.server.max_body_bytes,
-        auth: crate::auth::Auth::new(&config.server.auth, &config.base_dir)?,
+        ingest_path: server.ingest_path.clone(),
+        limits: server::Limits {
+            max_body_bytes: server.max_body_bytes,
+            header_timeout: server.header_timeout,
+            request_timeout: server.request_timeout,
+            max_connections: server.max_connections,
+        },
+        auth: crate::auth::Auth::new(&server.auth, &config.base_dir)?,
+        metrics_token,
+        tls,
         router: relay.router.clone(),
         outbox: outbox.clone(),
         metrics,

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,18 +20,17 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::auth::{Auth, Denied};
+use crate::config::ConfigError;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::outbox::{Accepted, Outbox};
 use crate::route::Router;
+use crate::secret::Secret;
 
-/// Open connections at once; past it, new connections wait in the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 512;
-/// A client must send its request headers within this time, or the connection is closed.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long requests in flight may take to finish once shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// `/readyz` fails when a small write to the store takes longer than this.
@@ -40,11 +40,23 @@ const RETRY_AFTER_SECS: &str = "30";
 
 type HttpResponse = Response<Full<Bytes>>;
 
-/// Everything the ingest path needs, shared by all connections.
+/// How much of the server one client may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub header_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Everything the server needs, shared by all connections.
 pub struct Ingest {
     pub ingest_path: String,
-    pub max_body_bytes: usize,
+    pub limits: Limits,
     pub auth: Auth,
+    /// When set, `GET /metrics` requires it as a bearer token.
+    pub metrics_token: Option<Secret>,
+    pub tls: Option<TlsAcceptor>,
     pub router: Arc<Router>,
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
@@ -55,7 +67,7 @@ pub struct Ingest {
 /// Serves `listener` until `shutdown` completes, then lets requests in flight finish.
 pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Future<Output = ()>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Semaphore::new(ingest.limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -74,19 +86,20 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
             },
             () = &mut shutdown => break,
         };
-        let ingest = ingest.clone();
-        let service = service_fn(move |request| {
-            let ingest = ingest.clone();
-            async move { Ok::<_, Infallible>(ingest.handle(request, peer).await) }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let (ingest, watcher) = (ingest.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(%peer, error = %e, "connection ended with an error");
+            match ingest.tls.clone() {
+                None => ingest.connection(stream, peer, watcher).await,
+                Some(tls) => {
+                    // The handshake counts as part of the headers: a client that stalls is cut.
+                    match tokio::time::timeout(ingest.limits.header_timeout, tls.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => ingest.connection(stream, peer, watcher).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
             drop(permit);
         });
@@ -99,7 +112,67 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
     }
 }
 
+/// Loads a certificate chain and private key (PEM) for `[server.tls]`.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ConfigError::new("server.tls.cert", format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(
+            "server.tls.cert",
+            format!("{} holds no certificate", cert.display()),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ConfigError::new("server.tls.key", format!("{}: {e}", key.display())))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ConfigError::new("server.tls", e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 impl Ingest {
+    /// Serves one connection (plain or TLS) until it closes or shutdown drains it.
+    async fn connection<I>(
+        self: &Arc<Self>,
+        io: I,
+        peer: SocketAddr,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let ingest = self.clone();
+        let service = service_fn(move |request| {
+            let ingest = ingest.clone();
+            async move {
+                let limit = ingest.limits.request_timeout;
+                let response = tokio::time::timeout(limit, ingest.handle(request, peer))
+                    .await
+                    .unwrap_or_else(|_| {
+                        error(
+                            StatusCode::REQUEST_TIMEOUT,
+                            &format!(
+                                "the request took longer than {}",
+                                humantime::format_duration(limit)
+                            ),
+                        )
+                    });
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_timeout)
+            .serve_connection(TokioIo::new(io), service);
+        if let Err(e) = watcher.watch(connection).await {
+            debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
         let path = request.uri().path();
         match (request.method(), path) {
@@ -114,6 +187,15 @@ impl Ingest {
             }
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.ready().await,
+            (&Method::GET, "/metrics") if !self.may_read_metrics(request.headers()) => {
+                let mut response =
+                    error(StatusCode::UNAUTHORIZED, "a bearer token is required here");
+                response.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"alert-relay metrics\""),
+                );
+                response
+            }
             (&Method::GET, "/metrics") => {
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
                 response.headers_mut().insert(
@@ -132,6 +214,21 @@ impl Ingest {
             }
             _ => error(StatusCode::NOT_FOUND, "no such path"),
         }
+    }
+
+    fn may_read_metrics(&self, headers: &hyper::HeaderMap) -> bool {
+        let Some(token) = &self.metrics_token else {
+            return true;
+        };
+        let presented = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            presented.as_bytes(),
+            token.expose().as_bytes(),
+        ))
     }
 
     async fn ready(&self) -> HttpResponse {
@@ -172,6 +269,13 @@ impl Ingest {
                     )
                 }
             };
+        }
+        if !is_json(request.headers().get(CONTENT_TYPE)) {
+            self.metrics.event("none", "rejected_content_type");
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            );
         }
         let body = match self.read_body(request.into_body()).await {
             Ok(body) => body,
@@ -221,13 +325,16 @@ impl Ingest {
             self.metrics.event("none", "rejected_too_large");
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("body is larger than {} bytes", self.max_body_bytes),
+                &format!("body is larger than {} bytes", self.limits.max_body_bytes),
             )
         };
-        if body.size_hint().lower() > self.max_body_bytes as u64 {
+        if body.size_hint().lower() > self.limits.max_body_bytes as u64 {
             return Err(too_large());
         }
-        match Limited::new(body, self.max_body_bytes).collect().await {
+        match Limited::new(body, self.limits.max_body_bytes)
+            .collect()
+            .await
+        {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
             Err(e) => Err(error(
@@ -236,6 +343,21 @@ impl Ingest {
             )),
         }
     }
+}
+
+/// `application/json`, with parameters or not, or any `…+json` type.
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {

@@ -247,3 +247,143 @@ async fn sources_outside_the_allowlist_are_refused() {
     assert_eq!(allowing.post(&sample("webhook_test.json")).await.0, 200);
     allowing.stop().await;
 }
+
+#[tokio::test]
+async fn content_type_shape_and_metrics_token() {
+    let relay = TestRelay::start(
+        "[server]\nmetrics_token = \"metrics-secret\"\n[destinations.console]\nkind = \"console\"\n",
+    )
+    .await;
+    let http = common::client();
+    let body = sample("webhook_test.json");
+    let post = |content_type: Option<&str>, body: String| {
+        let request = http.post(relay.url("/")).body(body);
+        match content_type {
+            Some(value) => request.header("content-type", value),
+            None => request,
+        }
+    };
+    let deep = format!(
+        "{{\"eventType\": \"X\", \"d\": {}{}}}",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let long = format!(
+        "{{\"eventType\": \"X\", \"s\": \"{}\"}}",
+        "a".repeat(70_000)
+    );
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        ("no content type", post(None, body.clone()), 415),
+        ("text/plain", post(Some("text/plain"), body.clone()), 415),
+        (
+            "form",
+            post(Some("application/x-www-form-urlencoded"), body.clone()),
+            415,
+        ),
+        (
+            "json with charset",
+            post(Some("application/json; charset=utf-8"), body.clone()),
+            200,
+        ),
+        (
+            "a +json type",
+            post(
+                Some("application/vnd.thousandeyes+json"),
+                r#"{"eventType": "WEBHOOK_TEST", "eventId": "t-2"}"#.into(),
+            ),
+            200,
+        ),
+        ("nested 100 deep", post(Some("application/json"), deep), 400),
+        ("a 70 KB string", post(Some("application/json"), long), 400),
+    ];
+    for (case, request, status) in cases {
+        let (got, _, body) = send(&relay, request).await;
+        assert_eq!(got, status, "{case}: {body}");
+    }
+    assert_eq!(relay.get("/metrics").await.0, 401);
+    let metrics = http
+        .get(relay.url("/metrics"))
+        .bearer_auth("metrics-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("outcome=\"rejected_content_type\"} 3"),
+        "{text}"
+    );
+    relay.stop().await;
+}
+
+/// Writes `prefix` at once, then `bytes` one at a time with a pause between each, until the
+/// server closes the connection; returns how long it kept the connection open and what it said.
+async fn trickle(
+    addr: std::net::SocketAddr,
+    prefix: &'static [u8],
+    bytes: Vec<u8>,
+    pause: std::time::Duration,
+) -> (std::time::Duration, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = tokio::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(prefix).await.unwrap();
+    for byte in bytes {
+        if stream.write_all(&[byte]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    let held = started.elapsed();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    (held, String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_while_others_are_served() {
+    let relay = TestRelay::start(
+        "[server]\nheader_timeout = \"1s\"\nrequest_timeout = \"2s\"\n[destinations.console]\nkind = \"console\"\n",
+    )
+    .await;
+    // Headers one byte every 200 ms: never complete within the 1 s header timeout.
+    let headers = b"POST / HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n".repeat(4);
+    let slow_headers = tokio::spawn(trickle(
+        relay.addr,
+        b"",
+        headers,
+        std::time::Duration::from_millis(200),
+    ));
+    // Complete headers, then the body one byte every 100 ms: cut by the 2 s request timeout.
+    let slow_body = tokio::spawn(trickle(
+        relay.addr,
+        b"POST / HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nContent-Length: 300\r\n\r\n",
+        vec![b' '; 300],
+        std::time::Duration::from_millis(100),
+    ));
+    // Meanwhile, ordinary requests are served.
+    for i in 0..5 {
+        let event = format!(r#"{{"eventType": "WEBHOOK_TEST", "eventId": "while-slow-{i}"}}"#);
+        assert_eq!(relay.post(&event).await.0, 200);
+    }
+    let (held, _) = slow_headers.await.unwrap();
+    assert!(
+        held < std::time::Duration::from_secs(5),
+        "slow headers held the connection {held:?}"
+    );
+    let (held, answer) = slow_body.await.unwrap();
+    assert!(
+        held < std::time::Duration::from_secs(8),
+        "a slow body held the connection {held:?}"
+    );
+    assert!(
+        held >= std::time::Duration::from_secs(2),
+        "cut before the request timeout: {held:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    relay.stop().await;
+}
