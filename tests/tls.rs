@@ -1,0 +1,66 @@
+//! `[server.tls]`: the relay serves HTTPS with a certificate made here, and nothing in clear.
+
+mod common;
+
+use common::{TestRelay, sample};
+
+#[tokio::test]
+async fn the_relay_serves_https_with_its_certificate() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let cert_pem = certified.cert.pem();
+    let key_pem = certified.signing_key.serialize_pem();
+    let relay = TestRelay::start_with_files(
+        "[server.tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n[destinations.console]\nkind = \"console\"\n",
+        &[("tls/cert.pem", &cert_pem), ("tls/key.pem", &key_pem)],
+    )
+    .await;
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .resolve("localhost", relay.addr)
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/", relay.addr.port());
+    let response = https
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(sample("webhook_test.json"))
+        .send()
+        .await
+        .expect("an HTTPS answer");
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(answer["status"], "accepted");
+    let health = https
+        .get(format!("https://localhost:{}/healthz", relay.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    // A client that does not trust the certificate is refused, and plain HTTP gets no answer.
+    let untrusting = common::client();
+    assert!(
+        untrusting
+            .get(format!("https://127.0.0.1:{}/healthz", relay.addr.port()))
+            .send()
+            .await
+            .is_err()
+    );
+    assert!(untrusting.get(relay.url("/healthz")).send().await.is_err());
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_or_bad_certificate_is_a_config_error() {
+    let dir = common::config_dir(
+        "[server.tls]\ncert = \"nope.pem\"\nkey = \"nope.key\"\n[destinations.console]\nkind = \"console\"\n",
+        &[],
+    );
+    let config = alert_relay::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = alert_relay::run(config, listener, async {})
+        .await
+        .expect_err("refused");
+    assert!(error.to_string().contains("server.tls.cert"), "{error}");
+}
