@@ -4,119 +4,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Peer, Reply, TestRelay, WAIT, sample};
+use common::{BIN, ChildRelay, Peer, Reply, TestRelay, WAIT, command, sample};
 use serde_json::{Value, json};
 use tokio::time::Instant;
-
-const BIN: &str = env!("CARGO_BIN_EXE_alert-relay");
-
-/// The relay binary as a child process.
-struct ChildRelay {
-    process: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl ChildRelay {
-    async fn start(dir: &Path) -> ChildRelay {
-        Self::start_with_env(dir, &[]).await
-    }
-
-    async fn start_with_env(dir: &Path, env: &[(&str, String)]) -> ChildRelay {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log = std::fs::File::create(dir.join(format!("relay-{port}.log"))).unwrap();
-        let process = Command::new(BIN)
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .env("ALERT_RELAY_SERVER__LISTEN", addr.to_string())
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start alert-relay");
-        let relay = ChildRelay { process, addr };
-        let http = common::client();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(response) = http.get(format!("http://{addr}/readyz")).send().await
-                && response.status() == 200
-            {
-                return relay;
-            }
-            assert!(Instant::now() < deadline, "the relay did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn post(&self, body: String) -> (u16, Value) {
-        let response = common::client()
-            .post(format!("http://{}/", self.addr))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("relay answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("answer");
-        (status, serde_json::from_str(&text).expect("JSON answer"))
-    }
-
-    fn kill_9(mut self) {
-        self.process.kill().expect("SIGKILL");
-        self.process.wait().expect("reaped");
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.process.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn exit_code(mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.process.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "the relay did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for ChildRelay {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-fn command(dir: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new(BIN)
-        .arg("--config")
-        .arg(dir.join("config.toml"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
 
 /// Reads requests until `expected` distinct ids were answered 200, then until the store holds no
 /// pending delivery and the peer's queue is empty; returns how often each id was answered 200.

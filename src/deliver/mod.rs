@@ -194,7 +194,8 @@ impl HttpTarget {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let answer = response.text().await.map_err(request_error)?;
-        let answer: String = redact(answer.trim(), &self.url)
+        let answer: String = self
+            .redact(answer.trim())
             .chars()
             .take(MAX_ANSWER_CHARS)
             .collect();
@@ -210,19 +211,32 @@ impl HttpTarget {
     }
 }
 
-/// `text` with the secret URL, and its path and query alone, replaced by `***`.
-fn redact(text: &str, url: &Secret) -> String {
-    let mut text = text.replace(url.expose(), "***");
-    if let Ok(parsed) = url::Url::parse(url.expose()) {
-        let path_and_query = &parsed[url::Position::BeforePath..];
-        if path_and_query.len() > 1 {
-            text = text.replace(path_and_query, "***");
+impl HttpTarget {
+    /// `text` with every secret this target sends cut out: the URL, its path and query, and
+    /// header values, whole and word by word (`Token abc…` and `abc…` alone).
+    fn redact(&self, text: &str) -> String {
+        let url = self.url.expose();
+        let mut secrets: Vec<&str> = vec![url];
+        if let Ok(parsed) = url::Url::parse(url)
+            && let Some(start) = url.find(parsed.path())
+        {
+            secrets.push(&url[start..]);
+            if let Some(query) = parsed.query() {
+                secrets.push(&url[url.len() - query.len()..]);
+            }
         }
-        if let Some(query) = parsed.query().filter(|q| !q.is_empty()) {
-            text = text.replace(query, "***");
+        for value in self.headers.values().filter_map(|v| v.to_str().ok()) {
+            secrets.push(value);
+            secrets.extend(value.split_whitespace());
         }
+        // Longest first, so that a whole value goes before the words it contains; words too short
+        // to be secrets ("Token", "Bearer") stay readable.
+        secrets.retain(|s| s.len() >= 8);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets
+            .into_iter()
+            .fold(text.to_owned(), |text, secret| text.replace(secret, "***"))
     }
-    text
 }
 
 /// A reqwest error without its URL, which for Slack and Teams is a secret.
@@ -263,16 +277,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_never_echo_the_webhook_url() {
+    fn answers_never_echo_a_secret() {
         let url =
             Secret::new("https://x.logic.azure.com/workflows/abc/triggers/manual?sig=S3CR3T&sv=1");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("authorization", "Token T0KENT0KEN".parse().unwrap());
+        let target = HttpTarget::new(
+            "d",
+            Some(&url),
+            None,
+            Path::new("."),
+            &http_client(Duration::from_secs(1)),
+        )
+        .unwrap()
+        .with_headers(headers);
         let echoed = "bad request to https://x.logic.azure.com/workflows/abc/triggers/manual?sig=S3CR3T&sv=1 \
-                      (/workflows/abc/triggers/manual?sig=S3CR3T&sv=1) sig=S3CR3T&sv=1";
-        let redacted = redact(echoed, &url);
-        assert!(
-            !redacted.contains("S3CR3T") && !redacted.contains("workflows/abc"),
-            "{redacted}"
-        );
+                      (/workflows/abc/triggers/manual?sig=S3CR3T&sv=1) sig=S3CR3T&sv=1 \
+                      {\"authorization\": \"Token T0KENT0KEN\"} T0KENT0KEN";
+        let redacted = target.redact(echoed);
+        for secret in ["S3CR3T", "workflows/abc", "T0KENT0KEN"] {
+            assert!(!redacted.contains(secret), "{redacted}");
+        }
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),

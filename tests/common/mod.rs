@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,6 +76,9 @@ pub enum Reply {
     Redirect(&'static str),
     /// Answers after a while.
     Delay(Duration, u16),
+    /// Answers with this status and a body that repeats the request's path, query and headers,
+    /// as some peers do in their error pages.
+    Echo(u16),
     /// Reads the request, records it, never answers.
     Hang,
 }
@@ -82,9 +86,10 @@ pub enum Reply {
 impl Reply {
     fn status(&self) -> u16 {
         match self {
-            Reply::Status(status, _) | Reply::RetryAfter(status, _) | Reply::Delay(_, status) => {
-                *status
-            }
+            Reply::Status(status, _)
+            | Reply::RetryAfter(status, _)
+            | Reply::Delay(_, status)
+            | Reply::Echo(status) => *status,
             Reply::Redirect(_) => 301,
             Reply::Hang => 0,
         }
@@ -128,6 +133,7 @@ impl Peer {
                         let queue = queue.clone();
                         async move {
                             let path = request.uri().path().to_owned();
+                            let target = request.uri().to_string();
                             let headers = request.headers().clone();
                             let body = request
                                 .into_body()
@@ -146,10 +152,11 @@ impl Peer {
                                 at: Instant::now(),
                                 status: reply.status(),
                                 path,
-                                headers,
+                                headers: headers.clone(),
                                 body,
                             });
-                            Ok::<_, Infallible>(answer(reply).await)
+                            let echo = format!("you called {target} with {:?}", headers);
+                            Ok::<_, Infallible>(answer(reply, echo).await)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -198,15 +205,18 @@ impl Peer {
     }
 }
 
-async fn answer(reply: Reply) -> Response<Full<Bytes>> {
-    let (status, body, header) = match reply {
-        Reply::Status(status, body) => (status, body, None),
-        Reply::RetryAfter(status, after) => (status, "rate_limited", Some(("retry-after", after))),
-        Reply::Redirect(to) => (301, "", Some(("location", to))),
+async fn answer(reply: Reply, echo: String) -> Response<Full<Bytes>> {
+    let (status, body, header): (u16, String, _) = match reply {
+        Reply::Status(status, body) => (status, body.into(), None),
+        Reply::RetryAfter(status, after) => {
+            (status, "rate_limited".into(), Some(("retry-after", after)))
+        }
+        Reply::Redirect(to) => (301, String::new(), Some(("location", to))),
         Reply::Delay(wait, status) => {
             tokio::time::sleep(wait).await;
-            (status, "ok", None)
+            (status, "ok".into(), None)
         }
+        Reply::Echo(status) => (status, echo, None),
         Reply::Hang => std::future::pending().await,
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -234,6 +244,10 @@ struct SmtpHandler {
 }
 
 impl mailin_embedded::Handler for SmtpHandler {
+    fn auth_plain(&mut self, _: &str, _: &str, _: &str) -> mailin_embedded::Response {
+        mailin_embedded::response::AUTH_OK
+    }
+
     fn rcpt(&mut self, _to: &str) -> mailin_embedded::Response {
         match self.refuse {
             Some(code) => mailin_embedded::Response::custom(code, "refused by the test".into()),
@@ -273,6 +287,7 @@ impl SmtpServer {
             tx,
         });
         server
+            .with_auth(mailin_embedded::AuthMechanism::Plain)
             .with_name("smtp.test")
             .with_num_threads(2)
             .with_tcp_listener(listener);
@@ -420,4 +435,109 @@ pub fn strings(value: &Value) -> Vec<&str> {
         Value::Object(map) => map.values().flat_map(strings).collect(),
         _ => Vec::new(),
     }
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_alert-relay");
+
+/// The relay binary as a child process.
+pub struct ChildRelay {
+    pub process: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl ChildRelay {
+    pub async fn start(dir: &Path) -> ChildRelay {
+        Self::start_with_env(dir, &[]).await
+    }
+
+    pub async fn start_with_env(dir: &Path, env: &[(&str, String)]) -> ChildRelay {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = std::fs::File::create(dir.join(format!("relay-{port}.log"))).unwrap();
+        let process = Command::new(BIN)
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("ALERT_RELAY_SERVER__LISTEN", addr.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start alert-relay");
+        let relay = ChildRelay { process, addr };
+        let http = client();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(response) = http.get(format!("http://{addr}/readyz")).send().await
+                && response.status() == 200
+            {
+                return relay;
+            }
+            assert!(Instant::now() < deadline, "the relay did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn post(&self, body: String) -> (u16, Value) {
+        let response = client()
+            .post(format!("http://{}/", self.addr))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("relay answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("answer");
+        (status, serde_json::from_str(&text).expect("JSON answer"))
+    }
+
+    pub fn kill_9(mut self) {
+        self.process.kill().expect("SIGKILL");
+        self.process.wait().expect("reaped");
+    }
+
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.process.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub async fn exit_code(mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "the relay did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ChildRelay {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+pub fn command(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
 }

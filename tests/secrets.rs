@@ -1,0 +1,211 @@
+//! Secrets never leak: for every destination kind and every way a delivery can fail (refused,
+//! timeout, 4xx, 5xx), the relay's logs, the error kept in the store, `deliveries` output,
+//! `check` output and `/metrics` hold no webhook URL, token or password, even when the peer
+//! echoes the request it got. (mailin offers no AUTH without TLS, so in the 4xx and 5xx cases the
+//! email destination, whose URL carries a password, fails at AUTH; SMTP 4xx and 5xx answers
+//! themselves are classified in `classify.rs`.)
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{ChildRelay, Peer, Reply, SmtpServer, WAIT, command, sample};
+use tokio::time::Instant;
+
+const SECRETS: &[&str] = &[
+    "SLACKSECRET",
+    "TEAMSSECRET",
+    "HOOKSECRET",
+    "HEADERSECRET",
+    "MAILSECRET",
+    "INGESTSECRET",
+    "BASICSECRET",
+    "METRICSSECRET",
+];
+
+/// Where each destination kind is sent, so that it fails in the way under test.
+struct Targets {
+    http: SocketAddr,
+    smtp: SocketAddr,
+}
+
+fn config(targets: &Targets) -> String {
+    let http = targets.http;
+    format!(
+        r#"
+[server]
+metrics_token = "METRICSSECRET"
+[server.auth]
+bearer = ["INGESTSECRET"]
+basic = [{{ username = "te", password = "BASICSECRET" }}]
+[delivery]
+timeout = "1s"
+[destinations.slack]
+kind = "slack"
+url = "http://{http}/services/T000/B000/SLACKSECRET"
+[destinations.teams]
+kind = "teams"
+url = "http://{http}/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=TEAMSSECRET"
+[destinations.hook]
+kind = "webhook"
+url = "http://{http}/hook?token=HOOKSECRET"
+headers = {{ Authorization = "Token HEADERSECRET" }}
+[destinations.mail]
+kind = "email"
+smtp_url = "smtp://alerts:MAILSECRET@{}?tls=none"
+from = "alerts@example.com"
+to = ["oncall@example.com"]
+"#,
+        targets.smtp
+    )
+}
+
+/// A port where nothing listens.
+fn closed_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A TCP server that accepts and never says a word: SMTP clients wait for a greeting forever.
+fn silent_server() -> (SocketAddr, std::net::TcpListener) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (listener.local_addr().unwrap(), listener)
+}
+
+async fn assert_no_secret_leaks(case: &str, targets: Targets) {
+    let dir = common::config_dir(&config(&targets), &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    let response = common::client()
+        .post(format!("http://{}/", relay.addr))
+        .bearer_auth("INGESTSECRET")
+        .header("content-type", "application/json")
+        .body(sample("alert_trigger.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{case}");
+    // Wait until every destination has failed at least once and its error is stored.
+    let deadline = Instant::now() + WAIT;
+    let listed = loop {
+        let (ok, out) = command(dir.path(), &["deliveries"]);
+        assert!(ok, "{out}");
+        let failed = out
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim_end().ends_with(" -"))
+            .count();
+        if failed >= 4 {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{case}: not every destination failed yet:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let metrics = common::client()
+        .get(format!("http://{}/metrics", relay.addr))
+        .bearer_auth("METRICSSECRET")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("alert_relay_delivery_attempts_total"),
+        "{case}: {metrics}"
+    );
+    let (_, check) = command(dir.path(), &["check"]);
+    relay.terminate();
+    relay.exit_code().await;
+    let logs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect::<String>();
+    assert!(
+        logs.contains("delivery failed") || logs.contains("delivery refused"),
+        "{case}: {logs}"
+    );
+    let store = std::fs::read(dir.path().join("data/alert-relay.db")).unwrap_or_default();
+    let store_wal = std::fs::read(dir.path().join("data/alert-relay.db-wal")).unwrap_or_default();
+    for secret in SECRETS {
+        for (place, text) in [
+            ("logs", &logs),
+            ("deliveries", &listed),
+            ("metrics", &metrics),
+            ("check", &check),
+        ] {
+            assert!(
+                !text.contains(secret),
+                "{case}: {secret} in the {place}:\n{text}"
+            );
+        }
+        for (place, bytes) in [("store", &store), ("store WAL", &store_wal)] {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{case}: {secret} in the {place}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connections_leak_nothing() {
+    assert_no_secret_leaks(
+        "refused",
+        Targets {
+            http: closed_port(),
+            smtp: closed_port(),
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_leak_nothing() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::Hang);
+    let (smtp, _silent) = silent_server();
+    assert_no_secret_leaks(
+        "timeout",
+        Targets {
+            http: peer.addr,
+            smtp,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_leak_nothing_even_when_the_peer_echoes_the_request() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::Echo(400));
+    let smtp = SmtpServer::start_refusing(Some(550));
+    assert_no_secret_leaks(
+        "4xx",
+        Targets {
+            http: peer.addr,
+            smtp: smtp.addr,
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_leak_nothing_even_when_the_peer_echoes_the_request() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::Echo(503));
+    let smtp = SmtpServer::start_refusing(Some(451));
+    assert_no_secret_leaks(
+        "5xx",
+        Targets {
+            http: peer.addr,
+            smtp: smtp.addr,
+        },
+    )
+    .await;
+}
