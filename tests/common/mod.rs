@@ -244,10 +244,6 @@ struct SmtpHandler {
 }
 
 impl mailin_embedded::Handler for SmtpHandler {
-    fn auth_plain(&mut self, _: &str, _: &str, _: &str) -> mailin_embedded::Response {
-        mailin_embedded::response::AUTH_OK
-    }
-
     fn rcpt(&mut self, _to: &str) -> mailin_embedded::Response {
         match self.refuse {
             Some(code) => mailin_embedded::Response::custom(code, "refused by the test".into()),
@@ -287,7 +283,6 @@ impl SmtpServer {
             tx,
         });
         server
-            .with_auth(mailin_embedded::AuthMechanism::Plain)
             .with_name("smtp.test")
             .with_num_threads(2)
             .with_tcp_listener(listener);
