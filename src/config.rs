@@ -118,6 +118,8 @@ pub struct AuthConfig {
     pub allow_from: Vec<ipnet::IpNet>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// OAuth: bearer JWTs checked against a JWKS URL or configured keys.
+    pub jwt: Option<crate::auth::jwt::JwtConfig>,
 }
 
 #[derive(Debug, Deserialize)]

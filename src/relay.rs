@@ -22,6 +22,8 @@ use crate::worker::{self, Worker};
 
 /// The configured relay: routes, templates and destinations, ready to render and deliver.
 pub struct Relay {
+    /// The one HTTP client: destinations, and the JWKS fetch.
+    pub http: reqwest::Client,
     pub router: Arc<Router>,
     pub renderer: Arc<Renderer>,
     pub destinations: BTreeMap<String, Arc<AnyDestination>>,
@@ -42,6 +44,7 @@ impl Relay {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
+            http,
             router: Arc::new(Router::new(&config.routes, config.destinations.keys())?),
             renderer: Arc::new(Renderer::new(config)),
             destinations,
@@ -164,6 +167,8 @@ pub async fn run(
         )?),
         None => None,
     };
+    let auth = crate::auth::Auth::new(&server.auth, &config.base_dir, &relay.http)?;
+    auth.prefetch().await;
     let ingest = Arc::new(Ingest {
         ingest_path: server.ingest_path.clone(),
         limits: server::Limits {
@@ -172,7 +177,7 @@ pub async fn run(
             request_timeout: server.request_timeout,
             max_connections: server.max_connections,
         },
-        auth: crate::auth::Auth::new(&server.auth, &config.base_dir)?,
+        auth,
         metrics_token,
         tls,
         router: relay.router.clone(),

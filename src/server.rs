@@ -249,7 +249,7 @@ impl Ingest {
         if self.closing.load(Ordering::SeqCst) {
             return unavailable("shutting down; post again later");
         }
-        if let Err(denied) = self.auth.check(peer.ip(), request.headers()) {
+        if let Err(denied) = self.auth.check(peer.ip(), request.headers()).await {
             self.metrics.event("none", "rejected_auth");
             return match denied {
                 Denied::Unauthorized => {

@@ -1,5 +1,8 @@
-//! Who may post events: Basic and Bearer credentials (several of each, for rotation) and the
-//! source allowlist. When any credential is configured, every POST must present one.
+//! Who may post events: Basic and Bearer credentials (several of each, for rotation), OAuth
+//! bearer JWTs (see [`jwt`]) and the source allowlist. When any credential is configured, every
+//! POST must present one.
+
+pub mod jwt;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -27,12 +30,17 @@ pub enum Denied {
 pub struct Auth {
     basic: Vec<(String, Secret)>,
     bearer: Vec<Secret>,
+    jwt: Option<jwt::JwtVerifier>,
     allow_from: Vec<IpNet>,
     trusted_proxies: Vec<IpNet>,
 }
 
 impl Auth {
-    pub fn new(config: &AuthConfig, base_dir: &Path) -> Result<Self, ConfigError> {
+    pub fn new(
+        config: &AuthConfig,
+        base_dir: &Path,
+        http: &reqwest::Client,
+    ) -> Result<Self, ConfigError> {
         let basic = config
             .basic
             .iter()
@@ -48,21 +56,34 @@ impl Auth {
                 .map_err(|reason| ConfigError::new(format!("server.auth.basic[{i}]"), reason))
             })
             .collect::<Result<_, _>>()?;
+        let jwt = config
+            .jwt
+            .as_ref()
+            .map(|jwt| jwt::JwtVerifier::new(jwt, base_dir, http))
+            .transpose()?;
         Ok(Self {
             basic,
             bearer: config.bearer.clone(),
+            jwt,
             allow_from: config.allow_from.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
         })
     }
 
+    /// Fetches what the checks need ahead of the first request (the JWKS).
+    pub async fn prefetch(&self) {
+        if let Some(jwt) = &self.jwt {
+            jwt.prefetch().await;
+        }
+    }
+
     /// Checks the source address of a request, then its credentials.
-    pub fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Result<(), Denied> {
+    pub async fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Result<(), Denied> {
         let source = self.client_address(peer, headers);
         if !self.allow_from.is_empty() && !self.allow_from.iter().any(|net| net.contains(&source)) {
             return Err(Denied::Forbidden(source));
         }
-        if self.basic.is_empty() && self.bearer.is_empty() {
+        if self.basic.is_empty() && self.bearer.is_empty() && self.jwt.is_none() {
             return Ok(());
         }
         let presented = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -72,6 +93,7 @@ impl Auth {
         let credential = credential.trim();
         let ok = if scheme.eq_ignore_ascii_case("bearer") {
             any_equal(self.bearer.iter().map(Secret::expose), credential)
+                || self.jwt_accepts(credential).await
         } else if scheme.eq_ignore_ascii_case("basic") {
             self.basic_matches(credential)
         } else {
@@ -81,6 +103,19 @@ impl Auth {
             Ok(())
         } else {
             Err(Denied::Unauthorized)
+        }
+    }
+
+    async fn jwt_accepts(&self, token: &str) -> bool {
+        let Some(jwt) = &self.jwt else {
+            return false;
+        };
+        match jwt.verify(token).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "bearer token refused");
+                false
+            }
         }
     }
 

@@ -1,0 +1,269 @@
+//! OAuth bearer JWTs, against a local JWKS server and a configured RSA key, all made here:
+//! right, wrong, missing, expired, wrong-audience, wrong-issuer, wrong-key and disallowed-algorithm
+//! tokens, and the key set's cache.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use common::{Peer, Reply, TestRelay, sample};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+const ISSUER: &str = "https://idp.test/";
+const AUDIENCE: &str = "alert-relay";
+
+struct Keys {
+    ec: rcgen::KeyPair,
+    other_ec: rcgen::KeyPair,
+    rsa: rcgen::KeyPair,
+}
+
+fn keys() -> Keys {
+    Keys {
+        ec: rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+        other_ec: rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+        rsa: rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap(),
+    }
+}
+
+/// The JWKS document publishing `key` as `kid`.
+fn jwks(key: &rcgen::KeyPair, kid: &str) -> String {
+    // An uncompressed P-256 point: 0x04, then x and y, 32 bytes each.
+    let point = key.public_key_raw();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    json!({"keys": [{"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+        "x": b64(&point[1..33]), "y": b64(&point[33..65])}]})
+    .to_string()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(
+    alg: Algorithm,
+    kid: Option<&str>,
+    key: &EncodingKey,
+    claims: serde_json::Value,
+) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+fn claims(iss: &str, aud: &str, exp: u64) -> serde_json::Value {
+    json!({"iss": iss, "aud": aud, "exp": exp, "sub": "thousandeyes"})
+}
+
+async fn relay(jwks_peer: &Peer, keys: &Keys, refresh: &str) -> TestRelay {
+    TestRelay::start_with_files(
+        &format!(
+            "[server.auth]\nbearer = [\"static-token\"]\n[server.auth.jwt]\njwks_url = \"{}\"\nkeys = [\"rsa.pem\"]\nissuer = \"{ISSUER}\"\naudience = [\"{AUDIENCE}\"]\nrefresh = \"{refresh}\"\n[destinations.console]\nkind = \"console\"\n",
+            jwks_peer.url("/.well-known/jwks.json")
+        ),
+        &[("rsa.pem", &keys.rsa.public_key_pem())],
+    )
+    .await
+}
+
+async fn post_with(relay: &TestRelay, authorization: Option<&str>, event_id: usize) -> u16 {
+    let body = sample("webhook_test.json").replace("1415733887743", &format!("jwt-{event_id}"));
+    let mut request = common::client()
+        .post(relay.url("/"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn every_kind_of_token_gets_the_answer_it_deserves() {
+    let keys = keys();
+    let jwks_peer = Peer::start().await;
+    jwks_peer.answer_by_default(Reply::Status(
+        200,
+        Box::leak(jwks(&keys.ec, "k1").into_boxed_str()),
+    ));
+    let relay = relay(&jwks_peer, &keys, "10m").await;
+    assert_eq!(
+        jwks_peer.next().await.path,
+        "/.well-known/jwks.json",
+        "fetched at start"
+    );
+
+    let ec = EncodingKey::from_ec_pem(keys.ec.serialize_pem().as_bytes()).unwrap();
+    let other_ec = EncodingKey::from_ec_pem(keys.other_ec.serialize_pem().as_bytes()).unwrap();
+    let rsa = EncodingKey::from_rsa_pem(keys.rsa.serialize_pem().as_bytes()).unwrap();
+    let hmac = EncodingKey::from_secret(b"a shared secret");
+    let later = now() + 600;
+    let bearer = |t: String| format!("Bearer {t}");
+    let unsigned = {
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.",
+            b64(json!({"alg": "none", "typ": "JWT"})),
+            b64(claims(ISSUER, AUDIENCE, later))
+        )
+    };
+    let cases: Vec<(&str, Option<String>, u16)> = vec![
+        (
+            "ES256 from the JWKS",
+            Some(bearer(token(
+                Algorithm::ES256,
+                Some("k1"),
+                &ec,
+                claims(ISSUER, AUDIENCE, later),
+            ))),
+            200,
+        ),
+        (
+            "RS256 with the configured key",
+            Some(bearer(token(
+                Algorithm::RS256,
+                None,
+                &rsa,
+                claims(ISSUER, AUDIENCE, later),
+            ))),
+            200,
+        ),
+        (
+            "a static bearer token beside JWTs",
+            Some("Bearer static-token".into()),
+            200,
+        ),
+        (
+            "expired",
+            Some(bearer(token(
+                Algorithm::ES256,
+                Some("k1"),
+                &ec,
+                claims(ISSUER, AUDIENCE, now() - 3600),
+            ))),
+            401,
+        ),
+        (
+            "wrong audience",
+            Some(bearer(token(
+                Algorithm::ES256,
+                Some("k1"),
+                &ec,
+                claims(ISSUER, "another-app", later),
+            ))),
+            401,
+        ),
+        (
+            "wrong issuer",
+            Some(bearer(token(
+                Algorithm::ES256,
+                Some("k1"),
+                &ec,
+                claims("https://evil.test/", AUDIENCE, later),
+            ))),
+            401,
+        ),
+        (
+            "no expiry",
+            Some(bearer(token(
+                Algorithm::ES256,
+                Some("k1"),
+                &ec,
+                json!({"iss": ISSUER, "aud": AUDIENCE}),
+            ))),
+            401,
+        ),
+        (
+            "signed by another key under k1",
+            Some(bearer(token(
+                Algorithm::ES256,
+                Some("k1"),
+                &other_ec,
+                claims(ISSUER, AUDIENCE, later),
+            ))),
+            401,
+        ),
+        (
+            "a key id nobody published",
+            Some(bearer(token(
+                Algorithm::ES256,
+                Some("k2"),
+                &other_ec,
+                claims(ISSUER, AUDIENCE, later),
+            ))),
+            401,
+        ),
+        (
+            "HS256 is not allowed",
+            Some(bearer(token(
+                Algorithm::HS256,
+                None,
+                &hmac,
+                claims(ISSUER, AUDIENCE, later),
+            ))),
+            401,
+        ),
+        ("alg none", Some(bearer(unsigned)), 401),
+        ("garbage", Some("Bearer not.a.token".into()), 401),
+        ("missing", None, 401),
+    ];
+    for (i, (case, authorization, status)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            post_with(&relay, authorization.as_deref(), i).await,
+            status,
+            "{case}"
+        );
+    }
+    // Cached: no other fetch, not even for the unknown key id right after the first fetch.
+    assert!(
+        jwks_peer
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "fetched again"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_key_set_is_refreshed_and_rotated_keys_are_accepted() {
+    let keys = keys();
+    let jwks_peer = Peer::start().await;
+    jwks_peer.answer_by_default(Reply::Status(
+        200,
+        Box::leak(jwks(&keys.ec, "k1").into_boxed_str()),
+    ));
+    let relay = relay(&jwks_peer, &keys, "1s").await;
+    jwks_peer.next().await;
+    // The provider rotates to a new key; tokens signed with it pass once the cache refreshes.
+    jwks_peer.answer_by_default(Reply::Status(
+        200,
+        Box::leak(jwks(&keys.other_ec, "k2").into_boxed_str()),
+    ));
+    let rotated = EncodingKey::from_ec_pem(keys.other_ec.serialize_pem().as_bytes()).unwrap();
+    let token = format!(
+        "Bearer {}",
+        token(
+            Algorithm::ES256,
+            Some("k2"),
+            &rotated,
+            claims(ISSUER, AUDIENCE, now() + 600)
+        )
+    );
+    // Let the 1 s cache go stale: this wait is the behaviour under test, not a synchronization.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(post_with(&relay, Some(&token), 1).await, 200);
+    assert_eq!(
+        jwks_peer.next().await.path,
+        "/.well-known/jwks.json",
+        "refreshed"
+    );
+    relay.stop().await;
+}
