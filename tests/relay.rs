@@ -178,7 +178,7 @@ async fn every_sample_reaches_every_destination_kind_in_its_format() {
 async fn event_data_reaches_slack_inert_and_html_escaped() {
     let peers = Peers::start().await;
     let relay = TestRelay::start(&peers.config()).await;
-    let hostile = "<!channel> <@U123> \"quoted\" back\\slash\nnew line </script><b>x</b> & <https://evil.example|click>";
+    let hostile = "<!channel> <@U123> \"quoted\" back\\slash\nnew line </script><b>x</b> & <https://evil.example|click> [click](https://evil.example)\r\nBcc: victim@example.com";
     let mut event: Value =
         serde_json::from_str(&sample("alert_trigger_http_many_agents.json")).unwrap();
     event["alert"]["ruleName"] = json!(hostile);
@@ -218,6 +218,11 @@ async fn event_data_reaches_slack_inert_and_html_escaped() {
             .iter()
             .any(|t| t.contains(hostile.split('\n').next().unwrap()))
     );
+    // Teams renders markdown links in card text: the event's one arrives broken.
+    assert!(
+        strings(&teams).iter().all(|t| !t.contains("](")),
+        "a markdown link in the card"
+    );
     peers.hook.next().await;
 
     let mail = peers.smtp.next().await;
@@ -228,8 +233,19 @@ async fn event_data_reaches_slack_inert_and_html_escaped() {
     );
     assert!(html.contains("&lt;/script&gt;"), "{html}");
     assert!(!mail.subject().unwrap().contains('\n'));
+    assert!(
+        mail.subject().unwrap().contains("Bcc: victim@example.com"),
+        "kept as text"
+    );
+    assert!(
+        mail.header("Bcc").is_none() && mail.bcc().is_none(),
+        "event data added a header"
+    );
     let text = mail.body_text(0).unwrap().replace("\r\n", "\n");
-    assert!(text.contains(hostile), "plain text is raw: {text}");
+    assert!(
+        text.contains(&hostile.replace("\r\n", "\n")),
+        "plain text is raw: {text}"
+    );
     relay.stop().await;
 }
 

@@ -168,3 +168,100 @@ fn any_equal<'a>(secrets: impl Iterator<Item = &'a str>, presented: &str) -> boo
     }
     ok
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(allow_from: &[&str], trusted_proxies: &[&str]) -> Auth {
+        let nets = |list: &[&str]| list.iter().map(|n| n.parse().unwrap()).collect();
+        let config = AuthConfig {
+            allow_from: nets(allow_from),
+            trusted_proxies: nets(trusted_proxies),
+            ..AuthConfig::default()
+        };
+        let http = crate::deliver::http_client(std::time::Duration::from_secs(1));
+        Auth::new(&config, Path::new("."), &http).unwrap()
+    }
+
+    fn headers(forwarded_for: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = forwarded_for {
+            headers.insert("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[tokio::test]
+    async fn allowlist_with_and_without_trusted_proxies() {
+        let te = ["192.150.160.0/24", "52.52.142.26/32", "2001:db8:7e::/48"];
+        let direct = auth(&te, &[]);
+        let behind_proxy = auth(&te, &["10.0.0.0/8", "fd00::/8"]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let cases: &[(&str, &Auth, &str, Option<&str>, Result<(), Denied>)] = &[
+            ("IPv4 inside", &direct, "192.150.160.7", None, Ok(())),
+            ("IPv4 single address", &direct, "52.52.142.26", None, Ok(())),
+            (
+                "IPv4 outside",
+                &direct,
+                "52.52.142.27",
+                None,
+                Err(Denied::Forbidden(ip("52.52.142.27"))),
+            ),
+            ("IPv6 inside", &direct, "2001:db8:7e::1", None, Ok(())),
+            (
+                "IPv6 outside",
+                &direct,
+                "2001:db8:7f::1",
+                None,
+                Err(Denied::Forbidden(ip("2001:db8:7f::1"))),
+            ),
+            (
+                "X-Forwarded-For from an untrusted peer is ignored",
+                &direct,
+                "203.0.113.9",
+                Some("192.150.160.7"),
+                Err(Denied::Forbidden(ip("203.0.113.9"))),
+            ),
+            (
+                "a trusted proxy forwards an allowed client",
+                &behind_proxy,
+                "10.1.2.3",
+                Some("192.150.160.7"),
+                Ok(()),
+            ),
+            (
+                "a trusted proxy forwards a refused client",
+                &behind_proxy,
+                "10.1.2.3",
+                Some("198.51.100.4"),
+                Err(Denied::Forbidden(ip("198.51.100.4"))),
+            ),
+            (
+                "a spoofed first hop does not count: the last untrusted address does",
+                &behind_proxy,
+                "10.1.2.3",
+                Some("192.150.160.7, 198.51.100.4, 10.9.9.9"),
+                Err(Denied::Forbidden(ip("198.51.100.4"))),
+            ),
+            (
+                "IPv6 through an IPv6 proxy",
+                &behind_proxy,
+                "fd00::5",
+                Some("2001:db8:7e::9"),
+                Ok(()),
+            ),
+            (
+                "a trusted proxy without X-Forwarded-For is itself the client",
+                &behind_proxy,
+                "10.1.2.3",
+                None,
+                Err(Denied::Forbidden(ip("10.1.2.3"))),
+            ),
+        ];
+        for (case, auth, peer, forwarded, expected) in cases {
+            let got = auth.check(ip(peer), &headers(*forwarded)).await;
+            assert_eq!(&got, expected, "{case}");
+        }
+    }
+}

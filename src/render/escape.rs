@@ -4,8 +4,11 @@
 /// How values are escaped in one output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Escape {
-    /// JSON string content (Teams, webhook).
+    /// JSON string content (webhook).
     Json,
+    /// JSON string content after markdown link syntax is broken with an invisible space, so that
+    /// event data cannot show a disguised link (`[click](https://…)`) in a Teams card.
+    Teams,
     /// JSON string content after `&`, `<`, `>` become entities, so that event data can never form
     /// a Slack mention (`<!channel>`, `<@U…>`) or a link.
     Slack,
@@ -18,11 +21,19 @@ pub enum Escape {
 }
 
 impl Escape {
-    pub const ALL: [Escape; 5] = [Self::Json, Self::Slack, Self::Html, Self::Line, Self::Raw];
+    pub const ALL: [Escape; 6] = [
+        Self::Json,
+        Self::Teams,
+        Self::Slack,
+        Self::Html,
+        Self::Line,
+        Self::Raw,
+    ];
 
     pub fn apply(self, text: &str) -> String {
         match self {
             Self::Json => json_content(text),
+            Self::Teams => json_content(&text.replace("](", "]\u{200B}(")),
             Self::Slack => json_content(&slack_entities(text)),
             Self::Html => handlebars::html_escape(text),
             Self::Line => one_line(text),
@@ -34,7 +45,7 @@ impl Escape {
     /// button's `url` as mrkdwn and `&amp;` would break ThousandEyes permalinks.
     pub fn apply_to_url(self, text: &str) -> String {
         match self {
-            Self::Json | Self::Slack => json_content(text),
+            Self::Json | Self::Teams | Self::Slack => json_content(text),
             other => other.apply(text),
         }
     }

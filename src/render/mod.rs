@@ -121,7 +121,8 @@ impl Part {
     fn escape(self, kind: DestinationKind) -> Escape {
         match (kind, self) {
             (DestinationKind::Slack, _) => Escape::Slack,
-            (DestinationKind::Teams | DestinationKind::Webhook, _) => Escape::Json,
+            (DestinationKind::Teams, _) => Escape::Teams,
+            (DestinationKind::Webhook, _) => Escape::Json,
             (_, Self::Subject) => Escape::Line,
             (_, Self::Html) => Escape::Html,
             _ => Escape::Raw,
