@@ -198,7 +198,15 @@ mod tests {
         let direct = auth(&te, &[]);
         let behind_proxy = auth(&te, &["10.0.0.0/8", "fd00::/8"]);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let cases: &[(&str, &Auth, &str, Option<&str>, Result<(), Denied>)] = &[
+        /// (case, relay, peer address, X-Forwarded-For, expected)
+        type Case<'a> = (
+            &'a str,
+            &'a Auth,
+            &'a str,
+            Option<&'a str>,
+            Result<(), Denied>,
+        );
+        let cases: &[Case] = &[
             ("IPv4 inside", &direct, "192.150.160.7", None, Ok(())),
             ("IPv4 single address", &direct, "52.52.142.26", None, Ok(())),
             (
