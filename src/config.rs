@@ -52,6 +52,8 @@ pub struct Config {
     pub destinations: BTreeMap<String, DestinationConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
     /// Directory of the config file: relative paths in the config are relative to it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -176,6 +178,34 @@ impl Default for DeliveryConfig {
             shutdown_grace: Duration::from_secs(10),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a full filter (`alert_relay=debug`);
+    /// `RUST_LOG` wins when set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+/// Human-readable lines on a terminal, JSON lines for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    Text,
+    Json,
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,6 +416,15 @@ impl Config {
             return Err(ConfigError::new(
                 "server.max_body_bytes",
                 "must be at least 1",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::new(
+                "log.level",
+                format!(
+                    "{:?} is not a level or filter (error, warn, info, debug, trace)",
+                    self.log.level
+                ),
             ));
         }
         if self.delivery.concurrency == 0 {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use alert_relay::config::Config;
+use alert_relay::config::{Config, LogConfig, LogFormat};
 use alert_relay::event::Event;
 use alert_relay::outbox;
 use alert_relay::samples::SAMPLES;
@@ -79,16 +79,25 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let serving = matches!(cli.command, None | Some(Command::Serve));
-    init_logs(if serving { "info" } else { "warn" });
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config),
-        Command::Check => check(&cli.config),
-        Command::Render { event, to } => render(&cli.config, &event, to.as_deref()),
-        Command::Send { event, to } => send(&cli.config, &event, to.as_deref()),
-        Command::Deliveries { state, limit } => deliveries(&cli.config, state.as_deref(), limit),
-        // clap makes sure that without an id, --dead was given.
-        Command::Retry { id, dead: _ } => retry(&cli.config, id),
+        command => {
+            init_logs(&LogConfig {
+                level: "warn".into(),
+                format: LogFormat::Text,
+            });
+            match command {
+                Command::Serve => unreachable!("handled above"),
+                Command::Check => check(&cli.config),
+                Command::Render { event, to } => render(&cli.config, &event, to.as_deref()),
+                Command::Send { event, to } => send(&cli.config, &event, to.as_deref()),
+                Command::Deliveries { state, limit } => {
+                    deliveries(&cli.config, state.as_deref(), limit)
+                }
+                // clap makes sure that without an id, --dead was given.
+                Command::Retry { id, dead: _ } => retry(&cli.config, id),
+            }
+        }
     };
     match result {
         Ok(code) => code,
@@ -100,15 +109,28 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to standard error: standard output belongs to the console destination and to the
-/// commands' own output.
-fn init_logs(default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+/// commands' own output. Text on a terminal, JSON lines otherwise (or as `[log] format` says);
+/// `RUST_LOG` overrides `[log] level`.
+fn init_logs(log: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let json = match log.format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !terminal,
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.with_ansi(terminal).init();
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -117,6 +139,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
+    init_logs(&config.log);
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await

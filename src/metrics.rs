@@ -1,8 +1,10 @@
-//! Prometheus counters, served as text at `GET /metrics`.
+//! Prometheus metrics, served as text at `GET /metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -13,10 +15,14 @@ pub struct EventLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeliveryLabels {
+pub struct OutcomeLabels {
     pub destination: String,
-    /// `delivered`, `retry` or `dead`.
     pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    pub destination: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,39 +31,100 @@ pub struct FallbackLabels {
     pub template: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `success` or `failure`.
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     events: Family<EventLabels, Counter>,
-    deliveries: Family<DeliveryLabels, Counter>,
+    /// Every attempt: `delivered`, `retry` or `dead`.
+    attempts: Family<OutcomeLabels, Counter>,
+    /// Final outcomes: `delivered` or `dead`.
+    deliveries: Family<OutcomeLabels, Counter>,
+    latency: Family<DestinationLabels, Histogram>,
     fallbacks: Family<FallbackLabels, Counter>,
+    pending: Family<DestinationLabels, Gauge>,
+    dead: Family<DestinationLabels, Gauge>,
+    reloads: Family<ReloadLabels, Counter>,
+}
+
+/// Accept-to-delivered latency buckets: 10 ms to about 1.5 h, each twice the one before.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 20))
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("alert_relay");
-        let events = Family::<EventLabels, Counter>::default();
-        let deliveries = Family::<DeliveryLabels, Counter>::default();
-        let fallbacks = Family::<FallbackLabels, Counter>::default();
+        let metrics = Self {
+            events: Family::default(),
+            attempts: Family::default(),
+            deliveries: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            fallbacks: Family::default(),
+            pending: Family::default(),
+            dead: Family::default(),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
         registry.register(
             "events",
             "Events received, by kind and outcome",
-            events.clone(),
+            metrics.events.clone(),
         );
         registry.register(
             "delivery_attempts",
-            "Delivery attempts, by destination and outcome",
-            deliveries.clone(),
+            "Delivery attempts, by destination and outcome (delivered, retry, dead)",
+            metrics.attempts.clone(),
+        );
+        registry.register(
+            "deliveries",
+            "Deliveries finished, by destination and outcome (delivered, dead)",
+            metrics.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from accepting an event to its delivery, by destination",
+            metrics.latency.clone(),
         );
         registry.register(
             "render_fallbacks",
             "Messages sent with a fallback because a template failed, by destination and template",
-            fallbacks.clone(),
+            metrics.fallbacks.clone(),
         );
+        registry.register(
+            "deliveries_pending",
+            "Deliveries waiting in the store, by destination",
+            metrics.pending.clone(),
+        );
+        registry.register(
+            "deliveries_dead",
+            "Dead deliveries kept in the store, by destination",
+            metrics.dead.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config and template reloads, by outcome",
+            metrics.reloads.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        registry.register("build_info", "The running version", build);
         Self {
             registry,
-            events,
-            deliveries,
-            fallbacks,
+            ..metrics
         }
     }
 }
@@ -72,13 +139,24 @@ impl Metrics {
             .inc();
     }
 
-    pub fn delivery(&self, destination: &str, outcome: &str) {
-        self.deliveries
-            .get_or_create(&DeliveryLabels {
-                destination: destination.to_owned(),
-                outcome: outcome.to_owned(),
-            })
-            .inc();
+    /// One attempt ended with `outcome`; `delivered` and `dead` also end the delivery, and a
+    /// delivered one records its latency since the event was accepted.
+    pub fn attempt(&self, destination: &str, outcome: &str, since_accepted: std::time::Duration) {
+        let labels = OutcomeLabels {
+            destination: destination.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.attempts.get_or_create(&labels).inc();
+        if outcome != "retry" {
+            self.deliveries.get_or_create(&labels).inc();
+        }
+        if outcome == "delivered" {
+            self.latency
+                .get_or_create(&DestinationLabels {
+                    destination: destination.to_owned(),
+                })
+                .observe(since_accepted.as_secs_f64());
+        }
     }
 
     pub fn fallback(&self, destination: &str, template: &str) {
@@ -88,6 +166,26 @@ impl Metrics {
                 template: template.to_owned(),
             })
             .inc();
+    }
+
+    pub fn reload(&self, success: bool) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                outcome: if success { "success" } else { "failure" }.into(),
+            })
+            .inc();
+    }
+
+    /// Sets the pending and dead gauges from `(destination, pending, dead)` counts, read from the
+    /// store at scrape time, for every destination configured.
+    pub fn set_backlog(&self, counts: impl IntoIterator<Item = (String, i64, i64)>) {
+        self.pending.clear();
+        self.dead.clear();
+        for (destination, pending, dead) in counts {
+            let labels = DestinationLabels { destination };
+            self.pending.get_or_create(&labels).set(pending);
+            self.dead.get_or_create(&labels).set(dead);
+        }
     }
 
     /// The Prometheus text exposition of every metric.

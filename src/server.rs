@@ -197,6 +197,10 @@ impl Ingest {
                 response
             }
             (&Method::GET, "/metrics") => {
+                match self.outbox.backlog() {
+                    Ok(counts) => self.metrics.set_backlog(counts),
+                    Err(e) => warn!(error = %e, "cannot count pending deliveries for /metrics"),
+                }
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
                 response.headers_mut().insert(
                     CONTENT_TYPE,

@@ -209,25 +209,27 @@ impl Worker {
         .await
         .unwrap_or(Err(DeliveryError::Timeout));
         let took_ms = started.elapsed().as_millis() as u64;
+        let since_accepted = Duration::from_millis((outbox::now_ms() - received_at).max(0) as u64);
+        let latency_ms = since_accepted.as_millis() as u64;
         match result {
             Ok(receipt) => {
-                info!(destination = %self.name, event = %event.id, attempt, took_ms, answer = %receipt.0, "delivered");
-                self.metrics.delivery(&self.name, "delivered");
+                info!(destination = %self.name, event = %event.id, attempt, took_ms, latency_ms, answer = %receipt.0, "delivered");
+                self.metrics
+                    .attempt(&self.name, "delivered", since_accepted);
                 Finish::Done { attempts: attempt }
             }
             Err(e) if e.is_retryable() => {
                 let delay = backoff(attempt, e.retry_after());
-                let age = Duration::from_millis((outbox::now_ms() - received_at).max(0) as u64);
-                if age + delay > self.max_age {
-                    error!(destination = %self.name, event = %event.id, attempt, error = %e, "giving up: retried for longer than delivery.max_age");
-                    self.metrics.delivery(&self.name, "dead");
+                if since_accepted + delay > self.max_age {
+                    error!(destination = %self.name, event = %event.id, attempt, latency_ms, error = %e, "giving up: retried for longer than delivery.max_age");
+                    self.metrics.attempt(&self.name, "dead", since_accepted);
                     Finish::Dead {
                         attempts: attempt,
                         error: format!("{e} (gave up after delivery.max_age)"),
                     }
                 } else {
-                    warn!(destination = %self.name, event = %event.id, attempt, took_ms, error = %e, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                    self.metrics.delivery(&self.name, "retry");
+                    warn!(destination = %self.name, event = %event.id, attempt, took_ms, latency_ms, error = %e, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
+                    self.metrics.attempt(&self.name, "retry", since_accepted);
                     Finish::Retry {
                         attempts: attempt,
                         due: outbox::now_ms() + delay.as_millis() as i64,
@@ -236,8 +238,8 @@ impl Worker {
                 }
             }
             Err(e) => {
-                error!(destination = %self.name, event = %event.id, attempt, took_ms, error = %e, "delivery refused; not retrying");
-                self.metrics.delivery(&self.name, "dead");
+                error!(destination = %self.name, event = %event.id, attempt, took_ms, latency_ms, error = %e, "delivery refused; not retrying");
+                self.metrics.attempt(&self.name, "dead", since_accepted);
                 Finish::Dead {
                     attempts: attempt,
                     error: e.to_string(),

@@ -91,6 +91,8 @@ pub struct Outbox {
     path: PathBuf,
     writes: mpsc::Sender<Write>,
     wakers: Arc<Wakers>,
+    /// For `/metrics`: pending and dead counts, read at scrape time.
+    stats: std::sync::Mutex<Connection>,
 }
 
 /// Unix milliseconds now.
@@ -134,6 +136,7 @@ impl Outbox {
             path: path.to_owned(),
             writes,
             wakers,
+            stats: std::sync::Mutex::new(connect(path, false)?),
         })
     }
 
@@ -192,6 +195,26 @@ impl Outbox {
     /// Forgets deliveries done or dead before `before` (unix ms), and events with none left.
     pub async fn prune(&self, before: i64) -> Result<(), StoreError> {
         self.write(|reply| Write::Prune { before, reply }).await
+    }
+
+    /// `(destination, pending, dead)` for every destination this outbox serves.
+    pub fn backlog(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let conn = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut statement = conn.prepare_cached(
+            "SELECT destination, SUM(state = 'pending'), SUM(state = 'dead') FROM deliveries
+             WHERE state != 'done' GROUP BY destination",
+        )?;
+        let mut counts: std::collections::HashMap<String, (i64, i64)> = statement
+            .query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))?
+            .collect::<Result<_, _>>()?;
+        Ok(self
+            .wakers
+            .keys()
+            .map(|name| {
+                let (pending, dead) = counts.remove(name).unwrap_or_default();
+                (name.clone(), pending, dead)
+            })
+            .collect())
     }
 
     /// A read connection for one worker.
