@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use alert_relay::config::{Config, LogConfig, LogFormat};
 use alert_relay::event::Event;
 use alert_relay::outbox;
-use alert_relay::samples::SAMPLES;
+use alert_relay::samples;
 use alert_relay::{Relay, run};
 
 /// The relay allocates many short-lived JSON values per event; mimalloc serves them with far less
@@ -43,14 +43,21 @@ enum Command {
     /// Validate the config, compile every template and render the bundled sample events for
     /// every destination; exit 1 on any problem.
     Check,
-    /// Print what each destination would receive for an event; sends nothing.
+    /// Print what each destination would receive for an event; sends nothing. Exits 1 when a
+    /// template failed and the fallback is shown.
     Render {
         /// A ThousandEyes webhook body (JSON).
-        #[arg(long)]
-        event: PathBuf,
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        event: Option<PathBuf>,
         /// Only this destination (default: the ones the routes choose).
         #[arg(long)]
         to: Option<String>,
+        /// Print the template context (every variable a template can use) instead.
+        #[arg(long, conflicts_with = "all")]
+        context: bool,
+        /// Render every bundled sample event for every destination (or --to).
+        #[arg(long)]
+        all: bool,
     },
     /// Deliver one event now and print each destination's answer.
     Send {
@@ -89,7 +96,12 @@ fn main() -> ExitCode {
             match command {
                 Command::Serve => unreachable!("handled above"),
                 Command::Check => check(&cli.config),
-                Command::Render { event, to } => render(&cli.config, &event, to.as_deref()),
+                Command::Render {
+                    event,
+                    to,
+                    context,
+                    all,
+                } => render(&cli.config, event.as_deref(), to.as_deref(), context, all),
                 Command::Send { event, to } => send(&cli.config, &event, to.as_deref()),
                 Command::Deliveries { state, limit } => {
                     deliveries(&cli.config, state.as_deref(), limit)
@@ -186,11 +198,16 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
         problems += 1;
     }
     let mut rendered = 0;
-    for (file, body) in SAMPLES {
-        let event = Event::parse(body.as_bytes(), chrono::Utc::now())
-            .with_context(|| format!("bundled sample {file}"))?;
-        for name in config.destinations.keys() {
-            let result = relay.renderer.render(&event, name);
+    let mut contexts = Vec::new();
+    let samples = samples::events();
+    for (file, event) in &samples {
+        for (name, destination) in &config.destinations {
+            contexts.push(alert_relay::render::context(
+                event,
+                name,
+                destination.kind(),
+            ));
+            let result = relay.renderer.render(event, name);
             rendered += 1;
             for failure in &result.failures {
                 // Compile errors were listed above; list only what rendering found.
@@ -201,9 +218,12 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    for (template, variable) in relay.renderer.unknown_variables(&contexts) {
+        println!("warning: template {template} uses {variable}, which no sample event provides");
+    }
     println!(
         "rendered {} sample events for {} destinations ({rendered} messages)",
-        SAMPLES.len(),
+        samples.len(),
         config.destinations.len()
     );
     if problems > 0 {
@@ -220,25 +240,64 @@ fn read_event(path: &Path) -> anyhow::Result<Event> {
         .with_context(|| format!("{} is not an event", path.display()))
 }
 
-fn render(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Result<ExitCode> {
+fn render(
+    config_path: &Path,
+    event_path: Option<&Path>,
+    to: Option<&str>,
+    show_context: bool,
+    all: bool,
+) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     let relay = Relay::new(&config).context("invalid config")?;
-    let event = read_event(event_path)?;
-    let rendered = relay.render(&event, to).map_err(anyhow::Error::msg)?;
-    if rendered.is_empty() {
-        eprintln!("no route matches this {} event", event.kind.as_str());
+    let events = match event_path {
+        Some(path) => vec![(path.display().to_string(), read_event(path)?)],
+        None => samples::events()
+            .into_iter()
+            .map(|(file, e)| (file.to_owned(), e))
+            .collect(),
+    };
+    if show_context {
+        let (_, event) = &events[0];
+        let targets = relay.targets(event, to).map_err(anyhow::Error::msg)?;
+        let name = targets
+            .first()
+            .or(config.destinations.keys().next())
+            .context("no destination to show the context for")?;
+        let context = alert_relay::render::context(event, name, config.destinations[name].kind());
+        println!("{}", serde_json::to_string_pretty(&context)?);
+        return Ok(ExitCode::SUCCESS);
     }
-    for (name, result) in rendered {
-        println!(
-            "== {name} ({}) ==",
-            config.destinations[&name].kind().as_str()
-        );
-        for failure in &result.failures {
-            eprintln!("warning: {name}: template {failure}; the fallback is shown");
+    let mut failed = false;
+    for (source, event) in &events {
+        let targets = match (all, to) {
+            (true, None) => config.destinations.keys().cloned().collect(),
+            _ => relay.targets(event, to).map_err(anyhow::Error::msg)?,
+        };
+        if targets.is_empty() {
+            eprintln!(
+                "{source}: no route matches this {} event",
+                event.kind.as_str()
+            );
         }
-        println!("{}", result.message);
+        for name in targets {
+            let result = relay.renderer.render(event, &name);
+            let kind = config.destinations[&name].kind().as_str();
+            match all {
+                true => println!("== {source} -> {name} ({kind}) =="),
+                false => println!("== {name} ({kind}) =="),
+            }
+            for failure in &result.failures {
+                failed = true;
+                eprintln!("warning: {source} -> {name}: template {failure}; the fallback is shown");
+            }
+            println!("{}", result.message);
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn send(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Result<ExitCode> {

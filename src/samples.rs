@@ -22,3 +22,23 @@ pub const SAMPLES: &[(&str, &str)] = &[
     sample!("agent_alert_clear.json"),
     sample!("agent_alert_trigger_v2021.json"),
 ];
+
+/// The bundled samples, parsed, with their file names.
+pub fn events() -> Vec<(&'static str, crate::event::Event)> {
+    SAMPLES
+        .iter()
+        .map(|(file, body)| {
+            let event = crate::event::Event::parse(body.as_bytes(), chrono::Utc::now())
+                .expect("the bundled samples are valid events");
+            (*file, event)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_bundled_sample_parses() {
+        assert_eq!(super::events().len(), super::SAMPLES.len());
+    }
+}

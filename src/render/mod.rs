@@ -12,6 +12,7 @@ mod escape;
 mod fallback;
 mod helpers;
 mod validate;
+mod variables;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -194,6 +195,22 @@ impl Renderer {
             destinations,
             problems,
         }
+    }
+
+    /// For each template, the root variables it reads that none of `contexts` provides.
+    pub fn unknown_variables(&self, contexts: &[Value]) -> Vec<(String, String)> {
+        let mut unknown = Vec::new();
+        for registry in self.registries.values() {
+            for (name, template) in registry.get_templates() {
+                for path in variables::root_paths(template) {
+                    if !contexts.iter().any(|c| variables::provided(c, &path)) {
+                        unknown.push((name.clone(), path));
+                    }
+                }
+            }
+        }
+        unknown.sort();
+        unknown
     }
 
     /// Templates that failed to compile, each with its path and line.
