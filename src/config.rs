@@ -54,6 +54,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub log: LogConfig,
+    /// The config file, watched for changes.
+    #[serde(skip)]
+    pub file: PathBuf,
     /// Directory of the config file: relative paths in the config are relative to it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -180,7 +183,7 @@ impl Default for DeliveryConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug`, `trace`, or a full filter (`alert_relay=debug`);
@@ -362,6 +365,7 @@ impl Config {
             let all: Vec<String> = e.into_iter().map(describe).collect();
             anyhow::anyhow!(all.join("\n"))
         })?;
+        config.file = path.to_path_buf();
         let dir = path.parent().unwrap_or(Path::new("."));
         config.base_dir = if dir.as_os_str().is_empty() {
             PathBuf::from(".")

@@ -20,7 +20,8 @@
 //! - [`deliver`]: the `Destination` trait and one file per destination kind.
 //! - [`metrics`]: Prometheus counters served at `/metrics`.
 //! - [`samples`]: the ThousandEyes sample events bundled for `check`.
-//! - [`relay`]: wires the stages together for `serve`, `render` and `send`.
+//! - [`relay`]: wires the stages together; the relay in force, swapped on reload.
+//! - [`reload`]: SIGHUP and file changes load the config and templates again.
 
 pub mod auth;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod event;
 pub mod metrics;
 pub mod outbox;
 pub mod relay;
+pub mod reload;
 pub mod render;
 pub mod route;
 pub mod samples;

@@ -192,40 +192,33 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
         config.destinations.len(),
         config.routes.len()
     );
-    let mut problems = 0;
-    for problem in relay.renderer.problems() {
-        println!("template {problem}");
-        problems += 1;
-    }
-    let mut rendered = 0;
-    let mut contexts = Vec::new();
-    let samples = samples::events();
-    for (file, event) in &samples {
-        for (name, destination) in &config.destinations {
-            contexts.push(alert_relay::render::context(
-                event,
-                name,
-                destination.kind(),
-            ));
-            let result = relay.renderer.render(event, name);
-            rendered += 1;
-            for failure in &result.failures {
-                // Compile errors were listed above; list only what rendering found.
-                if !relay.renderer.problems().contains(failure) {
-                    println!("sample {file} -> {name}: template {failure}");
-                    problems += 1;
-                }
-            }
+    let problems = relay.problems();
+    for (place, failure) in &problems {
+        match place.is_empty() {
+            true => println!("template {failure}"),
+            false => println!("{place}: template {failure}"),
         }
     }
+    let samples = samples::events();
+    let contexts: Vec<_> = samples
+        .iter()
+        .flat_map(|(_, event)| {
+            relay
+                .destinations
+                .iter()
+                .map(|(name, target)| alert_relay::render::context(event, name, target.kind))
+        })
+        .collect();
     for (template, variable) in relay.renderer.unknown_variables(&contexts) {
         println!("warning: template {template} uses {variable}, which no sample event provides");
     }
     println!(
-        "rendered {} sample events for {} destinations ({rendered} messages)",
+        "rendered {} sample events for {} destinations ({} messages)",
         samples.len(),
-        config.destinations.len()
+        relay.destinations.len(),
+        contexts.len()
     );
+    let problems = problems.len();
     if problems > 0 {
         println!("{problems} problem(s)");
         return Ok(ExitCode::FAILURE);

@@ -1,54 +1,92 @@
-//! Wires the stages together: [`run`] for the server, and [`Relay`] for what `check`, `render`
-//! and `send` do with one event.
+//! Wires the stages together: [`Relay`] is everything one config describes (routes, templates,
+//! destinations, credentials), [`Live`] holds the one in force and swaps it on reload, and [`run`]
+//! serves, delivers and reloads until shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
+use governor::DefaultDirectRateLimiter;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
 
-use crate::config::{Config, ConfigError};
+use crate::auth::Auth;
+use crate::config::{Config, ConfigError, DestinationKind};
 use crate::deliver::{AnyDestination, DeliveryError, Destination, Receipt};
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, StoreError};
-use crate::render::{Rendered, Renderer};
+use crate::render::{Rendered, Renderer, TemplateFailure};
 use crate::route::Router;
+use crate::secret::Secret;
 use crate::server::{self, Ingest};
 use crate::worker::{self, Worker};
 
-/// The configured relay: routes, templates and destinations, ready to render and deliver.
+/// One destination as configured: where it goes and how fast.
+pub struct Target {
+    pub kind: DestinationKind,
+    pub destination: AnyDestination,
+    pub pace: Option<DefaultDirectRateLimiter>,
+}
+
+/// Everything one config describes, ready to route, render, deliver and check credentials.
 pub struct Relay {
     /// The one HTTP client: destinations, and the JWKS fetch.
     pub http: reqwest::Client,
-    pub router: Arc<Router>,
-    pub renderer: Arc<Renderer>,
-    pub destinations: BTreeMap<String, Arc<AnyDestination>>,
-    timeout: std::time::Duration,
+    pub ingest_path: String,
+    pub router: Router,
+    pub renderer: Renderer,
+    pub destinations: BTreeMap<String, Target>,
+    pub auth: Auth,
+    /// When set, `GET /metrics` requires it as a bearer token.
+    pub metrics_token: Option<Secret>,
+    pub timeout: Duration,
+    pub max_age: Duration,
 }
 
 impl Relay {
     /// Builds everything `config` describes. Templates that do not compile are not an error here
-    /// (they fall back at render time); see [`Renderer::problems`].
+    /// (they fall back at render time); see [`Relay::problems`].
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         let http = crate::deliver::http_client(config.delivery.timeout);
         let destinations = config
             .destinations
             .iter()
             .map(|(name, destination)| {
-                AnyDestination::build(name, destination, &config.base_dir, &http)
-                    .map(|d| (name.clone(), Arc::new(d)))
+                let target = Target {
+                    kind: destination.kind(),
+                    destination: AnyDestination::build(name, destination, &config.base_dir, &http)?,
+                    pace: worker::limiter(destination.kind(), &destination.common()),
+                };
+                Ok((name.clone(), target))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, ConfigError>>()?;
+        let server = &config.server;
+        let metrics_token = match (&server.metrics_token, &server.metrics_token_file) {
+            (None, None) => None,
+            (token, file) => Some(
+                crate::secret::from_value_or_file(
+                    "metrics_token",
+                    token.as_ref(),
+                    file.as_ref().map(|f| config.path(f)).as_deref(),
+                )
+                .map_err(|reason| ConfigError::new("server", reason))?,
+            ),
+        };
         Ok(Self {
+            auth: Auth::new(&server.auth, &config.base_dir, &http)?,
             http,
-            router: Arc::new(Router::new(&config.routes, config.destinations.keys())?),
-            renderer: Arc::new(Renderer::new(config)),
+            ingest_path: server.ingest_path.clone(),
+            router: Router::new(&config.routes, config.destinations.keys())?,
+            renderer: Renderer::new(config),
             destinations,
+            metrics_token,
             timeout: config.delivery.timeout,
+            max_age: config.delivery.max_age,
         })
     }
 
@@ -85,14 +123,56 @@ impl Relay {
     ) -> Result<Vec<(String, Rendered, Result<Receipt, DeliveryError>)>, String> {
         let mut answers = Vec::new();
         for (name, rendered) in self.render(event, to)? {
-            let destination = &self.destinations[&name];
-            let answer =
-                tokio::time::timeout(self.timeout, destination.deliver(event, &rendered.message))
-                    .await
-                    .unwrap_or(Err(DeliveryError::Timeout));
+            let target = &self.destinations[&name];
+            let answer = tokio::time::timeout(
+                self.timeout,
+                target.destination.deliver(event, &rendered.message),
+            )
+            .await
+            .unwrap_or(Err(DeliveryError::Timeout));
             answers.push((name, rendered, answer));
         }
         Ok(answers)
+    }
+
+    /// Every template problem this relay has: templates that do not compile, and bundled sample
+    /// events that some destination cannot render without the fallback. Empty means `check`
+    /// passes and a reload may go ahead.
+    pub fn problems(&self) -> Vec<(String, TemplateFailure)> {
+        let mut problems: Vec<(String, TemplateFailure)> = self
+            .renderer
+            .problems()
+            .iter()
+            .map(|p| (String::new(), p.clone()))
+            .collect();
+        for (file, event) in crate::samples::events() {
+            for name in self.destinations.keys() {
+                for failure in self.renderer.render(&event, name).failures {
+                    if !self.renderer.problems().contains(&failure) {
+                        problems.push((format!("sample {file} -> {name}"), failure));
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// The relay in force. Requests and delivery attempts take the current one and keep it for their
+/// whole length, so a reload never changes an attempt already running.
+pub struct Live(RwLock<Arc<Relay>>);
+
+impl Live {
+    pub fn new(relay: Relay) -> Self {
+        Self(RwLock::new(Arc::new(relay)))
+    }
+
+    pub fn current(&self) -> Arc<Relay> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, relay: Relay) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(relay);
     }
 }
 
@@ -106,11 +186,12 @@ pub enum StartError {
 }
 
 /// How often delivered and dead deliveries older than `storage.retention` are pruned.
-const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Runs the relay on `listener` until `shutdown` completes: serves the ingest endpoint and
-/// delivers with one worker per destination; then stops accepting (503), lets attempts in flight
-/// finish within `delivery.shutdown_grace`, and returns. What is left waits in the store.
+/// Runs the relay on `listener` until `shutdown` completes: serves the ingest endpoint, delivers
+/// with one worker per destination, reloads on SIGHUP or when the config or a template changes;
+/// then stops accepting (503), lets attempts in flight finish within
+/// `delivery.shutdown_grace`, and returns. What is left waits in the store.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -120,90 +201,119 @@ pub async fn run(
     for problem in relay.renderer.problems() {
         error!(template = %problem.template, line = problem.line, error = %problem.reason, "template does not compile; the built-in one is used instead");
     }
+    relay.auth.prefetch().await;
     let store_path = config.path(&config.storage.path);
-    let outbox = Arc::new(Outbox::open(&store_path, relay.destinations.keys())?);
-    let metrics = Arc::new(Metrics::default());
-    let (stop_workers, stop) = watch::channel(false);
-    let mut tasks: Vec<_> = relay
-        .destinations
-        .iter()
-        .map(|(name, destination)| {
-            let options = config.destinations[name].common();
-            let worker = Worker {
-                name: name.clone(),
-                destination: destination.clone(),
-                renderer: relay.renderer.clone(),
-                outbox: outbox.clone(),
-                metrics: metrics.clone(),
-                timeout: config.delivery.timeout,
-                max_age: config.delivery.max_age,
-                concurrency: config.delivery.concurrency,
-                pace: worker::limiter(config.destinations[name].kind(), &options),
-            };
-            tokio::spawn(worker.run(stop.clone(), config.delivery.shutdown_grace))
-        })
-        .collect();
-    tasks.push(tokio::spawn(prune(
-        outbox.clone(),
-        config.storage.retention,
-        stop.clone(),
-    )));
-    let server = &config.server;
-    let metrics_token = match (&server.metrics_token, &server.metrics_token_file) {
-        (None, None) => None,
-        (token, file) => Some(
-            crate::secret::from_value_or_file(
-                "metrics_token",
-                token.as_ref(),
-                file.as_ref().map(|f| config.path(f)).as_deref(),
-            )
-            .map_err(|reason| ConfigError::new("server", reason))?,
-        ),
-    };
-    let tls = match &server.tls {
+    let outbox = Arc::new(Outbox::open(&store_path)?);
+    let tls = match &config.server.tls {
         Some(tls) => Some(server::tls_acceptor(
             &config.path(&tls.cert),
             &config.path(&tls.key),
         )?),
         None => None,
     };
-    let auth = crate::auth::Auth::new(&server.auth, &config.base_dir, &relay.http)?;
-    auth.prefetch().await;
+    let metrics = Arc::new(Metrics::default());
+    let live = Arc::new(Live::new(relay));
+    let (stop_tasks, stop) = watch::channel(false);
+    let workers = Arc::new(Workers {
+        live: live.clone(),
+        outbox: outbox.clone(),
+        metrics: metrics.clone(),
+        concurrency: config.delivery.concurrency,
+        grace: config.delivery.shutdown_grace,
+        stop: stop.clone(),
+        running: Mutex::default(),
+    });
+    workers.start_missing();
+    let background = [
+        tokio::spawn(prune(
+            outbox.clone(),
+            config.storage.retention,
+            stop.clone(),
+        )),
+        tokio::spawn(
+            crate::reload::Reloader::new(&config, live.clone(), metrics.clone(), workers.clone())
+                .run(stop.clone()),
+        ),
+    ];
+    let server = &config.server;
     let ingest = Arc::new(Ingest {
-        ingest_path: server.ingest_path.clone(),
+        live,
         limits: server::Limits {
             max_body_bytes: server.max_body_bytes,
             header_timeout: server.header_timeout,
             request_timeout: server.request_timeout,
             max_connections: server.max_connections,
         },
-        auth,
-        metrics_token,
         tls,
-        router: relay.router.clone(),
-        outbox: outbox.clone(),
+        outbox,
         metrics,
         closing: AtomicBool::new(false),
     });
     if let Ok(address) = listener.local_addr() {
-        info!(%address, ingest_path = %config.server.ingest_path, destinations = relay.destinations.len(), store = %store_path.display(), "listening");
+        info!(%address, ingest_path = %server.ingest_path, destinations = config.destinations.len(), store = %store_path.display(), "listening");
     }
     server::serve(listener, ingest, shutdown).await;
     info!("stopped accepting; finishing attempts in flight");
-    let _ = stop_workers.send(true);
-    for task in tasks {
+    let _ = stop_tasks.send(true);
+    for task in background {
         let _ = task.await;
     }
+    workers.join().await;
     info!("stopped");
     Ok(())
 }
 
-/// Prunes at start and then every [`PRUNE_EVERY`].
-async fn prune(
+/// The delivery workers, one per destination, started for destinations that appear on reload.
+pub struct Workers {
+    live: Arc<Live>,
     outbox: Arc<Outbox>,
-    retention: std::time::Duration,
-    mut stop: watch::Receiver<bool>,
-) {
+    metrics: Arc<Metrics>,
+    concurrency: usize,
+    grace: Duration,
+    stop: watch::Receiver<bool>,
+    running: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Workers {
+    /// Starts a worker for every destination of the current relay that has none running. A
+    /// worker whose destination was removed stops by itself.
+    pub fn start_missing(&self) {
+        let relay = self.live.current();
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        for name in relay.destinations.keys() {
+            if running.get(name).is_some_and(|task| !task.is_finished()) {
+                continue;
+            }
+            let worker = Worker {
+                name: name.clone(),
+                live: self.live.clone(),
+                outbox: self.outbox.clone(),
+                metrics: self.metrics.clone(),
+                concurrency: self.concurrency,
+            };
+            running.insert(
+                name.clone(),
+                tokio::spawn(worker.run(self.stop.clone(), self.grace)),
+            );
+        }
+    }
+
+    async fn join(&self) {
+        let tasks: Vec<_> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Prunes at start and then every [`PRUNE_EVERY`].
+async fn prune(outbox: Arc<Outbox>, retention: Duration, mut stop: watch::Receiver<bool>) {
     loop {
         let before = crate::outbox::now_ms() - retention.as_millis() as i64;
         if let Err(e) = outbox.prune(before).await {
@@ -214,4 +324,18 @@ async fn prune(
             () = tokio::time::sleep(PRUNE_EVERY) => {}
         }
     }
+}
+
+/// Replaces the relay in force after a reload; see [`crate::reload`].
+pub(crate) fn install(live: &Live, workers: &Workers, relay: Relay) {
+    live.replace(relay);
+    workers.start_missing();
+}
+
+/// Logged when a reload changes something that only a restart applies.
+pub(crate) fn warn_restart_only(key: &str) {
+    warn!(
+        key,
+        "this setting changed in the config; it takes effect at the next restart"
+    );
 }

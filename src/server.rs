@@ -23,13 +23,12 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::auth::{Auth, Denied};
+use crate::auth::Denied;
 use crate::config::ConfigError;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::outbox::{Accepted, Outbox};
-use crate::route::Router;
-use crate::secret::Secret;
+use crate::relay::{Live, Relay};
 
 /// How long requests in flight may take to finish once shutdown starts.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -51,13 +50,10 @@ pub struct Limits {
 
 /// Everything the server needs, shared by all connections.
 pub struct Ingest {
-    pub ingest_path: String,
+    /// The relay in force: routes, credentials, the ingest path and the metrics token.
+    pub live: Arc<Live>,
     pub limits: Limits,
-    pub auth: Auth,
-    /// When set, `GET /metrics` requires it as a bearer token.
-    pub metrics_token: Option<Secret>,
     pub tls: Option<TlsAcceptor>,
-    pub router: Arc<Router>,
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
     /// Set when shutdown starts: new events get 503 so that ThousandEyes posts them again later.
@@ -174,10 +170,14 @@ impl Ingest {
     }
 
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        // The relay in force for this whole request, even if a reload happens meanwhile.
+        let relay = self.live.current();
         let path = request.uri().path();
         match (request.method(), path) {
-            (&Method::POST, p) if p == self.ingest_path => self.ingest(request, peer).await,
-            (_, p) if p == self.ingest_path => {
+            (&Method::POST, p) if p == relay.ingest_path => {
+                self.ingest(&relay, request, peer).await
+            }
+            (_, p) if p == relay.ingest_path => {
                 let mut response =
                     error(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted here");
                 response
@@ -187,7 +187,7 @@ impl Ingest {
             }
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.ready().await,
-            (&Method::GET, "/metrics") if !self.may_read_metrics(request.headers()) => {
+            (&Method::GET, "/metrics") if !may_read_metrics(&relay, request.headers()) => {
                 let mut response =
                     error(StatusCode::UNAUTHORIZED, "a bearer token is required here");
                 response.headers_mut().insert(
@@ -197,7 +197,8 @@ impl Ingest {
                 response
             }
             (&Method::GET, "/metrics") => {
-                match self.outbox.backlog() {
+                let names: Vec<String> = relay.destinations.keys().cloned().collect();
+                match self.outbox.backlog(&names) {
                     Ok(counts) => self.metrics.set_backlog(counts),
                     Err(e) => warn!(error = %e, "cannot count pending deliveries for /metrics"),
                 }
@@ -220,21 +221,6 @@ impl Ingest {
         }
     }
 
-    fn may_read_metrics(&self, headers: &hyper::HeaderMap) -> bool {
-        let Some(token) = &self.metrics_token else {
-            return true;
-        };
-        let presented = headers
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        bool::from(subtle::ConstantTimeEq::ct_eq(
-            presented.as_bytes(),
-            token.expose().as_bytes(),
-        ))
-    }
-
     async fn ready(&self) -> HttpResponse {
         match tokio::time::timeout(READY_PROBE_TIMEOUT, self.outbox.probe()).await {
             Ok(Ok(())) => json_response(StatusCode::OK, &json!({"status": "ready"})),
@@ -249,11 +235,16 @@ impl Ingest {
         }
     }
 
-    async fn ingest(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    async fn ingest(
+        &self,
+        relay: &Relay,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> HttpResponse {
         if self.closing.load(Ordering::SeqCst) {
             return unavailable("shutting down; post again later");
         }
-        if let Err(denied) = self.auth.check(peer.ip(), request.headers()).await {
+        if let Err(denied) = relay.auth.check(peer.ip(), request.headers()).await {
             self.metrics.event("none", "rejected_auth");
             return match denied {
                 Denied::Unauthorized => {
@@ -293,7 +284,7 @@ impl Ingest {
             }
         };
         let (id, kind) = (event.id.clone(), event.kind.as_str());
-        let to = self.router.destinations_for(&event);
+        let to = relay.router.destinations_for(&event);
         if to.is_empty() {
             warn!(event = %id, kind, "no route matches this event; it goes nowhere");
         }
@@ -347,6 +338,21 @@ impl Ingest {
             )),
         }
     }
+}
+
+fn may_read_metrics(relay: &Relay, headers: &hyper::HeaderMap) -> bool {
+    let Some(token) = &relay.metrics_token else {
+        return true;
+    };
+    let presented = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        presented.as_bytes(),
+        token.expose().as_bytes(),
+    ))
 }
 
 /// `application/json`, with parameters or not, or any `…+json` type.

@@ -13,11 +13,11 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::config::{CommonOptions, DestinationKind, RateLimit};
-use crate::deliver::{AnyDestination, DeliveryError, Destination};
+use crate::deliver::{DeliveryError, Destination};
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::outbox::{self, Claim, Finish, Outbox, Reader};
-use crate::render::Renderer;
+use crate::relay::{Live, Relay};
 
 /// First retry delay; doubled at each attempt.
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -60,20 +60,18 @@ pub fn limiter(kind: DestinationKind, options: &CommonOptions) -> Option<Default
 
 pub struct Worker {
     pub name: String,
-    pub destination: Arc<AnyDestination>,
-    pub renderer: Arc<Renderer>,
+    /// The relay in force: each attempt takes the current one, so a reload applies to the next
+    /// attempt and never to one already running.
+    pub live: Arc<Live>,
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
-    pub timeout: Duration,
-    pub max_age: Duration,
     /// Attempts in flight at once for this destination.
     pub concurrency: usize,
-    pub pace: Option<DefaultDirectRateLimiter>,
 }
 
 impl Worker {
-    /// Runs until `shutdown` turns true, then lets attempts in flight finish for up to `grace`;
-    /// what is left stays pending in the store for the next start.
+    /// Runs until `shutdown` turns true or the destination leaves the config, then lets attempts
+    /// in flight finish for up to `grace`; what is left stays pending in the store.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let reader = match self.outbox.reader() {
             Ok(reader) => reader,
@@ -88,12 +86,20 @@ impl Worker {
         let mut attempts = JoinSet::new();
         loop {
             let stop = shutdown.wait_for(|stop| *stop);
-            let (permit, claim) = tokio::select! {
+            let claimed = tokio::select! {
                 biased;
                 _ = stop => break,
                 claimed = this.claim(&reader, &slots, &in_flight) => claimed,
             };
-            if let Some(pace) = &this.pace {
+            // Taken after the claim: a reload while the worker waited applies to this attempt.
+            let relay = this.live.current();
+            let (Some((permit, claim)), Some(target)) =
+                (claimed, relay.destinations.get(&this.name))
+            else {
+                info!(destination = %this.name, "the destination left the config; its worker stops and what waits for it stays in the store");
+                break;
+            };
+            if let Some(pace) = &target.pace {
                 tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|stop| *stop) => break,
@@ -104,7 +110,7 @@ impl Worker {
             let (worker, in_flight) = (this.clone(), in_flight.clone());
             attempts.spawn(async move {
                 let id = claim.id;
-                worker.attempt(claim, permit).await;
+                worker.attempt(&relay, claim, permit).await;
                 lock(&in_flight).remove(&id);
             });
             while attempts.try_join_next().is_some() {}
@@ -119,24 +125,28 @@ impl Worker {
         }
     }
 
-    /// Waits for a free slot and a due delivery that is not already in flight.
+    /// Waits for a free slot and a due delivery that is not already in flight; `None` once the
+    /// destination is no longer configured.
     async fn claim(
         &self,
         reader: &Reader,
         slots: &Arc<Semaphore>,
         in_flight: &Mutex<HashSet<i64>>,
-    ) -> (OwnedSemaphorePermit, Claim) {
+    ) -> Option<(OwnedSemaphorePermit, Claim)> {
         let permit = slots
             .clone()
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
         loop {
+            if !self.live.current().destinations.contains_key(&self.name) {
+                return None;
+            }
             // Registered before looking, so that a change between the look and the wait counts.
             let changed = self.outbox.changed(&self.name);
             let now = outbox::now_ms();
             if let Some(claim) = self.first_due(reader, in_flight, now) {
-                return (permit, claim);
+                return Some((permit, claim));
             }
             let wait = match reader.next_due_at(&self.name) {
                 Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64),
@@ -168,12 +178,15 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, claim: Claim, permit: OwnedSemaphorePermit) {
+    async fn attempt(&self, relay: &Relay, claim: Claim, permit: OwnedSemaphorePermit) {
         let received_at =
             chrono::DateTime::from_timestamp_millis(claim.received_at).unwrap_or_default();
         let attempt = claim.attempts + 1;
         let finish = match Event::parse(&claim.body, received_at) {
-            Ok(event) => self.deliver(&event, claim.received_at, attempt).await,
+            Ok(event) => {
+                self.deliver(relay, &event, claim.received_at, attempt)
+                    .await
+            }
             Err(e) => Finish::Dead {
                 attempts: attempt,
                 error: format!("the stored event cannot be read: {e}"),
@@ -186,8 +199,14 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, event: &Event, received_at: i64, attempt: u32) -> Finish {
-        let rendered = self.renderer.render(event, &self.name);
+    async fn deliver(
+        &self,
+        relay: &Relay,
+        event: &Event,
+        received_at: i64,
+        attempt: u32,
+    ) -> Finish {
+        let rendered = relay.renderer.render(event, &self.name);
         for failure in &rendered.failures {
             warn!(
                 destination = %self.name,
@@ -202,12 +221,11 @@ impl Worker {
             self.metrics.fallback(&self.name, &first.template);
         }
         let started = tokio::time::Instant::now();
-        let result = tokio::time::timeout(
-            self.timeout,
-            self.destination.deliver(event, &rendered.message),
-        )
-        .await
-        .unwrap_or(Err(DeliveryError::Timeout));
+        let destination = &relay.destinations[&self.name].destination;
+        let result =
+            tokio::time::timeout(relay.timeout, destination.deliver(event, &rendered.message))
+                .await
+                .unwrap_or(Err(DeliveryError::Timeout));
         let took_ms = started.elapsed().as_millis() as u64;
         let since_accepted = Duration::from_millis((outbox::now_ms() - received_at).max(0) as u64);
         let latency_ms = since_accepted.as_millis() as u64;
@@ -220,7 +238,7 @@ impl Worker {
             }
             Err(e) if e.is_retryable() => {
                 let delay = backoff(attempt, e.retry_after());
-                if since_accepted + delay > self.max_age {
+                if since_accepted + delay > relay.max_age {
                     error!(destination = %self.name, event = %event.id, attempt, latency_ms, error = %e, "giving up: retried for longer than delivery.max_age");
                     self.metrics.attempt(&self.name, "dead", since_accepted);
                     Finish::Dead {

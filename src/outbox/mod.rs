@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, params};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{DeliveryRow, Requeue, list, requeue};
 pub use schema::SCHEMA_VERSION;
@@ -105,10 +105,7 @@ pub fn now_ms() -> i64 {
 impl Outbox {
     /// Opens (creating it and its directory if needed) and migrates the store at `path`, then
     /// starts the writer thread.
-    pub fn open<'a>(
-        path: &Path,
-        destinations: impl IntoIterator<Item = &'a String>,
-    ) -> Result<Self, StoreError> {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                 path: path.to_owned(),
@@ -117,12 +114,7 @@ impl Outbox {
         }
         let mut conn = connect(path, true)?;
         migrate(&mut conn, path)?;
-        let wakers: Arc<Wakers> = Arc::new(
-            destinations
-                .into_iter()
-                .map(|name| (name.clone(), Notify::new()))
-                .collect(),
-        );
+        let wakers: Arc<Wakers> = Arc::default();
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let thread_wakers = wakers.clone();
         std::thread::Builder::new()
@@ -197,8 +189,8 @@ impl Outbox {
         self.write(|reply| Write::Prune { before, reply }).await
     }
 
-    /// `(destination, pending, dead)` for every destination this outbox serves.
-    pub fn backlog(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    /// `(destination, pending, dead)` for each of `destinations`.
+    pub fn backlog(&self, destinations: &[String]) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let conn = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         let mut statement = conn.prepare_cached(
             "SELECT destination, SUM(state = 'pending'), SUM(state = 'dead') FROM deliveries
@@ -207,9 +199,8 @@ impl Outbox {
         let mut counts: std::collections::HashMap<String, (i64, i64)> = statement
             .query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))?
             .collect::<Result<_, _>>()?;
-        Ok(self
-            .wakers
-            .keys()
+        Ok(destinations
+            .iter()
             .map(|name| {
                 let (pending, dead) = counts.remove(name).unwrap_or_default();
                 (name.clone(), pending, dead)
@@ -226,10 +217,8 @@ impl Outbox {
 
     /// Completes when something changed for `destination` (a new delivery, a finished attempt).
     pub async fn changed(&self, destination: &str) {
-        match self.wakers.get(destination) {
-            Some(waker) => waker.notified().await,
-            None => std::future::pending().await,
-        }
+        let waker = self.wakers.get(destination);
+        waker.notified().await;
     }
 }
 
@@ -284,7 +273,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/store.db");
         let destinations = names(&["a", "b"]);
-        let outbox = Outbox::open(&path, &destinations).unwrap();
+        let outbox = Outbox::open(&path).unwrap();
         let accepted = outbox.accept("e1", 1, b"{}", &destinations).await.unwrap();
         assert_eq!(accepted, Accepted::New { deliveries: 2 });
         assert_eq!(
@@ -323,7 +312,7 @@ mod tests {
         let junk = dir.path().join("junk.db");
         std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
         assert!(matches!(
-            Outbox::open(&junk, &[]),
+            Outbox::open(&junk),
             Err(StoreError::NotAStore { .. })
         ));
         let newer = dir.path().join("newer.db");
@@ -331,14 +320,14 @@ mod tests {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         drop(conn);
-        let error = Outbox::open(&newer, &[]).err().expect("refused");
+        let error = Outbox::open(&newer).err().expect("refused");
         assert!(
             error.to_string().contains("newer than this alert-relay"),
             "{error}"
         );
         let dir_as_file = dir.path().to_owned();
         assert!(matches!(
-            Outbox::open(&dir_as_file, &[]),
+            Outbox::open(&dir_as_file),
             Err(StoreError::Open { .. })
         ));
         assert!(matches!(

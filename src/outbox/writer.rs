@@ -2,6 +2,7 @@
 //! one transaction, commits, then answers each caller and wakes the workers concerned.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -34,8 +35,17 @@ pub(super) enum Write {
     },
 }
 
-/// Wakes each destination's worker when something for it changed.
-pub(super) type Wakers = HashMap<String, Notify>;
+/// Wakes each destination's worker when something for it changed. Destinations come and go with
+/// config reloads, so a waker is made the first time a name is asked for.
+#[derive(Default)]
+pub(super) struct Wakers(std::sync::Mutex<HashMap<String, Arc<Notify>>>);
+
+impl Wakers {
+    pub(super) fn get(&self, destination: &str) -> Arc<Notify> {
+        let mut wakers = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        wakers.entry(destination.to_owned()).or_default().clone()
+    }
+}
 
 /// The writer thread: takes every write waiting, applies them in one transaction, commits, then
 /// answers each caller and wakes the workers concerned.
@@ -49,7 +59,7 @@ pub(super) fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Write>,
             }
         }
         let applied = apply(&mut conn, &batch);
-        let mut woken: Vec<&str> = Vec::new();
+        let mut woken: Vec<String> = Vec::new();
         for (i, write) in batch.into_iter().enumerate() {
             let result = applied.as_ref().map(|results| results[i]);
             let error = || match &applied {
@@ -63,20 +73,14 @@ pub(super) fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Write>,
                         _ => Err(error()),
                     };
                     if matches!(answer, Ok(Accepted::New { .. })) {
-                        woken.extend(
-                            to.iter()
-                                .filter_map(|d| wakers.get_key_value(d))
-                                .map(|(k, _)| k.as_str()),
-                        );
+                        woken.extend(to);
                     }
                     let _ = reply.send(answer);
                 }
                 Write::Finish {
                     reply, destination, ..
                 } => {
-                    if let Some((name, _)) = wakers.get_key_value(&destination) {
-                        woken.push(name);
-                    }
+                    woken.push(destination);
                     let _ = reply.send(result.map(|_| ()).map_err(|_| error()));
                 }
                 Write::Probe { reply } | Write::Prune { reply, .. } => {
@@ -87,7 +91,7 @@ pub(super) fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Write>,
         woken.sort_unstable();
         woken.dedup();
         for name in woken {
-            wakers[name].notify_one();
+            wakers.get(&name).notify_one();
         }
     }
 }

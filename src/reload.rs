@@ -1,0 +1,213 @@
+//! Hot reload: SIGHUP, or a change to the config file or to any file under a template directory,
+//! loads the config and templates again. The new relay replaces the old one only if it builds and
+//! passes what `check` checks (every template compiles, every bundled sample renders for every
+//! destination); otherwise the reason is logged, counted, and the old one keeps serving.
+//! Attempts in flight keep the relay they started with.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::relay::{Live, Relay, Workers, install, warn_restart_only};
+
+/// Editors write a file in several steps; changes closer together than this make one reload.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Settings read once at start: the listener, the store and the workers' shape.
+#[derive(Debug, Clone, PartialEq)]
+struct StartOnly(Vec<(&'static str, String)>);
+
+impl StartOnly {
+    fn of(config: &Config) -> Self {
+        let s = &config.server;
+        let d = &config.delivery;
+        Self(vec![
+            ("server.listen", s.listen.to_string()),
+            ("server.tls", format!("{:?}", s.tls)),
+            ("server.max_body_bytes", s.max_body_bytes.to_string()),
+            ("server.header_timeout", format!("{:?}", s.header_timeout)),
+            ("server.request_timeout", format!("{:?}", s.request_timeout)),
+            ("server.max_connections", s.max_connections.to_string()),
+            (
+                "storage.path",
+                config.path(&config.storage.path).display().to_string(),
+            ),
+            (
+                "storage.retention",
+                format!("{:?}", config.storage.retention),
+            ),
+            ("delivery.concurrency", d.concurrency.to_string()),
+            ("delivery.shutdown_grace", format!("{:?}", d.shutdown_grace)),
+            ("log", format!("{:?}", config.log)),
+        ])
+    }
+}
+
+pub struct Reloader {
+    config_path: PathBuf,
+    start_only: StartOnly,
+    /// The template directories of the config in force, watched recursively.
+    template_dirs: Vec<PathBuf>,
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
+    workers: Arc<Workers>,
+}
+
+impl Reloader {
+    pub fn new(
+        config: &Config,
+        live: Arc<Live>,
+        metrics: Arc<Metrics>,
+        workers: Arc<Workers>,
+    ) -> Self {
+        Self {
+            config_path: config.file.clone(),
+            start_only: StartOnly::of(config),
+            template_dirs: template_dirs(config),
+            live,
+            metrics,
+            workers,
+        }
+    }
+
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let (changed, mut changes) = mpsc::channel::<()>(1);
+        let mut watcher = self.watch(changed.clone());
+        #[cfg(unix)]
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let hangup_received = async {
+                #[cfg(unix)]
+                if let Some(hangup) = hangup.as_mut() {
+                    hangup.recv().await;
+                    return;
+                }
+                std::future::pending::<()>().await
+            };
+            let file_changed = tokio::select! {
+                stopping = stop.wait_for(|stop| *stop) => {
+                    drop(stopping);
+                    return;
+                }
+                Some(()) = changes.recv() => true,
+                () = hangup_received => false,
+            };
+            let reason = if file_changed {
+                tokio::time::sleep(SETTLE).await;
+                while changes.try_recv().is_ok() {}
+                "a watched file changed"
+            } else {
+                "SIGHUP"
+            };
+            if self.reload(reason).await {
+                // The template directories may have moved with the config.
+                drop(watcher);
+                watcher = self.watch(changed.clone());
+            }
+        }
+    }
+
+    /// Loads, checks and installs a new relay; whether it was installed.
+    async fn reload(&mut self, reason: &str) -> bool {
+        let attempt = async {
+            let config = Config::load(&self.config_path).map_err(|e| format!("{e:#}"))?;
+            let relay = Relay::new(&config).map_err(|e| e.to_string())?;
+            let problems = relay.problems();
+            if let Some((place, failure)) = problems.first() {
+                return Err(format!(
+                    "{} template problem(s), first: {place}{}template {failure}",
+                    problems.len(),
+                    if place.is_empty() { "" } else { ": " }
+                ));
+            }
+            Ok((config, relay))
+        };
+        match attempt.await {
+            Ok((config, relay)) => {
+                relay.auth.prefetch().await;
+                let start_only = StartOnly::of(&config);
+                for ((key, old), (_, new)) in self.start_only.0.iter().zip(&start_only.0) {
+                    if old != new {
+                        warn_restart_only(key);
+                    }
+                }
+                self.template_dirs = template_dirs(&config);
+                install(&self.live, &self.workers, relay);
+                self.metrics.reload(true);
+                info!(
+                    reason,
+                    destinations = config.destinations.len(),
+                    "reloaded the config and templates"
+                );
+                true
+            }
+            Err(why) => {
+                self.metrics.reload(false);
+                error!(reason, error = %why, "reload refused; the previous config and templates keep serving");
+                false
+            }
+        }
+    }
+
+    /// Watches the config file (through its directory, since editors replace files) and every
+    /// template directory; each change sends on `changed`.
+    fn watch(&self, changed: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+        let config_file = absolute(&self.config_path);
+        let dirs: Vec<PathBuf> = self.template_dirs.iter().map(|d| absolute(d)).collect();
+        let relevant = {
+            let (config_file, dirs) = (config_file.clone(), dirs.clone());
+            move |path: &Path| path == config_file || dirs.iter().any(|d| path.starts_with(d))
+        };
+        let handler = move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            // Reading templates during a reload must not trigger another one.
+            if matches!(event.kind, EventKind::Access(_)) {
+                return;
+            }
+            if event.paths.iter().any(|p| relevant(p)) {
+                let _ = changed.try_send(());
+            }
+        };
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(watcher) => watcher,
+            Err(e) => {
+                warn!(error = %e, "cannot watch files; reload with SIGHUP");
+                return None;
+            }
+        };
+        if let Some(dir) = config_file.parent()
+            && let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive)
+        {
+            warn!(dir = %dir.display(), error = %e, "cannot watch the config file; reload with SIGHUP");
+        }
+        for dir in dirs.iter().filter(|d| d.is_dir()) {
+            if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
+                warn!(dir = %dir.display(), error = %e, "cannot watch a template directory");
+            }
+        }
+        Some(watcher)
+    }
+}
+
+fn template_dirs(config: &Config) -> Vec<PathBuf> {
+    std::iter::once(config.path(&config.templates.dir))
+        .chain(
+            config
+                .destinations
+                .values()
+                .filter_map(|d| d.common().templates.map(|dir| config.path(&dir))),
+        )
+        .collect()
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| std::path::absolute(path).unwrap_or(path.to_path_buf()))
+}
