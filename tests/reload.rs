@@ -1,0 +1,185 @@
+//! Hot reload with the real binary: a template edited under a running relay is used for the next
+//! delivery, a broken edit keeps the old one (and the failure shows in `/metrics`), SIGHUP reloads
+//! what no watcher sees (a rotated secret file), and an attempt in flight is not disturbed.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{ChildRelay, Peer, Reply, WAIT};
+use tokio::time::Instant;
+
+fn event(id: &str) -> String {
+    format!(r#"{{"eventType": "WEBHOOK_TEST", "eventId": "{id}"}}"#)
+}
+
+/// Polls `/metrics` until `config_reloads_total{outcome}` reaches `count`.
+async fn wait_for_reloads(relay: &ChildRelay, outcome: &str, count: u64) {
+    let sample = format!("alert_relay_config_reloads_total{{outcome=\"{outcome}\"}} {count}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = common::client()
+            .get(format!("http://{}/metrics", relay.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.lines().any(|l| l == sample) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {sample}:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    // Written beside and renamed, as editors do, so the relay never reads half a file.
+    let temporary = path.with_extension("tmp-edit");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+fn hangup(relay: &ChildRelay) {
+    let status = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(relay.process.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_template_is_used_and_a_broken_edit_keeps_the_old_one() {
+    let slack = Peer::start().await;
+    let config = format!(
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"unlimited\"\n",
+        slack.url("/s")
+    );
+    let dir = common::config_dir(
+        &config,
+        &[(
+            "templates/slack/test.hbs",
+            "{\"text\": \"v1 {{event.id}}\"}",
+        )],
+    );
+    let template = dir.path().join("templates/slack/test.hbs");
+    let relay = ChildRelay::start(dir.path()).await;
+    relay.post(event("a")).await;
+    assert_eq!(slack.next().await.json()["text"], "v1 a");
+
+    write(&template, "{\"text\": \"v2 {{event.id}}\"}");
+    wait_for_reloads(&relay, "success", 1).await;
+    relay.post(event("b")).await;
+    assert_eq!(slack.next().await.json()["text"], "v2 b");
+
+    write(&template, "{\"text\": \"v3 {{#if event.id}}\"}");
+    wait_for_reloads(&relay, "failure", 1).await;
+    relay.post(event("c")).await;
+    assert_eq!(
+        slack.next().await.json()["text"],
+        "v2 c",
+        "the old template keeps serving"
+    );
+
+    // Once fixed, the template applies again.
+    write(&template, "{\"text\": \"v4 {{event.id}}\"}");
+    wait_for_reloads(&relay, "success", 2).await;
+    relay.post(event("d")).await;
+    assert_eq!(slack.next().await.json()["text"], "v4 d");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config_and_a_broken_config_is_refused() {
+    let old_peer = Peer::start().await;
+    let new_peer = Peer::start().await;
+    let config = "[destinations.slack]\nkind = \"slack\"\nurl_file = \"secrets/slack_url\"\nrate_limit = \"unlimited\"\n";
+    let dir = common::config_dir(config, &[("secrets/slack_url", &old_peer.url("/old"))]);
+    let secret = dir.path().join("secrets/slack_url");
+    let relay = ChildRelay::start(dir.path()).await;
+    relay.post(event("before")).await;
+    assert_eq!(old_peer.next().await.path, "/old");
+
+    // The secret is rotated; no watcher looks at secrets: SIGHUP applies it.
+    write(&secret, &new_peer.url("/new"));
+    hangup(&relay);
+    wait_for_reloads(&relay, "success", 1).await;
+    relay.post(event("after")).await;
+    let request = new_peer.next().await;
+    assert_eq!(request.path, "/new");
+    assert!(request.json()["text"].as_str().unwrap().contains("Test"));
+
+    // A broken secret: the reload is refused and the rotated one keeps serving.
+    write(&secret, "not a url");
+    hangup(&relay);
+    wait_for_reloads(&relay, "failure", 1).await;
+    relay.post(event("still")).await;
+    assert_eq!(new_peer.next().await.path, "/new");
+    assert!(
+        old_peer
+            .next_within(Duration::from_millis(200))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_disturb_an_attempt_in_flight_and_adds_destinations() {
+    let slack = Peer::start().await;
+    let hook = Peer::start().await;
+    slack.reply([Reply::Delay(Duration::from_millis(1500), 200)]);
+    let config = format!(
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"unlimited\"\n",
+        slack.url("/s")
+    );
+    let dir = common::config_dir(&config, &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    relay.post(event("slow")).await;
+    let first = slack.next().await;
+    // While Slack takes its time, a webhook destination is added.
+    write(
+        &dir.path().join("config.toml"),
+        &format!(
+            "{config}[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url("/h")
+        ),
+    );
+    wait_for_reloads(&relay, "success", 1).await;
+    relay.post(event("next")).await;
+    assert_eq!(
+        hook.next().await.json()["event"]["id"],
+        "next",
+        "the new destination has a worker"
+    );
+    let second = slack.next().await;
+    assert!(String::from_utf8_lossy(&second.body).contains("event next"));
+    // The slow attempt, begun before the reload, finishes as it started: done, never repeated.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, done) = common::command(dir.path(), &["deliveries", "--state", "done"]);
+        let slack_done = done.lines().filter(|l| l.contains(" slack ")).count();
+        if slack_done == 2 {
+            assert!(done.contains("slow") && done.contains("next"), "{done}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow attempt never finished:\n{done}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        first.at.elapsed() >= Duration::from_millis(1400),
+        "done before Slack answered"
+    );
+    assert!(String::from_utf8_lossy(&first.body).contains("event slow"));
+    assert!(
+        slack
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "an attempt was repeated"
+    );
+}
