@@ -291,7 +291,7 @@ impl Ingest {
         let received_at = event.received_at.timestamp_millis();
         match self.outbox.accept(&id, received_at, &body, &to).await {
             Ok(Accepted::New { deliveries }) => {
-                info!(event = %id, kind, deliveries, destinations = ?to, "accepted");
+                info!(event = %id, kind, deliveries, destinations = %to.join(","), "accepted");
                 self.metrics.event(kind, "accepted");
                 json_response(
                     StatusCode::OK,
