@@ -19,14 +19,7 @@ async fn wait_for_reloads(relay: &ChildRelay, outcome: &str, count: u64) {
     let sample = format!("alert_relay_config_reloads_total{{outcome=\"{outcome}\"}} {count}");
     let deadline = Instant::now() + WAIT;
     loop {
-        let metrics = common::client()
-            .get(format!("http://{}/metrics", relay.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = relay.metrics(None).await;
         if metrics.lines().any(|l| l == sample) {
             return;
         }

@@ -106,15 +106,7 @@ async fn assert_no_secret_leaks(case: &str, targets: Targets) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let metrics = common::client()
-        .get(format!("http://{}/metrics", relay.addr))
-        .bearer_auth("METRICSSECRET")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics(Some("METRICSSECRET")).await;
     assert!(
         metrics.contains("alert_relay_delivery_attempts_total"),
         "{case}: {metrics}"

@@ -489,6 +489,21 @@ impl ChildRelay {
         (status, serde_json::from_str(&text).expect("JSON answer"))
     }
 
+    /// The `/metrics` text, with `token` as bearer when given.
+    pub async fn metrics(&self, token: Option<&str>) -> String {
+        let mut request = client().get(format!("http://{}/metrics", self.addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub fn kill_9(mut self) {
         self.process.kill().expect("SIGKILL");
         self.process.wait().expect("reaped");
