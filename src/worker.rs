@@ -10,6 +10,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::config::{CommonOptions, DestinationKind, RateLimit};
@@ -67,6 +68,9 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// Attempts in flight at once for this destination.
     pub concurrency: usize,
+    /// Set when the peer answers with `Retry-After` (Slack's 429): the whole destination waits
+    /// until then, not only the delivery that got the answer.
+    pub paused_until: Mutex<Option<Instant>>,
 }
 
 impl Worker {
@@ -99,6 +103,14 @@ impl Worker {
                 info!(destination = %this.name, "the destination left the config; its worker stops and what waits for it stays in the store");
                 break;
             };
+            let paused_until = *lock(&this.paused_until);
+            if let Some(until) = paused_until.filter(|until| *until > Instant::now()) {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    () = tokio::time::sleep_until(until) => {}
+                }
+            }
             if let Some(pace) = &target.pace {
                 tokio::select! {
                     biased;
@@ -220,7 +232,7 @@ impl Worker {
         if let Some(first) = rendered.failures.first() {
             self.metrics.fallback(&self.name, &first.template);
         }
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let destination = &relay.destinations[&self.name].destination;
         let result =
             tokio::time::timeout(relay.timeout, destination.deliver(event, &rendered.message))
@@ -238,6 +250,11 @@ impl Worker {
             }
             Err(e) if e.is_retryable() => {
                 let delay = backoff(attempt, e.retry_after());
+                if e.retry_after().is_some() {
+                    let until = Instant::now() + delay;
+                    let mut paused = lock(&self.paused_until);
+                    *paused = Some(paused.map_or(until, |p| p.max(until)));
+                }
                 if since_accepted + delay > relay.max_age {
                     error!(destination = %self.name, event = %event.id, attempt, latency_ms, error = %e, "giving up: retried for longer than delivery.max_age");
                     self.metrics.attempt(&self.name, "dead", since_accepted);

@@ -120,3 +120,29 @@ async fn a_hung_peer_times_out_and_is_retried() {
     assert_eq!(attempts(&relay, "retry").await, 1);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn retry_after_pauses_the_whole_destination() {
+    let peer = Peer::start().await;
+    peer.reply([Reply::RetryAfter(429, "2")]);
+    let relay = TestRelay::start(&format!(
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"unlimited\"\n",
+        peer.url("/s")
+    ))
+    .await;
+    relay.post(&sample("alert_trigger.json")).await;
+    let limited = peer.next().await;
+    wait_for_attempts(&relay, "retry", 1).await;
+    // Slack said "wait 2 s" for this webhook: other events wait too, not only the first.
+    relay.post(&sample("alert_clear.json")).await;
+    relay.post(&sample("webhook_test.json")).await;
+    for _ in 0..3 {
+        let request = peer.next().await;
+        let gap = request.at - limited.at;
+        assert!(
+            gap >= Duration::from_millis(1900),
+            "sent {gap:?} after the 429"
+        );
+    }
+    relay.stop().await;
+}
