@@ -343,3 +343,66 @@ fn a_store_that_cannot_be_used_stops_the_start_with_a_clear_message() {
         "{out}"
     );
 }
+
+/// Makes files immutable (`chattr +i`, which binds root too) until dropped.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(paths: &[std::path::PathBuf]) -> Option<Immutable> {
+        for path in paths {
+            let ok = Command::new("chattr")
+                .arg("+i")
+                .arg(path)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                drop(Immutable(paths.to_vec()));
+                return None;
+            }
+        }
+        Some(Immutable(paths.to_vec()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = Command::new("chattr").arg("-i").arg(path).status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn readyz_and_posts_fail_while_the_store_cannot_be_written_and_recover() {
+    let relay = TestRelay::start("[destinations.console]\nkind = \"console\"\n").await;
+    assert_eq!(relay.post(&sample("alert_trigger.json")).await.0, 200);
+    let store = relay.dir.path().join("data");
+    let files: Vec<_> = ["alert-relay.db", "alert-relay.db-wal"]
+        .iter()
+        .map(|f| store.join(f))
+        .collect();
+    let Some(guard) = Immutable::set(&files) else {
+        eprintln!("skipped: chattr +i is not available here (needs root and ext4)");
+        return;
+    };
+    let (status, body) = relay.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not ready"), "{body}");
+    let (status, answer) = relay.post(&sample("alert_clear.json")).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("cannot store"),
+        "{answer}"
+    );
+    drop(guard);
+    let deadline = Instant::now() + WAIT;
+    while relay.get("/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        relay.post(&sample("alert_clear.json")).await.1["status"],
+        "accepted"
+    );
+    relay.stop().await;
+}
