@@ -456,6 +456,7 @@ impl ChildRelay {
         let process = Command::new(BIN)
             .arg("--config")
             .arg(dir.join("config.toml"))
+            .env_remove("RUST_LOG")
             .env("ALERT_RELAY_SERVER__LISTEN", addr.to_string())
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
