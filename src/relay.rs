@@ -12,6 +12,7 @@ use governor::DefaultDirectRateLimiter;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tracing::{error, info, warn};
 
 use crate::auth::Auth;
@@ -44,6 +45,8 @@ pub struct Relay {
     pub auth: Auth,
     /// When set, `GET /metrics` requires it as a bearer token.
     pub metrics_token: Option<Secret>,
+    /// `[server.tls]`, loaded again on reload so that a renewed certificate needs no restart.
+    pub tls: Option<TlsAcceptor>,
     pub timeout: Duration,
     pub max_age: Duration,
 }
@@ -77,8 +80,16 @@ impl Relay {
                 .map_err(|reason| ConfigError::new("server", reason))?,
             ),
         };
+        let tls = match &server.tls {
+            Some(tls) => Some(server::tls_acceptor(
+                &config.path(&tls.cert),
+                &config.path(&tls.key),
+            )?),
+            None => None,
+        };
         Ok(Self {
             auth: Auth::new(&server.auth, &config.base_dir, &http)?,
+            tls,
             http,
             ingest_path: server.ingest_path.clone(),
             router: Router::new(&config.routes, config.destinations.keys())?,
@@ -204,13 +215,6 @@ pub async fn run(
     relay.auth.prefetch().await;
     let store_path = config.path(&config.storage.path);
     let outbox = Arc::new(Outbox::open(&store_path)?);
-    let tls = match &config.server.tls {
-        Some(tls) => Some(server::tls_acceptor(
-            &config.path(&tls.cert),
-            &config.path(&tls.key),
-        )?),
-        None => None,
-    };
     let metrics = Arc::new(Metrics::default());
     let live = Arc::new(Live::new(relay));
     let (stop_tasks, stop) = watch::channel(false);
@@ -244,7 +248,6 @@ pub async fn run(
             request_timeout: server.request_timeout,
             max_connections: server.max_connections,
         },
-        tls,
         outbox,
         metrics,
         closing: AtomicBool::new(false),

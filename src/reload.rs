@@ -29,7 +29,6 @@ impl StartOnly {
         let d = &config.delivery;
         Self(vec![
             ("server.listen", s.listen.to_string()),
-            ("server.tls", format!("{:?}", s.tls)),
             ("server.max_body_bytes", s.max_body_bytes.to_string()),
             ("server.header_timeout", format!("{:?}", s.header_timeout)),
             ("server.request_timeout", format!("{:?}", s.request_timeout)),

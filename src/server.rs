@@ -53,7 +53,6 @@ pub struct Ingest {
     /// The relay in force: routes, credentials, the ingest path and the metrics token.
     pub live: Arc<Live>,
     pub limits: Limits,
-    pub tls: Option<TlsAcceptor>,
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
     /// Set when shutdown starts: new events get 503 so that ThousandEyes posts them again later.
@@ -84,7 +83,9 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
         };
         let (ingest, watcher) = (ingest.clone(), graceful.watcher());
         tokio::spawn(async move {
-            match ingest.tls.clone() {
+            // The current certificate: a reload with a renewed one applies to new connections.
+            let tls = ingest.live.current().tls.clone();
+            match tls {
                 None => ingest.connection(stream, peer, watcher).await,
                 Some(tls) => {
                     // The handshake counts as part of the headers: a client that stalls is cut.

@@ -64,3 +64,83 @@ async fn a_missing_or_bad_certificate_is_a_config_error() {
         .expect_err("refused");
     assert!(error.to_string().contains("server.tls.cert"), "{error}");
 }
+
+/// An HTTPS client that trusts only `cert_pem`, sends `localhost` to `addr`, and opens a new
+/// connection (a new handshake) for every request.
+fn trusting(cert_pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_applies_after_sighup_without_a_restart() {
+    let _ = common::client(); // installs the TLS provider
+    let first = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = common::config_dir(
+        "[server.tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n[destinations.console]\nkind = \"console\"\n",
+        &[
+            ("tls/cert.pem", &first.cert.pem()),
+            ("tls/key.pem", &first.signing_key.serialize_pem()),
+        ],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut process = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .env("ALERT_RELAY_SERVER__LISTEN", addr.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("https://localhost:{port}/healthz");
+    let old_client = trusting(&first.cert.pem(), addr);
+    let new_client = trusting(&renewed.cert.pem(), addr);
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while old_client.get(&url).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "never served HTTPS");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        new_client.get(&url).send().await.is_err(),
+        "the renewed certificate is not in use yet"
+    );
+
+    std::fs::write(dir.path().join("tls/cert.pem"), renewed.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("tls/key.pem"),
+        renewed.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(process.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while new_client.get(&url).send().await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate never applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        old_client.get(&url).send().await.is_err(),
+        "new connections use the renewed certificate"
+    );
+    let _ = process.kill();
+    let _ = process.wait();
+}
