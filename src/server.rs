@@ -30,8 +30,6 @@ use crate::metrics::Metrics;
 use crate::outbox::{Accepted, Outbox};
 use crate::relay::{Live, Relay};
 
-/// How long requests in flight may take to finish once shutdown starts.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// `/readyz` fails when a small write to the store takes longer than this.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Told to clients when the relay cannot take an event now; ThousandEyes retries anyway.
@@ -103,9 +101,10 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
     }
     ingest.closing.store(true, Ordering::SeqCst);
     drop(listener);
+    // No request may take longer than the request timeout anyway.
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => warn!("requests still open after the grace period; closing them"),
+        () = tokio::time::sleep(ingest.limits.request_timeout) => warn!("requests still open after server.request_timeout; closing them"),
     }
 }
 
