@@ -184,8 +184,7 @@ async fn shutdown_signal() {
 }
 
 fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path)?;
-    let relay = Relay::new(&config).context("invalid config")?;
+    let (config, relay) = load(config_path)?;
     println!(
         "config {}: ok ({} destinations, {} routes)",
         config_path.display(),
@@ -227,6 +226,13 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config at `config_path` and the relay it describes, for the commands that use one.
+fn load(config_path: &Path) -> anyhow::Result<(Config, Relay)> {
+    let config = Config::load(config_path)?;
+    let relay = Relay::new(&config).context("invalid config")?;
+    Ok((config, relay))
+}
+
 fn read_event(path: &Path) -> anyhow::Result<Event> {
     let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Event::parse(&body, chrono::Utc::now())
@@ -240,8 +246,7 @@ fn render(
     show_context: bool,
     all: bool,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path)?;
-    let relay = Relay::new(&config).context("invalid config")?;
+    let (config, relay) = load(config_path)?;
     let events = match event_path {
         Some(path) => vec![(path.display().to_string(), read_event(path)?)],
         None => samples::events()
@@ -294,8 +299,7 @@ fn render(
 }
 
 fn send(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path)?;
-    let relay = Relay::new(&config).context("invalid config")?;
+    let (_, relay) = load(config_path)?;
     let event = read_event(event_path)?;
     let answers = runtime()?
         .block_on(relay.send(&event, to))

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 use crate::auth::Auth;
 use crate::config::{Config, ConfigError, DestinationKind};
@@ -36,8 +36,6 @@ pub struct Target {
 
 /// Everything one config describes, ready to route, render, deliver and check credentials.
 pub struct Relay {
-    /// The one HTTP client: destinations, and the JWKS fetch.
-    pub http: reqwest::Client,
     pub ingest_path: String,
     pub router: Router,
     pub renderer: Renderer,
@@ -90,7 +88,6 @@ impl Relay {
         Ok(Self {
             auth: Auth::new(&server.auth, &config.base_dir, &http)?,
             tls,
-            http,
             ingest_path: server.ingest_path.clone(),
             router: Router::new(&config.routes, config.destinations.keys())?,
             renderer: Renderer::new(config),
@@ -182,7 +179,8 @@ impl Live {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn replace(&self, relay: Relay) {
+    /// Puts `relay` in force for every request and attempt that starts from now on.
+    pub(crate) fn replace(&self, relay: Relay) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(relay);
     }
 }
@@ -328,18 +326,4 @@ async fn prune(outbox: Arc<Outbox>, retention: Duration, mut stop: watch::Receiv
             () = tokio::time::sleep(PRUNE_EVERY) => {}
         }
     }
-}
-
-/// Replaces the relay in force after a reload; see [`crate::reload`].
-pub(crate) fn install(live: &Live, workers: &Workers, relay: Relay) {
-    live.replace(relay);
-    workers.start_missing();
-}
-
-/// Logged when a reload changes something that only a restart applies.
-pub(crate) fn warn_restart_only(key: &str) {
-    warn!(
-        key,
-        "this setting changed in the config; it takes effect at the next restart"
-    );
 }

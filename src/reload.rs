@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::relay::{Live, Relay, Workers, install, warn_restart_only};
+use crate::relay::{Live, Relay, Workers};
 
 /// Editors write a file in several steps; changes closer together than this make one reload.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -134,11 +134,15 @@ impl Reloader {
                 let start_only = StartOnly::of(&config);
                 for ((key, old), (_, new)) in self.start_only.0.iter().zip(&start_only.0) {
                     if old != new {
-                        warn_restart_only(key);
+                        warn!(
+                            key,
+                            "this setting changed in the config; it takes effect at the next restart"
+                        );
                     }
                 }
                 self.template_dirs = template_dirs(&config);
-                install(&self.live, &self.workers, relay);
+                self.live.replace(relay);
+                self.workers.start_missing();
                 self.metrics.reload(true);
                 info!(
                     reason,

@@ -217,13 +217,13 @@ impl HttpTarget {
     fn redact(&self, text: &str) -> String {
         let url = self.url.expose();
         let mut secrets: Vec<&str> = vec![url];
-        if let Ok(parsed) = url::Url::parse(url)
-            && let Some(start) = url.find(parsed.path())
-        {
-            secrets.push(&url[start..]);
-            if let Some(query) = parsed.query() {
-                secrets.push(&url[url.len() - query.len()..]);
-            }
+        // The path and query as written, from the first `/` after the host.
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        if let Some(start) = url[after_scheme..].find('/') {
+            secrets.push(&url[after_scheme + start..]);
+        }
+        if let Some((_, query)) = url.split_once('?') {
+            secrets.push(query);
         }
         for value in self.headers.values().filter_map(|v| v.to_str().ok()) {
             secrets.push(value);
