@@ -8,9 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, ChildRelay, Peer, Reply, TestRelay, WAIT, command, sample};
+use common::{BIN, ChildRelay, Peer, Reply, TestRelay, command, eventually, sample};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 /// Reads requests until `expected` distinct ids were answered 200, then until the store holds no
 /// pending delivery and the peer's queue is empty; returns how often each id was answered 200.
@@ -27,14 +26,15 @@ async fn delivered_ids(
             *counts.entry(id_of(&request.json())).or_default() += 1;
         }
     }
-    let deadline = Instant::now() + WAIT;
-    while !command(dir, &["deliveries", "--state", "pending"])
-        .1
-        .contains("(none)")
-    {
-        assert!(Instant::now() < deadline, "deliveries still pending");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("deliveries still pending", async || {
+        let (_, out) = command(dir, &["deliveries", "--state", "pending"]);
+        if out.contains("(none)") {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    })
+    .await;
     while let Some(request) = peer.next_within(Duration::from_millis(200)).await {
         if request.status == 200 {
             *counts.entry(id_of(&request.json())).or_default() += 1;
@@ -228,16 +228,16 @@ async fn a_dead_delivery_is_listed_and_delivered_after_retry() {
     let relay = TestRelay::start(&config).await;
     relay.post(&sample("alert_trigger.json")).await;
     assert_eq!(slack.next().await.status, 404);
-    let deadline = Instant::now() + WAIT;
-    let listed = loop {
+    let listed = eventually("never listed as dead", async || {
         let (ok, out) = command(relay.dir.path(), &["deliveries", "--state", "dead"]);
         assert!(ok, "{out}");
         if out.contains("49-35541") {
-            break out;
+            Ok(out)
+        } else {
+            Err(out)
         }
-        assert!(Instant::now() < deadline, "never listed as dead: {out}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert!(
         listed.contains("HTTP 404: no_team") && listed.contains("dead"),
         "{listed}"
@@ -248,14 +248,15 @@ async fn a_dead_delivery_is_listed_and_delivered_after_retry() {
     assert!(ok && out.contains("1 delivery is due again"), "{out}");
     let again = slack.next().await;
     assert_eq!(again.status, 200);
-    let deadline = Instant::now() + WAIT;
-    while !command(relay.dir.path(), &["deliveries", "--state", "done"])
-        .1
-        .contains("49-35541")
-    {
-        assert!(Instant::now() < deadline, "never recorded as done");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("never recorded as done", async || {
+        let (_, out) = command(relay.dir.path(), &["deliveries", "--state", "done"]);
+        if out.contains("49-35541") {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    })
+    .await;
     let (ok, out) = command(relay.dir.path(), &["retry", "999"]);
     assert!(!ok && out.contains("no delivery 999"), "{out}");
     relay.stop().await;
@@ -395,11 +396,11 @@ async fn readyz_and_posts_fail_while_the_store_cannot_be_written_and_recover() {
         "{answer}"
     );
     drop(guard);
-    let deadline = Instant::now() + WAIT;
-    while relay.get("/readyz").await.0 != 200 {
-        assert!(Instant::now() < deadline, "never ready again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("never ready again", async || {
+        let (status, body) = relay.get("/readyz").await;
+        if status == 200 { Ok(()) } else { Err(body) }
+    })
+    .await;
     assert_eq!(
         relay.post(&sample("alert_clear.json")).await.1["status"],
         "accepted"

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{ChildRelay, Peer, Reply, WAIT, sample};
+use common::{ChildRelay, Peer, Reply, eventually, sample};
 use serde_json::Value;
-use tokio::time::Instant;
 
 fn log_lines(dir: &std::path::Path) -> Vec<Value> {
     let mut lines = Vec::new();
@@ -37,16 +36,16 @@ async fn json_log_lines_carry_the_fields_an_operator_searches_by() {
     assert_eq!(relay.post(sample("alert_trigger.json")).await.0, 200);
     ok.next().await;
     failing.next().await;
-    let deadline = Instant::now() + WAIT;
-    let lines = loop {
+    let lines = eventually("missing log lines", async || {
         let lines = log_lines(dir.path());
         let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
         if messages.contains(&"delivered") && messages.contains(&"delivery failed; will retry") {
-            break lines;
+            Ok(lines)
+        } else {
+            Err(format!("{messages:?}"))
         }
-        assert!(Instant::now() < deadline, "missing log lines: {messages:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     let find = |message: &str| {
         lines
             .iter()

@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Peer, Reply, TestRelay, WAIT, sample};
-use tokio::time::Instant;
+use common::{Peer, Reply, TestRelay, sample};
 
 /// The value of the sample `name{labels}` in a Prometheus text exposition.
 fn value(metrics: &str, sample: &str) -> Option<f64> {
@@ -67,8 +64,7 @@ async fn counters_match_what_happened() {
         failing.next().await;
     }
     // The worker counts right after the peer answers: wait for the last of them.
-    let deadline = Instant::now() + WAIT;
-    let metrics = loop {
+    let metrics = common::eventually("the counts never settled", async || {
         let (_, metrics) = relay.get("/metrics").await;
         let done = value(
             &metrics,
@@ -82,15 +78,9 @@ async fn counters_match_what_happened() {
                 &metrics,
                 "alert_relay_delivery_attempts_total{destination=\"failing\",outcome=\"retry\"}",
             ) >= Some(3.0);
-        if done {
-            break metrics;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the counts never settled:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        if done { Ok(metrics) } else { Err(metrics) }
+    })
+    .await;
     let fallback_template = relay
         .dir
         .path()

@@ -7,8 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{ChildRelay, Peer, Reply, WAIT};
-use tokio::time::Instant;
+use common::{ChildRelay, Peer, Reply, eventually};
 
 fn event(id: &str) -> String {
     format!(r#"{{"eventType": "WEBHOOK_TEST", "eventId": "{id}"}}"#)
@@ -17,15 +16,15 @@ fn event(id: &str) -> String {
 /// Polls `/metrics` until `config_reloads_total{outcome}` reaches `count`.
 async fn wait_for_reloads(relay: &ChildRelay, outcome: &str, count: u64) {
     let sample = format!("alert_relay_config_reloads_total{{outcome=\"{outcome}\"}} {count}");
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(&format!("never saw {sample}"), async || {
         let metrics = relay.metrics(None).await;
         if metrics.lines().any(|l| l == sample) {
-            return;
+            Ok(())
+        } else {
+            Err(metrics)
         }
-        assert!(Instant::now() < deadline, "never saw {sample}:\n{metrics}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 fn write(path: &Path, text: &str) {
@@ -149,20 +148,13 @@ async fn a_reload_does_not_disturb_an_attempt_in_flight_and_adds_destinations() 
     let second = slack.next().await;
     assert!(String::from_utf8_lossy(&second.body).contains("event next"));
     // The slow attempt, begun before the reload, finishes as it started: done, never repeated.
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let done = eventually("the slow attempt never finished", async || {
         let (_, done) = common::command(dir.path(), &["deliveries", "--state", "done"]);
         let slack_done = done.lines().filter(|l| l.contains(" slack ")).count();
-        if slack_done == 2 {
-            assert!(done.contains("slow") && done.contains("next"), "{done}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the slow attempt never finished:\n{done}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if slack_done == 2 { Ok(done) } else { Err(done) }
+    })
+    .await;
+    assert!(done.contains("slow") && done.contains("next"), "{done}");
     assert!(
         first.at.elapsed() >= Duration::from_millis(1400),
         "done before Slack answered"

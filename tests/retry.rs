@@ -28,14 +28,18 @@ async fn attempts(relay: &TestRelay, outcome: &str) -> u64 {
 
 /// Polls `/metrics` until the worker has recorded `count` attempts with `outcome`.
 async fn wait_for_attempts(relay: &TestRelay, outcome: &str, count: u64) {
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    while attempts(relay, outcome).await < count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {outcome} attempt recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(
+        &format!("fewer than {count} {outcome} attempts"),
+        async || {
+            let recorded = attempts(relay, outcome).await;
+            if recorded >= count {
+                Ok(())
+            } else {
+                Err(format!("{recorded} recorded"))
+            }
+        },
+    )
+    .await;
 }
 
 /// Posts the webhook test event and checks that it is the next request the peer sees: once the

@@ -24,6 +24,19 @@ use tokio::time::Instant;
 /// How long a test waits for something that should happen; far above what any step needs.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Polls `check` every 50 ms until it gives `Ok`; fails the test with `what` and the last `Err`
+/// if that takes longer than [`WAIT`].
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => panic!("{what}: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 pub fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -465,16 +478,15 @@ impl ChildRelay {
             .expect("start alert-relay");
         let relay = ChildRelay { process, addr };
         let http = client();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(response) = http.get(format!("http://{addr}/readyz")).send().await
-                && response.status() == 200
-            {
-                return relay;
+        eventually("the relay did not become ready", async || {
+            match http.get(format!("http://{addr}/readyz")).send().await {
+                Ok(response) if response.status() == 200 => Ok(()),
+                Ok(response) => Err(response.status().to_string()),
+                Err(e) => Err(e.to_string()),
             }
-            assert!(Instant::now() < deadline, "the relay did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
+        relay
     }
 
     pub async fn post(&self, body: String) -> (u16, Value) {
@@ -520,14 +532,14 @@ impl ChildRelay {
     }
 
     pub async fn exit_code(mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.process.try_wait().unwrap() {
-                return status.code();
+        eventually("the relay did not exit", async || {
+            match self.process.try_wait() {
+                Ok(Some(status)) => Ok(status.code()),
+                Ok(None) => Err("still running".into()),
+                Err(e) => Err(e.to_string()),
             }
-            assert!(Instant::now() < deadline, "the relay did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 
