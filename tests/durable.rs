@@ -135,7 +135,7 @@ async fn sigterm_lets_the_attempt_in_flight_finish_and_exits_0() {
     let relay = ChildRelay::start(dir.path()).await;
     assert_eq!(relay.post(sample("alert_trigger.json")).await.0, 200);
     let first = slack.next().await;
-    relay.terminate();
+    relay.signal("TERM");
     let code = relay.exit_code().await;
     assert_eq!(code, Some(0));
     assert!(
@@ -170,7 +170,7 @@ async fn sigterm_with_a_hung_peer_keeps_the_delivery_for_the_next_start() {
     let relay = ChildRelay::start(dir.path()).await;
     relay.post(sample("alert_trigger.json")).await;
     slack.next().await;
-    relay.terminate();
+    relay.signal("TERM");
     assert_eq!(
         relay.exit_code().await,
         Some(0),

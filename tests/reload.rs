@@ -34,15 +34,6 @@ fn write(path: &Path, text: &str) {
     std::fs::rename(&temporary, path).unwrap();
 }
 
-fn hangup(relay: &ChildRelay) {
-    let status = std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(relay.process.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_template_is_used_and_a_broken_edit_keeps_the_old_one() {
     let slack = Peer::start().await;
@@ -96,7 +87,7 @@ async fn sighup_reloads_the_config_and_a_broken_config_is_refused() {
 
     // The secret is rotated; no watcher looks at secrets: SIGHUP applies it.
     write(&secret, &new_peer.url("/new"));
-    hangup(&relay);
+    relay.signal("HUP");
     wait_for_reloads(&relay, "success", 1).await;
     relay.post(event("after")).await;
     let request = new_peer.next().await;
@@ -105,7 +96,7 @@ async fn sighup_reloads_the_config_and_a_broken_config_is_refused() {
 
     // A broken secret: the reload is refused and the rotated one keeps serving.
     write(&secret, "not a url");
-    hangup(&relay);
+    relay.signal("HUP");
     wait_for_reloads(&relay, "failure", 1).await;
     relay.post(event("still")).await;
     assert_eq!(new_peer.next().await.path, "/new");

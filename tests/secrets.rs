@@ -106,7 +106,7 @@ async fn assert_no_secret_leaks(case: &str, targets: Targets) {
         "{case}: {metrics}"
     );
     let (_, check) = command(dir.path(), &["check"]);
-    relay.terminate();
+    relay.signal("TERM");
     relay.exit_code().await;
     let logs = std::fs::read_dir(dir.path())
         .unwrap()

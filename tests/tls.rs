@@ -125,14 +125,7 @@ async fn a_renewed_certificate_applies_after_sighup_without_a_restart() {
         renewed.signing_key.serialize_pem(),
     )
     .unwrap();
-    assert!(
-        std::process::Command::new("kill")
-            .arg("-HUP")
-            .arg(process.id().to_string())
-            .status()
-            .unwrap()
-            .success()
-    );
+    common::signal(process.id(), "HUP");
     common::eventually("the renewed certificate never applied", async || {
         new_client
             .get(&url)

@@ -522,13 +522,9 @@ impl ChildRelay {
         self.process.wait().expect("reaped");
     }
 
-    pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.process.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+    /// Sends a signal by name (`TERM`, `HUP`).
+    pub fn signal(&self, name: &str) {
+        signal(self.process.id(), name);
     }
 
     pub async fn exit_code(mut self) -> Option<i32> {
@@ -563,4 +559,14 @@ pub fn command(dir: &Path, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
+}
+
+/// Sends the signal `name` (`TERM`, `HUP`) to process `pid`.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid}");
 }
