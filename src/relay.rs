@@ -291,7 +291,7 @@ impl Workers {
                 outbox: self.outbox.clone(),
                 metrics: self.metrics.clone(),
                 concurrency: self.concurrency,
-                paused_until: Mutex::default(),
+                health: Mutex::default(),
             };
             running.insert(
                 name.clone(),

@@ -22,6 +22,9 @@ use crate::relay::{Live, Relay};
 
 /// First retry delay; doubled at each attempt.
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// Shortest wait before trying a destination again, whatever its `Retry-After` says: a peer that
+/// answers `Retry-After: 0` (or a date in the past) must not turn retries into a flood.
+pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts, `Retry-After` included, so that a peer asking for an hour
 /// cannot park an alert past its usefulness.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -68,9 +71,36 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// Attempts in flight at once for this destination.
     pub concurrency: usize,
-    /// Set when the peer answers with `Retry-After` (Slack's 429): the whole destination waits
-    /// until then, not only the delivery that got the answer.
-    pub paused_until: Mutex<Option<Instant>>,
+    pub health: Mutex<Health>,
+}
+
+/// What the last attempts said about the destination and the store. A failing destination is
+/// paused as a whole and then probed with one attempt at a time, so that a backlog does not turn
+/// into one retry per waiting delivery; an outcome the store cannot record pauses the worker too.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// No attempt starts before this: the peer asked to wait (`Retry-After`), an attempt failed,
+    /// or the store could not record an outcome.
+    paused_until: Option<Instant>,
+    /// Probes that failed in a row; while above 0, one attempt at a time is made.
+    failures: u32,
+    /// Bumped at every failure that counts: attempts started before it were already in flight
+    /// when the destination failed, and their failures do not lengthen the pause again.
+    round: u64,
+    /// Outcomes the store refused in a row.
+    store_failures: u32,
+}
+
+impl Health {
+    fn pause(&mut self, delay: Duration) {
+        let until = Instant::now() + delay;
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+    }
+
+    /// Whether attempts should go one at a time until one succeeds.
+    fn probing(&self) -> bool {
+        self.failures > 0 || self.store_failures > 0
+    }
 }
 
 impl Worker {
@@ -103,7 +133,7 @@ impl Worker {
                 info!(destination = %this.name, "the destination left the config; its worker stops and what waits for it stays in the store");
                 break;
             };
-            let paused_until = *lock(&this.paused_until);
+            let paused_until = lock(&this.health).paused_until;
             if let Some(until) = paused_until.filter(|until| *until > Instant::now()) {
                 tokio::select! {
                     biased;
@@ -118,13 +148,30 @@ impl Worker {
                     () = pace.until_ready() => {}
                 }
             }
+            let (round, probing) = {
+                let health = lock(&this.health);
+                (health.round, health.probing())
+            };
             lock(&in_flight).insert(claim.id);
             let (worker, in_flight) = (this.clone(), in_flight.clone());
             attempts.spawn(async move {
                 let id = claim.id;
-                worker.attempt(&relay, claim, permit).await;
+                worker.attempt(&relay, claim, round).await;
+                // The slot and the id are let go only once the outcome is committed: a crash
+                // repeats at most `concurrency` attempts, and a delivery whose outcome is not yet
+                // recorded is never claimed again.
                 lock(&in_flight).remove(&id);
+                drop(permit);
             });
+            if probing {
+                // The destination or the store failed: this attempt is a probe, and nothing else
+                // starts until it has ended.
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    _ = attempts.join_next() => {}
+                }
+            }
             while attempts.try_join_next().is_some() {}
         }
         let drained = tokio::time::timeout(grace, async {
@@ -190,13 +237,15 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, relay: &Relay, claim: Claim, permit: OwnedSemaphorePermit) {
+    /// Makes one attempt and records its outcome. `round` is the health round the attempt
+    /// started in.
+    async fn attempt(&self, relay: &Relay, claim: Claim, round: u64) {
         let received_at =
             chrono::DateTime::from_timestamp_millis(claim.received_at).unwrap_or_default();
         let attempt = claim.attempts + 1;
         let finish = match Event::parse(&claim.body, received_at) {
             Ok(event) => {
-                self.deliver(relay, &event, claim.received_at, attempt)
+                self.deliver(relay, &event, claim.received_at, attempt, round)
                     .await
             }
             Err(e) => Finish::Dead {
@@ -204,10 +253,31 @@ impl Worker {
                 error: format!("the stored event cannot be read: {e}"),
             },
         };
-        // The slot is free as soon as the peer answered; the row stays claimed until committed.
-        drop(permit);
-        if let Err(e) = self.outbox.finish(claim.id, &self.name, finish).await {
-            error!(destination = %self.name, event = %claim.event_id, error = %e, "cannot record the outcome; the delivery will be attempted again");
+        self.record(&claim, finish).await;
+    }
+
+    /// Commits `finish`. While the store refuses (a full disk), the worker pauses and tries
+    /// again later, with the delivery still counted in flight: it is never sent again because
+    /// its outcome could not be written.
+    async fn record(&self, claim: &Claim, finish: Finish) {
+        loop {
+            match self.outbox.finish(claim.id, &self.name, finish.clone()).await {
+                Ok(()) => {
+                    lock(&self.health).store_failures = 0;
+                    return;
+                }
+                Err(e) => {
+                    let delay = {
+                        let mut health = lock(&self.health);
+                        health.store_failures += 1;
+                        let delay = backoff(health.store_failures, None);
+                        health.pause(delay);
+                        delay
+                    };
+                    error!(destination = %self.name, event = %claim.event_id, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot record the outcome of an attempt; this destination pauses until the store takes it");
+                    tokio::time::sleep(delay).await;
+                }
+            }
         }
     }
 
@@ -217,6 +287,7 @@ impl Worker {
         event: &Event,
         received_at: i64,
         attempt: u32,
+        round: u64,
     ) -> Finish {
         let rendered = relay.renderer.render(event, &self.name);
         for failure in &rendered.failures {
@@ -246,15 +317,12 @@ impl Worker {
                 info!(destination = %self.name, event = %event.id, attempt, took_ms, latency_ms, answer = %receipt.0, "delivered");
                 self.metrics
                     .attempt(&self.name, "delivered", since_accepted);
+                lock(&self.health).failures = 0;
                 Finish::Done { attempts: attempt }
             }
             Err(e) if e.is_retryable() => {
                 let delay = backoff(attempt, e.retry_after());
-                if e.retry_after().is_some() {
-                    let until = Instant::now() + delay;
-                    let mut paused = lock(&self.paused_until);
-                    *paused = Some(paused.map_or(until, |p| p.max(until)));
-                }
+                self.destination_failed(round, e.retry_after());
                 if since_accepted + delay > relay.max_age {
                     error!(destination = %self.name, event = %event.id, attempt, latency_ms, error = %e, "giving up: retried for longer than delivery.max_age");
                     self.metrics.attempt(&self.name, "dead", since_accepted);
@@ -282,6 +350,23 @@ impl Worker {
             }
         }
     }
+
+    /// An attempt started in `round` failed in a way that may pass later: the whole destination
+    /// pauses, for what the peer asked (`Retry-After`, at least [`MIN_BACKOFF`]) or for a backoff
+    /// that grows with each probe that fails. Attempts that were already in flight when the first
+    /// failure came keep the pause as it is.
+    fn destination_failed(&self, round: u64, retry_after: Option<Duration>) {
+        let mut health = lock(&self.health);
+        if round == health.round {
+            health.round += 1;
+            health.failures += 1;
+            let delay = backoff(health.failures, retry_after);
+            health.pause(delay);
+            warn!(destination = %self.name, failures = health.failures, pause_ms = delay.as_millis() as u64, "the destination failed; it is paused, then probed with one attempt at a time");
+        } else if let Some(wait) = retry_after {
+            health.pause(backoff(1, Some(wait)));
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -289,12 +374,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How long to wait before attempt `attempt + 1`: what the peer asked for (`Retry-After`), else
-/// exponential from [`INITIAL_BACKOFF`] with jitter (half to all of the step, so that deliveries
-/// failing together do not retry together), never more than [`MAX_BACKOFF`].
+/// How long to wait before attempt `attempt + 1`: what the peer asked for (`Retry-After`, never
+/// less than [`MIN_BACKOFF`]), else exponential from [`INITIAL_BACKOFF`] with jitter (half to all
+/// of the step, so that deliveries failing together do not retry together), never more than
+/// [`MAX_BACKOFF`].
 pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
     if let Some(wait) = retry_after {
-        return wait.min(MAX_BACKOFF);
+        return wait.clamp(MIN_BACKOFF, MAX_BACKOFF);
     }
     let step = INITIAL_BACKOFF
         .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
@@ -315,6 +401,7 @@ mod tests {
             assert!(d <= step.min(MAX_BACKOFF), "attempt {attempt}: {d:?}");
             assert!(d >= step.min(MAX_BACKOFF) / 2, "attempt {attempt}: {d:?}");
         }
+        assert_eq!(backoff(1, Some(Duration::ZERO)), MIN_BACKOFF);
         assert_eq!(
             backoff(1, Some(Duration::from_secs(2))),
             Duration::from_secs(2)

@@ -150,3 +150,92 @@ async fn retry_after_pauses_the_whole_destination() {
     }
     relay.stop().await;
 }
+
+/// Counts the requests `peer` receives from the first one until `window` has passed.
+async fn requests_within(peer: &Peer, window: Duration) -> usize {
+    let first = peer.next().await;
+    let end = first.at + window;
+    let mut count = 1;
+    while let Some(left) = end.checked_duration_since(tokio::time::Instant::now()) {
+        if peer.next_within(left).await.is_none() {
+            break;
+        }
+        count += 1;
+    }
+    count
+}
+
+#[tokio::test]
+async fn retry_after_zero_or_in_the_past_still_backs_off() {
+    for retry_after in ["0", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+        let peer = Peer::start().await;
+        peer.answer_by_default(Reply::RetryAfter(429, retry_after));
+        let relay = TestRelay::start(&format!(
+            "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"unlimited\"\n",
+            peer.url("/s")
+        ))
+        .await;
+        for i in 0..5 {
+            let body = format!(
+                r#"{{"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": "ra-{i}", "alert": {{"ruleName": "R"}}}}"#
+            );
+            assert_eq!(relay.post(&body).await.0, 200);
+        }
+        // Five events, each answered "retry after 0 s": at most the five first attempts, then
+        // one attempt a second at most (the floor), never a storm.
+        let count = requests_within(&peer, Duration::from_millis(2500)).await;
+        assert!(
+            count <= 9,
+            "Retry-After: {retry_after}: {count} requests in 2.5 s"
+        );
+        relay.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_destination_is_probed_not_hammered_and_catches_up_after() {
+    const EVENTS: usize = 100;
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::Status(503, "down"));
+    let relay = TestRelay::start(&format!(
+        "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        peer.url("/h")
+    ))
+    .await;
+    for i in 0..EVENTS {
+        let body = format!(
+            r#"{{"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": "down-{i}", "alert": {{"ruleName": "R"}}}}"#
+        );
+        assert_eq!(relay.post(&body).await.0, 200);
+    }
+    // A backlog of 100 for a destination that fails: the attempts in flight when the first
+    // failure came (at most delivery.concurrency = 8), then one probe at a time, further apart
+    // each time; not 100 deliveries each retrying on its own.
+    let count = requests_within(&peer, Duration::from_secs(3)).await;
+    assert!(count <= 8 + 3, "{count} requests in 3 s");
+    // Once the destination answers again, the probe succeeds and the backlog flows.
+    peer.answer_by_default(Reply::Status(200, "ok"));
+    let mut delivered = std::collections::HashSet::new();
+    while delivered.len() < EVENTS {
+        let request = peer.next().await;
+        if request.status == 200 {
+            delivered.insert(request.json()["event"]["id"].as_str().unwrap().to_owned());
+        }
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_cut_after_a_few_kilobytes() {
+    let peer = Peer::start().await;
+    peer.reply([Reply::Endless(500)]);
+    let relay = relay_for(&peer, "2s").await;
+    relay.post(&sample("alert_trigger.json")).await;
+    peer.next().await;
+    wait_for_attempts(&relay, "delivered", 1).await;
+    // The attempt was judged by its status, without waiting for the end of the body.
+    let (_, out) = common::command(relay.dir.path(), &["deliveries", "--state", "done"]);
+    assert!(out.contains("HTTP 500: xxxx"), "{out}");
+    assert!(!out.contains("timeout"), "{out}");
+    relay.stop().await;
+}

@@ -19,6 +19,8 @@ use crate::config::ConfigError;
 const MIN_REFETCH: Duration = Duration::from_secs(30);
 /// Fetching the JWKS may take this long before the token is refused.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A JWKS holds a few keys of a few KB; a larger answer is not read past this.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,8 +259,7 @@ impl Jwks {
             if !response.status().is_success() {
                 return Err(format!("HTTP {}", response.status().as_u16()));
             }
-            let text = response
-                .text()
+            let text = crate::deliver::read_capped(response, MAX_JWKS_BYTES)
                 .await
                 .map_err(|e| e.without_url().to_string())?;
             serde_json::from_str::<JwkSet>(&text).map_err(|e| format!("not a JWKS: {e}"))

@@ -19,6 +19,9 @@ use crate::secret::Secret;
 /// A peer's answer body is kept in errors and logs up to this many characters: enough for Slack's
 /// `invalid_blocks` explanations, short enough for a log line.
 pub const MAX_ANSWER_CHARS: usize = 500;
+/// At most this much of a peer's answer is read; the rest is never downloaded, so that an answer
+/// that does not end (or is huge) costs neither memory nor the attempt's time.
+pub const MAX_ANSWER_BYTES: usize = 4096;
 
 /// One place messages go. Implementations send one rendered message per call and say how it went;
 /// retrying and pacing are the worker's job.
@@ -193,7 +196,9 @@ impl HttpTarget {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let answer = response.text().await.map_err(request_error)?;
+        let answer = read_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(request_error)?;
         let answer: String = self
             .redact(answer.trim())
             .chars()
@@ -237,6 +242,22 @@ impl HttpTarget {
             .into_iter()
             .fold(text.to_owned(), |text, secret| text.replace(secret, "***"))
     }
+}
+
+/// The first `max` bytes of an answer's body (as text, invalid UTF-8 replaced); the rest is left
+/// unread and the connection closed.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<String, reqwest::Error> {
+    let mut body = Vec::new();
+    while body.len() < max {
+        match response.chunk().await? {
+            Some(chunk) => body.extend_from_slice(&chunk[..chunk.len().min(max - body.len())]),
+            None => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A reqwest error without its URL, which for Slack and Teams is a secret.

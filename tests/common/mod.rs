@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::TokioIo;
@@ -94,6 +94,8 @@ pub enum Reply {
     Echo(u16),
     /// Reads the request, records it, never answers.
     Hang,
+    /// Answers with this status and a body that never ends.
+    Endless(u16),
 }
 
 impl Reply {
@@ -102,7 +104,8 @@ impl Reply {
             Reply::Status(status, _)
             | Reply::RetryAfter(status, _)
             | Reply::Delay(_, status)
-            | Reply::Echo(status) => *status,
+            | Reply::Echo(status)
+            | Reply::Endless(status) => *status,
             Reply::Redirect(_) => 301,
             Reply::Hang => 0,
         }
@@ -115,6 +118,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     requests: tokio::sync::Mutex<mpsc::UnboundedReceiver<Recorded>>,
     replies: Arc<Mutex<Replies>>,
+    /// While true, requests are recorded but their answers wait.
+    held: tokio::sync::watch::Sender<bool>,
 }
 
 /// Queued answers first, then the default one.
@@ -133,6 +138,7 @@ impl Peer {
             default: Reply::Status(200, "ok"),
         }));
         let queue = replies.clone();
+        let (held, gate) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -140,10 +146,12 @@ impl Peer {
                 };
                 let tx = tx.clone();
                 let queue = queue.clone();
+                let gate = gate.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                         let tx = tx.clone();
                         let queue = queue.clone();
+                        let mut gate = gate.clone();
                         async move {
                             let path = request.uri().path().to_owned();
                             let target = request.uri().to_string();
@@ -169,6 +177,7 @@ impl Peer {
                                 body,
                             });
                             let echo = format!("you called {target} with {:?}", headers);
+                            let _ = gate.wait_for(|held| !*held).await;
                             Ok::<_, Infallible>(answer(reply, echo).await)
                         }
                     });
@@ -182,7 +191,18 @@ impl Peer {
             addr,
             requests: tokio::sync::Mutex::new(rx),
             replies,
+            held,
         }
+    }
+
+    /// From now on, requests are recorded as they arrive but not answered until [`Peer::release`].
+    pub fn hold(&self) {
+        self.held.send_replace(true);
+    }
+
+    /// Answers the requests held so far, and the next ones at once.
+    pub fn release(&self) {
+        self.held.send_replace(false);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -218,7 +238,30 @@ impl Peer {
     }
 }
 
-async fn answer(reply: Reply, echo: String) -> Response<Full<Bytes>> {
+/// A response body that never ends: 64 KiB of `x` again and again.
+struct EndlessBody;
+
+impl hyper::body::Body for EndlessBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        static CHUNK: [u8; 65536] = [b'x'; 65536];
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+            &CHUNK,
+        )))))
+    }
+}
+
+async fn answer(reply: Reply, echo: String) -> Response<BoxBody<Bytes, Infallible>> {
+    if let Reply::Endless(status) = reply {
+        let mut response = Response::new(EndlessBody.boxed());
+        *response.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+        return response;
+    }
     let (status, body, header): (u16, String, _) = match reply {
         Reply::Status(status, body) => (status, body.into(), None),
         Reply::RetryAfter(status, after) => {
@@ -231,8 +274,9 @@ async fn answer(reply: Reply, echo: String) -> Response<Full<Bytes>> {
         }
         Reply::Echo(status) => (status, echo, None),
         Reply::Hang => std::future::pending().await,
+        Reply::Endless(_) => unreachable!("answered above"),
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
     if let Some((name, value)) = header {
         response
