@@ -32,6 +32,9 @@ use crate::relay::{Live, Relay};
 
 /// `/readyz` fails when a small write to the store takes longer than this.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// `/readyz` fails unless the store's disk has room for this many more events of
+/// `max_body_bytes`: a relay that cannot store the next alerts should not get them.
+const READY_ROOM_EVENTS: u64 = 4;
 /// Told to clients when the relay cannot take an event now; ThousandEyes retries anyway.
 const RETRY_AFTER_SECS: &str = "30";
 
@@ -222,7 +225,8 @@ impl Ingest {
     }
 
     async fn ready(&self) -> HttpResponse {
-        match tokio::time::timeout(READY_PROBE_TIMEOUT, self.outbox.probe()).await {
+        let room = (self.limits.max_body_bytes as u64).saturating_mul(READY_ROOM_EVENTS);
+        match tokio::time::timeout(READY_PROBE_TIMEOUT, self.outbox.probe(room)).await {
             Ok(Ok(())) => json_response(StatusCode::OK, &json!({"status": "ready"})),
             Ok(Err(e)) => json_response(
                 StatusCode::SERVICE_UNAVAILABLE,

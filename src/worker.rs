@@ -28,6 +28,9 @@ pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts, `Retry-After` included, so that a peer asking for an hour
 /// cannot park an alert past its usefulness.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest wait before trying again to record an outcome the store refused: a disk that has room
+/// again should be noticed soon.
+const MAX_STORE_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The pace each kind gets unless `rate_limit` says otherwise: Slack accepts about one message
 /// per second per webhook (with short bursts), Teams Workflows a few per second, and mail relays
@@ -87,8 +90,8 @@ pub struct Health {
     /// Bumped at every failure that counts: attempts started before it were already in flight
     /// when the destination failed, and their failures do not lengthen the pause again.
     round: u64,
-    /// Outcomes the store refused in a row.
-    store_failures: u32,
+    /// Outcomes waiting for the store to take them.
+    unrecorded: usize,
 }
 
 impl Health {
@@ -99,7 +102,7 @@ impl Health {
 
     /// Whether attempts should go one at a time until one succeeds.
     fn probing(&self) -> bool {
-        self.failures > 0 || self.store_failures > 0
+        self.failures > 0 || self.unrecorded > 0
     }
 }
 
@@ -260,20 +263,30 @@ impl Worker {
     /// again later, with the delivery still counted in flight: it is never sent again because
     /// its outcome could not be written.
     async fn record(&self, claim: &Claim, finish: Finish) {
+        let mut failures = 0;
         loop {
-            match self.outbox.finish(claim.id, &self.name, finish.clone()).await {
+            match self
+                .outbox
+                .finish(claim.id, &self.name, finish.clone())
+                .await
+            {
                 Ok(()) => {
-                    lock(&self.health).store_failures = 0;
+                    if failures > 0 {
+                        lock(&self.health).unrecorded -= 1;
+                        info!(destination = %self.name, event = %claim.event_id, "recorded the outcome once the store took it");
+                    }
                     return;
                 }
                 Err(e) => {
-                    let delay = {
+                    failures += 1;
+                    let delay = backoff(failures, None).min(MAX_STORE_BACKOFF);
+                    {
                         let mut health = lock(&self.health);
-                        health.store_failures += 1;
-                        let delay = backoff(health.store_failures, None);
+                        if failures == 1 {
+                            health.unrecorded += 1;
+                        }
                         health.pause(delay);
-                        delay
-                    };
+                    }
                     error!(destination = %self.name, event = %claim.event_id, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot record the outcome of an attempt; this destination pauses until the store takes it");
                     tokio::time::sleep(delay).await;
                 }

@@ -51,6 +51,10 @@ pub enum StoreError {
     Write(String),
     #[error("the store is closed")]
     Closed,
+    #[error(
+        "the disk holding the store has {available} bytes free, less than the {needed} kept for new events"
+    )]
+    Full { available: u64, needed: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,8 +183,23 @@ impl Outbox {
         .await
     }
 
-    /// Commits a small write: proves that the store can be written (`/readyz`).
-    pub async fn probe(&self) -> Result<(), StoreError> {
+    /// Proves that the store can take new events (`/readyz`): its file system has at least
+    /// `room` bytes free, and a small write commits. The free space matters on its own: with the
+    /// disk full, a small write can still succeed by reusing the space of the write-ahead log.
+    pub async fn probe(&self, room: u64) -> Result<(), StoreError> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let stat = rustix::fs::statvfs(dir).map_err(|e| StoreError::Write(e.to_string()))?;
+        let available = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if available < room {
+            return Err(StoreError::Full {
+                available,
+                needed: room,
+            });
+        }
         self.write(|reply| Write::Probe { reply }).await
     }
 
@@ -303,7 +322,7 @@ mod tests {
         );
         assert_eq!(requeue(&path, Requeue::AllDead).unwrap(), 1);
         assert_eq!(reader.due("a", now_ms(), 10).unwrap().len(), 1);
-        outbox.probe().await.unwrap();
+        outbox.probe(1).await.unwrap();
     }
 
     #[test]
