@@ -12,14 +12,15 @@ use common::{BIN, ChildRelay, Peer, Reply, TestRelay, command, eventually, sampl
 use serde_json::{Value, json};
 
 /// Reads requests until `expected` distinct ids were answered 200, then until the store holds no
-/// pending delivery and the peer's queue is empty; returns how often each id was answered 200.
+/// pending delivery and the peer's queue is empty; returns how often each id was answered 200,
+/// added to `counts`.
 async fn delivered_ids(
     peer: &Peer,
     dir: &Path,
     expected: usize,
     id_of: impl Fn(&Value) -> String,
+    mut counts: HashMap<String, usize>,
 ) -> HashMap<String, usize> {
-    let mut counts: HashMap<String, usize> = HashMap::new();
     while counts.len() < expected {
         let request = peer.next().await;
         if request.status == 200 {
@@ -43,32 +44,23 @@ async fn delivered_ids(
     counts
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_relay_delivers_every_accepted_event_exactly_once_after_restart() {
-    const EVENTS: usize = 500;
-    let slack = Peer::start().await;
-    let hook = Peer::start().await;
-    slack.answer_by_default(Reply::Status(503, "unavailable"));
-    hook.answer_by_default(Reply::Status(503, "unavailable"));
-    let config = format!(
-        "[delivery]\ntimeout = \"2s\"\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"unlimited\"\ntemplates = \"by_id\"\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
-        slack.url("/s"),
-        hook.url("/h")
-    );
-    let dir = common::config_dir(
-        &config,
-        &[("by_id/slack/default.hbs", "{\"text\": \"{{event.id}}\"}")],
-    );
-    let relay = ChildRelay::start(dir.path()).await;
+fn slack_id(body: &Value) -> String {
+    body["text"].as_str().unwrap().to_owned()
+}
+
+fn hook_id(body: &Value) -> String {
+    body["event"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Posts `count` trigger events with ids `<prefix>-<i>`, 32 at a time; each must be accepted.
+async fn post_events(relay: ChildRelay, prefix: &str, count: usize) -> ChildRelay {
     let relay = std::sync::Arc::new(relay);
     let mut posts = tokio::task::JoinSet::new();
-    for i in 0..EVENTS {
+    for i in 0..count {
         let relay = relay.clone();
-        posts.spawn(async move {
-            let body = json!({"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": format!("crash-{i}"),
-                "alert": {"ruleName": "Crash test", "alertId": i}});
-            relay.post(body.to_string()).await
-        });
+        let body = json!({"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": format!("{prefix}-{i}"),
+            "alert": {"ruleName": "Crash test", "alertId": i}});
+        posts.spawn(async move { relay.post(body.to_string()).await });
         if posts.len() >= 32 {
             let (status, answer) = posts.join_next().await.unwrap().unwrap();
             assert_eq!(
@@ -86,12 +78,36 @@ async fn a_killed_relay_delivers_every_accepted_event_exactly_once_after_restart
             "{answer}"
         );
     }
+    std::sync::Arc::into_inner(relay).expect("no other owner")
+}
+
+/// Slack (unlimited pace, a template showing the event id) and a webhook, on `slack` and `hook`,
+/// with `timeout` for one attempt.
+fn crash_config(slack: &Peer, hook: &Peer, timeout: &str) -> tempfile::TempDir {
+    let config = format!(
+        "[delivery]\ntimeout = \"{timeout}\"\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"unlimited\"\ntemplates = \"by_id\"\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        slack.url("/s"),
+        hook.url("/h")
+    );
+    common::config_dir(
+        &config,
+        &[("by_id/slack/default.hbs", "{\"text\": \"{{event.id}}\"}")],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_relay_delivers_every_accepted_event_exactly_once_after_restart() {
+    const EVENTS: usize = 500;
+    let slack = Peer::start().await;
+    let hook = Peer::start().await;
+    slack.answer_by_default(Reply::Status(503, "unavailable"));
+    hook.answer_by_default(Reply::Status(503, "unavailable"));
+    let dir = crash_config(&slack, &hook, "2s");
+    let relay = post_events(ChildRelay::start(dir.path()).await, "crash", EVENTS).await;
     // Both peers have refused at least one attempt: the relay is mid-retry when it dies.
     assert_eq!(slack.next().await.status, 503);
     assert_eq!(hook.next().await.status, 503);
-    std::sync::Arc::into_inner(relay)
-        .expect("no other owner")
-        .kill_9();
+    relay.kill_9();
 
     // New peers for the second run: a request of the first run still being answered when the
     // process died cannot be mistaken for a delivery of the second.
@@ -105,20 +121,85 @@ async fn a_killed_relay_delivers_every_accepted_event_exactly_once_after_restart
         ],
     )
     .await;
-    let slack_counts = delivered_ids(&slack, dir.path(), EVENTS, |body| {
-        body["text"].as_str().unwrap().to_owned()
-    })
-    .await;
-    let hook_counts = delivered_ids(&hook, dir.path(), EVENTS, |body| {
-        body["event"]["id"].as_str().unwrap().to_owned()
-    })
-    .await;
+    let slack_counts = delivered_ids(&slack, dir.path(), EVENTS, slack_id, HashMap::new()).await;
+    let hook_counts = delivered_ids(&hook, dir.path(), EVENTS, hook_id, HashMap::new()).await;
     for (destination, counts) in [("slack", slack_counts), ("hook", hook_counts)] {
         assert_eq!(counts.len(), EVENTS, "{destination}");
         let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
         assert!(
             repeated.is_empty(),
             "{destination}: delivered more than once: {repeated:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_while_delivering_repeats_at_most_concurrency_attempts() {
+    /// `delivery.concurrency`, the default.
+    const CONCURRENCY: usize = 8;
+    let slack = Peer::start().await;
+    let hook = Peer::start().await;
+    slack.answer_by_default(Reply::Delay(Duration::from_millis(5), 200));
+    hook.answer_by_default(Reply::Delay(Duration::from_millis(5), 200));
+    // A timeout far above the answers' delay, even on a loaded machine: an attempt that timed
+    // out is repeated by design, and would be counted here as a crash's repeat.
+    let dir = crash_config(&slack, &hook, "60s");
+    let relay = ChildRelay::start(dir.path()).await;
+    // Posts keep coming while the relay delivers and when it dies, so that its store is busy
+    // and outcomes wait for their commit.
+    let url = format!("http://{}/", relay.addr);
+    let mut posting = tokio::task::JoinSet::new();
+    for lane in 0..16 {
+        let url = url.clone();
+        posting.spawn(async move {
+            let client = common::client();
+            let mut accepted = Vec::new();
+            for i in 0.. {
+                let id = format!("flow-{lane}-{i}");
+                let body = json!({"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": id,
+                    "alert": {"ruleName": "Crash test"}});
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 200 => accepted.push(id),
+                    _ => return accepted,
+                }
+            }
+            accepted
+        });
+    }
+    // The same peers before and after the kill: an attempt answered 200 just before the kill
+    // and then made again counts twice.
+    let mut slack_counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..300 {
+        *slack_counts
+            .entry(slack_id(&slack.next().await.json()))
+            .or_default() += 1;
+    }
+    relay.kill_9();
+    let accepted: Vec<String> = posting.join_all().await.into_iter().flatten().collect();
+    let _relay = ChildRelay::start(dir.path()).await;
+    let slack_counts =
+        delivered_ids(&slack, dir.path(), accepted.len(), slack_id, slack_counts).await;
+    let hook_counts =
+        delivered_ids(&hook, dir.path(), accepted.len(), hook_id, HashMap::new()).await;
+    for (destination, counts) in [("slack", slack_counts), ("hook", hook_counts)] {
+        let missing: Vec<_> = accepted
+            .iter()
+            .filter(|id| !counts.contains_key(*id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{destination}: never delivered: {missing:?}"
+        );
+        let repeats: usize = counts.values().map(|n| n - 1).sum();
+        assert!(
+            repeats <= CONCURRENCY,
+            "{destination}: {repeats} repeated deliveries after one kill; at most the {CONCURRENCY} attempts in flight may repeat"
         );
     }
 }
