@@ -249,6 +249,26 @@ async fn sources_outside_the_allowlist_are_refused() {
 }
 
 #[tokio::test]
+async fn ipv4_clients_of_a_dual_stack_listener_match_ipv4_ranges() {
+    let dir = common::config_dir(
+        "[server.auth]\nallow_from = [\"127.0.0.0/8\"]\n[destinations.console]\nkind = \"console\"\n",
+        &[],
+    );
+    // Listening on [::], an IPv4 client appears as ::ffff:127.0.0.1.
+    let relay = TestRelay::start_on(dir, "[::]:0").await;
+    let (status, _, body) = send(
+        &relay,
+        common::client()
+            .post(format!("http://127.0.0.1:{}/", relay.addr.port()))
+            .header("content-type", "application/json")
+            .body(sample("webhook_test.json")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn content_type_shape_and_metrics_token() {
     let relay = TestRelay::start(
         "[server]\nmetrics_token = \"metrics-secret\"\n[destinations.console]\nkind = \"console\"\n",

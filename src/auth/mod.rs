@@ -23,8 +23,26 @@ pub const WWW_AUTHENTICATE: &str = "Basic realm=\"alert-relay\", Bearer realm=\"
 pub enum Denied {
     /// 401: no credential, or a wrong one.
     Unauthorized,
-    /// 403: the source address is not allowed.
-    Forbidden(IpAddr),
+    /// 403: the source address is not allowed, or cannot be known.
+    Forbidden(Source),
+}
+
+/// Where a request comes from, as the allowlist sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Address(IpAddr),
+    /// An `X-Forwarded-For` hop that is not an address (`unknown`, `_hidden`, garbage), found
+    /// before any untrusted address: whoever wrote it is not known, so it is never allowed.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Address(ip) => write!(f, "{ip}"),
+            Self::Unreadable(hop) => write!(f, "X-Forwarded-For hop {hop:?}"),
+        }
+    }
 }
 
 pub struct Auth {
@@ -79,9 +97,15 @@ impl Auth {
 
     /// Checks the source address of a request, then its credentials.
     pub async fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Result<(), Denied> {
-        let source = self.client_address(peer, headers);
-        if !self.allow_from.is_empty() && !self.allow_from.iter().any(|net| net.contains(&source)) {
-            return Err(Denied::Forbidden(source));
+        if !self.allow_from.is_empty() {
+            let source = self.client_address(peer, headers);
+            let allowed = match &source {
+                Source::Address(ip) => self.allow_from.iter().any(|net| net.contains(ip)),
+                Source::Unreadable(_) => false,
+            };
+            if !allowed {
+                return Err(Denied::Forbidden(source));
+            }
         }
         if self.basic.is_empty() && self.bearer.is_empty() && self.jwt.is_none() {
             return Ok(());
@@ -139,26 +163,47 @@ impl Auth {
         ok
     }
 
-    /// The client's address: the peer, or, when the peer is a trusted proxy, the last address in
-    /// `X-Forwarded-For` that is not itself a trusted proxy.
-    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    /// The client's address: the peer, or, when the peer is a trusted proxy, the last hop in
+    /// `X-Forwarded-For` that is not itself a trusted proxy. Walking from the right, a hop that is
+    /// not an address ends the walk: anything to its left may have been written by the client.
+    /// IPv4 clients of a dual-stack listener (`::ffff:a.b.c.d`) count as IPv4.
+    pub fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> Source {
+        let peer = peer.to_canonical();
         let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|net| net.contains(ip));
         if !trusted(&peer) {
-            return peer;
+            return Source::Address(peer);
         }
-        let forwarded: Vec<IpAddr> = headers
+        let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v: &HeaderValue| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|ip| ip.trim().parse().ok())
+            .map(str::trim)
             .collect();
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !trusted(ip))
-            .unwrap_or(peer)
+        for hop in hops.into_iter().rev() {
+            match parse_hop(hop) {
+                Some(ip) if trusted(&ip) => continue,
+                Some(ip) => return Source::Address(ip),
+                None => return Source::Unreadable(hop.to_owned()),
+            }
+        }
+        Source::Address(peer)
     }
+}
+
+/// One `X-Forwarded-For` hop: an address, with or without a port (`203.0.113.9:50123`,
+/// `[2001:db8::1]:443`, `[2001:db8::1]`), or `None`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let ip = hop
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            hop.strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .and_then(|h| h.parse().ok())
+        })?;
+    Some(ip.to_canonical())
 }
 
 fn any_equal<'a>(secrets: impl Iterator<Item = &'a str>, presented: &str) -> bool {
@@ -197,7 +242,7 @@ mod tests {
         let te = ["192.150.160.0/24", "52.52.142.26/32", "2001:db8:7e::/48"];
         let direct = auth(&te, &[]);
         let behind_proxy = auth(&te, &["10.0.0.0/8", "fd00::/8"]);
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let ip = |s: &str| Source::Address(s.parse::<IpAddr>().unwrap());
         /// (case, relay, peer address, X-Forwarded-For, expected)
         type Case<'a> = (
             &'a str,
@@ -206,6 +251,7 @@ mod tests {
             Option<&'a str>,
             Result<(), Denied>,
         );
+        let unreadable = |s: &str| Source::Unreadable(s.to_owned());
         let cases: &[Case] = &[
             ("IPv4 inside", &direct, "192.150.160.7", None, Ok(())),
             ("IPv4 single address", &direct, "52.52.142.26", None, Ok(())),
@@ -266,9 +312,73 @@ mod tests {
                 None,
                 Err(Denied::Forbidden(ip("10.1.2.3"))),
             ),
+            (
+                "a hop with a port is read as its address",
+                &behind_proxy,
+                "10.1.2.3",
+                Some("192.150.160.7, 203.0.113.9:50123"),
+                Err(Denied::Forbidden(ip("203.0.113.9"))),
+            ),
+            (
+                "an allowed hop with a port",
+                &behind_proxy,
+                "10.1.2.3",
+                Some("192.150.160.7:443"),
+                Ok(()),
+            ),
+            (
+                "a bracketed IPv6 hop with a port is read as its address",
+                &behind_proxy,
+                "10.1.2.3",
+                Some("2001:db8:7e::9, [2001:db8::1]:443"),
+                Err(Denied::Forbidden(ip("2001:db8::1"))),
+            ),
+            (
+                "an allowed bracketed IPv6 hop",
+                &behind_proxy,
+                "10.1.2.3",
+                Some("[2001:db8:7e::9]"),
+                Ok(()),
+            ),
+            (
+                "an unreadable hop ends the walk: the allowed address before it is not believed",
+                &behind_proxy,
+                "10.1.2.3",
+                Some("192.150.160.7, unknown"),
+                Err(Denied::Forbidden(unreadable("unknown"))),
+            ),
+            (
+                "an obfuscated hop ends the walk",
+                &behind_proxy,
+                "10.1.2.3",
+                Some("192.150.160.7, _hidden, 10.9.9.9"),
+                Err(Denied::Forbidden(unreadable("_hidden"))),
+            ),
+            (
+                "an IPv4 peer seen through a dual-stack socket",
+                &direct,
+                "::ffff:192.150.160.7",
+                None,
+                Ok(()),
+            ),
+            (
+                "a mapped IPv4 peer outside the list",
+                &direct,
+                "::ffff:198.51.100.4",
+                None,
+                Err(Denied::Forbidden(ip("198.51.100.4"))),
+            ),
+            (
+                "a mapped IPv4 trusted proxy",
+                &behind_proxy,
+                "::ffff:10.1.2.3",
+                Some("::ffff:192.150.160.7"),
+                Ok(()),
+            ),
         ];
+        let peer_ip = |s: &str| s.parse::<IpAddr>().unwrap();
         for (case, auth, peer, forwarded, expected) in cases {
-            let got = auth.check(ip(peer), &headers(*forwarded)).await;
+            let got = auth.check(peer_ip(peer), &headers(*forwarded)).await;
             assert_eq!(&got, expected, "{case}");
         }
     }

@@ -402,9 +402,14 @@ impl TestRelay {
 
     /// Starts the relay on the config (and store) in `dir`.
     pub async fn start_in(dir: tempfile::TempDir) -> TestRelay {
+        Self::start_on(dir, "127.0.0.1:0").await
+    }
+
+    /// Starts the relay on the config in `dir`, listening on `bind`.
+    pub async fn start_on(dir: tempfile::TempDir, bind: &str) -> TestRelay {
         let config = alert_relay::config::Config::load(&dir.path().join("config.toml"))
             .expect("config loads");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let listener = TcpListener::bind(bind).await.expect("bind relay");
         let addr = listener.local_addr().expect("relay address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
