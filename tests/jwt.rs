@@ -181,6 +181,16 @@ async fn every_kind_of_token_gets_the_answer_it_deserves() {
             401,
         ),
         (
+            "not valid before an hour from now",
+            Some(bearer(token(
+                Algorithm::ES256,
+                Some("k1"),
+                &ec,
+                json!({"iss": ISSUER, "aud": AUDIENCE, "exp": later + 3600, "nbf": now() + 3600}),
+            ))),
+            401,
+        ),
+        (
             "signed by another key under k1",
             Some(bearer(token(
                 Algorithm::ES256,
@@ -264,6 +274,92 @@ async fn the_key_set_is_refreshed_and_rotated_keys_are_accepted() {
         jwks_peer.next().await.path,
         "/.well-known/jwks.json",
         "refreshed"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_key_set_keeps_serving_while_the_provider_hangs() {
+    let keys = keys();
+    let jwks_peer = Peer::start().await;
+    jwks_peer.answer_by_default(Reply::Status(
+        200,
+        Box::leak(jwks(&keys.ec, "k1").into_boxed_str()),
+    ));
+    let relay = relay(&jwks_peer, &keys, "1s").await;
+    jwks_peer.next().await;
+    jwks_peer.answer_by_default(Reply::Hang);
+    let ec = EncodingKey::from_ec_pem(keys.ec.serialize_pem().as_bytes()).unwrap();
+    let token = format!(
+        "Bearer {}",
+        token(
+            Algorithm::ES256,
+            Some("k1"),
+            &ec,
+            claims(ISSUER, AUDIENCE, now() + 600)
+        )
+    );
+    // Let the 1 s cache go stale: this wait is the behaviour under test, not a synchronization.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let relay = std::sync::Arc::new(relay);
+    let started = tokio::time::Instant::now();
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (relay, token) = (relay.clone(), token.clone());
+        posts.spawn(async move { post_with(&relay, Some(&token), i).await });
+    }
+    let statuses = posts.join_all().await;
+    let took = started.elapsed();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // None waited for the provider, which does not answer: a fetch may take 5 s to give up.
+    assert!(took < Duration::from_secs(4), "20 posts took {took:?}");
+    // One refresh runs in the background; the requests did not each start their own.
+    assert_eq!(jwks_peer.next().await.path, "/.well-known/jwks.json");
+    assert!(
+        jwks_peer
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "a second fetch while one was running"
+    );
+    std::sync::Arc::into_inner(relay)
+        .expect("no other owner")
+        .stop()
+        .await;
+}
+
+#[tokio::test]
+async fn unknown_key_ids_refetch_the_key_set_at_most_every_30_s_even_when_it_fails() {
+    let keys = keys();
+    let jwks_peer = Peer::start().await;
+    jwks_peer.answer_by_default(Reply::Status(500, "down"));
+    let relay = relay(&jwks_peer, &keys, "10m").await;
+    assert_eq!(
+        jwks_peer.next().await.path,
+        "/.well-known/jwks.json",
+        "fetched at start"
+    );
+    let other_ec = EncodingKey::from_ec_pem(keys.other_ec.serialize_pem().as_bytes()).unwrap();
+    for i in 0..4 {
+        let forged = format!(
+            "Bearer {}",
+            token(
+                Algorithm::ES256,
+                Some(&format!("forged-{i}")),
+                &other_ec,
+                claims(ISSUER, AUDIENCE, now() + 600)
+            )
+        );
+        assert_eq!(post_with(&relay, Some(&forged), i).await, 401);
+        // Spread over more than a second each: the spacing is the scenario.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert!(
+        jwks_peer
+            .next_within(Duration::from_millis(100))
+            .await
+            .is_none(),
+        "the key set was fetched again within 30 s"
     );
     relay.stop().await;
 }

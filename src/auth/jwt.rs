@@ -1,21 +1,27 @@
 //! OAuth bearer tokens: JWTs signed with RS256 or ES256, checked against configured public keys or
-//! a JWKS URL (fetched at start, cached, refreshed every `refresh` and when a token names a key
-//! id the cache does not know), with issuer, audience and expiry enforced.
+//! a JWKS URL, with issuer, audience, expiry and not-before enforced.
+//!
+//! The JWKS is fetched at start and cached. Once it is older than `refresh`, the next token
+//! starts one refresh in the background and is checked against the cached keys meanwhile, so that
+//! a slow or hanging identity provider never holds a request. A token naming a key id the cache
+//! does not know waits for a fetch (the provider may have rotated its keys), but such fetches
+//! happen at most every [`MIN_REFETCH`], and a failed fetch is not tried again before that either.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use tokio::sync::RwLock;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::config::ConfigError;
 
 /// A token naming an unknown key makes the relay fetch the JWKS again, at most this often, so that
-/// a stream of forged tokens cannot turn the relay against the identity provider.
+/// a stream of forged tokens cannot turn the relay against the identity provider; a failed fetch
+/// waits as long before the next one.
 const MIN_REFETCH: Duration = Duration::from_secs(30);
 /// Fetching the JWKS may take this long before the token is refused.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,7 +80,7 @@ pub struct JwtVerifier {
     /// algorithm of a validation belongs to the key's family).
     validation: Validation,
     keys: Vec<DecodingKey>,
-    jwks: Option<Jwks>,
+    jwks: Option<Arc<Jwks>>,
 }
 
 struct Jwks {
@@ -82,13 +88,16 @@ struct Jwks {
     http: reqwest::Client,
     refresh: Duration,
     state: RwLock<JwksState>,
+    /// Held while a fetch runs: one at a time.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
 struct JwksState {
     keys: Vec<(Option<String>, DecodingKey)>,
-    fetched_at: Option<Instant>,
+    /// When the last fetch started, and whether it succeeded.
     tried_at: Option<Instant>,
+    succeeded: bool,
 }
 
 impl JwtVerifier {
@@ -130,6 +139,7 @@ impl JwtVerifier {
         validation.set_audience(&config.audience);
         validation.leeway = config.leeway.as_secs();
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
         let keys = config
             .keys
             .iter()
@@ -148,11 +158,14 @@ impl JwtVerifier {
                     })
             })
             .collect::<Result<_, _>>()?;
-        let jwks = config.jwks_url.as_ref().map(|url| Jwks {
-            url: url.clone(),
-            http: http.clone(),
-            refresh: config.refresh,
-            state: RwLock::default(),
+        let jwks = config.jwks_url.as_ref().map(|url| {
+            Arc::new(Jwks {
+                url: url.clone(),
+                http: http.clone(),
+                refresh: config.refresh,
+                state: RwLock::default(),
+                fetching: tokio::sync::Mutex::default(),
+            })
         });
         Ok(Self {
             allowed: algorithms,
@@ -205,49 +218,73 @@ fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<(),
 }
 
 impl Jwks {
-    /// The keys that may have signed a token with `kid` (all of them when it names none),
-    /// refreshing the set when it is stale or does not know `kid`.
-    async fn keys_for(&self, kid: Option<&str>) -> Vec<DecodingKey> {
-        let matching = |state: &JwksState| -> Vec<DecodingKey> {
-            state
-                .keys
-                .iter()
-                .filter(|(id, _)| kid.is_none() || id.as_deref() == kid)
-                .map(|(_, key)| key.clone())
-                .collect()
-        };
-        let (keys, stale) = {
-            let state = self.state.read().await;
-            let stale = state
-                .fetched_at
-                .is_none_or(|at| at.elapsed() > self.refresh);
-            (matching(&state), stale)
-        };
-        if !keys.is_empty() && !stale {
+    /// The keys that may have signed a token with `kid` (all of them when it names none). A stale
+    /// set is refreshed in the background; a `kid` the set does not know waits for a fetch, if
+    /// one is due.
+    async fn keys_for(self: &Arc<Self>, kid: Option<&str>) -> Vec<DecodingKey> {
+        let keys = self.matching(kid);
+        if !keys.is_empty() {
+            if self.due(false) {
+                let jwks = self.clone();
+                tokio::spawn(async move {
+                    // One refresh at a time; a token arriving while it runs needs nothing more.
+                    if let Ok(_fetching) = jwks.fetching.try_lock()
+                        && jwks.due(false)
+                    {
+                        jwks.fetch_now().await;
+                    }
+                });
+            }
             return keys;
         }
-        let recently_tried = self
-            .state
-            .read()
-            .await
-            .tried_at
-            .is_some_and(|at| at.elapsed() < MIN_REFETCH);
-        if stale || !recently_tried {
-            self.fetch().await;
-        }
-        matching(&*self.state.read().await)
+        self.fetch_if_due(true).await;
+        self.matching(kid)
     }
 
-    async fn fetch(&self) {
-        let mut state = self.state.write().await;
-        // Another request may have fetched while this one waited for the lock.
-        if state
-            .tried_at
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-        {
-            return;
+    fn matching(&self, kid: Option<&str>) -> Vec<DecodingKey> {
+        self.read()
+            .keys
+            .iter()
+            .filter(|(id, _)| kid.is_none() || id.as_deref() == kid)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, JwksState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a fetch should start now: never tried yet; the last one failed at least
+    /// [`MIN_REFETCH`] ago; the keys are older than `refresh`; or, for a key id the set does not
+    /// know, the last fetch is at least [`MIN_REFETCH`] old.
+    fn due(&self, unknown_kid: bool) -> bool {
+        let state = self.read();
+        let Some(tried_at) = state.tried_at else {
+            return true;
+        };
+        let age = tried_at.elapsed();
+        if !state.succeeded {
+            return age >= MIN_REFETCH;
         }
-        state.tried_at = Some(Instant::now());
+        age >= self.refresh || (unknown_kid && age >= MIN_REFETCH)
+    }
+
+    /// Fetches unless another fetch runs (then waits for it) or none is due any more.
+    async fn fetch_if_due(&self, unknown_kid: bool) {
+        let _fetching = self.fetching.lock().await;
+        if self.due(unknown_kid) {
+            self.fetch_now().await;
+        }
+    }
+
+    /// Fetches the set now (at start), whatever the last fetch was.
+    async fn fetch(&self) {
+        let _fetching = self.fetching.lock().await;
+        self.fetch_now().await;
+    }
+
+    async fn fetch_now(&self) {
+        let started = Instant::now();
         let fetched = async {
             let response = self
                 .http
@@ -265,6 +302,9 @@ impl Jwks {
             serde_json::from_str::<JwkSet>(&text).map_err(|e| format!("not a JWKS: {e}"))
         }
         .await;
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.tried_at = Some(started);
+        state.succeeded = fetched.is_ok();
         match fetched {
             Ok(set) => {
                 state.keys = set
@@ -278,7 +318,6 @@ impl Jwks {
                         }
                     })
                     .collect();
-                state.fetched_at = Some(Instant::now());
                 debug!(keys = state.keys.len(), "fetched the JWKS");
             }
             Err(e) => {
