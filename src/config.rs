@@ -358,6 +358,7 @@ impl Config {
         if !path.is_file() {
             anyhow::bail!("config file {} not found", path.display());
         }
+        check_syntax(path)?;
         let figment = Figment::new()
             .merge(Toml::file_exact(path))
             .merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"));
@@ -408,6 +409,29 @@ impl Config {
             return Err(ConfigError::new(
                 "server.header_timeout",
                 "header_timeout and request_timeout must be longer than 0s",
+            ));
+        }
+        if self
+            .server
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().is_empty())
+        {
+            return Err(ConfigError::new(
+                "server.metrics_token",
+                "is empty; set a token or leave the key out",
+            ));
+        }
+        if self
+            .server
+            .auth
+            .bearer
+            .iter()
+            .any(|t| t.expose().is_empty())
+        {
+            return Err(ConfigError::new(
+                "server.auth.bearer",
+                "holds an empty token, which anyone could present",
             ));
         }
         if self.server.metrics_token.is_some() && self.server.metrics_token_file.is_some() {
@@ -464,13 +488,43 @@ impl Config {
                     "set password or password_file (one of them)",
                 ));
             }
+            if credential
+                .password
+                .as_ref()
+                .is_some_and(|p| p.expose().is_empty())
+            {
+                return Err(ConfigError::new(
+                    format!("server.auth.basic[{i}].password"),
+                    "is empty, which anyone could present",
+                ));
+            }
         }
         crate::route::Router::new(&self.routes, self.destinations.keys())?;
         Ok(())
     }
 }
 
-/// One figment error as `key: problem (where it came from)`.
+/// Reports a TOML syntax error by its line and column only: the parser's own message quotes the
+/// line, which may hold a webhook URL or a password.
+fn check_syntax(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let Err(error) = toml::from_str::<toml::Table>(&text) else {
+        return Ok(());
+    };
+    let at = error.span().map_or(0, |span| span.start).min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    anyhow::bail!(
+        "{}: TOML syntax error at line {line}, column {column}: {}",
+        path.display(),
+        error.message().trim()
+    )
+}
+
+/// One figment error as `key: problem (where it came from)`. A string found where another type
+/// was expected is not quoted: it may be a secret written under the wrong key.
 fn describe(error: figment::Error) -> String {
     let key = error.path.join(".");
     let origin = match &error.metadata {
@@ -480,10 +534,20 @@ fn describe(error: figment::Error) -> String {
         },
         None => String::new(),
     };
+    use figment::error::{Actual, Kind};
+    let problem = match &error.kind {
+        Kind::InvalidType(Actual::Str(_), expected) => {
+            format!("invalid type: found a string, expected {expected}")
+        }
+        Kind::InvalidValue(Actual::Str(_), expected) => {
+            format!("invalid value: a string, expected {expected}")
+        }
+        other => other.to_string(),
+    };
     if key.is_empty() {
-        format!("{}{origin}", error.kind)
+        format!("{problem}{origin}")
     } else {
-        format!("{key}: {}{origin}", error.kind)
+        format!("{key}: {problem}{origin}")
     }
 }
 

@@ -33,6 +33,28 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Cuts known secrets out of text that comes from elsewhere (a peer's answer, a library's error
+/// message), whatever their length: a short secret is still a secret.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor(Vec<String>);
+
+impl Redactor {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        // Longest first, so that a whole value goes before the parts it contains.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Self(secrets)
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        self.0.iter().fold(text.to_owned(), |text, secret| {
+            text.replace(secret.as_str(), "***")
+        })
+    }
+}
+
 /// Reads a secret given either inline (`key`) or from a file (`key_file`), the way Kubernetes
 /// mounts secrets. Exactly one of the two must be set. Trailing newlines in the file are dropped.
 pub fn from_value_or_file(
@@ -61,6 +83,15 @@ pub fn from_value_or_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacts_every_secret_whatever_its_length() {
+        let redactor = Redactor::new(["Token abc".into(), "abc".into(), String::new()]);
+        assert_eq!(
+            redactor.redact("got Token abc and abc, then abcd"),
+            "got *** and ***, then ***d"
+        );
+    }
 
     #[test]
     fn debug_and_display_hide_the_value() {

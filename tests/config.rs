@@ -93,6 +93,12 @@ fn each_invalid_config_names_its_key() {
         ("bad route regex", format!("{slack}[[routes]]\nmatch = {{ rule = \"(\" }}\nto = [\"ops\"]\n"), "routes[0].match.rule"),
         ("bad route kind", format!("{slack}[[routes]]\nmatch = {{ kind = [\"alert\"] }}\nto = [\"ops\"]\n"), "routes[0].match.kind"),
         ("unknown match key", format!("{slack}[[routes]]\nmatch = {{ colour = \"red\" }}\nto = [\"ops\"]\n"), "colour"),
+        ("TOML syntax error on a secret's line", "[destinations.ops]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/TOPSECRET\n".into(), "line 3"),
+        ("TOML syntax error after a secret", "[destinations.ops]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/TOPSECRET\" x\n".into(), "line 3"),
+        ("a secret where a number goes", format!("{slack}burst = \"TOPSECRET\"\n"), "destinations.ops"),
+        ("empty password", "[server.auth]\nbasic = [{ username = \"te\", password = \"\" }]\n".into(), "server.auth.basic[0]"),
+        ("empty bearer token", "[server.auth]\nbearer = [\"\"]\n".into(), "server.auth.bearer"),
+        ("empty metrics token", "[server]\nmetrics_token = \"\"\n".into(), "server.metrics_token"),
     ];
     Jail::expect_with(|jail| {
         for (case, config, key) in cases {

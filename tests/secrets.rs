@@ -1,26 +1,39 @@
 //! Secrets never leak: for every destination kind and every way a delivery can fail (refused,
 //! timeout, 4xx, 5xx), the relay's logs, the error kept in the store, `deliveries` output,
 //! `check` output and `/metrics` hold no webhook URL, token or password, even when the peer
-//! echoes the request it got. (mailin offers no AUTH without TLS, so in the 4xx and 5xx cases the
-//! email destination, whose URL carries a password, fails at AUTH; SMTP 4xx and 5xx answers
-//! themselves are classified in `classify.rs`.)
+//! echoes the request it got, and even when an SMTP server echoes the `AUTH` command carrying the
+//! password. (mailin offers no AUTH without TLS, so in the 4xx and 5xx cases the email
+//! destination, whose URL carries a password, fails at AUTH; SMTP 4xx and 5xx answers themselves
+//! are classified in `classify.rs`.)
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 
+use base64::Engine;
 use common::{ChildRelay, Peer, Reply, SmtpServer, command, sample};
 
-const SECRETS: &[&str] = &[
-    "SLACKSECRET",
-    "TEAMSSECRET",
-    "HOOKSECRET",
-    "HEADERSECRET",
-    "MAILSECRET",
-    "INGESTSECRET",
-    "BASICSECRET",
-    "METRICSSECRET",
-];
+/// Every secret in [`config`], as written and as an SMTP `AUTH PLAIN` sends the mail password.
+fn secrets() -> Vec<String> {
+    let plain = base64::engine::general_purpose::STANDARD.encode("\0alerts\0MAILSECRET");
+    [
+        "SLACKSECRET",
+        "TEAMSSECRET",
+        "HOOKSECRET",
+        "HEADERSECRET",
+        // Short secrets are secrets too.
+        "Sh0rt!",
+        "MAILSECRET",
+        "INGESTSECRET",
+        "BASICSECRET",
+        "METRICSSECRET",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain([plain])
+    .collect()
+}
 
 /// Where each destination kind is sent, so that it fails in the way under test.
 struct Targets {
@@ -48,7 +61,7 @@ url = "http://{http}/workflows/abc/triggers/manual/paths/invoke?api-version=1&si
 [destinations.hook]
 kind = "webhook"
 url = "http://{http}/hook?token=HOOKSECRET"
-headers = {{ Authorization = "Token HEADERSECRET" }}
+headers = {{ Authorization = "Token HEADERSECRET", X-Short = "Sh0rt!" }}
 [destinations.mail]
 kind = "email"
 smtp_url = "smtp://alerts:MAILSECRET@{}?tls=none"
@@ -67,13 +80,46 @@ fn closed_port() -> SocketAddr {
         .unwrap()
 }
 
+/// A scripted SMTP server that offers `AUTH PLAIN` and refuses it, quoting the command it got (the
+/// base64 of the user name and password) in its answer, as some servers do.
+fn echoing_smtp_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut say = |line: &str| writer.write_all(format!("{line}\r\n").as_bytes());
+                let _ = say("220 smtp.test ready");
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                    let answer = match verb.as_str() {
+                        "EHLO" => "250-smtp.test\r\n250 AUTH PLAIN LOGIN".to_owned(),
+                        "AUTH" => format!("535 5.7.8 authentication failed for: {line}"),
+                        "QUIT" => "221 bye".to_owned(),
+                        _ => "250 ok".to_owned(),
+                    };
+                    if say(&answer).is_err() || verb == "QUIT" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// A TCP server that accepts and never says a word: SMTP clients wait for a greeting forever.
 fn silent_server() -> (SocketAddr, std::net::TcpListener) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     (listener.local_addr().unwrap(), listener)
 }
 
-async fn assert_no_secret_leaks(case: &str, targets: Targets) {
+/// Runs the relay against `targets` and searches everything it shows for a secret; returns what
+/// `deliveries` listed.
+async fn assert_no_secret_leaks(case: &str, targets: Targets) -> String {
     let dir = common::config_dir(&config(&targets), &[]);
     let relay = ChildRelay::start(dir.path()).await;
     let response = common::client()
@@ -120,7 +166,7 @@ async fn assert_no_secret_leaks(case: &str, targets: Targets) {
     );
     let store = std::fs::read(dir.path().join("data/alert-relay.db")).unwrap_or_default();
     let store_wal = std::fs::read(dir.path().join("data/alert-relay.db-wal")).unwrap_or_default();
-    for secret in SECRETS {
+    for secret in &secrets() {
         for (place, text) in [
             ("logs", &logs),
             ("deliveries", &listed),
@@ -137,6 +183,7 @@ async fn assert_no_secret_leaks(case: &str, targets: Targets) {
             assert!(!found, "{case}: {secret} in the {place}");
         }
     }
+    listed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,4 +241,22 @@ async fn server_errors_leak_nothing_even_when_the_peer_echoes_the_request() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_server_echoing_auth_leaks_nothing() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::Echo(400));
+    let listed = assert_no_secret_leaks(
+        "AUTH echoed",
+        Targets {
+            http: peer.addr,
+            smtp: echoing_smtp_server(),
+        },
+    )
+    .await;
+    assert!(
+        listed.contains("authentication failed for: AUTH PLAIN ***"),
+        "the server's answer is kept, without the credentials: {listed}"
+    );
 }

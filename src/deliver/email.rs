@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
@@ -12,7 +13,7 @@ use super::{DeliveryError, Destination, Receipt};
 use crate::config::{CommonOptions, ConfigError, RateLimit};
 use crate::event::Event;
 use crate::render::Message;
-use crate::secret::Secret;
+use crate::secret::{Redactor, Secret};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +43,9 @@ pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
+    /// Cuts the URL and the password, as written and as `AUTH` sends it, out of what the server
+    /// answers: some servers quote the command they refuse.
+    redactor: Redactor,
 }
 
 impl Email {
@@ -71,6 +75,7 @@ impl Email {
             return Err(ConfigError::new(format!("{key}.to"), "names no recipient"));
         }
         Ok(Self {
+            redactor: redactor(&url),
             transport,
             from: mailbox("from", &config.from)?,
             to: config
@@ -124,6 +129,30 @@ fn lettre_url(url: &Secret) -> Result<Secret, String> {
     Ok(Secret::new(parsed.to_string()))
 }
 
+/// The URL, and the password as written, decoded, and base64-encoded the ways `AUTH PLAIN` and
+/// `AUTH LOGIN` send it.
+fn redactor(url: &Secret) -> Redactor {
+    let mut secrets = vec![url.expose().to_owned()];
+    if let Ok(parsed) = url::Url::parse(url.expose())
+        && let Some(password) = parsed.password()
+    {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let (user, plain_password) = (decode(parsed.username()), decode(password));
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        secrets.extend([
+            password.to_owned(),
+            b64(&format!("\0{user}\0{plain_password}")),
+            b64(&plain_password),
+            plain_password,
+        ]);
+    }
+    Redactor::new(secrets)
+}
+
 impl Destination for Email {
     async fn deliver(&self, _event: &Event, message: &Message) -> Result<Receipt, DeliveryError> {
         let Message::Email(email) = message else {
@@ -149,7 +178,7 @@ impl Destination for Email {
             .await
             .map_err(|e| DeliveryError::Smtp {
                 permanent: e.is_permanent(),
-                message: e.to_string(),
+                message: self.redactor.redact(&e.to_string()),
             })?;
         Ok(Receipt(format!(
             "{} {}",

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::config::{ConfigError, DestinationConfig};
 use crate::event::Event;
 use crate::render::Message;
-use crate::secret::Secret;
+use crate::secret::{Redactor, Secret};
 
 /// A peer's answer body is kept in errors and logs up to this many characters: enough for Slack's
 /// `invalid_blocks` explanations, short enough for a log line.
@@ -141,6 +141,8 @@ pub(crate) struct HttpTarget {
     url: Secret,
     headers: reqwest::header::HeaderMap,
     http: reqwest::Client,
+    /// Cuts the URL and the header values out of what the peer answers.
+    redactor: Redactor,
 }
 
 impl HttpTarget {
@@ -157,6 +159,7 @@ impl HttpTarget {
             .map_err(|reason| ConfigError::new(key, reason))?;
         match url::Url::parse(url.expose()) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(Self {
+                redactor: redactor(&url, &reqwest::header::HeaderMap::new()),
                 url,
                 headers: reqwest::header::HeaderMap::new(),
                 http: http.clone(),
@@ -171,6 +174,7 @@ impl HttpTarget {
 
     /// Adds headers sent with every request.
     pub(crate) fn with_headers(mut self, headers: reqwest::header::HeaderMap) -> Self {
+        self.redactor = redactor(&self.url, &headers);
         self.headers = headers;
         self
     }
@@ -217,31 +221,31 @@ impl HttpTarget {
 }
 
 impl HttpTarget {
-    /// `text` with every secret this target sends cut out: the URL, its path and query, and
-    /// header values, whole and word by word (`Token abc…` and `abc…` alone).
     fn redact(&self, text: &str) -> String {
-        let url = self.url.expose();
-        let mut secrets: Vec<&str> = vec![url];
-        // The path and query as written, from the first `/` after the host.
-        let after_scheme = url.find("://").map_or(0, |i| i + 3);
-        if let Some(start) = url[after_scheme..].find('/') {
-            secrets.push(&url[after_scheme + start..]);
-        }
-        if let Some((_, query)) = url.split_once('?') {
-            secrets.push(query);
-        }
-        for value in self.headers.values().filter_map(|v| v.to_str().ok()) {
-            secrets.push(value);
-            secrets.extend(value.split_whitespace());
-        }
-        // Longest first, so that a whole value goes before the words it contains; words too short
-        // to be secrets ("Token", "Bearer") stay readable.
-        secrets.retain(|s| s.len() >= 8);
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets
-            .into_iter()
-            .fold(text.to_owned(), |text, secret| text.replace(secret, "***"))
+        self.redactor.redact(text)
     }
+}
+
+/// Every secret a target sends: the URL, its path and query, and header values, whole and without
+/// their scheme word (`Token abc…` and `abc…`).
+fn redactor(url: &Secret, headers: &reqwest::header::HeaderMap) -> Redactor {
+    let url = url.expose();
+    let mut secrets: Vec<String> = vec![url.to_owned()];
+    // The path and query as written, from the first `/` after the host.
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    if let Some(start) = url[after_scheme..].find('/') {
+        secrets.push(url[after_scheme + start..].to_owned());
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        secrets.push(query.to_owned());
+    }
+    for value in headers.values().filter_map(|v| v.to_str().ok()) {
+        secrets.push(value.to_owned());
+        if let Some((_scheme, credential)) = value.trim().split_once(char::is_whitespace) {
+            secrets.push(credential.trim().to_owned());
+        }
+    }
+    Redactor::new(secrets)
 }
 
 /// The first `max` bytes of an answer's body (as text, invalid UTF-8 replaced); the rest is left
@@ -303,6 +307,7 @@ mod tests {
             Secret::new("https://x.logic.azure.com/workflows/abc/triggers/manual?sig=S3CR3T&sv=1");
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert("authorization", "Token T0KENT0KEN".parse().unwrap());
+        headers.insert("x-short", "k3y".parse().unwrap());
         let target = HttpTarget::new(
             "d",
             Some(&url),
@@ -314,9 +319,9 @@ mod tests {
         .with_headers(headers);
         let echoed = "bad request to https://x.logic.azure.com/workflows/abc/triggers/manual?sig=S3CR3T&sv=1 \
                       (/workflows/abc/triggers/manual?sig=S3CR3T&sv=1) sig=S3CR3T&sv=1 \
-                      {\"authorization\": \"Token T0KENT0KEN\"} T0KENT0KEN";
+                      {\"authorization\": \"Token T0KENT0KEN\", \"x-short\": \"k3y\"} T0KENT0KEN";
         let redacted = target.redact(echoed);
-        for secret in ["S3CR3T", "workflows/abc", "T0KENT0KEN"] {
+        for secret in ["S3CR3T", "workflows/abc", "T0KENT0KEN", "k3y"] {
             assert!(!redacted.contains(secret), "{redacted}");
         }
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
