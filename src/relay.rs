@@ -212,6 +212,15 @@ pub async fn run(
     }
     relay.auth.prefetch().await;
     let store_path = config.path(&config.storage.path);
+    let holder = format!(
+        "pid {}, listening on {}",
+        std::process::id(),
+        listener
+            .local_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+    );
+    // Held until this function returns, after the workers have stopped.
+    let _lock = crate::outbox::StoreLock::acquire(&store_path, &holder)?;
     let outbox = Arc::new(Outbox::open(&store_path)?);
     let metrics = Arc::new(Metrics::default());
     let live = Arc::new(Live::new(relay));

@@ -425,3 +425,29 @@ fn a_store_that_cannot_be_used_stops_the_start_with_a_clear_message() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_second_relay_on_the_same_store_refuses_to_start_and_names_the_first() {
+    let dir = common::config_dir("[destinations.console]\nkind = \"console\"\n", &[]);
+    let first = ChildRelay::start(dir.path()).await;
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .env("ALERT_RELAY_SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use by another alert-relay")
+            && stderr.contains(&format!(
+                "pid {}, listening on {}",
+                first.process.id(),
+                first.addr
+            )),
+        "{stderr}"
+    );
+    // The commands still work beside the running server.
+    let (ok, out) = command(dir.path(), &["deliveries"]);
+    assert!(ok, "{out}");
+}

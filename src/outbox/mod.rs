@@ -10,8 +10,10 @@
 //! - `schema`: opening, pragmas, versioned migrations.
 //! - `writer`: the writer thread and the statements it runs.
 //! - `admin`: what `alert-relay deliveries` and `retry` do to the store.
+//! - `lock`: one server per store.
 
 mod admin;
+mod lock;
 mod schema;
 mod writer;
 
@@ -23,6 +25,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{DeliveryRow, Requeue, list, requeue};
+pub use lock::StoreLock;
 pub use schema::SCHEMA_VERSION;
 use schema::{connect, migrate};
 use writer::{Wakers, Write, write_loop};
@@ -51,6 +54,10 @@ pub enum StoreError {
     Write(String),
     #[error("the store is closed")]
     Closed,
+    #[error(
+        "the store at {path} is in use by another alert-relay ({by}); stop it, or give this one its own storage.path"
+    )]
+    InUse { path: PathBuf, by: String },
     #[error(
         "the disk holding the store has {available} bytes free, less than the {needed} kept for new events"
     )]
