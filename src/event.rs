@@ -81,6 +81,9 @@ pub struct Event {
     /// `eventId` as sent (a number is turned into its decimal text); when absent, a hash of the
     /// body, so that an identical re-post is still recognised as a duplicate.
     pub id: String,
+    /// What dedup compares: `eventId` as JSON text, so that `123` and `"123"` are two events, or
+    /// the body hash when there is no `eventId`.
+    pub key: String,
     /// The raw `eventType`.
     pub event_type: String,
     pub kind: EventKind,
@@ -141,19 +144,23 @@ impl Event {
             .and_then(Value::as_str)
             .ok_or(EventError::NoEventType)?
             .to_owned();
-        let id = match raw.get("eventId") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
+        let (id, key) = match raw.get("eventId") {
+            Some(Value::String(s)) if !s.is_empty() => {
+                (s.clone(), Value::from(s.as_str()).to_string())
+            }
+            Some(Value::Number(n)) => (n.to_string(), n.to_string()),
             _ => {
                 let mut hasher = DefaultHasher::new();
                 body.hash(&mut hasher);
-                format!("body-{:016x}", hasher.finish())
+                let id = format!("body-{:016x}", hasher.finish());
+                (id.clone(), id)
             }
         };
         let kind = kind_of(&event_type, &raw);
         let summary = summarize(kind, &event_type, &raw);
         Ok(Self {
             id,
+            key,
             event_type,
             kind,
             received_at,
@@ -430,6 +437,9 @@ mod tests {
         assert_eq!(renamed.kind, EventKind::AgentClear);
         let other = parse(json!({"eventType": "SOMETHING_NEW", "eventId": 7}));
         assert_eq!((other.kind, other.id.as_str()), (EventKind::Unknown, "7"));
+        let text = parse(json!({"eventType": "SOMETHING_NEW", "eventId": "7"}));
+        assert_eq!(text.id, other.id, "both show as 7");
+        assert_ne!(text.key, other.key, "but they are two events");
     }
 
     #[test]

@@ -357,18 +357,34 @@ fn deliveries(config_path: &Path, state: Option<&str>, limit: usize) -> anyhow::
         println!(
             "{:>6}  {:<34}  {:<16}  {:<7}  {:>8}  {:<19}  {}",
             row.id,
-            row.event_id,
+            printable(&row.event_id),
             row.destination,
             row.state,
             row.attempts,
             next,
-            row.last_error.as_deref().unwrap_or("-")
+            printable(row.last_error.as_deref().unwrap_or("-"))
         );
     }
     if rows.is_empty() {
         println!("(none)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `text` safe for a terminal: control characters (escape sequences, bells, line breaks) and the
+/// bidirectional overrides that reorder what follows are shown as `\u{…}` escapes. Event ids and
+/// peer answers come from outside.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || reorders {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn retry(config_path: &Path, id: Option<i64>) -> anyhow::Result<ExitCode> {

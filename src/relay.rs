@@ -255,7 +255,7 @@ pub async fn run(
             request_timeout: server.request_timeout,
             max_connections: server.max_connections,
         },
-        outbox,
+        outbox: outbox.clone(),
         metrics,
         closing: AtomicBool::new(false),
     });
@@ -269,6 +269,9 @@ pub async fn run(
         let _ = task.await;
     }
     workers.join().await;
+    if let Err(e) = outbox.close().await {
+        error!(error = %e, "cannot mark the store closed");
+    }
     info!("stopped");
     Ok(())
 }

@@ -293,7 +293,11 @@ impl Ingest {
             warn!(event = %id, kind, "no route matches this event; it goes nowhere");
         }
         let received_at = event.received_at.timestamp_millis();
-        match self.outbox.accept(&id, received_at, &body, &to).await {
+        match self
+            .outbox
+            .accept(&event.key, received_at, &body, &to)
+            .await
+        {
             Ok(Accepted::New { deliveries }) => {
                 info!(event = %id, kind, deliveries, destinations = %to.join(","), "accepted");
                 self.metrics.event(kind, "accepted");

@@ -1,5 +1,5 @@
 //! The template authoring loop from the command line: `render --context`, `render --all` and
-//! `check`, on the shipped templates.
+//! `check`, on the shipped templates; `deliveries` on hostile event ids.
 
 mod common;
 
@@ -203,4 +203,28 @@ fn render_exits_1_when_a_template_fails() {
     assert_eq!(code, 1, "{out}");
     assert!(err.contains("own/slack/default.hbs:1"), "{err}");
     assert!(out.contains("\"blocks\""), "the fallback is shown: {out}");
+}
+
+#[tokio::test]
+async fn deliveries_shows_control_characters_from_event_ids_escaped() {
+    let relay = common::TestRelay::start("[destinations.console]\nkind = \"console\"\n").await;
+    let body = r#"{"eventType": "WEBHOOK_TEST", "eventId": "evil\u001b[2J\u0007\u202egnp.exe\r\nfake line"}"#;
+    assert_eq!(relay.post(body).await.0, 200);
+    let (_, out) = common::eventually("not listed yet", async || {
+        let (ok, out) = common::command(relay.dir.path(), &["deliveries"]);
+        if ok && out.contains("evil") {
+            Ok((ok, out))
+        } else {
+            Err(out)
+        }
+    })
+    .await;
+    for raw in ['\u{1b}', '\u{7}', '\u{202e}', '\r'] {
+        assert!(!out.contains(raw), "{raw:?} printed raw: {out:?}");
+    }
+    assert!(
+        out.contains("evil\\u{1b}[2J\\u{7}\\u{202e}gnp.exe\\u{d}\\u{a}fake line"),
+        "{out}"
+    );
+    relay.stop().await;
 }

@@ -451,3 +451,52 @@ async fn a_second_relay_on_the_same_store_refuses_to_start_and_names_the_first()
     let (ok, out) = command(dir.path(), &["deliveries"]);
     assert!(ok, "{out}");
 }
+
+/// The lines of every log the child relays wrote in `dir`.
+fn relay_logs(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_ahead_log_deleted_after_a_crash_is_reported_at_start() {
+    const MISSING: &str = "write-ahead log is missing";
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::Hang);
+    let config = format!(
+        "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        peer.url("/h")
+    );
+    let dir = common::config_dir(&config, &[]);
+    let wal = dir.path().join("data/alert-relay.db-wal");
+
+    // A clean stop removes the log: nothing to report at the next start.
+    let relay = ChildRelay::start(dir.path()).await;
+    relay.signal("TERM");
+    assert_eq!(relay.exit_code().await, Some(0));
+    assert!(!wal.exists(), "a clean stop merges and removes the log");
+    // A crash, then a command that merges the log on its own: nothing lost, nothing to report.
+    let relay = ChildRelay::start(dir.path()).await;
+    relay.post(sample("alert_trigger.json")).await;
+    relay.kill_9();
+    let (ok, out) = command(dir.path(), &["deliveries"]);
+    assert!(ok && out.contains("49-35541"), "{out}");
+    let relay = ChildRelay::start(dir.path()).await;
+    assert!(
+        !relay_logs(dir.path()).contains(MISSING),
+        "{}",
+        relay_logs(dir.path())
+    );
+
+    // A crash, then the log deleted: acknowledged events are gone, and the start says so.
+    relay.post(sample("alert_clear.json")).await;
+    relay.kill_9();
+    std::fs::remove_file(&wal).expect("the log is there after a crash");
+    let _relay = ChildRelay::start(dir.path()).await;
+    let logs = relay_logs(dir.path());
+    assert!(logs.contains(MISSING), "{logs}");
+}

@@ -150,6 +150,22 @@ async fn the_same_event_id_is_accepted_once() {
             .unwrap()
             .starts_with("✅ Cleared")
     );
+    // A number and a string with the same digits are two events.
+    let with_id = |id: &str| {
+        format!(r#"{{"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": {id}, "alert": {{}}}}"#)
+    };
+    for (id, expected) in [
+        ("123", "accepted"),
+        ("\"123\"", "accepted"),
+        ("123", "duplicate"),
+    ] {
+        let (status, answer) = relay.post(&with_id(id)).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some(expected)),
+            "{id}"
+        );
+    }
     relay.stop().await;
 }
 

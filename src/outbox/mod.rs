@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use admin::{DeliveryRow, Requeue, list, requeue};
 pub use lock::StoreLock;
 pub use schema::SCHEMA_VERSION;
-use schema::{connect, migrate};
+use schema::{connect, left_open, mark_open, migrate, wal_path};
 use writer::{Wakers, Write, write_loop};
 
 /// Writes waiting for the writer thread; past it, callers wait (back-pressure, not memory).
@@ -106,6 +106,12 @@ pub struct Outbox {
     stats: std::sync::Mutex<Connection>,
 }
 
+/// An event's id for people from its dedup key: the text of a string `eventId`, a number as it is
+/// written, the body hash of an event without one.
+fn display_id(key: String) -> String {
+    serde_json::from_str::<String>(&key).unwrap_or(key)
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -123,8 +129,18 @@ impl Outbox {
                 reason: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
+        let existed = path.is_file();
+        let wal_existed = wal_path(path).exists();
         let mut conn = connect(path, true)?;
         migrate(&mut conn, path)?;
+        if existed && !wal_existed && left_open(&conn)? {
+            tracing::error!(
+                store = %path.display(),
+                log = %wal_path(path).display(),
+                "the store's write-ahead log is missing although the last server did not close the store (a crash, then the -wal file deleted or not copied with the store): events it accepted since its last checkpoint may be lost"
+            );
+        }
+        mark_open(&conn, true)?;
         let wakers: Arc<Wakers> = Arc::default();
         let (writes, queue) = mpsc::channel(WRITE_QUEUE);
         let thread_wakers = wakers.clone();
@@ -155,8 +171,8 @@ impl Outbox {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Stores the event and one delivery per destination in `to`, unless its `eventId` is already
-    /// stored. Returns once the transaction is committed and synced to disk.
+    /// Stores the event and one delivery per destination in `to`, unless an event with the same
+    /// dedup `key` is already stored. Returns once the transaction is committed and synced to disk.
     pub async fn accept(
         &self,
         event_id: &str,
@@ -208,6 +224,11 @@ impl Outbox {
             });
         }
         self.write(|reply| Write::Probe { reply }).await
+    }
+
+    /// Marks the store closed (see `schema::mark_open`); the server's last write.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.write(|reply| Write::Close { reply }).await
     }
 
     /// Forgets deliveries done or dead before `before` (unix ms), and events with none left.
@@ -268,7 +289,7 @@ impl Reader {
             Ok(Claim {
                 id: row.get(0)?,
                 attempts: row.get(1)?,
-                event_id: row.get(2)?,
+                event_id: display_id(row.get(2)?),
                 received_at: row.get(3)?,
                 body: row.get(4)?,
             })
@@ -300,10 +321,16 @@ mod tests {
         let path = dir.path().join("nested/store.db");
         let destinations = names(&["a", "b"]);
         let outbox = Outbox::open(&path).unwrap();
-        let accepted = outbox.accept("e1", 1, b"{}", &destinations).await.unwrap();
+        let accepted = outbox
+            .accept("\"e1\"", 1, b"{}", &destinations)
+            .await
+            .unwrap();
         assert_eq!(accepted, Accepted::New { deliveries: 2 });
         assert_eq!(
-            outbox.accept("e1", 2, b"{}", &destinations).await.unwrap(),
+            outbox
+                .accept("\"e1\"", 2, b"{}", &destinations)
+                .await
+                .unwrap(),
             Accepted::Duplicate
         );
         let reader = outbox.reader().unwrap();
@@ -324,12 +351,39 @@ mod tests {
         assert!(reader.due("a", now_ms(), 10).unwrap().is_empty());
         let dead = list(&path, Some("dead"), 10).unwrap();
         assert_eq!(
-            (dead.len(), dead[0].last_error.as_deref()),
-            (1, Some("HTTP 404"))
+            (
+                dead.len(),
+                dead[0].event_id.as_str(),
+                dead[0].last_error.as_deref()
+            ),
+            (1, "e1", Some("HTTP 404"))
         );
         assert_eq!(requeue(&path, Requeue::AllDead).unwrap(), 1);
         assert_eq!(reader.due("a", now_ms(), 10).unwrap().len(), 1);
         outbox.probe(1).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn keys_stored_by_schema_1_still_deduplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.execute(
+            "INSERT INTO events (event_id, received_at, body) VALUES ('49-35541', 1, '{}')",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let outbox = Outbox::open(&path).unwrap();
+        assert_eq!(
+            outbox
+                .accept("\"49-35541\"", 2, b"{}", &names(&["a"]))
+                .await
+                .unwrap(),
+            Accepted::Duplicate
+        );
     }
 
     #[test]

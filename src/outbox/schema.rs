@@ -3,15 +3,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::StoreError;
 
 /// The schema this version writes; a store with a newer one is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+pub(super) const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE events (
         id INTEGER PRIMARY KEY,
         event_id TEXT NOT NULL UNIQUE,
@@ -32,7 +33,11 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX deliveries_event ON deliveries (event);
     CREATE INDEX events_received ON events (received_at);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"];
+",
+    // Dedup keys become the JSON text of `eventId`, so that 123 and "123" are two events. Keys
+    // stored before were the text alone; numbers among them are taken for strings.
+    "UPDATE events SET event_id = json_quote(event_id) WHERE event_id NOT LIKE 'body-%';",
+];
 
 /// A command that finds the store locked by the server waits this long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,5 +112,34 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         tx.pragma_update(None, "user_version", from as i64 + 1)?;
         tx.commit()?;
     }
+    Ok(())
+}
+
+/// The write-ahead log beside the store at `path`.
+pub(super) fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
+/// Whether a server had the store open and did not close it (a crash, `kill -9`).
+pub(super) fn left_open(conn: &Connection) -> Result<bool, rusqlite::Error> {
+    let value: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'open'", [], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    Ok(value.as_deref() == Some("1"))
+}
+
+/// Records whether a server has the store open, in the store file itself and not only in its log
+/// (a full checkpoint), so that the next start can tell a log that went missing after a crash
+/// from one that was merged and removed on a clean close.
+pub(super) fn mark_open(conn: &Connection, open: bool) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('open', ?1)",
+        [if open { "1" } else { "0" }],
+    )?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())
 }

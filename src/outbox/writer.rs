@@ -33,6 +33,9 @@ pub(super) enum Write {
         before: i64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Close {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// Wakes each destination's worker when something for it changed. Destinations come and go with
@@ -58,41 +61,62 @@ pub(super) fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Write>,
                 Err(_) => break,
             }
         }
-        let applied = apply(&mut conn, &batch);
-        let mut woken: Vec<String> = Vec::new();
-        for (i, write) in batch.into_iter().enumerate() {
-            let result = applied.as_ref().map(|results| results[i]);
-            let error = || match &applied {
-                Err(e) => StoreError::Write(e.to_string()),
-                Ok(_) => StoreError::Closed,
-            };
+        let mut pending = Vec::with_capacity(batch.len());
+        for write in batch {
             match write {
-                Write::Accept { reply, to, .. } => {
-                    let answer = match result {
-                        Ok(Some(accepted)) => Ok(accepted),
-                        _ => Err(error()),
-                    };
-                    if matches!(answer, Ok(Accepted::New { .. })) {
-                        woken.extend(to);
-                    }
-                    let _ = reply.send(answer);
+                // A checkpoint cannot run inside a transaction: what came before commits first.
+                Write::Close { reply } => {
+                    commit(&mut conn, std::mem::take(&mut pending), wakers);
+                    let closed = super::schema::mark_open(&conn, false)
+                        .map_err(|e| StoreError::Write(e.to_string()));
+                    let _ = reply.send(closed);
                 }
-                Write::Finish {
-                    reply, destination, ..
-                } => {
-                    woken.push(destination);
-                    let _ = reply.send(result.map(|_| ()).map_err(|_| error()));
-                }
-                Write::Probe { reply } | Write::Prune { reply, .. } => {
-                    let _ = reply.send(result.map(|_| ()).map_err(|_| error()));
-                }
+                write => pending.push(write),
             }
         }
-        woken.sort_unstable();
-        woken.dedup();
-        for name in woken {
-            wakers.get(&name).notify_one();
+        commit(&mut conn, pending, wakers);
+    }
+}
+
+/// Applies `batch` in one transaction, then answers each caller and wakes the workers concerned.
+fn commit(conn: &mut Connection, batch: Vec<Write>, wakers: &Wakers) {
+    if batch.is_empty() {
+        return;
+    }
+    let applied = apply(conn, &batch);
+    let mut woken: Vec<String> = Vec::new();
+    for (i, write) in batch.into_iter().enumerate() {
+        let result = applied.as_ref().map(|results| results[i]);
+        let error = || match &applied {
+            Err(e) => StoreError::Write(e.to_string()),
+            Ok(_) => StoreError::Closed,
+        };
+        match write {
+            Write::Accept { reply, to, .. } => {
+                let answer = match result {
+                    Ok(Some(accepted)) => Ok(accepted),
+                    _ => Err(error()),
+                };
+                if matches!(answer, Ok(Accepted::New { .. })) {
+                    woken.extend(to);
+                }
+                let _ = reply.send(answer);
+            }
+            Write::Finish {
+                reply, destination, ..
+            } => {
+                woken.push(destination);
+                let _ = reply.send(result.map(|_| ()).map_err(|_| error()));
+            }
+            Write::Probe { reply } | Write::Prune { reply, .. } | Write::Close { reply } => {
+                let _ = reply.send(result.map(|_| ()).map_err(|_| error()));
+            }
         }
+    }
+    woken.sort_unstable();
+    woken.dedup();
+    for name in woken {
+        wakers.get(&name).notify_one();
     }
 }
 
@@ -119,6 +143,7 @@ fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Option<Accepted>>
                     .execute(params![now.to_string()])?;
                 None
             }
+            Write::Close { .. } => None,
             Write::Prune { before, .. } => {
                 tx.execute(
                     "DELETE FROM deliveries WHERE state IN ('done', 'dead') AND updated_at < ?1",
