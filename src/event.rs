@@ -132,8 +132,9 @@ pub struct Target {
 }
 
 impl Event {
-    /// Parses and normalizes one body.
+    /// Parses and normalizes one body (a UTF-8 byte order mark in front is ignored).
     pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Self, EventError> {
+        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
         let value: Value = serde_json::from_slice(body)?;
         check_shape(&value, 1)?;
         let Value::Object(raw) = value else {

@@ -308,14 +308,41 @@ async fn content_type_shape_and_metrics_token() {
         "{{\"eventType\": \"X\", \"s\": \"{}\"}}",
         "a".repeat(70_000)
     );
+    let event = |id: &str| format!(r#"{{"eventType": "WEBHOOK_TEST", "eventId": "{id}"}}"#);
     let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
-        ("no content type", post(None, body.clone()), 415),
-        ("text/plain", post(Some("text/plain"), body.clone()), 415),
+        // ThousandEyes does not document its Content-Type: any body that is JSON is taken
+        // unless the type says it is something else.
+        ("no content type", post(None, event("ct-1")), 200),
+        ("text/plain", post(Some("text/plain"), event("ct-2")), 200),
+        (
+            "octet-stream",
+            post(Some("application/octet-stream"), event("ct-3")),
+            200,
+        ),
+        (
+            "a UTF-8 byte order mark",
+            post(
+                Some("application/json"),
+                format!("\u{feff}{}", event("ct-4")),
+            ),
+            200,
+        ),
+        (
+            "not JSON without a type",
+            post(None, "eventType=X".into()),
+            400,
+        ),
         (
             "form",
             post(Some("application/x-www-form-urlencoded"), body.clone()),
             415,
         ),
+        (
+            "multipart",
+            post(Some("multipart/form-data; boundary=x"), body.clone()),
+            415,
+        ),
+        ("XML", post(Some("text/xml"), body.clone()), 415),
         (
             "json with charset",
             post(Some("application/json; charset=utf-8"), body.clone()),

@@ -52,7 +52,7 @@ async fn counters_match_what_happened() {
     assert_eq!(bad_json.status(), 400);
     let not_json = http
         .post(relay.url("/"))
-        .header("content-type", "text/plain")
+        .header("content-type", "application/xml")
         .body("{}")
         .send()
         .await
