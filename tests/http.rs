@@ -20,6 +20,21 @@ async fn send(
     (status, headers, body)
 }
 
+/// Sends `request` as raw bytes on a new connection and reads the answer until the server closes
+/// it: the status, the head and the body.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // The server may answer and close before it has read everything (headers too large).
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(common::WAIT, stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
 #[tokio::test]
 async fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
     let peer = Peer::start().await;
@@ -95,6 +110,57 @@ async fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
         if status == 405 {
             assert_eq!(headers["allow"], "POST", "{case}");
         }
+    }
+    // Requests hyper refuses before the relay sees them get a JSON body too.
+    let raw_cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "a Content-Length that is not a number",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}".to_vec(),
+            400,
+            "Content-Length",
+        ),
+        (
+            "two Content-Lengths that differ",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+                .to_vec(),
+            400,
+            "Content-Length",
+        ),
+        (
+            "a request line that is not HTTP",
+            b"GARBAGE\r\n\r\n".to_vec(),
+            400,
+            "not valid HTTP",
+        ),
+        (
+            // More than hyper's 100 headers: the whole request is read, so the answer is not
+            // lost to a reset as it could be after a refusal with bytes left unread.
+            "too many headers",
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+                (0..150)
+                    .map(|i| format!("X-H{i}: a\r\n"))
+                    .collect::<String>()
+            )
+            .into_bytes(),
+            431,
+            "headers are too large",
+        ),
+    ];
+    for (case, request, status, message) in raw_cases {
+        let (got, headers, body) = raw_exchange(relay.addr, &request).await;
+        assert_eq!(got, status, "{case}: {body}");
+        assert!(
+            headers.contains("content-type: application/json"),
+            "{case}: {headers}"
+        );
+        let body: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|_| panic!("{case}: body is not JSON: {body:?}"));
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(message),
+            "{case}: {error:?} does not say {message:?}"
+        );
     }
     // Still serving, and nothing of the above was delivered.
     let (status, answer) = relay.post(&sample("alert_trigger.json")).await;

@@ -1,5 +1,7 @@
 //! The HTTP server (hyper 1, no framework): the ingest endpoint, health, metrics, and a JSON body
-//! naming the problem for every refusal.
+//! naming the problem for every refusal, hyper's own included ([`refusals`]).
+
+mod refusals;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -166,7 +168,7 @@ impl Ingest {
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_timeout)
-            .serve_connection(TokioIo::new(io), service);
+            .serve_connection(TokioIo::new(refusals::JsonRefusals::new(io)), service);
         if let Err(e) = watcher.watch(connection).await {
             debug!(%peer, error = %e, "connection ended with an error");
         }
