@@ -500,6 +500,14 @@ impl Config {
             }
         }
         crate::route::Router::new(&self.routes, self.destinations.keys())?;
+        if self.destinations.is_empty() {
+            // Refused at start and on reload alike: a half-written config.toml read during a
+            // reload must not turn the relay into one that acknowledges alerts and sends nothing.
+            return Err(ConfigError::new(
+                "destinations",
+                "none is configured: every event would be accepted and sent nowhere",
+            ));
+        }
         Ok(())
     }
 }

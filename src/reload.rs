@@ -16,7 +16,8 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::relay::{Live, Relay, Workers};
 
-/// Editors write a file in several steps; changes closer together than this make one reload.
+/// Editors and `cat >` write a file in several steps: a reload waits until the watched files have
+/// been quiet this long, so that it reads them whole.
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// Settings read once at start: the listener, the store and the workers' shape.
@@ -99,8 +100,8 @@ impl Reloader {
                 () = hangup_received => false,
             };
             let reason = if file_changed {
-                tokio::time::sleep(SETTLE).await;
-                while changes.try_recv().is_ok() {}
+                // Every further change starts the wait again.
+                while let Ok(Some(())) = tokio::time::timeout(SETTLE, changes.recv()).await {}
                 "a watched file changed"
             } else {
                 "SIGHUP"

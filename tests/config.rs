@@ -98,6 +98,7 @@ fn each_invalid_config_names_its_key() {
         ("a secret where a number goes", format!("{slack}burst = \"TOPSECRET\"\n"), "destinations.ops"),
         ("empty password", "[server.auth]\nbasic = [{ username = \"te\", password = \"\" }]\n".into(), "server.auth.basic[0]"),
         ("empty bearer token", "[server.auth]\nbearer = [\"\"]\n".into(), "server.auth.bearer"),
+        ("no destination", "[server]\nlisten = \"127.0.0.1:1\"\n".into(), "destinations: none is configured"),
         ("empty metrics token", "[server]\nmetrics_token = \"\"\n".into(), "server.metrics_token"),
     ];
     Jail::expect_with(|jail| {

@@ -236,6 +236,30 @@ async fn the_same_event_id_is_accepted_once() {
 }
 
 #[tokio::test]
+async fn an_event_no_route_matches_is_accepted_and_counted_as_unrouted() {
+    let relay = TestRelay::start(
+        "[destinations.console]\nkind = \"console\"\n[[routes]]\nmatch = { kind = [\"test\"] }\nto = [\"console\"]\n",
+    )
+    .await;
+    let (status, answer) = relay.post(&sample("alert_trigger.json")).await;
+    assert_eq!(
+        (
+            status,
+            answer["status"].as_str(),
+            answer["deliveries"].as_u64()
+        ),
+        (200, Some("accepted"), Some(0)),
+        "{answer}"
+    );
+    let (_, metrics) = relay.get("/metrics").await;
+    assert!(
+        metrics.contains("alert_relay_events_total{kind=\"alert.trigger\",outcome=\"unrouted\"} 1"),
+        "{metrics}"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn health_endpoints_answer() {
     let relay = TestRelay::start("[destinations.console]\nkind = \"console\"\n").await;
     assert_eq!(

@@ -159,3 +159,52 @@ async fn a_reload_does_not_disturb_an_attempt_in_flight_and_adds_destinations() 
         "an attempt was repeated"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_config_is_refused_and_events_keep_going_out() {
+    let hook = Peer::start().await;
+    let config = format!(
+        "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/h")
+    );
+    let dir = common::config_dir(&config, &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    // An editor or `cat >` that truncated the file and stopped there.
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+    wait_for_reloads(&relay, "failure", 1).await;
+    let (status, answer) = relay.post(event("after-empty")).await;
+    assert_eq!(
+        (status, answer["deliveries"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    assert_eq!(hook.next().await.json()["event"]["id"], "after-empty");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_written_in_two_steps_is_read_once_it_is_whole() {
+    let old_hook = Peer::start().await;
+    let new_hook = Peer::start().await;
+    let config = |peer: &Peer| {
+        format!(
+            "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            peer.url("/h")
+        )
+    };
+    let dir = common::config_dir(&config(&old_hook), &[]);
+    let path = dir.path().join("config.toml");
+    let relay = ChildRelay::start(dir.path()).await;
+    // As `cat new.toml > config.toml` does: the file is emptied, then written; here the second
+    // step comes 150 ms after the first. That gap is the scenario, not a synchronization.
+    std::fs::write(&path, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    std::fs::write(&path, config(&new_hook)).unwrap();
+    wait_for_reloads(&relay, "success", 1).await;
+    let metrics = relay.metrics(None).await;
+    assert!(
+        !metrics.contains("alert_relay_config_reloads_total{outcome=\"failure\"} 1"),
+        "the half-written file was read: {metrics}"
+    );
+    relay.post(event("after-rewrite")).await;
+    assert_eq!(new_hook.next().await.json()["event"]["id"], "after-rewrite");
+}

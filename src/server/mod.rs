@@ -291,15 +291,20 @@ impl Ingest {
         };
         let (id, kind) = (event.id.clone(), event.kind.as_str());
         let to = relay.router.destinations_for(&event);
-        if to.is_empty() {
-            warn!(event = %id, kind, "no route matches this event; it goes nowhere");
-        }
         let received_at = event.received_at.timestamp_millis();
         match self
             .outbox
             .accept(&event.key, received_at, &body, &to)
             .await
         {
+            Ok(Accepted::New { deliveries: 0 }) => {
+                warn!(event = %id, kind, "accepted, but no route matches this event: it goes nowhere");
+                self.metrics.event(kind, "unrouted");
+                json_response(
+                    StatusCode::OK,
+                    &json!({"status": "accepted", "eventId": id, "deliveries": 0}),
+                )
+            }
             Ok(Accepted::New { deliveries }) => {
                 info!(event = %id, kind, deliveries, destinations = %to.join(","), "accepted");
                 self.metrics.event(kind, "accepted");
