@@ -71,14 +71,19 @@ pub struct ServerConfig {
     /// ThousandEyes bodies are a few KB; a megabyte leaves room for large agent lists while
     /// keeping a hostile client from filling memory.
     pub max_body_bytes: usize,
+    /// A new connection that sends nothing for this long is closed; until its first byte it
+    /// holds no connection slot.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
     /// A client must send its request headers within this time, so that slow clients cannot
-    /// hold connections open.
+    /// hold connections open; a kept-alive connection must start its next request within it.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
     /// A whole request (headers, body, storing the event) must finish within this time.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Open connections at once; more wait in the kernel's accept queue.
+    /// Connections with a request under way (or kept alive) at once; connections that have sent
+    /// nothing yet wait without a slot, up to four times as many.
     pub max_connections: usize,
     /// When set, `GET /metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
@@ -94,9 +99,10 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ingest_path: "/".into(),
             max_body_bytes: 1024 * 1024,
+            idle_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
-            max_connections: 512,
+            max_connections: 1024,
             metrics_token: None,
             metrics_token_file: None,
             tls: None,
@@ -405,10 +411,13 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if self.server.header_timeout.is_zero() || self.server.request_timeout.is_zero() {
+        if self.server.idle_timeout.is_zero()
+            || self.server.header_timeout.is_zero()
+            || self.server.request_timeout.is_zero()
+        {
             return Err(ConfigError::new(
                 "server.header_timeout",
-                "header_timeout and request_timeout must be longer than 0s",
+                "idle_timeout, header_timeout and request_timeout must be longer than 0s",
             ));
         }
         if self

@@ -152,9 +152,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
     init_logs(&config.log);
+    alert_relay::server::raise_open_files_limit();
     runtime()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
+        let listener = alert_relay::server::bind(config.server.listen)
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         run(config, listener, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)

@@ -251,6 +251,7 @@ pub async fn run(
         live,
         limits: server::Limits {
             max_body_bytes: server.max_body_bytes,
+            idle_timeout: server.idle_timeout,
             header_timeout: server.header_timeout,
             request_timeout: server.request_timeout,
             max_connections: server.max_connections,

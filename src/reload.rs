@@ -31,6 +31,7 @@ impl StartOnly {
         Self(vec![
             ("server.listen", s.listen.to_string()),
             ("server.max_body_bytes", s.max_body_bytes.to_string()),
+            ("server.idle_timeout", format!("{:?}", s.idle_timeout)),
             ("server.header_timeout", format!("{:?}", s.header_timeout)),
             ("server.request_timeout", format!("{:?}", s.request_timeout)),
             ("server.max_connections", s.max_connections.to_string()),

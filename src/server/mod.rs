@@ -1,12 +1,12 @@
 //! The HTTP server (hyper 1, no framework): the ingest endpoint, health, metrics, and a JSON body
 //! naming the problem for every refusal, hyper's own included ([`refusals`]).
 
+mod listen;
 mod refusals;
 
-use std::convert::Infallible;
-use std::future::Future;
+pub use listen::{Limits, bind, raise_open_files_limit, serve, tls_acceptor};
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,18 +15,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::auth::Denied;
-use crate::config::ConfigError;
 use crate::event::Event;
 use crate::metrics::Metrics;
 use crate::outbox::{Accepted, Outbox};
@@ -42,15 +35,6 @@ const RETRY_AFTER_SECS: &str = "30";
 
 type HttpResponse = Response<Full<Bytes>>;
 
-/// How much of the server one client may hold.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    pub header_timeout: Duration,
-    pub request_timeout: Duration,
-    pub max_connections: usize,
-}
-
 /// Everything the server needs, shared by all connections.
 pub struct Ingest {
     /// The relay in force: routes, credentials, the ingest path and the metrics token.
@@ -62,118 +46,7 @@ pub struct Ingest {
     pub closing: AtomicBool,
 }
 
-/// Serves `listener` until `shutdown` completes, then lets requests in flight finish.
-pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Future<Output = ()>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(ingest.limits.max_connections));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let (ingest, watcher) = (ingest.clone(), graceful.watcher());
-        tokio::spawn(async move {
-            // The current certificate: a reload with a renewed one applies to new connections.
-            let tls = ingest.live.current().tls.clone();
-            match tls {
-                None => ingest.connection(stream, peer, watcher).await,
-                Some(tls) => {
-                    // The handshake counts as part of the headers: a client that stalls is cut.
-                    match tokio::time::timeout(ingest.limits.header_timeout, tls.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(stream)) => ingest.connection(stream, peer, watcher).await,
-                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
-            drop(permit);
-        });
-    }
-    ingest.closing.store(true, Ordering::SeqCst);
-    drop(listener);
-    // No request may take longer than the request timeout anyway.
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(ingest.limits.request_timeout) => warn!("requests still open after server.request_timeout; closing them"),
-    }
-}
-
-/// Loads a certificate chain and private key (PEM) for `[server.tls]`.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ConfigError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ConfigError::new("server.tls.cert", format!("{}: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(ConfigError::new(
-            "server.tls.cert",
-            format!("{} holds no certificate", cert.display()),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| ConfigError::new("server.tls.key", format!("{}: {e}", key.display())))?;
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ConfigError::new("server.tls", e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
 impl Ingest {
-    /// Serves one connection (plain or TLS) until it closes or shutdown drains it.
-    async fn connection<I>(
-        self: &Arc<Self>,
-        io: I,
-        peer: SocketAddr,
-        watcher: hyper_util::server::graceful::Watcher,
-    ) where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let ingest = self.clone();
-        let service = service_fn(move |request| {
-            let ingest = ingest.clone();
-            async move {
-                let limit = ingest.limits.request_timeout;
-                let response = tokio::time::timeout(limit, ingest.handle(request, peer))
-                    .await
-                    .unwrap_or_else(|_| {
-                        error(
-                            StatusCode::REQUEST_TIMEOUT,
-                            &format!(
-                                "the request took longer than {}",
-                                humantime::format_duration(limit)
-                            ),
-                        )
-                    });
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_timeout)
-            .serve_connection(TokioIo::new(refusals::JsonRefusals::new(io)), service);
-        if let Err(e) = watcher.watch(connection).await {
-            debug!(%peer, error = %e, "connection ended with an error");
-        }
-    }
-
     async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
         // The relay in force for this whole request, even if a reload happens meanwhile.
         let relay = self.live.current();
