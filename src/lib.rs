@@ -18,6 +18,7 @@
 //! - [`worker`]: one loop per destination: claim, render, deliver, schedule the retry.
 //! - [`render`]: templates, per-output escaping, helpers, validation and the fallback.
 //! - [`deliver`]: the `Destination` trait and one file per destination kind.
+//! - [`memory`]: the budget that bounds what bodies and parsed events hold in memory at once.
 //! - [`metrics`]: Prometheus counters served at `/metrics`.
 //! - [`samples`]: the ThousandEyes sample events bundled for `check`.
 //! - [`relay`]: wires the stages together; the relay in force, swapped on reload.
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod config;
 pub mod deliver;
 pub mod event;
+pub mod memory;
 pub mod metrics;
 pub mod outbox;
 pub mod relay;

@@ -84,7 +84,30 @@ enum Command {
     },
 }
 
+/// mimalloc keeps freed memory for a while before it gives it back to the system, so a burst of
+/// large events left the relay's resident memory far above what it used (measured with
+/// `tests/memory.rs`: a peak of 160 MiB for 32 connections posting 900 KB events, 100 MiB with
+/// these two settings, for the same throughput). Memory is given back at once, unless
+/// `MIMALLOC_PURGE_DELAY` or `MIMALLOC_ARENA_EAGER_COMMIT` say otherwise.
+fn tune_allocator() {
+    use libmimalloc_sys::mi_option_set;
+    // `mi_option_arena_eager_commit` and `mi_option_purge_delay` in mimalloc 3's `mi_option_t`,
+    // which the Rust bindings do not name (the environment variables above set the same ones).
+    const OPTIONS: [(&str, i32); 2] = [
+        ("MIMALLOC_ARENA_EAGER_COMMIT", 4),
+        ("MIMALLOC_PURGE_DELAY", 15),
+    ];
+    for (variable, option) in OPTIONS {
+        if std::env::var_os(variable).is_none() {
+            // SAFETY: setting an option is a plain call into the allocator, valid at any time and
+            // from any thread.
+            unsafe { mi_option_set(option, 0) };
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config),

@@ -19,6 +19,7 @@ use crate::auth::Auth;
 use crate::config::{Config, ConfigError, DestinationKind};
 use crate::deliver::{AnyDestination, DeliveryError, Destination, Receipt};
 use crate::event::Event;
+use crate::memory::Memory;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, StoreError};
 use crate::render::{Rendered, Renderer, TemplateFailure};
@@ -223,12 +224,14 @@ pub async fn run(
     let _lock = crate::outbox::StoreLock::acquire(&store_path, &holder)?;
     let outbox = Arc::new(Outbox::open(&store_path)?);
     let metrics = Arc::new(Metrics::default());
+    let memory = Arc::new(Memory::new(config.server.max_body_bytes));
     let live = Arc::new(Live::new(relay));
     let (stop_tasks, stop) = watch::channel(false);
     let workers = Arc::new(Workers {
         live: live.clone(),
         outbox: outbox.clone(),
         metrics: metrics.clone(),
+        memory: memory.clone(),
         concurrency: config.delivery.concurrency,
         grace: config.delivery.shutdown_grace,
         stop: stop.clone(),
@@ -258,6 +261,7 @@ pub async fn run(
         },
         outbox: outbox.clone(),
         metrics,
+        memory,
         closing: AtomicBool::new(false),
     });
     if let Ok(address) = listener.local_addr() {
@@ -282,6 +286,7 @@ pub struct Workers {
     live: Arc<Live>,
     outbox: Arc<Outbox>,
     metrics: Arc<Metrics>,
+    memory: Arc<Memory>,
     concurrency: usize,
     grace: Duration,
     stop: watch::Receiver<bool>,
@@ -303,6 +308,7 @@ impl Workers {
                 live: self.live.clone(),
                 outbox: self.outbox.clone(),
                 metrics: self.metrics.clone(),
+                memory: self.memory.clone(),
                 concurrency: self.concurrency,
                 health: Mutex::default(),
             };

@@ -15,10 +15,12 @@ use tracing::{error, info, warn};
 
 use crate::config::{CommonOptions, DestinationKind, RateLimit};
 use crate::deliver::{DeliveryError, Destination};
-use crate::event::Event;
+use crate::event::{Event, EventError};
+use crate::memory::{Memory, RENDER_COPIES, Reservation};
 use crate::metrics::Metrics;
 use crate::outbox::{self, Claim, Finish, Outbox, Reader};
 use crate::relay::{Live, Relay};
+use crate::render::Message;
 
 /// First retry delay; doubled at each attempt.
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -72,6 +74,8 @@ pub struct Worker {
     pub live: Arc<Live>,
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
+    /// Room for parsed events, shared with the server.
+    pub memory: Arc<Memory>,
     /// Attempts in flight at once for this destination.
     pub concurrency: usize,
     pub health: Mutex<Health>,
@@ -231,8 +235,8 @@ impl Worker {
         now: i64,
     ) -> Option<Claim> {
         let claimed = lock(in_flight);
-        match reader.due(&self.name, now, claimed.len() + 1) {
-            Ok(due) => due.into_iter().find(|c| !claimed.contains(&c.id)),
+        match reader.next_due(&self.name, now, &claimed) {
+            Ok(due) => due,
             Err(e) => {
                 error!(destination = %self.name, error = %e, "cannot read due deliveries");
                 None
@@ -242,21 +246,61 @@ impl Worker {
 
     /// Makes one attempt and records its outcome. `round` is the health round the attempt
     /// started in.
-    async fn attempt(&self, relay: &Relay, claim: Claim, round: u64) {
-        let received_at =
-            chrono::DateTime::from_timestamp_millis(claim.received_at).unwrap_or_default();
+    async fn attempt(&self, relay: &Relay, mut claim: Claim, round: u64) {
         let attempt = claim.attempts + 1;
-        let finish = match Event::parse(&claim.body, received_at) {
-            Ok(event) => {
-                self.deliver(relay, &event, claim.received_at, attempt, round)
+        let body = std::mem::take(&mut claim.body);
+        let finish = match self.render(relay, body, claim.received_at).await {
+            Ok((event, message, _room)) => {
+                self.deliver(relay, &event, &message, claim.received_at, attempt, round)
                     .await
             }
-            Err(e) => Finish::Dead {
-                attempts: attempt,
-                error: format!("the stored event cannot be read: {e}"),
-            },
+            Err(error) => {
+                error!(destination = %self.name, event = %claim.event_id, attempt, error = %error, "the stored event cannot be sent; it is dead");
+                Finish::Dead {
+                    attempts: attempt,
+                    error,
+                }
+            }
         };
         self.record(&claim, finish).await;
+    }
+
+    /// Parses the stored event and renders it, within the memory budget. The body and the parsed
+    /// event are let go before sending; what stays reserved is the message, which a slow peer
+    /// keeps in memory until it answers.
+    async fn render(
+        &self,
+        relay: &Relay,
+        body: Vec<u8>,
+        received_at: i64,
+    ) -> Result<(Event, Message, Reservation<'_>), String> {
+        let cannot = |e: EventError| format!("the stored event cannot be rendered: {e}");
+        let measured = crate::event::measure(&body).map_err(cannot)?;
+        let mut room = self
+            .memory
+            .events
+            .reserve(measured.shape.parsed_bytes() * RENDER_COPIES)
+            .await;
+        let received_at = chrono::DateTime::from_timestamp_millis(received_at).unwrap_or_default();
+        let mut event = Event::parse_measured(measured, received_at).map_err(cannot)?;
+        drop(body);
+        let rendered = relay.renderer.render(&event, &self.name);
+        for failure in &rendered.failures {
+            warn!(
+                destination = %self.name,
+                event = %event.id,
+                template = %failure.template,
+                line = failure.line,
+                error = %failure.reason,
+                "template failed; sending the fallback message"
+            );
+        }
+        if let Some(first) = rendered.failures.first() {
+            self.metrics.fallback(&self.name, &first.template);
+        }
+        event.raw = serde_json::Map::new();
+        room.shrink_to(rendered.message.memory_bytes());
+        Ok((event, rendered.message, room))
     }
 
     /// Commits `finish`. While the store refuses (a full disk), the worker pauses and tries
@@ -298,30 +342,16 @@ impl Worker {
         &self,
         relay: &Relay,
         event: &Event,
+        message: &Message,
         received_at: i64,
         attempt: u32,
         round: u64,
     ) -> Finish {
-        let rendered = relay.renderer.render(event, &self.name);
-        for failure in &rendered.failures {
-            warn!(
-                destination = %self.name,
-                event = %event.id,
-                template = %failure.template,
-                line = failure.line,
-                error = %failure.reason,
-                "template failed; sending the fallback message"
-            );
-        }
-        if let Some(first) = rendered.failures.first() {
-            self.metrics.fallback(&self.name, &first.template);
-        }
         let started = Instant::now();
         let destination = &relay.destinations[&self.name].destination;
-        let result =
-            tokio::time::timeout(relay.timeout, destination.deliver(event, &rendered.message))
-                .await
-                .unwrap_or(Err(DeliveryError::Timeout));
+        let result = tokio::time::timeout(relay.timeout, destination.deliver(event, message))
+            .await
+            .unwrap_or(Err(DeliveryError::Timeout));
         let took_ms = started.elapsed().as_millis() as u64;
         let since_accepted = Duration::from_millis((outbox::now_ms() - received_at).max(0) as u64);
         let latency_ms = since_accepted.as_millis() as u64;

@@ -39,7 +39,7 @@ async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Strin
 async fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
     let peer = Peer::start().await;
     let relay = TestRelay::start(&format!(
-        "[server]\nmax_body_bytes = 4096\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
+        "[server]\nmax_body_bytes = 300000\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
         peer.url("/s")
     ))
     .await;
@@ -83,9 +83,21 @@ async fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
         ("empty body", post(Vec::new()), 400, "not valid JSON"),
         (
             "oversized",
-            post(format!(r#"{{"eventType": "X", "pad": "{}"}}"#, "x".repeat(5000)).into_bytes()),
+            post(format!(r#"{{"eventType": "X", "pad": "{}"}}"#, "x".repeat(300_000)).into_bytes()),
             413,
-            "larger than 4096",
+            "larger than 300000",
+        ),
+        (
+            "more JSON values than a body may hold",
+            post(
+                format!(
+                    r#"{{"eventType": "X", "a": [{}0]}}"#,
+                    "0,".repeat(alert_relay::event::MAX_VALUES)
+                )
+                .into_bytes(),
+            ),
+            413,
+            "JSON values",
         ),
         ("wrong method", http.get(relay.url("/")), 405, "only POST"),
         ("PUT", http.put(relay.url("/")).body("{}"), 405, "only POST"),
@@ -178,7 +190,7 @@ async fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
     );
     assert!(
         metrics
-            .contains("alert_relay_events_total{kind=\"none\",outcome=\"rejected_too_large\"} 1"),
+            .contains("alert_relay_events_total{kind=\"none\",outcome=\"rejected_too_large\"} 2"),
         "{metrics}"
     );
     relay.stop().await;

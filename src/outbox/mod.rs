@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{DeliveryRow, Requeue, list, requeue};
@@ -276,25 +276,35 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Up to `limit` deliveries for `destination` that are due at `now` (unix ms), oldest due first.
-    pub fn due(&self, destination: &str, now: i64, limit: usize) -> Result<Vec<Claim>, StoreError> {
+    /// The delivery for `destination` due first at `now` (unix ms), leaving out those in
+    /// `in_flight`. Only that one row's body is read.
+    pub fn next_due(
+        &self,
+        destination: &str,
+        now: i64,
+        in_flight: &std::collections::HashSet<i64>,
+    ) -> Result<Option<Claim>, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let mut statement = conn.prepare_cached(
             "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body
              FROM deliveries d JOIN events e ON e.id = d.event
              WHERE d.destination = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
-             ORDER BY d.next_attempt_at, d.id LIMIT ?3",
+               AND d.id NOT IN (SELECT value FROM json_each(?3))
+             ORDER BY d.next_attempt_at, d.id LIMIT 1",
         )?;
-        let rows = statement.query_map(params![destination, now, limit as i64], |row| {
-            Ok(Claim {
-                id: row.get(0)?,
-                attempts: row.get(1)?,
-                event_id: display_id(row.get(2)?),
-                received_at: row.get(3)?,
-                body: row.get(4)?,
+        let in_flight = serde_json::to_string(in_flight).unwrap_or_else(|_| "[]".into());
+        let claim = statement
+            .query_row(params![destination, now, in_flight], |row| {
+                Ok(Claim {
+                    id: row.get(0)?,
+                    attempts: row.get(1)?,
+                    event_id: display_id(row.get(2)?),
+                    received_at: row.get(3)?,
+                    body: row.get(4)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .optional()?;
+        Ok(claim)
     }
 
     /// When the next pending delivery for `destination` is due (unix ms), if there is one.
@@ -334,9 +344,15 @@ mod tests {
             Accepted::Duplicate
         );
         let reader = outbox.reader().unwrap();
-        let due = reader.due("a", now_ms(), 10).unwrap();
-        assert_eq!(due.len(), 1);
-        let id = due[0].id;
+        let none = std::collections::HashSet::new();
+        let id = reader.next_due("a", now_ms(), &none).unwrap().unwrap().id;
+        assert!(
+            reader
+                .next_due("a", now_ms(), &[id].into_iter().collect())
+                .unwrap()
+                .is_none(),
+            "the only due delivery is in flight"
+        );
         outbox
             .finish(
                 id,
@@ -348,7 +364,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(reader.due("a", now_ms(), 10).unwrap().is_empty());
+        assert!(reader.next_due("a", now_ms(), &none).unwrap().is_none());
         let dead = list(&path, Some("dead"), 10).unwrap();
         assert_eq!(
             (
@@ -359,7 +375,7 @@ mod tests {
             (1, "e1", Some("HTTP 404"))
         );
         assert_eq!(requeue(&path, Requeue::AllDead).unwrap(), 1);
-        assert_eq!(reader.due("a", now_ms(), 10).unwrap().len(), 1);
+        assert!(reader.next_due("a", now_ms(), &none).unwrap().is_some());
         outbox.probe(1).await.unwrap();
     }
 

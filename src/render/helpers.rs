@@ -36,7 +36,8 @@ pub fn register(registry: &mut Handlebars<'static>, escape: Escape) {
     }
 }
 
-type ValueFn = fn(&[Value]) -> Result<Value, String>;
+/// Takes its arguments by reference: `take alert.agents 10` must not copy every agent first.
+type ValueFn = fn(&[&Value]) -> Result<Value, String>;
 
 /// A helper computed from its arguments alone; the result is escaped by the output.
 struct ValueHelper(&'static str, ValueFn);
@@ -49,15 +50,15 @@ impl HelperDef for ValueHelper {
         _: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
-        let args: Vec<Value> = h.params().iter().map(|p| p.value().clone()).collect();
+        let args: Vec<&Value> = h.params().iter().map(|p| p.value()).collect();
         (self.1)(&args)
             .map(ScopedJson::Derived)
             .map_err(|reason| RenderErrorReason::Other(format!("{}: {reason}", self.0)).into())
     }
 }
 
-fn arg(args: &[Value], i: usize) -> &Value {
-    args.get(i).unwrap_or(&Value::Null)
+fn arg<'a>(args: &[&'a Value], i: usize) -> &'a Value {
+    args.get(i).copied().unwrap_or(&Value::Null)
 }
 
 /// A value as text: strings as they are, null as nothing, anything else as JSON.
@@ -114,7 +115,7 @@ impl HelperDef for UrlHelper {
 /// `{{date value [format] [zone]}}`: an RFC 3339 text, ThousandEyes date or epoch seconds, shown
 /// with a chrono `format` (default `%Y-%m-%d %H:%M:%S %Z`) in an IANA `zone` (default UTC).
 /// A missing or unreadable date writes nothing.
-fn date(args: &[Value]) -> Result<Value, String> {
+fn date(args: &[&Value]) -> Result<Value, String> {
     let Some(when): Option<DateTime<Utc>> = crate::event::parse_date(arg(args, 0)) else {
         return Ok(Value::from(""));
     };
@@ -133,7 +134,7 @@ fn date(args: &[Value]) -> Result<Value, String> {
 }
 
 /// `{{truncate value n}}`: at most `n` characters, ending in `…` when cut.
-fn truncate(args: &[Value]) -> Result<Value, String> {
+fn truncate(args: &[&Value]) -> Result<Value, String> {
     let value = text(arg(args, 0));
     let max = count(arg(args, 1), "the length")?;
     if value.chars().count() <= max {
@@ -145,7 +146,7 @@ fn truncate(args: &[Value]) -> Result<Value, String> {
 }
 
 /// `{{default value fallback}}`: `value` unless it is missing, null, false or empty.
-fn default(args: &[Value]) -> Result<Value, String> {
+fn default(args: &[&Value]) -> Result<Value, String> {
     let value = arg(args, 0);
     let empty = match value {
         Value::Null | Value::Bool(false) => true,
@@ -161,7 +162,7 @@ fn default(args: &[Value]) -> Result<Value, String> {
 }
 
 /// `{{join list separator}}`: the items of a list as text, separated (default `", "`).
-fn join(args: &[Value]) -> Result<Value, String> {
+fn join(args: &[&Value]) -> Result<Value, String> {
     let separator = arg(args, 1).as_str().unwrap_or(", ");
     let items = match arg(args, 0) {
         Value::Array(items) => items.iter().map(text).collect::<Vec<_>>(),
@@ -172,12 +173,14 @@ fn join(args: &[Value]) -> Result<Value, String> {
 }
 
 /// `{{concat a b …}}`: the arguments as one text.
-fn concat(args: &[Value]) -> Result<Value, String> {
-    Ok(Value::from(args.iter().map(text).collect::<String>()))
+fn concat(args: &[&Value]) -> Result<Value, String> {
+    Ok(Value::from(
+        args.iter().map(|v| text(v)).collect::<String>(),
+    ))
 }
 
 /// `{{#each (take list n)}}`: the first `n` items of a list.
-fn take(args: &[Value]) -> Result<Value, String> {
+fn take(args: &[&Value]) -> Result<Value, String> {
     let n = count(arg(args, 1), "the count")?;
     Ok(match arg(args, 0) {
         Value::Array(items) => Value::from(items.iter().take(n).cloned().collect::<Vec<_>>()),
@@ -186,7 +189,7 @@ fn take(args: &[Value]) -> Result<Value, String> {
 }
 
 /// `{{minus a b}}`: `a - b` for whole numbers (for "and N more").
-fn minus(args: &[Value]) -> Result<Value, String> {
+fn minus(args: &[&Value]) -> Result<Value, String> {
     let a = arg(args, 0)
         .as_i64()
         .ok_or("the first argument must be a number")?;

@@ -44,6 +44,17 @@ pub struct EmailMessage {
     pub html: String,
 }
 
+impl Message {
+    /// About how many bytes the message takes in memory.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            Self::Json(value) => crate::memory::value_bytes(value),
+            Self::Email(email) => email.subject.len() + email.text.len() + email.html.len(),
+            Self::Text(text) => text.len(),
+        }
+    }
+}
+
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -20,7 +20,8 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::auth::Denied;
-use crate::event::Event;
+use crate::event::{Event, EventError};
+use crate::memory::{Memory, Reservation};
 use crate::metrics::Metrics;
 use crate::outbox::{Accepted, Outbox};
 use crate::relay::{Live, Relay};
@@ -42,6 +43,8 @@ pub struct Ingest {
     pub limits: Limits,
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
+    /// Room for request bodies and parsed events, shared with the workers.
+    pub memory: Arc<Memory>,
     /// Set when shutdown starts: new events get 503 so that ThousandEyes posts them again later.
     pub closing: AtomicBool,
 }
@@ -151,16 +154,23 @@ impl Ingest {
                 &format!("Content-Type {other} is not JSON; send application/json"),
             );
         }
-        let body = match self.read_body(request.into_body()).await {
-            Ok(body) => body,
+        let (body, _body_room) = match self.read_body(request.into_body()).await {
+            Ok(read) => read,
             Err(response) => return response,
         };
-        let event = match Event::parse(&body, chrono::Utc::now()) {
+        let measured = match crate::event::measure(&body) {
+            Ok(measured) => measured,
+            Err(e) => return self.refuse(e),
+        };
+        // Room for the parsed event and the copy of the body that goes to the store.
+        let _event_room = self
+            .memory
+            .events
+            .reserve(measured.shape.parsed_bytes() + body.len())
+            .await;
+        let event = match Event::parse_measured(measured, chrono::Utc::now()) {
             Ok(event) => event,
-            Err(e) => {
-                self.metrics.event("none", "rejected_invalid");
-                return error(StatusCode::BAD_REQUEST, &e.to_string());
-            }
+            Err(e) => return self.refuse(e),
         };
         let (id, kind) = (event.id.clone(), event.kind.as_str());
         let to = relay.router.destinations_for(&event);
@@ -202,8 +212,20 @@ impl Ingest {
         }
     }
 
-    /// Reads the body, refusing it as soon as it is known to be over the limit.
-    async fn read_body(&self, body: Incoming) -> Result<Bytes, HttpResponse> {
+    /// 413 for a body too large to parse, 400 for one that is not an event.
+    fn refuse(&self, e: EventError) -> HttpResponse {
+        if e.too_large() {
+            self.metrics.event("none", "rejected_too_large");
+            error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
+        } else {
+            self.metrics.event("none", "rejected_invalid");
+            error(StatusCode::BAD_REQUEST, &e.to_string())
+        }
+    }
+
+    /// Reads the body, refusing it as soon as it is known to be over the limit. Room for it in
+    /// the memory budget is reserved first: its announced length, or the most it may be.
+    async fn read_body(&self, body: Incoming) -> Result<(Bytes, Reservation<'_>), HttpResponse> {
         let too_large = || {
             self.metrics.event("none", "rejected_too_large");
             error(
@@ -211,20 +233,35 @@ impl Ingest {
                 &format!("body is larger than {} bytes", self.limits.max_body_bytes),
             )
         };
-        if body.size_hint().lower() > self.limits.max_body_bytes as u64 {
+        let max = self.limits.max_body_bytes;
+        if body.size_hint().lower() > max as u64 {
             return Err(too_large());
         }
-        match Limited::new(body, self.limits.max_body_bytes)
-            .collect()
-            .await
-        {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-            Err(e) => Err(error(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read the body: {e}"),
-            )),
+        let announced = body.size_hint().exact().map_or(max, |n| n as usize);
+        let room = self.memory.bodies.reserve(announced).await;
+        // Read into one buffer of the announced size: collecting chunks and joining them after
+        // would hold the body twice.
+        let mut body = Limited::new(body, max);
+        let mut read = Vec::with_capacity(announced);
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        read.extend_from_slice(&data);
+                    }
+                }
+                Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                    return Err(too_large());
+                }
+                Err(e) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("cannot read the body: {e}"),
+                    ));
+                }
+            }
         }
+        Ok((Bytes::from(read), room))
     }
 }
 

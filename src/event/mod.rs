@@ -2,6 +2,8 @@
 //! and a summary so that templates need not know the payload's quirks (renamed event types,
 //! numeric or UUID alert ids, three date formats, agents or BGP monitors).
 
+mod shape;
+
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -68,12 +70,23 @@ pub enum EventError {
     TooDeep,
     #[error("body has a string longer than {MAX_STRING_BYTES} bytes")]
     StringTooLong,
+    #[error("body holds more than {MAX_VALUES} JSON values")]
+    TooManyValues,
 }
 
-/// ThousandEyes bodies nest four levels deep; anything far deeper is not an alert.
-pub const MAX_DEPTH: usize = 32;
-/// Longer than any rule, test or metric text; bounds what a template may be asked to render.
-pub const MAX_STRING_BYTES: usize = 64 * 1024;
+impl EventError {
+    /// Whether the body is refused for its size (413) rather than its content (400).
+    pub fn too_large(&self) -> bool {
+        matches!(self, Self::TooManyValues)
+    }
+}
+
+pub use shape::{MAX_DEPTH, MAX_STRING_BYTES, MAX_VALUES, Measured, Shape, measure};
+
+/// `summary.targets` lists at most this many agents or monitors (`summary.targets_total` counts
+/// them all): no message shows more, and an alert with thousands of agents must not cost thousands
+/// of objects in every template context.
+pub const MAX_TARGETS: usize = 50;
 
 /// One accepted notification, normalized.
 #[derive(Debug, Clone)]
@@ -116,7 +129,9 @@ pub struct Summary {
     pub link: Option<String>,
     /// Test label names (`testLabels`).
     pub labels: Vec<String>,
+    /// The first [`MAX_TARGETS`] agents or monitors.
     pub targets: Vec<Target>,
+    /// How many there are in all.
     pub targets_total: usize,
 }
 
@@ -132,11 +147,19 @@ pub struct Target {
 }
 
 impl Event {
-    /// Parses and normalizes one body (a UTF-8 byte order mark in front is ignored).
+    /// Parses and normalizes one body (a UTF-8 byte order mark in front is ignored), after
+    /// measuring it against the limits of [`Shape`].
     pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Self, EventError> {
-        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+        Self::parse_measured(measure(body)?, received_at)
+    }
+
+    /// Parses and normalizes a body already measured.
+    pub fn parse_measured(
+        measured: Measured<'_>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Self, EventError> {
+        let body = measured.body;
         let value: Value = serde_json::from_slice(body)?;
-        check_shape(&value, 1)?;
         let Value::Object(raw) = value else {
             return Err(EventError::NotObject);
         };
@@ -173,25 +196,6 @@ impl Event {
     /// The `alert` object, or `agentAlert` when there is no `alert`.
     pub fn alert(&self) -> Option<&Map<String, Value>> {
         alert_object(&self.raw)
-    }
-}
-
-/// Refuses bodies nested deeper than [`MAX_DEPTH`] or holding a string (or key) longer than
-/// [`MAX_STRING_BYTES`].
-fn check_shape(value: &Value, depth: usize) -> Result<(), EventError> {
-    if depth > MAX_DEPTH {
-        return Err(EventError::TooDeep);
-    }
-    match value {
-        Value::String(s) if s.len() > MAX_STRING_BYTES => Err(EventError::StringTooLong),
-        Value::Array(items) => items.iter().try_for_each(|v| check_shape(v, depth + 1)),
-        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            if k.len() > MAX_STRING_BYTES {
-                return Err(EventError::StringTooLong);
-            }
-            check_shape(v, depth + 1)
-        }),
-        _ => Ok(()),
     }
 }
 
@@ -237,17 +241,21 @@ fn summarize(kind: EventKind, event_type: &str, raw: &Map<String, Value>) -> Sum
             _ => "unknown",
         },
     };
-    let targets = if kind.is_agent() {
-        vec![target(alert, "agentName")]
+    let targets: Vec<(&Map<String, Value>, &str)> = if kind.is_agent() {
+        vec![(alert, "agentName")]
     } else if let Some(agents) = alert.get("agents").and_then(Value::as_array) {
-        objects(agents).map(|a| target(a, "agentName")).collect()
+        objects(agents).map(|a| (a, "agentName")).collect()
     } else if let Some(monitors) = alert.get("monitors").and_then(Value::as_array) {
-        objects(monitors)
-            .map(|m| target(m, "monitorName"))
-            .collect()
+        objects(monitors).map(|m| (m, "monitorName")).collect()
     } else {
         Vec::new()
     };
+    let targets_total = targets.len();
+    let targets = targets
+        .into_iter()
+        .take(MAX_TARGETS)
+        .map(|(object, name_key)| target(object, name_key))
+        .collect();
     let rule = text("ruleName");
     let test = text("testName");
     let title = match (kind, &rule) {
@@ -289,7 +297,7 @@ fn summarize(kind: EventKind, event_type: &str, raw: &Map<String, Value>) -> Sum
                     .collect()
             })
             .unwrap_or_default(),
-        targets_total: targets.len(),
+        targets_total,
         targets,
     }
 }
@@ -473,6 +481,23 @@ mod tests {
         assert!(
             numeric.id.starts_with("body-"),
             "no eventId: the id comes from the body"
+        );
+    }
+
+    #[test]
+    fn thousands_of_agents_are_counted_and_the_first_ones_listed() {
+        let agents: Vec<Value> = (0..3000)
+            .map(|i| json!({"agentName": format!("agent {i}")}))
+            .collect();
+        let event = parse(
+            json!({"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": "many",
+            "alert": {"ruleName": "R", "agents": agents}}),
+        );
+        let s = &event.summary;
+        assert_eq!((s.targets_total, s.targets.len()), (3000, MAX_TARGETS));
+        assert_eq!(
+            s.targets[MAX_TARGETS - 1].name,
+            format!("agent {}", MAX_TARGETS - 1)
         );
     }
 
