@@ -7,7 +7,14 @@
 //! both and their ratio, p50 and p99 accept latency, end-to-end deliveries/s and the relay's peak
 //! RSS.
 //!
-//! Run: `cargo bench --bench ingest` (`BENCH_SECONDS=N` to change the 10 s per server).
+//! Then the memory run: 32 connections each post large events (3,000 agents, 900 KB) to the relay
+//! delivering to Slack, Teams and a webhook (all the sink), then one event of 100,000 empty agents;
+//! and the same large events to the bare server. Reports what was answered, the time, and each
+//! process's peak RSS.
+//!
+//! Run: `cargo bench --bench ingest` (`BENCH_SECONDS=N` to change the 10 s per server,
+//! `BENCH_LARGE_POSTS=N` the large events per connection, 3 by default; `BENCH_BASELINE_BIN=PATH`
+//! runs the memory run against an earlier build too).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -136,13 +143,38 @@ struct Load {
     elapsed: Duration,
 }
 
+/// How long each connection keeps posting.
+#[derive(Clone, Copy)]
+enum Until {
+    Deadline(Instant),
+    Posts(u64),
+}
+
 /// `CONNECTIONS` keep-alive connections posting for `duration`; counts 200 answers.
 async fn load(addr: SocketAddr, duration: Duration, run: &str) -> Load {
+    let run = run.to_owned();
+    load_with(
+        addr,
+        Until::Deadline(Instant::now() + duration),
+        move |connection, n| {
+            SAMPLE.replacen("\"49-35541\"", &format!("\"{run}-{connection}-{n}\""), 1)
+        },
+    )
+    .await
+}
+
+/// `CONNECTIONS` keep-alive connections posting `body(connection, n)` until `until`; counts 200
+/// answers.
+async fn load_with(
+    addr: SocketAddr,
+    until: Until,
+    body: impl Fn(usize, u64) -> String + Send + Sync + 'static,
+) -> Load {
     let started = Instant::now();
-    let deadline = started + duration;
+    let body = Arc::new(body);
     let mut tasks = tokio::task::JoinSet::new();
     for connection in 0..CONNECTIONS {
-        let run = run.to_owned();
+        let body = body.clone();
         tasks.spawn(async move {
             let stream = TcpStream::connect(addr).await.expect("connect");
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -151,10 +183,12 @@ async fn load(addr: SocketAddr, duration: Duration, run: &str) -> Load {
             tokio::spawn(conn);
             let (mut accepted, mut other, mut latencies) = (0u64, 0u64, Vec::new());
             let mut n = 0u64;
-            while Instant::now() < deadline {
+            while match until {
+                Until::Deadline(deadline) => Instant::now() < deadline,
+                Until::Posts(posts) => n < posts,
+            } {
                 n += 1;
-                let body =
-                    SAMPLE.replacen("\"49-35541\"", &format!("\"{run}-{connection}-{n}\""), 1);
+                let body = body(connection, n);
                 let request = Request::post("/")
                     .header("host", "bench")
                     .header("content-type", "application/json")
@@ -219,6 +253,69 @@ impl Drop for Stopped {
     }
 }
 
+/// The release relay, in a directory of its own, and where it listens.
+struct Relay {
+    process: Stopped,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the relay binary on `destinations` (TOML).
+async fn start_relay(destinations: &str) -> Relay {
+    start_relay_binary(env!("CARGO_BIN_EXE_alert-relay"), destinations).await
+}
+
+/// Starts the relay binary at `binary` on `destinations` (TOML).
+async fn start_relay_binary(binary: &str, destinations: &str) -> Relay {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = free_addr();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("[server]\nlisten = \"{addr}\"\n{destinations}"),
+    )
+    .expect("write config");
+    let process = Stopped(
+        Command::new(binary)
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start alert-relay"),
+    );
+    wait_until_listening(addr).await;
+    Relay {
+        process,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// The bare server, in a process of its own.
+async fn start_bare() -> (Stopped, SocketAddr) {
+    let addr = free_addr();
+    let bare = Stopped(
+        Command::new(std::env::current_exe().expect("this binary"))
+            .env(BARE_SERVER_ENV, addr.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the bare server"),
+    );
+    wait_until_listening(addr).await;
+    (bare, addr)
+}
+
+/// Waits until the sink has received `count` more requests than `before` (at most 2 minutes);
+/// how many it got.
+async fn wait_for_sink(sink: &Sink, before: u64, count: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sink.received.load(Ordering::SeqCst) - before < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sink.received.load(Ordering::SeqCst) - before
+}
+
 /// Starts the relay binary on `destinations` (TOML), loads it for `duration`, and, when `delivers`,
 /// waits until the sink has every accepted event. Returns the load, the relay's peak RSS, and the
 /// deliveries with the time from the first post to the last delivery.
@@ -229,41 +326,89 @@ async fn measure_relay(
     sink: &Sink,
     run: &str,
 ) -> (Load, f64, u64, f64) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let relay_addr = free_addr();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        format!("[server]\nlisten = \"{relay_addr}\"\n{destinations}"),
-    )
-    .expect("write config");
-    let relay = Stopped(
-        Command::new(env!("CARGO_BIN_EXE_alert-relay"))
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start alert-relay"),
-    );
-    wait_until_listening(relay_addr).await;
+    let relay = start_relay(destinations).await;
     let before = sink.received.load(Ordering::SeqCst);
     let first_post = sink.started.elapsed();
-    let load = load(relay_addr, duration, run).await;
+    let load = load(relay.addr, duration, run).await;
     let mut delivered = 0;
     let mut seconds = 0.0;
     if delivers {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while sink.received.load(Ordering::SeqCst) - before < load.accepted
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        delivered = sink.received.load(Ordering::SeqCst) - before;
+        delivered = wait_for_sink(sink, before, load.accepted).await;
         seconds =
             sink.last_at_micros.load(Ordering::SeqCst) as f64 / 1e6 - first_post.as_secs_f64();
     }
-    let rss = peak_rss_mb(&relay.0);
+    let rss = peak_rss_mb(&relay.process.0);
     (load, rss, delivered, seconds)
+}
+
+/// An alert with `agents` agents as ThousandEyes sends them (3,000 make 900 KB), or with that many
+/// empty objects when `empty`.
+fn agents_event(id: &str, agents: usize, empty: bool) -> String {
+    let agent = |i: usize| {
+        if empty {
+            serde_json::json!({})
+        } else {
+            serde_json::json!({
+                "dateStart": "2022-04-25 17:18:00", "active": 1,
+                "metricsAtStart": "Response Code: 503, Availability: 0%, Response Time: 10,000 ms",
+                "metricsAtEnd": "",
+                "permalink": format!("https://app.thousandeyes.com/alerts/list/?__a=1021286&alertId=118040277&agentId={i}"),
+                "agentId": i, "agentName": format!("Agent {i}, Somewhere Far Away, XX")
+            })
+        }
+    };
+    serde_json::json!({"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": id,
+        "alert": {"ruleName": "Huge", "testName": "Many agents", "type": "HTTP Server", "alertId": 1,
+            "agents": (0..agents).map(agent).collect::<Vec<_>>()}})
+    .to_string()
+}
+
+/// What the memory run saw for one server.
+struct LargeRun {
+    load: Load,
+    delivered: u64,
+    peak_mb: f64,
+    /// The status the event of 100,000 empty agents got (relay only).
+    huge: Option<u16>,
+}
+
+/// 32 connections each post `posts` events of 3,000 agents to `addr`; for the relay, then one
+/// event of 100,000 empty agents, and the deliveries to the sink (three per event) are awaited.
+async fn large_run(addr: SocketAddr, posts: u64, relay: Option<&Sink>) -> LargeRun {
+    let template = Arc::new(agents_event("large-X", 3000, false));
+    let before = relay.map(|sink| sink.received.load(Ordering::SeqCst));
+    let load = load_with(addr, Until::Posts(posts), move |connection, n| {
+        template.replacen("large-X", &format!("large-{connection}-{n}"), 1)
+    })
+    .await;
+    let mut run = LargeRun {
+        load,
+        delivered: 0,
+        peak_mb: 0.0,
+        huge: None,
+    };
+    if let (Some(sink), Some(before)) = (relay, before) {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let request = Request::post("/")
+            .header("host", "bench")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(agents_event("huge", 100_000, true))))
+            .expect("request");
+        run.huge = Some(
+            sender
+                .send_request(request)
+                .await
+                .expect("answer")
+                .status()
+                .as_u16(),
+        );
+        run.delivered = wait_for_sink(sink, before, run.load.accepted * 3).await;
+    }
+    run
 }
 
 async fn run(duration: Duration) {
@@ -280,19 +425,39 @@ async fn run(duration: Duration) {
     let (accept_only, accept_only_rss, _, _) =
         measure_relay(duration, &nowhere, false, &sink, "accept-only").await;
 
-    let bare_addr = free_addr();
-    let bare = Stopped(
-        Command::new(std::env::current_exe().expect("this binary"))
-            .env(BARE_SERVER_ENV, bare_addr.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the bare server"),
-    );
-    wait_until_listening(bare_addr).await;
+    let (bare, bare_addr) = start_bare().await;
     let bare_load = load(bare_addr, duration, "bare").await;
     let bare_rss = peak_rss_mb(&bare.0);
     drop(bare);
+
+    let posts: u64 = std::env::var("BENCH_LARGE_POSTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let three_kinds = format!(
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"http://{0}/s\"\nrate_limit = \"unlimited\"\n\
+         [destinations.teams]\nkind = \"teams\"\nurl = \"http://{0}/t\"\nrate_limit = \"unlimited\"\n\
+         [destinations.hook]\nkind = \"webhook\"\nurl = \"http://{0}/h\"\n",
+        sink.addr
+    );
+    let relay = start_relay(&three_kinds).await;
+    let mut large_relay = large_run(relay.addr, posts, Some(&sink)).await;
+    large_relay.peak_mb = peak_rss_mb(&relay.process.0);
+    drop(relay);
+    let (bare, bare_addr) = start_bare().await;
+    let mut large_bare = large_run(bare_addr, posts, None).await;
+    large_bare.peak_mb = peak_rss_mb(&bare.0);
+    drop(bare);
+    // An earlier build of the relay, for a comparison in the same run.
+    let baseline = match std::env::var("BENCH_BASELINE_BIN") {
+        Ok(binary) => {
+            let relay = start_relay_binary(&binary, &three_kinds).await;
+            let mut run = large_run(relay.addr, posts, Some(&sink)).await;
+            run.peak_mb = peak_rss_mb(&relay.process.0);
+            Some((binary, run))
+        }
+        Err(_) => None,
+    };
 
     let rate = |l: &Load| l.accepted as f64 / l.elapsed.as_secs_f64();
     println!(
@@ -336,4 +501,48 @@ async fn run(duration: Duration) {
         relay_load.accepted,
         delivered as f64 / e2e_seconds
     );
+    println!();
+    println!(
+        "memory: {CONNECTIONS} connections x {posts} events of 3,000 agents ({} bytes each)",
+        agents_event("large-0-0", 3000, false).len()
+    );
+    println!();
+    println!("| server | answered 200 | other | took s | delivered | peak RSS MB |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut rows = vec![
+        (
+            "alert-relay, delivering each to Slack, Teams and a webhook".to_owned(),
+            &large_relay,
+        ),
+        (
+            "bare hyper (reads the body, answers 200)".to_owned(),
+            &large_bare,
+        ),
+    ];
+    if let Some((binary, run)) = &baseline {
+        rows.push((format!("BENCH_BASELINE_BIN ({binary})"), run));
+    }
+    for (name, run) in rows {
+        println!(
+            "| {name} | {} | {} | {:.2} | {} | {:.1} |",
+            run.load.accepted,
+            run.load.other,
+            run.load.elapsed.as_secs_f64(),
+            if run.huge.is_some() {
+                run.delivered.to_string()
+            } else {
+                "-".into()
+            },
+            run.peak_mb
+        );
+    }
+    println!();
+    for (name, run) in [
+        ("alert-relay", Some(&large_relay)),
+        ("baseline", baseline.as_ref().map(|(_, run)| run)),
+    ] {
+        if let Some(status) = run.and_then(|run| run.huge) {
+            println!("{name}: then one event of 100,000 empty agents: HTTP {status}");
+        }
+    }
 }

@@ -10,9 +10,11 @@
 //! # Layout
 //! - [`config`]: the one config loader (defaults < file < `ALERT_RELAY_` env) and its validation.
 //! - [`secret`]: a string that never prints itself (webhook URLs, passwords, tokens).
-//! - [`server`]: the hyper HTTP server: ingest endpoint, health, metrics, JSON errors.
+//! - [`server`]: the hyper HTTP server: ingest endpoint, health, metrics, JSON errors; which
+//!   connections hold a slot and for how long.
 //! - [`auth`]: Basic and Bearer credentials and the source allowlist for the ingest path.
-//! - [`event`]: parses a ThousandEyes body and normalizes it into a kind and a summary.
+//! - [`event`]: measures a ThousandEyes body against the limits, parses it and normalizes it into a
+//!   kind and a summary.
 //! - [`route`]: `[[routes]]` matching: which destinations receive an event.
 //! - [`outbox`]: holds accepted events and one delivery per destination until they are done.
 //! - [`worker`]: one loop per destination: claim, render, deliver, schedule the retry.
