@@ -8,41 +8,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, ChildRelay, Peer, Reply, TestRelay, command, eventually, sample};
+use common::{
+    BIN, ChildRelay, Peer, Reply, TestRelay, command, delivered_ids, eventually, relay_logs, sample,
+};
 use serde_json::{Value, json};
-
-/// Reads requests until `expected` distinct ids were answered 200, then until the store holds no
-/// pending delivery and the peer's queue is empty; returns how often each id was answered 200,
-/// added to `counts`.
-async fn delivered_ids(
-    peer: &Peer,
-    dir: &Path,
-    expected: usize,
-    id_of: impl Fn(&Value) -> String,
-    mut counts: HashMap<String, usize>,
-) -> HashMap<String, usize> {
-    while counts.len() < expected {
-        let request = peer.next().await;
-        if request.status == 200 {
-            *counts.entry(id_of(&request.json())).or_default() += 1;
-        }
-    }
-    eventually("deliveries still pending", async || {
-        let (_, out) = command(dir, &["deliveries", "--state", "pending"]);
-        if out.contains("(none)") {
-            Ok(())
-        } else {
-            Err(out)
-        }
-    })
-    .await;
-    while let Some(request) = peer.next_within(Duration::from_millis(200)).await {
-        if request.status == 200 {
-            *counts.entry(id_of(&request.json())).or_default() += 1;
-        }
-    }
-    counts
-}
 
 fn slack_id(body: &Value) -> String {
     body["text"].as_str().unwrap().to_owned()
@@ -398,25 +367,32 @@ async fn slack_is_paced_while_a_webhook_gets_everything_at_once() {
     relay.stop().await;
 }
 
+/// Starts the relay on the config in `dir`, expecting it to refuse: exit 1, no panic; returns what
+/// it said on standard error.
+fn refused_start(dir: &Path) -> String {
+    let output = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .env("ALERT_RELAY_SERVER__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_store_that_cannot_be_used_stops_the_start_with_a_clear_message() {
     let dir = common::config_dir(
         "[storage]\npath = \"junk.db\"\n[destinations.console]\nkind = \"console\"\n",
         &[("junk.db", &"x".repeat(8192))],
     );
-    let output = Command::new(BIN)
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .env("ALERT_RELAY_SERVER__LISTEN", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = refused_start(dir.path());
     assert!(
         stderr.contains("junk.db is not an alert-relay store"),
         "{stderr}"
     );
-    assert!(!stderr.contains("panicked"), "{stderr}");
 
     let fresh = common::config_dir("[destinations.console]\nkind = \"console\"\n", &[]);
     let (ok, out) = command(fresh.path(), &["deliveries"]);
@@ -430,14 +406,7 @@ fn a_store_that_cannot_be_used_stops_the_start_with_a_clear_message() {
 async fn a_second_relay_on_the_same_store_refuses_to_start_and_names_the_first() {
     let dir = common::config_dir("[destinations.console]\nkind = \"console\"\n", &[]);
     let first = ChildRelay::start(dir.path()).await;
-    let output = Command::new(BIN)
-        .arg("--config")
-        .arg(dir.path().join("config.toml"))
-        .env("ALERT_RELAY_SERVER__LISTEN", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = refused_start(dir.path());
     assert!(
         stderr.contains("in use by another alert-relay")
             && stderr.contains(&format!(
@@ -450,16 +419,6 @@ async fn a_second_relay_on_the_same_store_refuses_to_start_and_names_the_first()
     // The commands still work beside the running server.
     let (ok, out) = command(dir.path(), &["deliveries"]);
     assert!(ok, "{out}");
-}
-
-/// The lines of every log the child relays wrote in `dir`.
-fn relay_logs(dir: &Path) -> String {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{ChildRelay, Peer, TestRelay, command, eventually, sample};
+use common::{ChildRelay, Peer, TestRelay, delivered_ids, eventually, sample};
 
 /// A tmpfs of a few MiB mounted on a temporary directory, unmounted when dropped.
 struct SmallDisk {
@@ -91,27 +91,8 @@ async fn an_outcome_that_cannot_be_recorded_pauses_the_worker_instead_of_resendi
         "sent again while the outcome could not be recorded: {resent:?}"
     );
     disk.free();
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    while counts.len() < EVENTS - 8 {
-        let request = peer.next().await;
-        *counts
-            .entry(request.json()["event"]["id"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    eventually("deliveries still pending", async || {
-        let (_, out) = command(dir.path(), &["deliveries", "--state", "pending"]);
-        if out.contains("(none)") {
-            Ok(())
-        } else {
-            Err(out)
-        }
-    })
-    .await;
-    while let Some(request) = peer.next_within(Duration::from_millis(300)).await {
-        *counts
-            .entry(request.json()["event"]["id"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
+    let hook_id = |body: &serde_json::Value| body["event"]["id"].as_str().unwrap().to_owned();
+    let counts = delivered_ids(&peer, dir.path(), EVENTS - 8, hook_id, HashMap::new()).await;
     let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
     assert!(
         repeated.is_empty(),

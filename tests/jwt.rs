@@ -56,6 +56,18 @@ fn token(
     jsonwebtoken::encode(&header, &claims, key).unwrap()
 }
 
+/// `Authorization: Bearer …` with a valid ES256 token signed by `key` under `kid`.
+fn es256_bearer(key: &rcgen::KeyPair, kid: &str) -> String {
+    let key = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+    let token = token(
+        Algorithm::ES256,
+        Some(kid),
+        &key,
+        claims(ISSUER, AUDIENCE, now() + 600),
+    );
+    format!("Bearer {token}")
+}
+
 fn claims(iss: &str, aud: &str, exp: u64) -> serde_json::Value {
     json!({"iss": iss, "aud": aud, "exp": exp, "sub": "thousandeyes"})
 }
@@ -257,16 +269,7 @@ async fn the_key_set_is_refreshed_and_rotated_keys_are_accepted() {
         200,
         Box::leak(jwks(&keys.other_ec, "k2").into_boxed_str()),
     ));
-    let rotated = EncodingKey::from_ec_pem(keys.other_ec.serialize_pem().as_bytes()).unwrap();
-    let token = format!(
-        "Bearer {}",
-        token(
-            Algorithm::ES256,
-            Some("k2"),
-            &rotated,
-            claims(ISSUER, AUDIENCE, now() + 600)
-        )
-    );
+    let token = es256_bearer(&keys.other_ec, "k2");
     // Let the 1 s cache go stale: this wait is the behaviour under test, not a synchronization.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(post_with(&relay, Some(&token), 1).await, 200);
@@ -289,16 +292,7 @@ async fn a_stale_key_set_keeps_serving_while_the_provider_hangs() {
     let relay = relay(&jwks_peer, &keys, "1s").await;
     jwks_peer.next().await;
     jwks_peer.answer_by_default(Reply::Hang);
-    let ec = EncodingKey::from_ec_pem(keys.ec.serialize_pem().as_bytes()).unwrap();
-    let token = format!(
-        "Bearer {}",
-        token(
-            Algorithm::ES256,
-            Some("k1"),
-            &ec,
-            claims(ISSUER, AUDIENCE, now() + 600)
-        )
-    );
+    let token = es256_bearer(&keys.ec, "k1");
     // Let the 1 s cache go stale: this wait is the behaviour under test, not a synchronization.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let relay = std::sync::Arc::new(relay);
@@ -339,17 +333,8 @@ async fn unknown_key_ids_refetch_the_key_set_at_most_every_30_s_even_when_it_fai
         "/.well-known/jwks.json",
         "fetched at start"
     );
-    let other_ec = EncodingKey::from_ec_pem(keys.other_ec.serialize_pem().as_bytes()).unwrap();
     for i in 0..4 {
-        let forged = format!(
-            "Bearer {}",
-            token(
-                Algorithm::ES256,
-                Some(&format!("forged-{i}")),
-                &other_ec,
-                claims(ISSUER, AUDIENCE, now() + 600)
-            )
-        );
+        let forged = es256_bearer(&keys.other_ec, &format!("forged-{i}"));
         assert_eq!(post_with(&relay, Some(&forged), i).await, 401);
         // Spread over more than a second each: the spacing is the scenario.
         tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -154,12 +154,7 @@ async fn assert_no_secret_leaks(case: &str, targets: Targets) -> String {
     let (_, check) = command(dir.path(), &["check"]);
     relay.signal("TERM");
     relay.exit_code().await;
-    let logs = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .collect::<String>();
+    let logs = common::relay_logs(dir.path());
     assert!(
         logs.contains("delivery failed") || logs.contains("delivery refused"),
         "{case}: {logs}"

@@ -619,3 +619,46 @@ pub fn signal(pid: u32, name: &str) {
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid}");
 }
+
+/// Reads requests until `expected` distinct ids were answered 200, then until the store holds no
+/// pending delivery and the peer's queue is empty; returns how often each id was answered 200,
+/// added to `counts`.
+pub async fn delivered_ids(
+    peer: &Peer,
+    dir: &Path,
+    expected: usize,
+    id_of: impl Fn(&Value) -> String,
+    mut counts: std::collections::HashMap<String, usize>,
+) -> std::collections::HashMap<String, usize> {
+    while counts.len() < expected {
+        let request = peer.next().await;
+        if request.status == 200 {
+            *counts.entry(id_of(&request.json())).or_default() += 1;
+        }
+    }
+    eventually("deliveries still pending", async || {
+        let (_, out) = command(dir, &["deliveries", "--state", "pending"]);
+        if out.contains("(none)") {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    })
+    .await;
+    while let Some(request) = peer.next_within(Duration::from_millis(200)).await {
+        if request.status == 200 {
+            *counts.entry(id_of(&request.json())).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The lines of every log the child relays wrote in `dir`.
+pub fn relay_logs(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect()
+}
