@@ -83,6 +83,27 @@ async fn relay(jwks_peer: &Peer, keys: &Keys, refresh: &str) -> TestRelay {
     .await
 }
 
+/// Makes `peer` publish `key` as `kid`.
+fn publish(peer: &Peer, key: &rcgen::KeyPair, kid: &str) {
+    peer.answer_by_default(Reply::Status(
+        200,
+        Box::leak(jwks(key, kid).into_boxed_str()),
+    ));
+}
+
+/// A JWKS server publishing the EC key as `k1`, and a relay (`refresh` as given) that fetched it.
+async fn relay_with_jwks(keys: &Keys, refresh: &str) -> (Peer, TestRelay) {
+    let jwks_peer = Peer::start().await;
+    publish(&jwks_peer, &keys.ec, "k1");
+    let relay = relay(&jwks_peer, keys, refresh).await;
+    assert_eq!(
+        jwks_peer.next().await.path,
+        "/.well-known/jwks.json",
+        "fetched at start"
+    );
+    (jwks_peer, relay)
+}
+
 async fn post_with(relay: &TestRelay, authorization: Option<&str>, event_id: usize) -> u16 {
     let body = sample("webhook_test.json").replace("1415733887743", &format!("jwt-{event_id}"));
     let mut request = common::client()
@@ -98,17 +119,7 @@ async fn post_with(relay: &TestRelay, authorization: Option<&str>, event_id: usi
 #[tokio::test]
 async fn every_kind_of_token_gets_the_answer_it_deserves() {
     let keys = keys();
-    let jwks_peer = Peer::start().await;
-    jwks_peer.answer_by_default(Reply::Status(
-        200,
-        Box::leak(jwks(&keys.ec, "k1").into_boxed_str()),
-    ));
-    let relay = relay(&jwks_peer, &keys, "10m").await;
-    assert_eq!(
-        jwks_peer.next().await.path,
-        "/.well-known/jwks.json",
-        "fetched at start"
-    );
+    let (jwks_peer, relay) = relay_with_jwks(&keys, "10m").await;
 
     let ec = EncodingKey::from_ec_pem(keys.ec.serialize_pem().as_bytes()).unwrap();
     let other_ec = EncodingKey::from_ec_pem(keys.other_ec.serialize_pem().as_bytes()).unwrap();
@@ -257,18 +268,9 @@ async fn every_kind_of_token_gets_the_answer_it_deserves() {
 #[tokio::test]
 async fn the_key_set_is_refreshed_and_rotated_keys_are_accepted() {
     let keys = keys();
-    let jwks_peer = Peer::start().await;
-    jwks_peer.answer_by_default(Reply::Status(
-        200,
-        Box::leak(jwks(&keys.ec, "k1").into_boxed_str()),
-    ));
-    let relay = relay(&jwks_peer, &keys, "1s").await;
-    jwks_peer.next().await;
+    let (jwks_peer, relay) = relay_with_jwks(&keys, "1s").await;
     // The provider rotates to a new key; tokens signed with it pass once the cache refreshes.
-    jwks_peer.answer_by_default(Reply::Status(
-        200,
-        Box::leak(jwks(&keys.other_ec, "k2").into_boxed_str()),
-    ));
+    publish(&jwks_peer, &keys.other_ec, "k2");
     let token = es256_bearer(&keys.other_ec, "k2");
     // Let the 1 s cache go stale: this wait is the behaviour under test, not a synchronization.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -284,13 +286,7 @@ async fn the_key_set_is_refreshed_and_rotated_keys_are_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_key_set_keeps_serving_while_the_provider_hangs() {
     let keys = keys();
-    let jwks_peer = Peer::start().await;
-    jwks_peer.answer_by_default(Reply::Status(
-        200,
-        Box::leak(jwks(&keys.ec, "k1").into_boxed_str()),
-    ));
-    let relay = relay(&jwks_peer, &keys, "1s").await;
-    jwks_peer.next().await;
+    let (jwks_peer, relay) = relay_with_jwks(&keys, "1s").await;
     jwks_peer.answer_by_default(Reply::Hang);
     let token = es256_bearer(&keys.ec, "k1");
     // Let the 1 s cache go stale: this wait is the behaviour under test, not a synchronization.
