@@ -2,6 +2,8 @@
 //! destination accepts, renders and delivers each, and records what happens next. A slow,
 //! paced or failing destination only ever holds its own worker.
 
+mod health;
+
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -22,14 +24,8 @@ use crate::outbox::{self, Claim, Finish, Outbox, Reader};
 use crate::relay::{Live, Relay};
 use crate::render::Message;
 
-/// First retry delay; doubled at each attempt.
-pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
-/// Shortest wait before trying a destination again, whatever its `Retry-After` says: a peer that
-/// answers `Retry-After: 0` (or a date in the past) must not turn retries into a flood.
-pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest wait between two attempts, `Retry-After` included, so that a peer asking for an hour
-/// cannot park an alert past its usefulness.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub use health::{Health, INITIAL_BACKOFF, MAX_BACKOFF, MIN_BACKOFF, backoff};
+
 /// Longest wait before trying again to record an outcome the store refused: a disk that has room
 /// again should be noticed soon.
 const MAX_STORE_BACKOFF: Duration = Duration::from_secs(10);
@@ -81,35 +77,6 @@ pub struct Worker {
     pub health: Mutex<Health>,
 }
 
-/// What the last attempts said about the destination and the store. A failing destination is
-/// paused as a whole and then probed with one attempt at a time, so that a backlog does not turn
-/// into one retry per waiting delivery; an outcome the store cannot record pauses the worker too.
-#[derive(Debug, Default)]
-pub struct Health {
-    /// No attempt starts before this: the peer asked to wait (`Retry-After`), an attempt failed,
-    /// or the store could not record an outcome.
-    paused_until: Option<Instant>,
-    /// Probes that failed in a row; while above 0, one attempt at a time is made.
-    failures: u32,
-    /// Bumped at every failure that counts: attempts started before it were already in flight
-    /// when the destination failed, and their failures do not lengthen the pause again.
-    round: u64,
-    /// Outcomes waiting for the store to take them.
-    unrecorded: usize,
-}
-
-impl Health {
-    fn pause(&mut self, delay: Duration) {
-        let until = Instant::now() + delay;
-        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
-    }
-
-    /// Whether attempts should go one at a time until one succeeds.
-    fn probing(&self) -> bool {
-        self.failures > 0 || self.unrecorded > 0
-    }
-}
-
 impl Worker {
     /// Runs until `shutdown` turns true or the destination leaves the config, then lets attempts
     /// in flight finish for up to `grace`; what is left stays pending in the store.
@@ -140,7 +107,7 @@ impl Worker {
                 info!(destination = %this.name, "the destination left the config; its worker stops and what waits for it stays in the store");
                 break;
             };
-            let paused_until = lock(&this.health).paused_until;
+            let paused_until = lock(&this.health).paused_until();
             if let Some(until) = paused_until.filter(|until| *until > Instant::now()) {
                 tokio::select! {
                     biased;
@@ -157,7 +124,7 @@ impl Worker {
             }
             let (round, probing) = {
                 let health = lock(&this.health);
-                (health.round, health.probing())
+                (health.round(), health.probing())
             };
             lock(&in_flight).insert(claim.id);
             let (worker, in_flight) = (this.clone(), in_flight.clone());
@@ -360,12 +327,15 @@ impl Worker {
                 info!(destination = %self.name, event = %event.id, attempt, took_ms, latency_ms, answer = %receipt.0, "delivered");
                 self.metrics
                     .attempt(&self.name, "delivered", since_accepted);
-                lock(&self.health).failures = 0;
+                lock(&self.health).succeeded();
                 Finish::Done { attempts: attempt }
             }
             Err(e) if e.is_retryable() => {
                 let delay = backoff(attempt, e.retry_after());
-                self.destination_failed(round, e.retry_after());
+                let paused = lock(&self.health).failed(round, e.retry_after());
+                if let Some(pause) = paused {
+                    warn!(destination = %self.name, pause_ms = pause.as_millis() as u64, "the destination failed; it is paused, then probed with one attempt at a time");
+                }
                 if since_accepted + delay > relay.max_age {
                     error!(destination = %self.name, event = %event.id, attempt, latency_ms, error = %e, "giving up: retried for longer than delivery.max_age");
                     self.metrics.attempt(&self.name, "dead", since_accepted);
@@ -393,23 +363,6 @@ impl Worker {
             }
         }
     }
-
-    /// An attempt started in `round` failed in a way that may pass later: the whole destination
-    /// pauses, for what the peer asked (`Retry-After`, at least [`MIN_BACKOFF`]) or for a backoff
-    /// that grows with each probe that fails. Attempts that were already in flight when the first
-    /// failure came keep the pause as it is.
-    fn destination_failed(&self, round: u64, retry_after: Option<Duration>) {
-        let mut health = lock(&self.health);
-        if round == health.round {
-            health.round += 1;
-            health.failures += 1;
-            let delay = backoff(health.failures, retry_after);
-            health.pause(delay);
-            warn!(destination = %self.name, failures = health.failures, pause_ms = delay.as_millis() as u64, "the destination failed; it is paused, then probed with one attempt at a time");
-        } else if let Some(wait) = retry_after {
-            health.pause(backoff(1, Some(wait)));
-        }
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -417,40 +370,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How long to wait before attempt `attempt + 1`: what the peer asked for (`Retry-After`, never
-/// less than [`MIN_BACKOFF`]), else exponential from [`INITIAL_BACKOFF`] with jitter (half to all
-/// of the step, so that deliveries failing together do not retry together), never more than
-/// [`MAX_BACKOFF`].
-pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    if let Some(wait) = retry_after {
-        return wait.clamp(MIN_BACKOFF, MAX_BACKOFF);
-    }
-    let step = INITIAL_BACKOFF
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-        .min(MAX_BACKOFF);
-    let half = step / 2;
-    half + half.mul_f64(fastrand::f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in 1..=20 {
-            let step = INITIAL_BACKOFF * 2u32.pow((attempt - 1).min(20));
-            let d = backoff(attempt, None);
-            assert!(d <= step.min(MAX_BACKOFF), "attempt {attempt}: {d:?}");
-            assert!(d >= step.min(MAX_BACKOFF) / 2, "attempt {attempt}: {d:?}");
-        }
-        assert_eq!(backoff(1, Some(Duration::ZERO)), MIN_BACKOFF);
-        assert_eq!(
-            backoff(1, Some(Duration::from_secs(2))),
-            Duration::from_secs(2)
-        );
-        assert_eq!(backoff(1, Some(Duration::from_secs(7200))), MAX_BACKOFF);
-    }
 
     #[test]
     fn paces_by_kind_unless_configured() {
