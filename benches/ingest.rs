@@ -260,10 +260,8 @@ struct Relay {
     _dir: tempfile::TempDir,
 }
 
-/// Starts the relay binary on `destinations` (TOML).
-async fn start_relay(destinations: &str) -> Relay {
-    start_relay_binary(env!("CARGO_BIN_EXE_alert-relay"), destinations).await
-}
+/// This build's relay binary.
+const RELAY: &str = env!("CARGO_BIN_EXE_alert-relay");
 
 /// Starts the relay binary at `binary` on `destinations` (TOML).
 async fn start_relay_binary(binary: &str, destinations: &str) -> Relay {
@@ -320,13 +318,14 @@ async fn wait_for_sink(sink: &Sink, before: u64, count: u64) -> u64 {
 /// waits until the sink has every accepted event. Returns the load, the relay's peak RSS, and the
 /// deliveries with the time from the first post to the last delivery.
 async fn measure_relay(
+    binary: &str,
     duration: Duration,
     destinations: &str,
     delivers: bool,
     sink: &Sink,
     run: &str,
 ) -> (Load, f64, u64, f64) {
-    let relay = start_relay(destinations).await;
+    let relay = start_relay_binary(binary, destinations).await;
     let before = sink.received.load(Ordering::SeqCst);
     let first_post = sink.started.elapsed();
     let load = load(relay.addr, duration, run).await;
@@ -417,13 +416,20 @@ async fn run(duration: Duration) {
         "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nrate_limit = \"unlimited\"\n",
         sink.addr
     );
+    // An earlier build of the relay, for a comparison in the same run.
+    let baseline_bin = std::env::var("BENCH_BASELINE_BIN").ok();
     let (relay_load, rss, delivered, e2e_seconds) =
-        measure_relay(duration, &webhook, true, &sink, "relay").await;
+        measure_relay(RELAY, duration, &webhook, true, &sink, "relay").await;
     // A relay needs a destination; routed only test events, it delivers none of the triggers.
     let nowhere =
         format!("{webhook}[[routes]]\nmatch = {{ kind = [\"test\"] }}\nto = [\"sink\"]\n");
     let (accept_only, accept_only_rss, _, _) =
-        measure_relay(duration, &nowhere, false, &sink, "accept-only").await;
+        measure_relay(RELAY, duration, &nowhere, false, &sink, "accept-only").await;
+    let mut baseline_delivering = None;
+    if let Some(binary) = &baseline_bin {
+        baseline_delivering =
+            Some(measure_relay(binary, duration, &webhook, true, &sink, "baseline").await);
+    }
 
     let (bare, bare_addr) = start_bare().await;
     let bare_load = load(bare_addr, duration, "bare").await;
@@ -440,7 +446,7 @@ async fn run(duration: Duration) {
          [destinations.hook]\nkind = \"webhook\"\nurl = \"http://{0}/h\"\n",
         sink.addr
     );
-    let relay = start_relay(&three_kinds).await;
+    let relay = start_relay_binary(RELAY, &three_kinds).await;
     let mut large_relay = large_run(relay.addr, posts, Some(&sink)).await;
     large_relay.peak_mb = peak_rss_mb(&relay.process.0);
     drop(relay);
@@ -448,15 +454,14 @@ async fn run(duration: Duration) {
     let mut large_bare = large_run(bare_addr, posts, None).await;
     large_bare.peak_mb = peak_rss_mb(&bare.0);
     drop(bare);
-    // An earlier build of the relay, for a comparison in the same run.
-    let baseline = match std::env::var("BENCH_BASELINE_BIN") {
-        Ok(binary) => {
-            let relay = start_relay_binary(&binary, &three_kinds).await;
+    let baseline = match &baseline_bin {
+        Some(binary) => {
+            let relay = start_relay_binary(binary, &three_kinds).await;
             let mut run = large_run(relay.addr, posts, Some(&sink)).await;
             run.peak_mb = peak_rss_mb(&relay.process.0);
             Some((binary, run))
         }
-        Err(_) => None,
+        None => None,
     };
 
     let rate = |l: &Load| l.accepted as f64 / l.elapsed.as_secs_f64();
@@ -468,23 +473,31 @@ async fn run(duration: Duration) {
     println!();
     println!("| server | accepted/s | ratio to bare | p50 ms | p99 ms | non-200 | peak RSS MB |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (name, l, rss) in [
+    let mut rows = vec![
         (
-            "alert-relay, durable accept, delivering to a webhook",
+            "alert-relay, durable accept, delivering to a webhook".to_owned(),
             &relay_load,
             rss,
         ),
         (
-            "alert-relay, durable accept, routed nowhere",
+            "alert-relay, durable accept, routed nowhere".to_owned(),
             &accept_only,
             accept_only_rss,
         ),
         (
-            "bare hyper (reads the body, answers 200)",
+            "bare hyper (reads the body, answers 200)".to_owned(),
             &bare_load,
             bare_rss,
         ),
-    ] {
+    ];
+    if let (Some(binary), Some((load, rss, _, _))) = (&baseline_bin, &baseline_delivering) {
+        rows.push((
+            format!("BENCH_BASELINE_BIN ({binary}), delivering to a webhook"),
+            load,
+            *rss,
+        ));
+    }
+    for (name, l, rss) in rows {
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} |",
             rate(l),
@@ -501,6 +514,13 @@ async fn run(duration: Duration) {
         relay_load.accepted,
         delivered as f64 / e2e_seconds
     );
+    if let Some((load, _, delivered, seconds)) = &baseline_delivering {
+        println!(
+            "end to end, BENCH_BASELINE_BIN: {delivered} of {} accepted events in {seconds:.2} s = {:.0} deliveries/s",
+            load.accepted,
+            *delivered as f64 / seconds
+        );
+    }
     println!();
     println!(
         "memory: {CONNECTIONS} connections x {posts} events of 3,000 agents ({} bytes each)",
