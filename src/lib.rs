@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`config`]: the one config loader (defaults < file < `ALERT_RELAY_` env) and its validation.
 //! - [`secret`]: a string that never prints itself (webhook URLs, passwords, tokens).
+//! - [`tls`]: the one crypto provider (aws-lc-rs), passed to every TLS configuration.
 //! - [`server`]: the hyper HTTP server: ingest endpoint, health, metrics, JSON errors; which
 //!   connections hold a slot and for how long.
 //! - [`auth`]: Basic and Bearer credentials and the source allowlist for the ingest path.
@@ -40,6 +41,7 @@ pub mod route;
 pub mod samples;
 pub mod secret;
 pub mod server;
+pub mod tls;
 pub mod worker;
 
 pub use relay::{Relay, run};

@@ -15,11 +15,7 @@ async fn the_relay_serves_https_with_its_certificate() {
         &[("tls/cert.pem", &cert_pem), ("tls/key.pem", &key_pem)],
     )
     .await;
-    let https = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
-        .resolve("localhost", relay.addr)
-        .build()
-        .unwrap();
+    let https = trusting(&cert_pem, relay.addr);
     let url = format!("https://localhost:{}/", relay.addr.port());
     let response = https
         .post(&url)
@@ -66,11 +62,22 @@ async fn a_missing_or_bad_certificate_is_a_config_error() {
 }
 
 /// An HTTPS client that trusts only `cert_pem`, sends `localhost` to `addr`, and opens a new
-/// connection (a new handshake) for every request.
+/// connection (a new handshake) for every request. Built on the relay's own crypto provider.
 fn trusting(cert_pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(alert_relay::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .tls_backend_preconfigured(tls)
         .resolve("localhost", addr)
         .build()
         .unwrap()
@@ -78,7 +85,6 @@ fn trusting(cert_pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_certificate_applies_after_sighup_without_a_restart() {
-    let _ = common::client(); // installs the TLS provider
     let first = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let dir = common::config_dir(

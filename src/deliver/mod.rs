@@ -125,9 +125,8 @@ impl Destination for AnyDestination {
 /// misconfiguration, and following it could send the alert somewhere unintended), one timeout per
 /// attempt.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
-    // Several crates may bring a rustls provider; the relay uses ring. Installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::tls::client_config())
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .user_agent(concat!("alert-relay/", env!("CARGO_PKG_VERSION")))

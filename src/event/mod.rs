@@ -4,8 +4,6 @@
 
 mod shape;
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -91,8 +89,9 @@ pub const MAX_TARGETS: usize = 50;
 /// One accepted notification, normalized.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// `eventId` as sent (a number is turned into its decimal text); when absent, a hash of the
-    /// body, so that an identical re-post is still recognised as a duplicate.
+    /// `eventId` as sent (a number is turned into its decimal text); when absent, `body-` and the
+    /// SHA-256 of the body, so that an identical re-post is still recognised as a duplicate, by
+    /// this build and every later one.
     pub id: String,
     /// What dedup compares: `eventId` as JSON text, so that `123` and `"123"` are two events, or
     /// the body hash when there is no `eventId`.
@@ -174,9 +173,7 @@ impl Event {
             }
             Some(Value::Number(n)) => (n.to_string(), n.to_string()),
             _ => {
-                let mut hasher = DefaultHasher::new();
-                body.hash(&mut hasher);
-                let id = format!("body-{:016x}", hasher.finish());
+                let id = format!("body-{}", crate::tls::sha256_hex(body));
                 (id.clone(), id)
             }
         };
@@ -481,6 +478,13 @@ mod tests {
         assert!(
             numeric.id.starts_with("body-"),
             "no eventId: the id comes from the body"
+        );
+        // The id of a body without eventId is its SHA-256: the same in every build, since it is
+        // kept as a dedup key across restarts and upgrades.
+        let stable = Event::parse(br#"{"eventType": "WEBHOOK_TEST"}"#, Utc::now()).unwrap();
+        assert_eq!(
+            stable.id,
+            "body-ccc52e2dafa33b7045ad11cbf29d6fe2e8a5f69297e20a36ff9fcb923547c8a7"
         );
     }
 

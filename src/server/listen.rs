@@ -229,7 +229,6 @@ where
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ConfigError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| ConfigError::new("server.tls.cert", format!("{}: {e}", cert.display())))?;
@@ -241,7 +240,9 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ConfigError>
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| ConfigError::new("server.tls.key", format!("{}: {e}", key.display())))?;
-    let config = rustls::ServerConfig::builder()
+    let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new("server.tls", e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| ConfigError::new("server.tls", e.to_string()))?;
