@@ -178,7 +178,7 @@ async fn every_sample_reaches_every_destination_kind_in_its_format() {
 async fn event_data_reaches_slack_inert_and_html_escaped() {
     let peers = Peers::start().await;
     let relay = TestRelay::start(&peers.config()).await;
-    let hostile = "<!channel> <@U123> \"quoted\" back\\slash\nnew line </script><b>x</b> & <https://evil.example|click> [click](https://evil.example)\r\nBcc: victim@example.com";
+    let hostile = "<!channel> <@U123> \"quoted\" back\\slash\nnew line </script><b>x</b> & <https://evil.example|click> [click](https://evil.example)\r\nBcc: victim@example.com ![pixel](https://evil.example/p.png) [click here][r] [here][] [shortcut]\n[r]: https://evil.example\n[here]: https://evil.example \"t\"\n[shortcut]: <https://evil.example>";
     let mut event: Value =
         serde_json::from_str(&sample("alert_trigger_http_many_agents.json")).unwrap();
     event["alert"]["ruleName"] = json!(hostile);
@@ -218,11 +218,16 @@ async fn event_data_reaches_slack_inert_and_html_escaped() {
             .iter()
             .any(|t| t.contains(hostile.split('\n').next().unwrap()))
     );
-    // Teams renders markdown links in card text: the event's one arrives broken.
-    assert!(
-        strings(&teams).iter().all(|t| !t.contains("](")),
-        "a markdown link in the card"
-    );
+    // Teams renders markdown in card text: inline links and images, and reference links with
+    // their definitions, all arrive broken.
+    for text in strings(&teams) {
+        for syntax in ["](", "][", "]:"] {
+            assert!(
+                !text.contains(syntax),
+                "{syntax:?} from the event in a card text: {text:?}"
+            );
+        }
+    }
     peers.hook.next().await;
 
     let mail = peers.smtp.next().await;

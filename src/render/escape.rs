@@ -6,8 +6,9 @@
 pub enum Escape {
     /// JSON string content (webhook).
     Json,
-    /// JSON string content after markdown link syntax is broken with an invisible space, so that
-    /// event data cannot show a disguised link (`[click](https://…)`) in a Teams card.
+    /// JSON string content after every `]` is followed by an invisible space, so that event data
+    /// cannot form a markdown link, image or reference in a Teams card: not `[click](https://…)`,
+    /// not `![x](https://…)`, not `[click][r]` with a line `[r]: https://…`.
     Teams,
     /// JSON string content after `&`, `<`, `>` become entities, so that event data can never form
     /// a Slack mention (`<!channel>`, `<@U…>`) or a link.
@@ -33,7 +34,7 @@ impl Escape {
     pub fn apply(self, text: &str) -> String {
         match self {
             Self::Json => json_content(text),
-            Self::Teams => json_content(&text.replace("](", "]\u{200B}(")),
+            Self::Teams => json_content(&text.replace(']', "]\u{200B}")),
             Self::Slack => json_content(&slack_entities(text)),
             Self::Html => handlebars::html_escape(text),
             Self::Line => one_line(text),
