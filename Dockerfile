@@ -10,8 +10,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY templates templates
-# The bundled sample events (for `check`) and the benchmark target named in Cargo.toml.
-COPY tests/fixtures/thousandeyes tests/fixtures/thousandeyes
+# The sample events bundled for `check`, and the benchmark target named in Cargo.toml.
+COPY samples samples
 COPY benches benches
 RUN cargo build --release --locked --bin alert-relay \
  && mkdir -p /out/var/lib/alert-relay

@@ -33,7 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 const CONNECTIONS: usize = 32;
 /// Set in the environment of the child that plays the bare server.
 const BARE_SERVER_ENV: &str = "ALERT_RELAY_BENCH_BARE_SERVER";
-const SAMPLE: &str = include_str!("../tests/fixtures/thousandeyes/alert_trigger.json");
+const SAMPLE: &str = include_str!("../samples/thousandeyes/alert_trigger.json");
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

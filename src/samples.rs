@@ -5,7 +5,7 @@ macro_rules! sample {
     ($file:literal) => {
         (
             $file,
-            include_str!(concat!("../tests/fixtures/thousandeyes/", $file)),
+            include_str!(concat!("../samples/thousandeyes/", $file)),
         )
     };
 }

@@ -28,7 +28,7 @@ fn shipped_config() -> std::path::PathBuf {
 
 fn sample_path(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/thousandeyes")
+        .join("samples/thousandeyes")
         .join(name)
         .display()
         .to_string()

@@ -45,7 +45,7 @@ pub fn fixture(name: &str) -> String {
 }
 
 pub fn sample_names() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/thousandeyes");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/thousandeyes");
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("fixtures")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -55,8 +55,12 @@ pub fn sample_names() -> Vec<String> {
     names
 }
 
+/// A ThousandEyes sample event from `samples/thousandeyes/`.
 pub fn sample(name: &str) -> String {
-    fixture(&format!("thousandeyes/{name}"))
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples/thousandeyes")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A request the peer received.
