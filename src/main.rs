@@ -68,8 +68,9 @@ enum Command {
     },
     /// List deliveries in the store, newest first (works while the server runs).
     Deliveries {
-        #[arg(long, value_parser = ["pending", "dead", "done"])]
-        state: Option<String>,
+        /// pending, done or dead.
+        #[arg(long)]
+        state: Option<outbox::DeliveryState>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
@@ -126,9 +127,7 @@ fn main() -> ExitCode {
                     all,
                 } => render(&cli.config, event.as_deref(), to.as_deref(), context, all),
                 Command::Send { event, to } => send(&cli.config, &event, to.as_deref()),
-                Command::Deliveries { state, limit } => {
-                    deliveries(&cli.config, state.as_deref(), limit)
-                }
+                Command::Deliveries { state, limit } => deliveries(&cli.config, state, limit),
                 // clap makes sure that without an id, --dead was given.
                 Command::Retry { id, dead: _ } => retry(&cli.config, id),
             }
@@ -360,7 +359,11 @@ fn store_path(config_path: &Path) -> anyhow::Result<PathBuf> {
     Ok(config.path(&config.storage.path))
 }
 
-fn deliveries(config_path: &Path, state: Option<&str>, limit: usize) -> anyhow::Result<ExitCode> {
+fn deliveries(
+    config_path: &Path,
+    state: Option<outbox::DeliveryState>,
+    limit: usize,
+) -> anyhow::Result<ExitCode> {
     let rows = outbox::list(&store_path(config_path)?, state, limit)?;
     let when = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
@@ -372,7 +375,7 @@ fn deliveries(config_path: &Path, state: Option<&str>, limit: usize) -> anyhow::
         "id", "event", "destination", "state", "attempts", "next attempt (UTC)"
     );
     for row in &rows {
-        let next = if row.state == "pending" {
+        let next = if row.state == outbox::DeliveryState::Pending {
             when(row.next_attempt_at)
         } else {
             "-".into()
@@ -382,7 +385,7 @@ fn deliveries(config_path: &Path, state: Option<&str>, limit: usize) -> anyhow::
             row.id,
             printable(&row.event_id),
             row.destination,
-            row.state,
+            row.state.as_str(),
             row.attempts,
             next,
             printable(row.last_error.as_deref().unwrap_or("-"))

@@ -1,23 +1,95 @@
 //! Prometheus metrics, served as text at `GET /metrics`.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// Label values written as the enum's `as_str`.
+macro_rules! label_value {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+                std::fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    };
+}
+
+/// What became of a request to the ingest path.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum EventOutcome {
+    Accepted,
+    /// Accepted, but no route matched: it goes nowhere.
+    Unrouted,
+    Duplicate,
+    RejectedInvalid,
+    RejectedContentType,
+    RejectedTooLarge,
+    RejectedAuth,
+    RejectedUnavailable,
+}
+
+label_value!(EventOutcome {
+    Accepted => "accepted",
+    Unrouted => "unrouted",
+    Duplicate => "duplicate",
+    RejectedInvalid => "rejected_invalid",
+    RejectedContentType => "rejected_content_type",
+    RejectedTooLarge => "rejected_too_large",
+    RejectedAuth => "rejected_auth",
+    RejectedUnavailable => "rejected_unavailable",
+});
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Failed, and will be tried again.
+    Retry,
+    /// Failed for good.
+    Dead,
+}
+
+label_value!(AttemptOutcome {
+    Delivered => "delivered",
+    Retry => "retry",
+    Dead => "dead",
+});
+
+/// How a reload ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Success,
+    Failure,
+}
+
+label_value!(ReloadOutcome {
+    Success => "success",
+    Failure => "failure",
+});
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
+    /// The event kind, or `none` when the body was refused before it was read as an event.
     pub kind: String,
-    /// `accepted`, `duplicate`, or `rejected_<reason>`.
-    pub outcome: String,
+    pub outcome: EventOutcome,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub destination: String,
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,8 +105,7 @@ pub struct FallbackLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
-    /// `success` or `failure`.
-    pub outcome: String,
+    pub outcome: ReloadOutcome,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,27 +201,32 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn event(&self, kind: &str, outcome: &str) {
+    pub fn event(&self, kind: &str, outcome: EventOutcome) {
         self.events
             .get_or_create(&EventLabels {
                 kind: kind.to_owned(),
-                outcome: outcome.to_owned(),
+                outcome,
             })
             .inc();
     }
 
     /// One attempt ended with `outcome`; `delivered` and `dead` also end the delivery, and a
     /// delivered one records its latency since the event was accepted.
-    pub fn attempt(&self, destination: &str, outcome: &str, since_accepted: std::time::Duration) {
+    pub fn attempt(
+        &self,
+        destination: &str,
+        outcome: AttemptOutcome,
+        since_accepted: std::time::Duration,
+    ) {
         let labels = OutcomeLabels {
             destination: destination.to_owned(),
-            outcome: outcome.to_owned(),
+            outcome,
         };
         self.attempts.get_or_create(&labels).inc();
-        if outcome != "retry" {
+        if outcome != AttemptOutcome::Retry {
             self.deliveries.get_or_create(&labels).inc();
         }
-        if outcome == "delivered" {
+        if outcome == AttemptOutcome::Delivered {
             self.latency
                 .get_or_create(&DestinationLabels {
                     destination: destination.to_owned(),
@@ -168,12 +244,8 @@ impl Metrics {
             .inc();
     }
 
-    pub fn reload(&self, success: bool) {
-        self.reloads
-            .get_or_create(&ReloadLabels {
-                outcome: if success { "success" } else { "failure" }.into(),
-            })
-            .inc();
+    pub fn reload(&self, outcome: ReloadOutcome) {
+        self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
     }
 
     /// Sets the pending and dead gauges from `(destination, pending, dead)` counts, read from the

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReloadOutcome};
 use crate::relay::{Live, Relay, Workers};
 
 /// Editors and `cat >` write a file in several steps: a reload waits until the watched files have
@@ -145,7 +145,7 @@ impl Reloader {
                 self.template_dirs = template_dirs(&config);
                 self.live.replace(relay);
                 self.workers.start_missing();
-                self.metrics.reload(true);
+                self.metrics.reload(ReloadOutcome::Success);
                 info!(
                     reason,
                     destinations = config.destinations.len(),
@@ -154,7 +154,7 @@ impl Reloader {
                 true
             }
             Err(why) => {
-                self.metrics.reload(false);
+                self.metrics.reload(ReloadOutcome::Failure);
                 error!(reason, error = %why, "reload refused; the previous config and templates keep serving");
                 false
             }

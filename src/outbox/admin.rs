@@ -8,7 +8,7 @@ use rusqlite::params;
 use rusqlite::Connection;
 
 use super::schema::{mark_open, open_existing};
-use super::{StoreError, StoreLock, display_id, now_ms};
+use super::{DeliveryState, StoreError, StoreLock, display_id, now_ms};
 
 /// A delivery as `alert-relay deliveries` shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,7 +16,7 @@ pub struct DeliveryRow {
     pub id: i64,
     pub event_id: String,
     pub destination: String,
-    pub state: String,
+    pub state: DeliveryState,
     pub attempts: u32,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
@@ -49,7 +49,7 @@ fn with_store<T>(
 /// Deliveries for `alert-relay deliveries`, newest first. Works while the server runs.
 pub fn list(
     path: &Path,
-    state: Option<&str>,
+    state: Option<DeliveryState>,
     limit: usize,
 ) -> Result<Vec<DeliveryRow>, StoreError> {
     with_store(path, |conn| list_in(conn, state, limit))
@@ -57,7 +57,7 @@ pub fn list(
 
 fn list_in(
     conn: &Connection,
-    state: Option<&str>,
+    state: Option<DeliveryState>,
     limit: usize,
 ) -> Result<Vec<DeliveryRow>, StoreError> {
     let mut statement = conn.prepare(

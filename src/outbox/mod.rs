@@ -70,6 +70,55 @@ pub enum Accepted {
     Duplicate,
 }
 
+/// Where a delivery stands, as the store keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Delivered.
+    Done,
+    /// Failed for good; `alert-relay retry` makes it pending again.
+    Dead,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 3] = [Self::Pending, Self::Done, Self::Dead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+impl std::str::FromStr for DeliveryState {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+            .ok_or_else(|| format!("{text:?} is not pending, done or dead"))
+    }
+}
+
+impl rusqlite::ToSql for DeliveryState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for DeliveryState {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
 /// A delivery claimed by a worker.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -365,7 +414,7 @@ mod tests {
             .await
             .unwrap();
         assert!(reader.next_due("a", now_ms(), &none).unwrap().is_none());
-        let dead = list(&path, Some("dead"), 10).unwrap();
+        let dead = list(&path, Some(DeliveryState::Dead), 10).unwrap();
         assert_eq!(
             (
                 dead.len(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{Accepted, Finish, StoreError, now_ms};
+use super::{Accepted, DeliveryState, Finish, StoreError, now_ms};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
 const MAX_BATCH: usize = 1024;
@@ -201,13 +201,15 @@ fn record_finish(
     now: i64,
 ) -> Result<(), rusqlite::Error> {
     let (state, attempts, due, error) = match finish {
-        Finish::Done { attempts } => ("done", attempts, now, None),
+        Finish::Done { attempts } => (DeliveryState::Done, attempts, now, None),
         Finish::Retry {
             attempts,
             due,
             error,
-        } => ("pending", attempts, *due, Some(error.as_str())),
-        Finish::Dead { attempts, error } => ("dead", attempts, now, Some(error.as_str())),
+        } => (DeliveryState::Pending, attempts, *due, Some(error.as_str())),
+        Finish::Dead { attempts, error } => {
+            (DeliveryState::Dead, attempts, now, Some(error.as_str()))
+        }
     };
     tx.prepare_cached(
         "UPDATE deliveries SET state = ?1, attempts = ?2, next_attempt_at = ?3,

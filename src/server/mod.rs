@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::auth::Denied;
 use crate::event::{Event, EventError};
 use crate::memory::{Memory, Reservation};
-use crate::metrics::Metrics;
+use crate::metrics::{EventOutcome, Metrics};
 use crate::outbox::{Accepted, Outbox};
 use crate::relay::{Live, Relay};
 
@@ -127,7 +127,7 @@ impl Ingest {
             return unavailable("shutting down; post again later");
         }
         if let Err(denied) = relay.auth.check(peer.ip(), request.headers()).await {
-            self.metrics.event("none", "rejected_auth");
+            self.metrics.event("none", EventOutcome::RejectedAuth);
             return match denied {
                 Denied::Unauthorized => {
                     let mut response =
@@ -148,7 +148,8 @@ impl Ingest {
             };
         }
         if let Some(other) = not_json(request.headers().get(CONTENT_TYPE)) {
-            self.metrics.event("none", "rejected_content_type");
+            self.metrics
+                .event("none", EventOutcome::RejectedContentType);
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 &format!("Content-Type {other} is not JSON; send application/json"),
@@ -182,7 +183,7 @@ impl Ingest {
         {
             Ok(Accepted::New { deliveries: 0 }) => {
                 warn!(event = %id, kind, "accepted, but no route matches this event: it goes nowhere");
-                self.metrics.event(kind, "unrouted");
+                self.metrics.event(kind, EventOutcome::Unrouted);
                 json_response(
                     StatusCode::OK,
                     &json!({"status": "accepted", "eventId": id, "deliveries": 0}),
@@ -190,7 +191,7 @@ impl Ingest {
             }
             Ok(Accepted::New { deliveries }) => {
                 info!(event = %id, kind, deliveries, destinations = %to.join(","), "accepted");
-                self.metrics.event(kind, "accepted");
+                self.metrics.event(kind, EventOutcome::Accepted);
                 json_response(
                     StatusCode::OK,
                     &json!({"status": "accepted", "eventId": id, "deliveries": deliveries}),
@@ -198,7 +199,7 @@ impl Ingest {
             }
             Ok(Accepted::Duplicate) => {
                 info!(event = %id, kind, "duplicate; already accepted");
-                self.metrics.event(kind, "duplicate");
+                self.metrics.event(kind, EventOutcome::Duplicate);
                 json_response(
                     StatusCode::OK,
                     &json!({"status": "duplicate", "eventId": id}),
@@ -206,7 +207,7 @@ impl Ingest {
             }
             Err(e) => {
                 warn!(event = %id, error = %e, "cannot store the event; answering 503");
-                self.metrics.event(kind, "rejected_unavailable");
+                self.metrics.event(kind, EventOutcome::RejectedUnavailable);
                 unavailable("cannot store the event now; post again later")
             }
         }
@@ -215,10 +216,10 @@ impl Ingest {
     /// 413 for a body too large to parse, 400 for one that is not an event.
     fn refuse(&self, e: EventError) -> HttpResponse {
         if e.too_large() {
-            self.metrics.event("none", "rejected_too_large");
+            self.metrics.event("none", EventOutcome::RejectedTooLarge);
             error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
         } else {
-            self.metrics.event("none", "rejected_invalid");
+            self.metrics.event("none", EventOutcome::RejectedInvalid);
             error(StatusCode::BAD_REQUEST, &e.to_string())
         }
     }
@@ -227,7 +228,7 @@ impl Ingest {
     /// the memory budget is reserved first: its announced length, or the most it may be.
     async fn read_body(&self, body: Incoming) -> Result<(Bytes, Reservation<'_>), HttpResponse> {
         let too_large = || {
-            self.metrics.event("none", "rejected_too_large");
+            self.metrics.event("none", EventOutcome::RejectedTooLarge);
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("body is larger than {} bytes", self.limits.max_body_bytes),

@@ -19,7 +19,7 @@ use crate::config::{CommonOptions, DestinationKind, RateLimit};
 use crate::deliver::{DeliveryError, Destination};
 use crate::event::{Event, EventError};
 use crate::memory::{Memory, RENDER_COPIES, Reservation};
-use crate::metrics::Metrics;
+use crate::metrics::{AttemptOutcome, Metrics};
 use crate::outbox::{self, Claim, Finish, Outbox, Reader};
 use crate::relay::{Live, Relay};
 use crate::render::Message;
@@ -326,7 +326,7 @@ impl Worker {
             Ok(receipt) => {
                 info!(destination = %self.name, event = %event.id, attempt, took_ms, latency_ms, answer = %receipt.0, "delivered");
                 self.metrics
-                    .attempt(&self.name, "delivered", since_accepted);
+                    .attempt(&self.name, AttemptOutcome::Delivered, since_accepted);
                 lock(&self.health).succeeded();
                 Finish::Done { attempts: attempt }
             }
@@ -338,14 +338,16 @@ impl Worker {
                 }
                 if since_accepted + delay > relay.max_age {
                     error!(destination = %self.name, event = %event.id, attempt, latency_ms, error = %e, "giving up: retried for longer than delivery.max_age");
-                    self.metrics.attempt(&self.name, "dead", since_accepted);
+                    self.metrics
+                        .attempt(&self.name, AttemptOutcome::Dead, since_accepted);
                     Finish::Dead {
                         attempts: attempt,
                         error: format!("{e} (gave up after delivery.max_age)"),
                     }
                 } else {
                     warn!(destination = %self.name, event = %event.id, attempt, took_ms, latency_ms, error = %e, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                    self.metrics.attempt(&self.name, "retry", since_accepted);
+                    self.metrics
+                        .attempt(&self.name, AttemptOutcome::Retry, since_accepted);
                     Finish::Retry {
                         attempts: attempt,
                         due: outbox::now_ms() + delay.as_millis() as i64,
@@ -355,7 +357,8 @@ impl Worker {
             }
             Err(e) => {
                 error!(destination = %self.name, event = %event.id, attempt, took_ms, latency_ms, error = %e, "delivery refused; not retrying");
-                self.metrics.attempt(&self.name, "dead", since_accepted);
+                self.metrics
+                    .attempt(&self.name, AttemptOutcome::Dead, since_accepted);
                 Finish::Dead {
                     attempts: attempt,
                     error: e.to_string(),
