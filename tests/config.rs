@@ -119,8 +119,8 @@ fn each_invalid_config_names_its_key() {
 }
 
 #[test]
-fn the_shipped_config_parses() {
-    Jail::expect_with(|_| {
+fn the_shipped_config_parses_and_shows_the_defaults() {
+    Jail::expect_with(|jail| {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
         let config = Config::load(&path).expect("shipped config.toml parses");
         Relay::new(&config).expect("and builds");
@@ -128,6 +128,45 @@ fn the_shipped_config_parses() {
             config.destinations.contains_key("console"),
             "it works with no external service"
         );
+        // Every value the shipped file writes out is the built-in default: the defaults have one
+        // source, and the file shows them as they are.
+        jail.create_file(
+            "defaults.toml",
+            "[destinations.console]\nkind = \"console\"\n",
+        )?;
+        let defaults = Config::load(Path::new("defaults.toml")).expect("defaults load");
+        for (section, shipped, default) in [
+            (
+                "server",
+                format!("{:?}", config.server),
+                format!("{:?}", defaults.server),
+            ),
+            (
+                "storage",
+                format!("{:?}", config.storage),
+                format!("{:?}", defaults.storage),
+            ),
+            (
+                "delivery",
+                format!("{:?}", config.delivery),
+                format!("{:?}", defaults.delivery),
+            ),
+            (
+                "log",
+                format!("{:?}", config.log),
+                format!("{:?}", defaults.log),
+            ),
+            (
+                "templates",
+                format!("{:?}", config.templates),
+                format!("{:?}", defaults.templates),
+            ),
+        ] {
+            assert_eq!(
+                shipped, default,
+                "[{section}] in config.toml differs from the defaults"
+            );
+        }
         Ok(())
     });
 }
