@@ -392,12 +392,23 @@ fn rfc3339(date: DateTime<Utc>) -> String {
     date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// How long from `start` to `end`, in its two largest units, enough to read at a glance: `8m 4s`,
+/// `113d 13h`, `1h`; `0s` for no time at all.
 fn duration_between(start: &DateTime<Utc>, end: &DateTime<Utc>) -> Option<String> {
-    let seconds = (*end - *start).num_seconds();
-    let seconds = u64::try_from(seconds).ok()?;
-    // The two largest units are enough to read at a glance: "8m 4s", "3months 22days".
-    let full = humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string();
-    Some(full.split(' ').take(2).collect::<Vec<_>>().join(" "))
+    let mut rest = u64::try_from((*end - *start).num_seconds()).ok()?;
+    let mut parts = Vec::new();
+    for (size, unit) in [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")] {
+        let count = rest / size;
+        rest %= size;
+        if count > 0 && parts.len() < 2 {
+            parts.push(format!("{count}{unit}"));
+        }
+    }
+    Some(if parts.is_empty() {
+        "0s".to_owned()
+    } else {
+        parts.join(" ")
+    })
 }
 
 /// Only http(s) links are offered to templates as links: an `http://` or `https://` prefix, a
@@ -515,13 +526,21 @@ mod tests {
         );
         assert_eq!(
             d("2016-06-29 04:46:14", "2016-10-20 18:22:28").as_deref(),
-            Some("3months 22days")
+            Some("113d 13h")
         );
         assert_eq!(
             d("2016-06-29 04:46:14", "2016-06-29 05:46:14").as_deref(),
             Some("1h")
         );
         assert_eq!(d("2016-06-29 04:46:14", "2016-06-29 04:00:00"), None);
+        assert_eq!(
+            d("2016-06-29 04:46:14", "2016-06-30 04:51:14").as_deref(),
+            Some("1d 5m")
+        );
+        assert_eq!(
+            d("2016-06-29 04:46:14", "2016-06-29 04:46:14").as_deref(),
+            Some("0s")
+        );
     }
 
     #[test]
