@@ -15,27 +15,11 @@ use crate::deliver::{
     console::ConsoleConfig, email::EmailConfig, slack::SlackConfig, teams::TeamsConfig,
     webhook::WebhookConfig,
 };
+pub use crate::error::ConfigError;
 use crate::secret::Secret;
 
 /// Prefix of the environment variables that override the file.
 pub const ENV_PREFIX: &str = "ALERT_RELAY_";
-
-/// A configuration problem, naming the key and saying why.
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct ConfigError {
-    pub key: String,
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,7 +73,7 @@ pub struct ServerConfig {
     pub metrics_token: Option<Secret>,
     pub metrics_token_file: Option<PathBuf>,
     /// Serve HTTPS with this certificate chain and key (PEM), without a proxy in front.
-    pub tls: Option<TlsConfig>,
+    pub tls: Option<crate::tls::TlsConfig>,
     pub auth: AuthConfig,
 }
 
@@ -109,15 +93,6 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Certificate chain, PEM.
-    pub cert: PathBuf,
-    /// Private key (PKCS#8, PKCS#1 or SEC1), PEM.
-    pub key: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,9 +8,11 @@
 //! can be retried.
 //!
 //! # Layout
+//! - [`error`]: `ConfigError`, what every component's config check returns.
 //! - [`config`]: the one config loader (defaults < file < `ALERT_RELAY_` env) and its validation.
 //! - [`secret`]: a string that never prints itself (webhook URLs, passwords, tokens).
-//! - [`tls`]: the one crypto provider (aws-lc-rs), passed to every TLS configuration.
+//! - [`tls`]: the one crypto provider (aws-lc-rs), passed to every TLS configuration; `[server.tls]`.
+//! - [`http`]: the HTTP client the relay sends with, and how much of an answer it reads.
 //! - [`server`]: the hyper HTTP server: ingest endpoint, health, metrics, JSON errors; which
 //!   connections hold a slot and for how long.
 //! - [`auth`]: Basic and Bearer credentials and the source allowlist for the ingest path.
@@ -30,7 +32,9 @@
 pub mod auth;
 pub mod config;
 pub mod deliver;
+pub mod error;
 pub mod event;
+pub mod http;
 pub mod memory;
 pub mod metrics;
 pub mod outbox;

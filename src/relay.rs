@@ -54,7 +54,7 @@ impl Relay {
     /// Builds everything `config` describes. Templates that do not compile are not an error here
     /// (they fall back at render time); see [`Relay::problems`].
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
-        let http = crate::deliver::http_client(config.delivery.timeout);
+        let http = crate::http::client(config.delivery.timeout);
         let destinations = config
             .destinations
             .iter()
@@ -80,7 +80,7 @@ impl Relay {
             ),
         };
         let tls = match &server.tls {
-            Some(tls) => Some(server::tls_acceptor(
+            Some(tls) => Some(crate::tls::acceptor(
                 &config.path(&tls.cert),
                 &config.path(&tls.key),
             )?),

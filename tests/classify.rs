@@ -33,7 +33,7 @@ async fn deliver_once(
 ) -> Result<alert_relay::deliver::Receipt, DeliveryError> {
     let dir = common::config_dir(config, &[]);
     let config = Config::load(&dir.path().join("config.toml")).expect("config");
-    let http = alert_relay::deliver::http_client(config.delivery.timeout);
+    let http = alert_relay::http::client(config.delivery.timeout);
     let destination =
         AnyDestination::build(name, &config.destinations[name], Path::new("."), &http)
             .expect("destination");

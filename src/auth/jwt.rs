@@ -296,7 +296,7 @@ impl Jwks {
             if !response.status().is_success() {
                 return Err(format!("HTTP {}", response.status().as_u16()));
             }
-            let text = crate::deliver::read_capped(response, MAX_JWKS_BYTES)
+            let text = crate::http::read_capped(response, MAX_JWKS_BYTES)
                 .await
                 .map_err(|e| e.without_url().to_string())?;
             serde_json::from_str::<JwkSet>(&text).map_err(|e| format!("not a JWKS: {e}"))

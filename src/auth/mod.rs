@@ -225,7 +225,7 @@ mod tests {
             trusted_proxies: nets(trusted_proxies),
             ..AuthConfig::default()
         };
-        let http = crate::deliver::http_client(std::time::Duration::from_secs(1));
+        let http = crate::http::client(std::time::Duration::from_secs(1));
         Auth::new(&config, Path::new("."), &http).unwrap()
     }
 

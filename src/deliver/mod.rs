@@ -121,19 +121,6 @@ impl Destination for AnyDestination {
     }
 }
 
-/// The HTTP client every HTTP destination shares: rustls, no redirects (a redirected webhook is a
-/// misconfiguration, and following it could send the alert somewhere unintended), one timeout per
-/// attempt.
-pub fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(crate::tls::client_config())
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .user_agent(concat!("alert-relay/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the TLS backend is compiled in")
-}
-
 /// A URL that messages are POSTed to as JSON, shared by the HTTP destinations.
 pub(crate) struct HttpTarget {
     /// A secret: Slack and Teams webhook URLs carry their own credentials.
@@ -199,7 +186,7 @@ impl HttpTarget {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let answer = read_capped(response, MAX_ANSWER_BYTES)
+        let answer = crate::http::read_capped(response, MAX_ANSWER_BYTES)
             .await
             .map_err(request_error)?;
         let answer: String = self
@@ -245,22 +232,6 @@ fn redactor(url: &Secret, headers: &reqwest::header::HeaderMap) -> Redactor {
         }
     }
     Redactor::new(secrets)
-}
-
-/// The first `max` bytes of an answer's body (as text, invalid UTF-8 replaced); the rest is left
-/// unread and the connection closed.
-pub(crate) async fn read_capped(
-    mut response: reqwest::Response,
-    max: usize,
-) -> Result<String, reqwest::Error> {
-    let mut body = Vec::new();
-    while body.len() < max {
-        match response.chunk().await? {
-            Some(chunk) => body.extend_from_slice(&chunk[..chunk.len().min(max - body.len())]),
-            None => break,
-        }
-    }
-    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A reqwest error without its URL, which for Slack and Teams is a secret.
@@ -312,7 +283,7 @@ mod tests {
             Some(&url),
             None,
             Path::new("."),
-            &http_client(Duration::from_secs(1)),
+            &crate::http::client(Duration::from_secs(1)),
         )
         .unwrap()
         .with_headers(headers);

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,11 +25,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use super::{Ingest, error, refusals::JsonRefusals};
-use crate::config::ConfigError;
 
 /// Connections the kernel keeps waiting for `accept`: far above the 128 of the standard library,
 /// so that a burst of sockets (or a flood of idle ones) does not turn real clients away.
@@ -223,30 +220,6 @@ where
     if let Err(e) = watcher.watch(connection).await {
         debug!(%peer, error = %e, "connection ended with an error");
     }
-}
-
-/// Loads a certificate chain and private key (PEM) for `[server.tls]`.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ConfigError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ConfigError::new("server.tls.cert", format!("{}: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(ConfigError::new(
-            "server.tls.cert",
-            format!("{} holds no certificate", cert.display()),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| ConfigError::new("server.tls.key", format!("{}: {e}", key.display())))?;
-    let config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::new("server.tls", e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ConfigError::new("server.tls", e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 mod listen;
 mod refusals;
 
-pub use listen::{Limits, bind, raise_open_files_limit, serve, tls_acceptor};
+pub use listen::{Limits, bind, raise_open_files_limit, serve};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -392,7 +392,7 @@ pub fn config_dir(config: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 pub fn client() -> reqwest::Client {
-    alert_relay::deliver::http_client(Duration::from_secs(30))
+    alert_relay::http::client(Duration::from_secs(30))
 }
 
 impl TestRelay {
