@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`error`]: `ConfigError`, what every component's config check returns.
 //! - [`config`]: the one config loader (defaults < file < `ALERT_RELAY_` env) and its validation.
+//! - [`logs`]: `[log]` and the log output (text on a terminal, JSON lines otherwise).
 //! - [`secret`]: a string that never prints itself (webhook URLs, passwords, tokens).
 //! - [`tls`]: the one crypto provider (aws-lc-rs), passed to every TLS configuration; `[server.tls]`.
 //! - [`http`]: the HTTP client the relay sends with, and how much of an answer it reads.
@@ -35,6 +36,7 @@ pub mod deliver;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod logs;
 pub mod memory;
 pub mod metrics;
 pub mod outbox;

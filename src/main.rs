@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
-use alert_relay::config::{Config, LogConfig, LogFormat};
+use alert_relay::config::Config;
 use alert_relay::event::Event;
+use alert_relay::logs::{LogConfig, LogFormat};
 use alert_relay::outbox;
 use alert_relay::samples;
 use alert_relay::{Relay, run};
@@ -113,7 +113,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config),
         command => {
-            init_logs(&LogConfig {
+            alert_relay::logs::init(&LogConfig {
                 level: "warn".into(),
                 format: LogFormat::Text,
             });
@@ -142,38 +142,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to standard error: standard output belongs to the console destination and to the
-/// commands' own output. Text on a terminal, JSON lines otherwise (or as `[log] format` says);
-/// `RUST_LOG` overrides `[log] level`.
-fn init_logs(log: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let json = match log.format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => !terminal,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
-    } else {
-        builder.with_ansi(terminal).init();
-    }
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("cannot start the async runtime")
 }
 
 fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    init_logs(&config.log);
+    alert_relay::logs::init(&config.log);
     alert_relay::server::raise_open_files_limit();
     runtime()?.block_on(async {
         let listener = alert_relay::server::bind(config.server.listen)

@@ -16,8 +16,10 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{error, info};
 
 use crate::auth::Auth;
-use crate::config::{Config, ConfigError, DestinationKind};
+use crate::config::Config;
+use crate::deliver::DestinationKind;
 use crate::deliver::{AnyDestination, DeliveryError, Destination, Receipt};
+use crate::error::ConfigError;
 use crate::event::Event;
 use crate::memory::Memory;
 use crate::metrics::Metrics;

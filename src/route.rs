@@ -2,9 +2,33 @@
 //! matches decides unless it sets `continue = true`. No routes at all sends every event everywhere.
 
 use regex::Regex;
+use serde::Deserialize;
 
-use crate::config::{ConfigError, RouteConfig};
+use crate::error::ConfigError;
 use crate::event::{Event, EventKind};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    #[serde(default, rename = "match")]
+    pub matches: MatchConfig,
+    pub to: Vec<String>,
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+}
+
+/// Conditions of one route; every one that is set must hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    pub kind: Option<Vec<String>>,
+    pub rule: Option<String>,
+    pub test: Option<String>,
+    #[serde(rename = "type")]
+    pub alert_type: Option<Vec<String>>,
+    pub severity: Option<Vec<String>>,
+    pub label: Option<Vec<String>>,
+}
 
 #[derive(Debug)]
 pub struct Router {

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// A token naming an unknown key makes the relay fetch the JWKS again, at most this often, so that
 /// a stream of forged tokens cannot turn the relay against the identity provider; a failed fetch

@@ -5,16 +5,69 @@
 pub mod jwt;
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use hyper::HeaderMap;
 use hyper::header::{AUTHORIZATION, HeaderValue};
 use ipnet::IpNet;
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::config::{AuthConfig, ConfigError};
+use crate::error::ConfigError;
 use crate::secret::{self, Secret};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub basic: Vec<BasicCredential>,
+    pub bearer: Vec<Secret>,
+    /// Source CIDRs allowed to post; empty means anyone.
+    pub allow_from: Vec<ipnet::IpNet>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// OAuth: bearer JWTs checked against a JWKS URL or configured keys.
+    pub jwt: Option<jwt::JwtConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCredential {
+    pub username: String,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+}
+
+impl AuthConfig {
+    /// Every credential set: exactly one of password and password_file, never empty.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.bearer.iter().any(|t| t.expose().is_empty()) {
+            return Err(ConfigError::new(
+                "server.auth.bearer",
+                "holds an empty token, which anyone could present",
+            ));
+        }
+        for (i, credential) in self.basic.iter().enumerate() {
+            if credential.password.is_some() == credential.password_file.is_some() {
+                return Err(ConfigError::new(
+                    format!("server.auth.basic[{i}]"),
+                    "set password or password_file (one of them)",
+                ));
+            }
+            if credential
+                .password
+                .as_ref()
+                .is_some_and(|p| p.expose().is_empty())
+            {
+                return Err(ConfigError::new(
+                    format!("server.auth.basic[{i}].password"),
+                    "is empty, which anyone could present",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Sent with every 401 so that clients know which schemes are accepted.
 pub const WWW_AUTHENTICATE: &str = "Basic realm=\"alert-relay\", Bearer realm=\"alert-relay\"";

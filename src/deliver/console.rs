@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::{CommonOptions, RateLimit};
 use super::{DeliveryError, Destination, Receipt};
-use crate::config::{CommonOptions, RateLimit};
 use crate::event::Event;
 use crate::render::Message;
 

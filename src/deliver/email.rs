@@ -9,8 +9,9 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
+use super::{CommonOptions, RateLimit};
 use super::{DeliveryError, Destination, Receipt};
-use crate::config::{CommonOptions, ConfigError, RateLimit};
+use crate::error::ConfigError;
 use crate::event::Event;
 use crate::render::Message;
 use crate::secret::{Redactor, Secret};

@@ -7,14 +7,153 @@ pub mod slack;
 pub mod teams;
 pub mod webhook;
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{ConfigError, DestinationConfig};
+use serde::Deserialize;
+
+use crate::error::ConfigError;
 use crate::event::Event;
 use crate::render::Message;
 use crate::secret::{Redactor, Secret};
+use console::ConsoleConfig;
+use email::EmailConfig;
+use slack::SlackConfig;
+use teams::TeamsConfig;
+use webhook::WebhookConfig;
+
+/// One `[destinations.NAME]` table; `kind` picks the variant and the keys it accepts.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DestinationConfig {
+    Slack(SlackConfig),
+    Teams(TeamsConfig),
+    Email(EmailConfig),
+    Webhook(WebhookConfig),
+    Console(ConsoleConfig),
+}
+
+/// The destination kinds, as written in `kind = "…"` and in template directory names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DestinationKind {
+    Slack,
+    Teams,
+    Email,
+    Webhook,
+    Console,
+}
+
+impl DestinationKind {
+    pub const ALL: [DestinationKind; 5] = [
+        Self::Slack,
+        Self::Teams,
+        Self::Email,
+        Self::Webhook,
+        Self::Console,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Slack => "slack",
+            Self::Teams => "teams",
+            Self::Email => "email",
+            Self::Webhook => "webhook",
+            Self::Console => "console",
+        }
+    }
+}
+
+/// Options every destination kind accepts.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommonOptions {
+    /// A template tree of this destination's own, searched before the main one.
+    pub templates: Option<PathBuf>,
+    pub rate_limit: Option<RateLimit>,
+    pub burst: Option<u32>,
+}
+
+impl DestinationConfig {
+    pub fn kind(&self) -> DestinationKind {
+        match self {
+            Self::Slack(_) => DestinationKind::Slack,
+            Self::Teams(_) => DestinationKind::Teams,
+            Self::Email(_) => DestinationKind::Email,
+            Self::Webhook(_) => DestinationKind::Webhook,
+            Self::Console(_) => DestinationKind::Console,
+        }
+    }
+
+    pub fn common(&self) -> CommonOptions {
+        match self {
+            Self::Slack(c) => c.common(),
+            Self::Teams(c) => c.common(),
+            Self::Email(c) => c.common(),
+            Self::Webhook(c) => c.common(),
+            Self::Console(c) => c.common(),
+        }
+    }
+}
+
+/// How fast a destination may be sent to: `"N/s"`, `"N/m"` or `"unlimited"`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum RateLimit {
+    Unlimited,
+    PerPeriod { count: u32, period: Duration },
+}
+
+impl TryFrom<String> for RateLimit {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        if text == "unlimited" {
+            return Ok(Self::Unlimited);
+        }
+        let invalid = || format!("rate_limit {text:?} is not \"N/s\", \"N/m\" or \"unlimited\"");
+        let (count, unit) = text.split_once('/').ok_or_else(invalid)?;
+        let count: u32 = count.trim().parse().map_err(|_| invalid())?;
+        let period = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            _ => return Err(invalid()),
+        };
+        if count == 0 {
+            return Err(format!("rate_limit {text:?}: the count must be at least 1"));
+        }
+        Ok(Self::PerPeriod { count, period })
+    }
+}
+
+/// Checks the destinations' names and pacing: what serde cannot.
+pub fn validate_names(
+    destinations: &BTreeMap<String, DestinationConfig>,
+) -> Result<(), ConfigError> {
+    for (name, destination) in destinations {
+        if !valid_name(name) {
+            return Err(ConfigError::new(
+                format!("destinations.{name}"),
+                "destination names use lowercase letters, digits and _ only",
+            ));
+        }
+        if destination.common().burst == Some(0) {
+            return Err(ConfigError::new(
+                format!("destinations.{name}.burst"),
+                "must be at least 1",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
 
 /// A peer's answer body is kept in errors and logs up to this many characters: enough for Slack's
 /// `invalid_blocks` explanations, short enough for a log line.
@@ -270,6 +409,32 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limits_parse() {
+        assert_eq!(
+            RateLimit::try_from("unlimited".to_string()),
+            Ok(RateLimit::Unlimited)
+        );
+        assert_eq!(
+            RateLimit::try_from("2/s".to_string()),
+            Ok(RateLimit::PerPeriod {
+                count: 2,
+                period: Duration::from_secs(1)
+            })
+        );
+        assert!(RateLimit::try_from("0/s".to_string()).is_err());
+        assert!(RateLimit::try_from("5/h".to_string()).is_err());
+        assert!(RateLimit::try_from("fast".to_string()).is_err());
+    }
+
+    #[test]
+    fn destination_names() {
+        assert!(valid_name("ops_slack2"));
+        assert!(!valid_name("Ops"));
+        assert!(!valid_name("ops-slack"));
+        assert!(!valid_name(""));
+    }
 
     #[test]
     fn answers_never_echo_a_secret() {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::{CommonOptions, RateLimit};
 use super::{DeliveryError, Destination, HttpTarget, Receipt};
-use crate::config::{CommonOptions, ConfigError, RateLimit};
+use crate::error::ConfigError;
 use crate::event::Event;
 use crate::render::Message;
 use crate::secret::Secret;

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
+use super::{CommonOptions, RateLimit};
 use super::{DeliveryError, Destination, HttpTarget, Receipt};
-use crate::config::{CommonOptions, ConfigError, RateLimit};
+use crate::error::ConfigError;
 use crate::event::Event;
 use crate::render::Message;
 use crate::secret::Secret;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{DeliveryRow, Requeue, list, requeue};
@@ -68,6 +69,26 @@ pub enum StoreError {
 pub enum Accepted {
     New { deliveries: usize },
     Duplicate,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Embedded store for the outbox, dedup and thread state.
+    pub path: PathBuf,
+    /// How long delivered and dead deliveries, and the events behind them, are kept; an event id
+    /// is recognised as a duplicate for this long. ThousandEyes re-posts for an hour.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: "data/alert-relay.db".into(),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 /// Where a delivery stands, as the store keeps it.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::escape::{Escape, slack_entities};
 use super::{EmailMessage, Message};
-use crate::config::DestinationKind;
+use crate::deliver::DestinationKind;
 use crate::event::Event;
 
 /// Long enough for any rule and test name, short enough for every destination's limits.

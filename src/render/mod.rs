@@ -19,13 +19,29 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use handlebars::Handlebars;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use escape::{Escape, json_content, slack_entities};
 pub use validate::validate;
 
-use crate::config::{Config, DestinationKind};
+use crate::config::Config;
+use crate::deliver::DestinationKind;
 use crate::event::{Event, EventKind};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        Self {
+            dir: "templates".into(),
+        }
+    }
+}
 
 /// What a destination receives, before it is put on the wire.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{EmailMessage, Message};
-use crate::config::DestinationKind;
+use crate::deliver::DestinationKind;
 
 /// Slack refuses a message with more than 50 blocks.
 pub const SLACK_MAX_BLOCKS: usize = 50;

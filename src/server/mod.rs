@@ -7,6 +7,7 @@ mod refusals;
 pub use listen::{Limits, bind, raise_open_files_limit, serve};
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -16,15 +17,18 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::auth::Denied;
+use crate::error::ConfigError;
 use crate::event::{Event, EventError};
 use crate::memory::{Memory, Reservation};
 use crate::metrics::{EventOutcome, Metrics};
 use crate::outbox::{Accepted, Outbox};
 use crate::relay::{Live, Relay};
+use crate::secret::Secret;
 
 /// `/readyz` fails when a small write to the store takes longer than this.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,6 +39,119 @@ const READY_ROOM_EVENTS: u64 = 4;
 const RETRY_AFTER_SECS: &str = "30";
 
 type HttpResponse = Response<Full<Bytes>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Where ThousandEyes posts events.
+    pub ingest_path: String,
+    /// ThousandEyes bodies are a few KB; a megabyte leaves room for large agent lists while
+    /// keeping a hostile client from filling memory.
+    pub max_body_bytes: usize,
+    /// A new connection that sends nothing for this long is closed; until its first byte it
+    /// holds no connection slot.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A client must send its request headers within this time, so that slow clients cannot
+    /// hold connections open; a kept-alive connection must start its next request within it.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A whole request (headers, body, storing the event) must finish within this time.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections with a request under way (or kept alive) at once; connections that have sent
+    /// nothing yet wait without a slot, up to four times as many.
+    pub max_connections: usize,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+    pub metrics_token_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain and key (PEM), without a proxy in front.
+    pub tls: Option<crate::tls::TlsConfig>,
+    pub auth: crate::auth::AuthConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ingest_path: "/".into(),
+            max_body_bytes: 1024 * 1024,
+            idle_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            metrics_token: None,
+            metrics_token_file: None,
+            tls: None,
+            auth: crate::auth::AuthConfig::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks what serde cannot: paths, ranges, tokens.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.ingest_path.starts_with('/') {
+            return Err(ConfigError::new("server.ingest_path", "must start with /"));
+        }
+        if ["/healthz", "/readyz", "/metrics"].contains(&self.ingest_path.as_str()) {
+            return Err(ConfigError::new(
+                "server.ingest_path",
+                format!("{} is reserved", self.ingest_path),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::new(
+                "server.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.idle_timeout.is_zero()
+            || self.header_timeout.is_zero()
+            || self.request_timeout.is_zero()
+        {
+            return Err(ConfigError::new(
+                "server.header_timeout",
+                "idle_timeout, header_timeout and request_timeout must be longer than 0s",
+            ));
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().is_empty())
+        {
+            return Err(ConfigError::new(
+                "server.metrics_token",
+                "is empty; set a token or leave the key out",
+            ));
+        }
+        if self.metrics_token.is_some() && self.metrics_token_file.is_some() {
+            return Err(ConfigError::new(
+                "server.metrics_token",
+                "set metrics_token or metrics_token_file, not both",
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::new(
+                "server.max_body_bytes",
+                "must be at least 1",
+            ));
+        }
+        self.auth.validate()
+    }
+
+    /// How much of the server one client may hold.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            idle_timeout: self.idle_timeout,
+            header_timeout: self.header_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+}
 
 /// Everything the server needs, shared by all connections.
 pub struct Ingest {

@@ -10,19 +10,67 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::config::{CommonOptions, DestinationKind, RateLimit};
+use crate::deliver::{CommonOptions, DestinationKind, RateLimit};
 use crate::deliver::{DeliveryError, Destination};
+use crate::error::ConfigError;
 use crate::event::{Event, EventError};
 use crate::memory::{Memory, RENDER_COPIES, Reservation};
 use crate::metrics::{AttemptOutcome, Metrics};
 use crate::outbox::{self, Claim, Finish, Outbox, Reader};
 use crate::relay::{Live, Relay};
 use crate::render::Message;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Upper bound on one attempt, so a hung peer cannot hold a destination.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long a delivery is retried before it is dead; ThousandEyes itself gives up after an hour.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Attempts in flight at once for each destination (pacing still applies).
+    pub concurrency: usize,
+    /// On SIGTERM, how long attempts in flight may take to finish before the relay exits; what is
+    /// left stays in the store for the next start.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            max_age: Duration::from_secs(3600),
+            concurrency: 8,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.concurrency == 0 {
+            return Err(ConfigError::new(
+                "delivery.concurrency",
+                "must be at least 1",
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::new(
+                "delivery.timeout",
+                "must be longer than 0s",
+            ));
+        }
+        Ok(())
+    }
+}
 
 pub use health::{Health, INITIAL_BACKOFF, MAX_BACKOFF, MIN_BACKOFF, backoff};
 

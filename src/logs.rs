@@ -1,0 +1,74 @@
+//! Logs: where they go, in which format and from which level (`[log]`).
+
+use serde::Deserialize;
+use tracing_subscriber::EnvFilter;
+
+use crate::error::ConfigError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a full filter (`alert_relay=debug`);
+    /// `RUST_LOG` wins when set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+/// Human-readable lines on a terminal, JSON lines for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    Text,
+    Json,
+}
+
+impl LogConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if EnvFilter::try_new(&self.level).is_err() {
+            return Err(ConfigError::new(
+                "log.level",
+                format!(
+                    "{:?} is not a level or filter (error, warn, info, debug, trace)",
+                    self.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Logs go to standard error: standard output belongs to the console destination and to the
+/// commands' own output. Text on a terminal, JSON lines otherwise (or as `[log] format` says);
+/// `RUST_LOG` overrides `[log] level`.
+pub fn init(log: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let json = match log.format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !terminal,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.with_ansi(terminal).init();
+    }
+}
