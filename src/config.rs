@@ -9,12 +9,15 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
-use crate::deliver::DestinationConfig;
+use crate::auth::Auth;
+use crate::deliver::{AnyDestination, DestinationConfig};
 pub use crate::error::ConfigError;
 use crate::logs::LogConfig;
 use crate::outbox::StorageConfig;
+use crate::relay::{Relay, Target};
+use crate::render::Renderer;
 use crate::render::TemplatesConfig;
-use crate::route::RouteConfig;
+use crate::route::{RouteConfig, Router};
 use crate::server::ServerConfig;
 use crate::worker::DeliveryConfig;
 
@@ -72,6 +75,62 @@ impl Config {
             .validate()
             .with_context(|| format!("invalid config {}", path.display()))?;
         Ok(config)
+    }
+
+    /// Builds the relay this config describes. Templates that do not compile are not an error
+    /// here (they fall back at render time); see [`Relay::problems`].
+    pub fn relay(&self) -> Result<Relay, ConfigError> {
+        let config = self;
+        let http = crate::http::client(config.delivery.timeout);
+        let destinations = config
+            .destinations
+            .iter()
+            .map(|(name, destination)| {
+                let target = Target {
+                    kind: destination.kind(),
+                    destination: AnyDestination::build(name, destination, &config.base_dir, &http)?,
+                    pace: crate::worker::limiter(destination.kind(), &destination.common()),
+                };
+                Ok((name.clone(), target))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let server = &config.server;
+        let metrics_token = match (&server.metrics_token, &server.metrics_token_file) {
+            (None, None) => None,
+            (token, file) => Some(
+                crate::secret::from_value_or_file(
+                    "metrics_token",
+                    token.as_ref(),
+                    file.as_ref().map(|f| config.path(f)).as_deref(),
+                )
+                .map_err(|reason| ConfigError::new("server", reason))?,
+            ),
+        };
+        let tls = match &server.tls {
+            Some(tls) => Some(crate::tls::acceptor(
+                &config.path(&tls.cert),
+                &config.path(&tls.key),
+            )?),
+            None => None,
+        };
+        let renderer = Renderer::new(
+            config.path(&config.templates.dir),
+            config.destinations.iter().map(|(name, destination)| {
+                let own_dir = destination.common().templates.map(|dir| config.path(&dir));
+                (name.as_str(), destination.kind(), own_dir)
+            }),
+        );
+        Ok(Relay {
+            auth: Auth::new(&server.auth, &config.base_dir, &http)?,
+            tls,
+            ingest_path: server.ingest_path.clone(),
+            router: Router::new(&config.routes, config.destinations.keys())?,
+            renderer,
+            destinations,
+            metrics_token,
+            timeout: config.delivery.timeout,
+            max_age: config.delivery.max_age,
+        })
     }
 
     /// Resolves a path from the config against the config file's directory.

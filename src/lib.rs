@@ -30,6 +30,7 @@
 //! - [`relay`]: wires the stages together; the relay in force, swapped on reload.
 //! - [`reload`]: SIGHUP and file changes load the config and templates again.
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod deliver;
@@ -50,4 +51,5 @@ pub mod server;
 pub mod tls;
 pub mod worker;
 
-pub use relay::{Relay, run};
+pub use app::run;
+pub use relay::Relay;

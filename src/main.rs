@@ -226,7 +226,7 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
 /// The config at `config_path` and the relay it describes, for the commands that use one.
 fn load(config_path: &Path) -> anyhow::Result<(Config, Relay)> {
     let config = Config::load(config_path)?;
-    let relay = Relay::new(&config).context("invalid config")?;
+    let relay = config.relay().context("invalid config")?;
     Ok((config, relay))
 }
 

@@ -14,7 +14,8 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::metrics::{Metrics, ReloadOutcome};
-use crate::relay::{Live, Relay, Workers};
+use crate::relay::Live;
+use crate::worker::Pool;
 
 /// Editors and `cat >` write a file in several steps: a reload waits until the watched files have
 /// been quiet this long, so that it reads them whole.
@@ -57,7 +58,7 @@ pub struct Reloader {
     template_dirs: Vec<PathBuf>,
     live: Arc<Live>,
     metrics: Arc<Metrics>,
-    workers: Arc<Workers>,
+    workers: Arc<Pool>,
 }
 
 impl Reloader {
@@ -65,7 +66,7 @@ impl Reloader {
         config: &Config,
         live: Arc<Live>,
         metrics: Arc<Metrics>,
-        workers: Arc<Workers>,
+        workers: Arc<Pool>,
     ) -> Self {
         Self {
             config_path: config.file.clone(),
@@ -119,7 +120,7 @@ impl Reloader {
     async fn reload(&mut self, reason: &str) -> bool {
         let attempt = async {
             let config = Config::load(&self.config_path).map_err(|e| format!("{e:#}"))?;
-            let relay = Relay::new(&config).map_err(|e| e.to_string())?;
+            let relay = config.relay().map_err(|e| e.to_string())?;
             let problems = relay.problems();
             if let Some((place, failure)) = problems.first() {
                 return Err(format!(

@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::path::Path;
-
 use alert_relay::config::Config;
-use alert_relay::deliver::{AnyDestination, DeliveryError, Destination};
+use alert_relay::deliver::{DeliveryError, Destination};
 use alert_relay::event::Event;
-use alert_relay::render::Renderer;
 use common::{Peer, Reply, SmtpServer, sample};
 
 #[derive(Debug, PartialEq)]
@@ -33,14 +30,14 @@ async fn deliver_once(
 ) -> Result<alert_relay::deliver::Receipt, DeliveryError> {
     let dir = common::config_dir(config, &[]);
     let config = Config::load(&dir.path().join("config.toml")).expect("config");
-    let http = alert_relay::http::client(config.delivery.timeout);
-    let destination =
-        AnyDestination::build(name, &config.destinations[name], Path::new("."), &http)
-            .expect("destination");
+    let relay = config.relay().expect("relay");
     let event =
         Event::parse(sample("alert_trigger.json").as_bytes(), chrono::Utc::now()).expect("event");
-    let message = Renderer::new(&config).render(&event, name).message;
-    destination.deliver(&event, &message).await
+    let message = relay.renderer.render(&event, name).message;
+    relay.destinations[name]
+        .destination
+        .deliver(&event, &message)
+        .await
 }
 
 #[tokio::test]

@@ -9,7 +9,6 @@ mod common;
 
 use std::path::Path;
 
-use alert_relay::Relay;
 use alert_relay::config::Config;
 use alert_relay::event::Event;
 use figment::Jail;
@@ -20,7 +19,7 @@ fn start_error(jail: &Jail, config: &str) -> Option<String> {
         .expect("write config");
     match Config::load(Path::new("config.toml")) {
         Err(e) => Some(format!("{e:#}")),
-        Ok(config) => Relay::new(&config).err().map(|e| e.to_string()),
+        Ok(config) => config.relay().err().map(|e| e.to_string()),
     }
 }
 
@@ -51,7 +50,7 @@ fn environment_overrides_the_file_and_secrets_come_from_files() {
             let config = Config::load(Path::new("config.toml")).expect("config loads");
             assert_eq!(config.server.listen.to_string(), "127.0.0.1:9999");
             assert_eq!(config.delivery.timeout, std::time::Duration::from_secs(3));
-            let relay = Relay::new(&config).expect("relay builds");
+            let relay = config.relay().expect("relay builds");
             let event = Event::parse(
                 common::sample("webhook_test.json").as_bytes(),
                 chrono::Utc::now(),
@@ -123,7 +122,7 @@ fn the_shipped_config_parses_and_shows_the_defaults() {
     Jail::expect_with(|jail| {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
         let config = Config::load(&path).expect("shipped config.toml parses");
-        Relay::new(&config).expect("and builds");
+        config.relay().expect("and builds");
         assert!(
             config.destinations.contains_key("console"),
             "it works with no external service"

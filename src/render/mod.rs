@@ -25,7 +25,6 @@ use serde_json::{Value, json};
 pub use escape::{Escape, json_content, slack_entities};
 pub use validate::validate;
 
-use crate::config::Config;
 use crate::deliver::DestinationKind;
 use crate::event::{Event, EventKind};
 
@@ -187,9 +186,13 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// Compiles the templates of every destination in `config`. Templates that do not compile are
-    /// kept as problems (see [`Renderer::problems`]) and replaced by the built-in ones when used.
-    pub fn new(config: &Config) -> Self {
+    /// Compiles the templates of every destination: `(name, kind, its own template tree)`, with
+    /// `main_dir` the main tree. Templates that do not compile are kept as problems (see
+    /// [`Renderer::problems`]) and replaced by the built-in ones when used.
+    pub fn new<'a>(
+        main_dir: PathBuf,
+        destinations: impl IntoIterator<Item = (&'a str, DestinationKind, Option<PathBuf>)>,
+    ) -> Self {
         let mut registries = HashMap::new();
         for escape in Escape::ALL {
             let mut registry = Handlebars::new();
@@ -200,15 +203,13 @@ impl Renderer {
         let mut loader = Loader {
             registries,
             compiled: HashMap::new(),
-            main_dir: config.path(&config.templates.dir),
+            main_dir,
         };
-        let destinations = config
-            .destinations
-            .iter()
-            .map(|(name, destination)| {
-                let own_dir = destination.common().templates.map(|dir| config.path(&dir));
-                let templates = loader.destination(destination.kind(), own_dir.as_deref());
-                (name.clone(), templates)
+        let destinations = destinations
+            .into_iter()
+            .map(|(name, kind, own_dir)| {
+                let templates = loader.destination(kind, own_dir.as_deref());
+                (name.to_owned(), templates)
             })
             .collect();
         let mut problems: Vec<TemplateFailure> = loader

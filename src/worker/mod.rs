@@ -4,7 +4,7 @@
 
 mod health;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -123,6 +123,61 @@ pub struct Worker {
     /// Attempts in flight at once for this destination.
     pub concurrency: usize,
     pub health: Mutex<Health>,
+}
+
+/// The delivery workers, one per destination, started for destinations that appear on reload.
+pub struct Pool {
+    pub live: Arc<Live>,
+    pub outbox: Arc<Outbox>,
+    pub metrics: Arc<Metrics>,
+    pub memory: Arc<Memory>,
+    /// Attempts in flight at once, per destination.
+    pub concurrency: usize,
+    /// How long attempts in flight may finish after `stop`.
+    pub grace: Duration,
+    pub stop: watch::Receiver<bool>,
+    pub running: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// Starts a worker for every destination of the current relay that has none running. A
+    /// worker whose destination was removed stops by itself.
+    pub fn start_missing(&self) {
+        let relay = self.live.current();
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        for name in relay.destinations.keys() {
+            if running.get(name).is_some_and(|task| !task.is_finished()) {
+                continue;
+            }
+            let worker = Worker {
+                name: name.clone(),
+                live: self.live.clone(),
+                outbox: self.outbox.clone(),
+                metrics: self.metrics.clone(),
+                memory: self.memory.clone(),
+                concurrency: self.concurrency,
+                health: Mutex::default(),
+            };
+            running.insert(
+                name.clone(),
+                tokio::spawn(worker.run(self.stop.clone(), self.grace)),
+            );
+        }
+    }
+
+    /// Waits for every worker to stop (after `stop` turned true).
+    pub async fn join(&self) {
+        let tasks: Vec<_> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 impl Worker {

@@ -1,0 +1,124 @@
+//! Start-up: opens the store, puts the relay in force, and runs the server, one worker per
+//! destination, the reloader and the pruning until shutdown. Everything else is wired here and
+//! nothing imports it back.
+
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::error::ConfigError;
+use crate::memory::Memory;
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, StoreError};
+use crate::relay::Live;
+use crate::server::{self, Ingest};
+use crate::worker::Pool;
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How often delivered and dead deliveries older than `storage.retention` are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs the relay on `listener` until `shutdown` completes: serves the ingest endpoint, delivers
+/// with one worker per destination, reloads on SIGHUP or when the config or a template changes;
+/// then stops accepting (503), lets attempts in flight finish within
+/// `delivery.shutdown_grace`, and returns. What is left waits in the store.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let relay = config.relay()?;
+    for problem in relay.renderer.problems() {
+        error!(template = %problem.template, line = problem.line, error = %problem.reason, "template does not compile; the built-in one is used instead");
+    }
+    relay.auth.prefetch().await;
+    let store_path = config.path(&config.storage.path);
+    let holder = format!(
+        "pid {}, listening on {}",
+        std::process::id(),
+        listener
+            .local_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+    );
+    // Held until this function returns, after the workers have stopped.
+    let _lock = crate::outbox::StoreLock::acquire(&store_path, &holder)?;
+    let outbox = Arc::new(Outbox::open(&store_path)?);
+    let metrics = Arc::new(Metrics::default());
+    let memory = Arc::new(Memory::new(config.server.max_body_bytes));
+    let live = Arc::new(Live::new(relay));
+    let (stop_tasks, stop) = watch::channel(false);
+    let workers = Arc::new(Pool {
+        live: live.clone(),
+        outbox: outbox.clone(),
+        metrics: metrics.clone(),
+        memory: memory.clone(),
+        concurrency: config.delivery.concurrency,
+        grace: config.delivery.shutdown_grace,
+        stop: stop.clone(),
+        running: Mutex::default(),
+    });
+    workers.start_missing();
+    let background = [
+        tokio::spawn(prune(
+            outbox.clone(),
+            config.storage.retention,
+            stop.clone(),
+        )),
+        tokio::spawn(
+            crate::reload::Reloader::new(&config, live.clone(), metrics.clone(), workers.clone())
+                .run(stop.clone()),
+        ),
+    ];
+    let server = &config.server;
+    let ingest = Arc::new(Ingest {
+        live,
+        limits: server.limits(),
+        outbox: outbox.clone(),
+        metrics,
+        memory,
+        closing: AtomicBool::new(false),
+    });
+    if let Ok(address) = listener.local_addr() {
+        info!(%address, ingest_path = %server.ingest_path, destinations = config.destinations.len(), store = %store_path.display(), "listening");
+    }
+    server::serve(listener, ingest, shutdown).await;
+    info!("stopped accepting; finishing attempts in flight");
+    let _ = stop_tasks.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    workers.join().await;
+    if let Err(e) = outbox.close().await {
+        error!(error = %e, "cannot mark the store closed");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Prunes at start and then every [`PRUNE_EVERY`].
+async fn prune(outbox: Arc<Outbox>, retention: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        let before = crate::outbox::now_ms() - retention.as_millis() as i64;
+        if let Err(e) = outbox.prune(before).await {
+            error!(error = %e, "cannot prune the store");
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
