@@ -89,7 +89,7 @@ impl Config {
                 let target = Target {
                     kind: destination.kind(),
                     destination: AnyDestination::build(name, destination, &config.base_dir, &http)?,
-                    pace: crate::worker::limiter(destination.kind(), &destination.common()),
+                    pace: crate::deliver::limiter(destination.kind(), &destination.common()),
                 };
                 Ok((name.clone(), target))
             })

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::escape::Escape;
 use super::{CommonOptions, RateLimit};
-use super::{DeliveryError, Destination, Receipt};
+use super::{DeliveryError, Destination, Facts, Message, Pace, Part, Receipt};
 use crate::event::Event;
-use crate::render::Message;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,5 +47,37 @@ impl Destination for Console {
             .and_then(|()| stdout.flush())
             .map_err(|e| DeliveryError::Io(format!("cannot write to standard output: {e}")))?;
         Ok(Receipt("written to standard output".into()))
+    }
+}
+
+/// The console: plain text as rendered, unpaced.
+pub struct ConsoleFacts;
+
+pub static FACTS: ConsoleFacts = ConsoleFacts;
+
+impl Facts for ConsoleFacts {
+    fn escape(&self, _: Part) -> Escape {
+        Escape::Raw
+    }
+
+    fn builtin(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "default.hbs",
+            include_str!("../../templates/console/default.hbs"),
+        )]
+    }
+
+    fn message(&self, texts: Vec<String>) -> Result<Message, String> {
+        let [text] = <[String; 1]>::try_from(texts).map_err(|_| "one part expected".to_owned())?;
+        Ok(Message::Text(text))
+    }
+
+    fn fallback(&self, event: &Event) -> Message {
+        let link = event.summary.link.as_deref().unwrap_or("");
+        Message::Text(format!("{}\n{link}", super::headline(event)))
+    }
+
+    fn pace(&self) -> Pace {
+        Pace::UNLIMITED
     }
 }

@@ -9,11 +9,11 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
+use super::escape::Escape;
 use super::{CommonOptions, RateLimit};
-use super::{DeliveryError, Destination, Receipt};
+use super::{DeliveryError, Destination, EmailMessage, Facts, Message, Pace, Part, Receipt};
 use crate::error::ConfigError;
 use crate::event::Event;
-use crate::render::Message;
 use crate::secret::{Redactor, Secret};
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +187,90 @@ impl Destination for Email {
             response.message().collect::<Vec<_>>().join(" ")
         )))
     }
+}
+
+/// Email: a subject (one line), plain text (raw) and HTML (HTML-escaped), each its own template; a
+/// few messages a second, since mail relays throttle senders that burst.
+pub struct EmailFacts;
+
+pub static FACTS: EmailFacts = EmailFacts;
+
+impl Facts for EmailFacts {
+    fn parts(&self) -> &'static [Part] {
+        &[Part::Subject, Part::Text, Part::Html]
+    }
+
+    fn escape(&self, part: Part) -> Escape {
+        match part {
+            Part::Subject => Escape::Line,
+            Part::Html => Escape::Html,
+            Part::Body | Part::Text => Escape::Raw,
+        }
+    }
+
+    fn builtin(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            (
+                "default.subject.hbs",
+                include_str!("../../templates/email/default.subject.hbs"),
+            ),
+            (
+                "default.txt.hbs",
+                include_str!("../../templates/email/default.txt.hbs"),
+            ),
+            (
+                "default.html.hbs",
+                include_str!("../../templates/email/default.html.hbs"),
+            ),
+        ]
+    }
+
+    fn message(&self, texts: Vec<String>) -> Result<Message, String> {
+        let [subject, text, html] = <[String; 3]>::try_from(texts)
+            .map_err(|_| "subject, text and HTML expected".to_owned())?;
+        let email = EmailMessage {
+            subject: subject.trim().to_owned(),
+            text,
+            html,
+        };
+        validate(&email).map_err(|reason| format!("invalid: {reason}"))?;
+        Ok(Message::Email(email))
+    }
+
+    fn fallback(&self, event: &Event) -> Message {
+        let headline = super::headline(event);
+        let link = event.summary.link.as_deref();
+        let text = format!("{headline}\n{}\n", link.unwrap_or(""));
+        let html = format!(
+            "<p>{}</p>{}",
+            Escape::Html.apply(&headline),
+            link.map(|l| format!("<p><a href=\"{0}\">{0}</a></p>", Escape::Html.apply(l)))
+                .unwrap_or_default()
+        );
+        Message::Email(EmailMessage {
+            subject: Escape::Line.apply(&headline),
+            text,
+            html,
+        })
+    }
+
+    fn pace(&self) -> Pace {
+        Pace::per_second(5, None)
+    }
+}
+
+/// What makes no email: an empty or multi-line subject, no text and no HTML.
+fn validate(email: &EmailMessage) -> Result<(), String> {
+    if email.subject.trim().is_empty() {
+        return Err("the subject is empty".into());
+    }
+    if email.subject.contains(['\r', '\n']) {
+        return Err("the subject must be one line".into());
+    }
+    if email.text.trim().is_empty() && email.html.trim().is_empty() {
+        return Err("the email has no text and no HTML".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

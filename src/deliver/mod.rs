@@ -3,23 +3,29 @@
 
 pub mod console;
 pub mod email;
+pub mod escape;
+pub mod message;
+pub mod pace;
 pub mod slack;
 pub mod teams;
 pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::ConfigError;
 use crate::event::Event;
-use crate::render::Message;
 use crate::secret::{Redactor, Secret};
 use console::ConsoleConfig;
 use email::EmailConfig;
+pub use escape::Escape;
+pub use message::{EmailMessage, Message, Part};
+pub use pace::{CommonOptions, Pace, RateLimit, limiter};
 use slack::SlackConfig;
 use teams::TeamsConfig;
 use webhook::WebhookConfig;
@@ -65,16 +71,6 @@ impl DestinationKind {
     }
 }
 
-/// Options every destination kind accepts.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommonOptions {
-    /// A template tree of this destination's own, searched before the main one.
-    pub templates: Option<PathBuf>,
-    pub rate_limit: Option<RateLimit>,
-    pub burst: Option<u32>,
-}
-
 impl DestinationConfig {
     pub fn kind(&self) -> DestinationKind {
         match self {
@@ -94,36 +90,6 @@ impl DestinationConfig {
             Self::Webhook(c) => c.common(),
             Self::Console(c) => c.common(),
         }
-    }
-}
-
-/// How fast a destination may be sent to: `"N/s"`, `"N/m"` or `"unlimited"`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(try_from = "String")]
-pub enum RateLimit {
-    Unlimited,
-    PerPeriod { count: u32, period: Duration },
-}
-
-impl TryFrom<String> for RateLimit {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, String> {
-        if text == "unlimited" {
-            return Ok(Self::Unlimited);
-        }
-        let invalid = || format!("rate_limit {text:?} is not \"N/s\", \"N/m\" or \"unlimited\"");
-        let (count, unit) = text.split_once('/').ok_or_else(invalid)?;
-        let count: u32 = count.trim().parse().map_err(|_| invalid())?;
-        let period = match unit.trim() {
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            _ => return Err(invalid()),
-        };
-        if count == 0 {
-            return Err(format!("rate_limit {text:?}: the count must be at least 1"));
-        }
-        Ok(Self::PerPeriod { count, period })
     }
 }
 
@@ -216,6 +182,61 @@ impl DeliveryError {
             _ => None,
         }
     }
+}
+
+/// What a destination kind is, besides where it sends: how its messages are written (the parts,
+/// each part's escaping, the built-in templates), what it accepts, what it falls back to, how fast
+/// it may be sent to. One implementation per kind, in the kind's own module.
+pub trait Facts: Sync {
+    /// The parts of a message, each rendered by a template of its own.
+    fn parts(&self) -> &'static [Part] {
+        &[Part::Body]
+    }
+
+    /// How `{{value}}` is escaped in `part`, so that event data stays data there.
+    fn escape(&self, part: Part) -> Escape;
+
+    /// The templates built into the binary, by file name (`default.hbs`, `default.subject.hbs`).
+    fn builtin(&self) -> &'static [(&'static str, &'static str)];
+
+    /// The message that `texts` (one per part, rendered) make, or why the destination would
+    /// refuse it.
+    fn message(&self, texts: Vec<String>) -> Result<Message, String>;
+
+    /// A short message built in code, which the destination takes whatever the event holds: the
+    /// last resort when the templates fail.
+    fn fallback(&self, event: &Event) -> Message;
+
+    /// How fast it may be sent to, unless `rate_limit` says otherwise.
+    fn pace(&self) -> Pace;
+}
+
+impl DestinationKind {
+    pub fn facts(self) -> &'static dyn Facts {
+        match self {
+            Self::Slack => &slack::FACTS,
+            Self::Teams => &teams::FACTS,
+            Self::Email => &email::FACTS,
+            Self::Webhook => &webhook::FACTS,
+            Self::Console => &console::FACTS,
+        }
+    }
+}
+
+/// The one rendered text of a JSON kind, parsed.
+fn json_body(texts: Vec<String>) -> Result<Value, String> {
+    let [text] = <[String; 1]>::try_from(texts).map_err(|_| "one part expected".to_owned())?;
+    serde_json::from_str(&text).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+/// Long enough for any rule and test name, short enough for every destination's limits.
+const MAX_TITLE_CHARS: usize = 140;
+
+/// What every fallback message says: `[STATE] title`, the title cut to what every kind takes.
+fn headline(event: &Event) -> String {
+    let s = &event.summary;
+    let title: String = s.title.chars().take(MAX_TITLE_CHARS).collect();
+    format!("[{}] {title}", s.state.to_uppercase())
 }
 
 /// Every configured destination, one variant per kind.
@@ -409,24 +430,6 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limits_parse() {
-        assert_eq!(
-            RateLimit::try_from("unlimited".to_string()),
-            Ok(RateLimit::Unlimited)
-        );
-        assert_eq!(
-            RateLimit::try_from("2/s".to_string()),
-            Ok(RateLimit::PerPeriod {
-                count: 2,
-                period: Duration::from_secs(1)
-            })
-        );
-        assert!(RateLimit::try_from("0/s".to_string()).is_err());
-        assert!(RateLimit::try_from("5/h".to_string()).is_err());
-        assert!(RateLimit::try_from("fast".to_string()).is_err());
-    }
 
     #[test]
     fn destination_names() {

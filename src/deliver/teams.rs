@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::escape::Escape;
 use super::{CommonOptions, RateLimit};
-use super::{DeliveryError, Destination, HttpTarget, Receipt};
+use super::{DeliveryError, Destination, Facts, HttpTarget, Message, Pace, Part, Receipt};
 use crate::error::ConfigError;
 use crate::event::Event;
-use crate::render::Message;
 use crate::secret::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -78,4 +78,72 @@ impl Destination for Teams {
         };
         self.target.post_json(&envelope(card)).await
     }
+}
+
+/// Teams refuses a message over 28 KB, envelope included.
+const TEAMS_MAX_BYTES: usize = 28 * 1024;
+
+/// Teams: an Adaptive Card in the Workflows envelope, every `{{value}}` with markdown links broken,
+/// a few messages a second.
+pub struct TeamsFacts;
+
+pub static FACTS: TeamsFacts = TeamsFacts;
+
+impl Facts for TeamsFacts {
+    fn escape(&self, _: Part) -> Escape {
+        Escape::Teams
+    }
+
+    fn builtin(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "default.hbs",
+            include_str!("../../templates/teams/default.hbs"),
+        )]
+    }
+
+    fn message(&self, texts: Vec<String>) -> Result<Message, String> {
+        let card = super::json_body(texts)?;
+        validate(&card).map_err(|reason| format!("invalid: {reason}"))?;
+        Ok(Message::Json(card))
+    }
+
+    fn fallback(&self, event: &Event) -> Message {
+        let mut card = json!({
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": [{ "type": "TextBlock", "text": super::headline(event), "wrap": true, "weight": "Bolder" }]
+        });
+        if let Some(link) = event.summary.link.as_deref() {
+            card["actions"] =
+                json!([{ "type": "Action.OpenUrl", "title": "Open in ThousandEyes", "url": link }]);
+        }
+        Message::Json(card)
+    }
+
+    /// Teams Workflows take a few messages a second.
+    fn pace(&self) -> Pace {
+        Pace::per_second(4, None)
+    }
+}
+
+/// What Teams refuses: not an Adaptive Card, no version, over its size.
+fn validate(card: &Value) -> Result<(), String> {
+    if card.get("type").and_then(Value::as_str) != Some("AdaptiveCard") {
+        return Err("a Teams card must have \"type\": \"AdaptiveCard\"".into());
+    }
+    if card.get("version").and_then(Value::as_str).is_none() {
+        return Err("a Teams card needs a \"version\" (\"1.4\")".into());
+    }
+    if let Some(body) = card.get("body")
+        && !body.is_array()
+    {
+        return Err("the card's \"body\" must be a list".into());
+    }
+    let size = envelope(card).to_string().len();
+    if size > TEAMS_MAX_BYTES {
+        return Err(format!(
+            "the card is {size} bytes; Teams accepts at most {TEAMS_MAX_BYTES}"
+        ));
+    }
+    Ok(())
 }

@@ -7,10 +7,12 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::{CommonOptions, RateLimit};
-use super::{DeliveryError, Destination, HttpTarget, Receipt};
+use serde_json::{Value, json};
+
+use super::escape::Escape;
+use super::{DeliveryError, Destination, Facts, HttpTarget, Message, Pace, Part, Receipt};
 use crate::error::ConfigError;
 use crate::event::Event;
-use crate::render::Message;
 use crate::secret::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -78,5 +80,39 @@ impl Destination for Webhook {
             ));
         };
         self.target.post_json(body).await
+    }
+}
+
+/// A generic webhook: any JSON body, every `{{value}}` as JSON string content, unpaced.
+pub struct WebhookFacts;
+
+pub static FACTS: WebhookFacts = WebhookFacts;
+
+impl Facts for WebhookFacts {
+    fn escape(&self, _: Part) -> Escape {
+        Escape::Json
+    }
+
+    fn builtin(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            "default.hbs",
+            include_str!("../../templates/webhook/default.hbs"),
+        )]
+    }
+
+    fn message(&self, texts: Vec<String>) -> Result<Message, String> {
+        super::json_body(texts).map(Message::Json)
+    }
+
+    fn fallback(&self, event: &Event) -> Message {
+        Message::Json(json!({
+            "event": { "id": event.id, "type": event.event_type, "kind": event.kind },
+            "summary": event.summary,
+            "payload": Value::Object(event.raw.clone()),
+        }))
+    }
+
+    fn pace(&self) -> Pace {
+        Pace::UNLIMITED
     }
 }

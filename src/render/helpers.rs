@@ -10,7 +10,7 @@ use handlebars::{
 };
 use serde_json::Value;
 
-use super::escape::Escape;
+use crate::deliver::Escape;
 
 /// Registers every helper; `escape` is the output of the registry, which `url` follows.
 pub fn register(registry: &mut Handlebars<'static>, escape: Escape) {

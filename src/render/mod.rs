@@ -7,11 +7,7 @@
 //! the destination's own `templates` tree, then the main `[templates] dir`, in each first
 //! `<kind>/<event kind>` then `<kind>/default`; then the templates built into the binary.
 
-mod builtin;
-mod escape;
-mod fallback;
 mod helpers;
-mod validate;
 mod variables;
 
 use std::collections::HashMap;
@@ -22,10 +18,7 @@ use handlebars::Handlebars;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub use escape::{Escape, json_content, slack_entities};
-pub use validate::validate;
-
-use crate::deliver::DestinationKind;
+use crate::deliver::{DestinationKind, Escape, Message, Part};
 use crate::event::{Event, EventKind};
 
 #[derive(Debug, Deserialize)]
@@ -38,51 +31,6 @@ impl Default for TemplatesConfig {
     fn default() -> Self {
         Self {
             dir: "templates".into(),
-        }
-    }
-}
-
-/// What a destination receives, before it is put on the wire.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Message {
-    /// Slack message, Teams card (the envelope is added on delivery) or webhook body.
-    Json(Value),
-    Email(EmailMessage),
-    /// Console output.
-    Text(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmailMessage {
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-}
-
-impl Message {
-    /// About how many bytes the message takes in memory.
-    pub fn memory_bytes(&self) -> usize {
-        match self {
-            Self::Json(value) => crate::memory::value_bytes(value),
-            Self::Email(email) => email.subject.len() + email.text.len() + email.html.len(),
-            Self::Text(text) => text.len(),
-        }
-    }
-}
-
-impl fmt::Display for Message {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Json(value) => match serde_json::to_string_pretty(value) {
-                Ok(text) => f.write_str(&text),
-                Err(_) => write!(f, "{value}"),
-            },
-            Self::Email(email) => write!(
-                f,
-                "Subject: {}\n\n--- text/plain ---\n{}\n--- text/html ---\n{}",
-                email.subject, email.text, email.html
-            ),
-            Self::Text(text) => f.write_str(text),
         }
     }
 }
@@ -116,44 +64,6 @@ pub struct Rendered {
 impl Rendered {
     pub fn used_fallback(&self) -> bool {
         !self.failures.is_empty()
-    }
-}
-
-/// One part of a message and the template that renders it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Body,
-    Subject,
-    Text,
-    Html,
-}
-
-impl Part {
-    fn suffix(self) -> &'static str {
-        match self {
-            Self::Body => ".hbs",
-            Self::Subject => ".subject.hbs",
-            Self::Text => ".txt.hbs",
-            Self::Html => ".html.hbs",
-        }
-    }
-
-    fn of(kind: DestinationKind) -> &'static [Part] {
-        match kind {
-            DestinationKind::Email => &[Self::Subject, Self::Text, Self::Html],
-            _ => &[Self::Body],
-        }
-    }
-
-    fn escape(self, kind: DestinationKind) -> Escape {
-        match (kind, self) {
-            (DestinationKind::Slack, _) => Escape::Slack,
-            (DestinationKind::Teams, _) => Escape::Teams,
-            (DestinationKind::Webhook, _) => Escape::Json,
-            (_, Self::Subject) => Escape::Line,
-            (_, Self::Html) => Escape::Html,
-            _ => Escape::Raw,
-        }
     }
 }
 
@@ -251,7 +161,7 @@ impl Renderer {
         let Some(templates) = self.destinations.get(destination) else {
             // Only reachable if a caller names a destination the config does not have.
             return Rendered {
-                message: fallback::message(DestinationKind::Console, event),
+                message: DestinationKind::Console.facts().fallback(event),
                 failures: vec![TemplateFailure {
                     template: destination.to_owned(),
                     line: None,
@@ -280,7 +190,7 @@ impl Renderer {
             }
         }
         Rendered {
-            message: fallback::message(kind, event),
+            message: kind.facts().fallback(event),
             failures,
         }
     }
@@ -305,33 +215,17 @@ impl Renderer {
                 })?;
             texts.push(text);
         }
-        let first = &slots[0].name;
-        let message = match (kind, texts.as_mut_slice()) {
-            (DestinationKind::Email, [subject, text, html]) => Message::Email(EmailMessage {
-                subject: subject.trim().to_owned(),
-                text: std::mem::take(text),
-                html: std::mem::take(html),
-            }),
-            (DestinationKind::Console, [text]) => Message::Text(std::mem::take(text)),
-            (_, [body]) => {
-                Message::Json(serde_json::from_str(body).map_err(|e| TemplateFailure {
-                    template: first.clone(),
-                    line: None,
-                    reason: format!("rendered output is not valid JSON: {e}"),
-                })?)
-            }
-            _ => unreachable!("Part::of gives one part per output"),
-        };
-        validate(kind, &message).map_err(|reason| TemplateFailure {
-            template: slots
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" + "),
-            line: None,
-            reason: format!("rendered output is invalid: {reason}"),
-        })?;
-        Ok(message)
+        kind.facts()
+            .message(texts)
+            .map_err(|reason| TemplateFailure {
+                template: slots
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+                line: None,
+                reason: format!("rendered output is {reason}"),
+            })
     }
 }
 
@@ -371,7 +265,7 @@ impl Loader {
             .map(|event_kind| {
                 let mut chosen = Vec::new();
                 let mut builtin = Vec::new();
-                for &part in Part::of(kind) {
+                for &part in kind.facts().parts() {
                     let fallback = self.builtin(kind, event_kind, part);
                     chosen.push(match self.file(kind, event_kind, part, own_dir) {
                         Some(slot) => slot,
@@ -411,20 +305,25 @@ impl Loader {
             line: None,
             reason: format!("cannot read: {e}"),
         });
-        Some(self.compile(name, part.escape(kind), source))
+        Some(self.compile(name, kind.facts().escape(part), source))
     }
 
     fn builtin(&mut self, kind: DestinationKind, event_kind: EventKind, part: Part) -> Slot {
-        let (path, source) = [event_kind.as_str(), "default"]
+        let facts = kind.facts();
+        let (file, source) = [event_kind.as_str(), "default"]
             .iter()
             .find_map(|stem| {
-                let path = format!("{}/{stem}{}", kind.as_str(), part.suffix());
-                builtin::get(&path).map(|source| (path, source))
+                let file = format!("{stem}{}", part.suffix());
+                facts
+                    .builtin()
+                    .iter()
+                    .find(|(name, _)| *name == file)
+                    .map(|(_, source)| (file, *source))
             })
             .expect("every destination kind has built-in default templates");
         self.compile(
-            format!("builtin/{path}"),
-            part.escape(kind),
+            format!("builtin/{}/{file}", kind.as_str()),
+            facts.escape(part),
             Ok(source.to_owned()),
         )
     }

@@ -5,18 +5,16 @@
 mod health;
 
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::deliver::{CommonOptions, DestinationKind, RateLimit};
+use crate::deliver::Message;
 use crate::deliver::{DeliveryError, Destination};
 use crate::error::ConfigError;
 use crate::event::{Event, EventError};
@@ -24,7 +22,6 @@ use crate::memory::{Memory, RENDER_COPIES, Reservation};
 use crate::metrics::{AttemptOutcome, Metrics};
 use crate::outbox::{self, Claim, Finish, Outbox, Reader};
 use crate::relay::{Live, Relay};
-use crate::render::Message;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -77,39 +74,6 @@ pub use health::{Health, INITIAL_BACKOFF, MAX_BACKOFF, MIN_BACKOFF, backoff};
 /// Longest wait before trying again to record an outcome the store refused: a disk that has room
 /// again should be noticed soon.
 const MAX_STORE_BACKOFF: Duration = Duration::from_secs(10);
-
-/// The pace each kind gets unless `rate_limit` says otherwise: Slack accepts about one message
-/// per second per webhook (with short bursts), Teams Workflows a few per second, and mail relays
-/// throttle senders that burst.
-pub fn default_pace(kind: DestinationKind) -> RateLimit {
-    let per_second = |count| RateLimit::PerPeriod {
-        count,
-        period: Duration::from_secs(1),
-    };
-    match kind {
-        DestinationKind::Slack => per_second(1),
-        DestinationKind::Teams => per_second(4),
-        DestinationKind::Email => per_second(5),
-        DestinationKind::Webhook | DestinationKind::Console => RateLimit::Unlimited,
-    }
-}
-
-/// The token bucket for a destination, or `None` when it is unlimited. Slack's default burst is 3;
-/// otherwise the burst is the per-period count unless `burst` is set.
-pub fn limiter(kind: DestinationKind, options: &CommonOptions) -> Option<DefaultDirectRateLimiter> {
-    let rate = options.rate_limit.unwrap_or_else(|| default_pace(kind));
-    let RateLimit::PerPeriod { count, period } = rate else {
-        return None;
-    };
-    let default_burst = match (kind, options.rate_limit) {
-        (DestinationKind::Slack, None) => 3,
-        _ => count,
-    };
-    let count = NonZeroU32::new(count)?;
-    let burst = NonZeroU32::new(options.burst.unwrap_or(default_burst)).unwrap_or(count);
-    let quota = Quota::with_period(period / count.get())?.allow_burst(burst);
-    Some(RateLimiter::direct(quota))
-}
 
 pub struct Worker {
     pub name: String,
@@ -474,24 +438,4 @@ impl Worker {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The set holds plain ids; one panicking attempt must not stop the worker.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paces_by_kind_unless_configured() {
-        let options = CommonOptions::default();
-        assert!(limiter(DestinationKind::Webhook, &options).is_none());
-        let slack = limiter(DestinationKind::Slack, &options).expect("slack is paced");
-        // A burst of 3, then the bucket is empty.
-        assert!((0..3).all(|_| slack.check().is_ok()));
-        assert!(slack.check().is_err());
-        let unlimited = CommonOptions {
-            rate_limit: Some(RateLimit::Unlimited),
-            ..options
-        };
-        assert!(limiter(DestinationKind::Slack, &unlimited).is_none());
-    }
 }
