@@ -7,6 +7,7 @@ pub mod escape;
 pub mod message;
 pub mod pace;
 pub mod slack;
+mod target;
 pub mod teams;
 pub mod webhook;
 
@@ -20,13 +21,14 @@ use serde_json::Value;
 
 use crate::error::ConfigError;
 use crate::event::Event;
-use crate::secret::{Redactor, Secret};
 use console::ConsoleConfig;
 use email::EmailConfig;
 pub use escape::Escape;
 pub use message::{EmailMessage, Message, Part};
 pub use pace::{CommonOptions, Pace, RateLimit, limiter};
 use slack::SlackConfig;
+use target::HttpTarget;
+pub use target::{MAX_ANSWER_BYTES, MAX_ANSWER_CHARS, parse_retry_after};
 use teams::TeamsConfig;
 use webhook::WebhookConfig;
 
@@ -120,13 +122,6 @@ fn valid_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
-
-/// A peer's answer body is kept in errors and logs up to this many characters: enough for Slack's
-/// `invalid_blocks` explanations, short enough for a log line.
-pub const MAX_ANSWER_CHARS: usize = 500;
-/// At most this much of a peer's answer is read; the rest is never downloaded, so that an answer
-/// that does not end (or is huge) costs neither memory nor the attempt's time.
-pub const MAX_ANSWER_BYTES: usize = 4096;
 
 /// One place messages go. Implementations send one rendered message per call and say how it went;
 /// retrying and pacing are the worker's job.
@@ -281,152 +276,6 @@ impl Destination for AnyDestination {
     }
 }
 
-/// A URL that messages are POSTed to as JSON, shared by the HTTP destinations.
-pub(crate) struct HttpTarget {
-    /// A secret: Slack and Teams webhook URLs carry their own credentials.
-    url: Secret,
-    headers: reqwest::header::HeaderMap,
-    http: reqwest::Client,
-    /// Cuts the URL and the header values out of what the peer answers.
-    redactor: Redactor,
-}
-
-impl HttpTarget {
-    /// Reads the URL given as `url` or `url_file` and checks that it is an http(s) URL.
-    pub(crate) fn new(
-        key: &str,
-        url: Option<&Secret>,
-        url_file: Option<&Path>,
-        base_dir: &Path,
-        http: &reqwest::Client,
-    ) -> Result<Self, ConfigError> {
-        let file = url_file.map(|f| base_dir.join(f));
-        let url = crate::secret::from_value_or_file("url", url, file.as_deref())
-            .map_err(|reason| ConfigError::new(key, reason))?;
-        match url::Url::parse(url.expose()) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(Self {
-                redactor: redactor(&url, &reqwest::header::HeaderMap::new()),
-                url,
-                headers: reqwest::header::HeaderMap::new(),
-                http: http.clone(),
-            }),
-            // The reason names no part of the URL: it is a secret.
-            _ => Err(ConfigError::new(
-                format!("{key}.url"),
-                "is not an http(s) URL",
-            )),
-        }
-    }
-
-    /// Adds headers sent with every request.
-    pub(crate) fn with_headers(mut self, headers: reqwest::header::HeaderMap) -> Self {
-        self.redactor = redactor(&self.url, &headers);
-        self.headers = headers;
-        self
-    }
-
-    /// POSTs `body` and turns any answer other than 2xx into a [`DeliveryError`]. The answer is
-    /// kept for logs with the URL, and its path and query, cut out in case the peer echoes them.
-    pub(crate) async fn post_json(
-        &self,
-        body: &serde_json::Value,
-    ) -> Result<Receipt, DeliveryError> {
-        let response = self
-            .http
-            .post(self.url.expose())
-            .headers(self.headers.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(request_error)?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let answer = crate::http::read_capped(response, MAX_ANSWER_BYTES)
-            .await
-            .map_err(request_error)?;
-        let answer: String = self
-            .redact(answer.trim())
-            .chars()
-            .take(MAX_ANSWER_CHARS)
-            .collect();
-        if (200..300).contains(&status) {
-            Ok(Receipt(format!("{status} {answer}").trim_end().to_owned()))
-        } else {
-            Err(DeliveryError::Status {
-                status,
-                retry_after,
-                answer,
-            })
-        }
-    }
-}
-
-impl HttpTarget {
-    fn redact(&self, text: &str) -> String {
-        self.redactor.redact(text)
-    }
-}
-
-/// Every secret a target sends: the URL, its path and query, and header values, whole and without
-/// their scheme word (`Token abc…` and `abc…`).
-fn redactor(url: &Secret, headers: &reqwest::header::HeaderMap) -> Redactor {
-    let url = url.expose();
-    let mut secrets: Vec<String> = vec![url.to_owned()];
-    // The path and query as written, from the first `/` after the host.
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    if let Some(start) = url[after_scheme..].find('/') {
-        secrets.push(url[after_scheme + start..].to_owned());
-    }
-    if let Some((_, query)) = url.split_once('?') {
-        secrets.push(query.to_owned());
-    }
-    for value in headers.values().filter_map(|v| v.to_str().ok()) {
-        secrets.push(value.to_owned());
-        if let Some((_scheme, credential)) = value.trim().split_once(char::is_whitespace) {
-            secrets.push(credential.trim().to_owned());
-        }
-    }
-    Redactor::new(secrets)
-}
-
-/// A reqwest error without its URL, which for Slack and Teams is a secret.
-fn request_error(error: reqwest::Error) -> DeliveryError {
-    let error = error.without_url();
-    if error.is_timeout() {
-        return DeliveryError::Timeout;
-    }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    if error.is_connect() {
-        DeliveryError::Connect(text)
-    } else {
-        DeliveryError::Io(text)
-    }
-}
-
-/// `Retry-After` is seconds or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,36 +286,5 @@ mod tests {
         assert!(!valid_name("Ops"));
         assert!(!valid_name("ops-slack"));
         assert!(!valid_name(""));
-    }
-
-    #[test]
-    fn answers_never_echo_a_secret() {
-        let url =
-            Secret::new("https://x.logic.azure.com/workflows/abc/triggers/manual?sig=S3CR3T&sv=1");
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("authorization", "Token T0KENT0KEN".parse().unwrap());
-        headers.insert("x-short", "k3y".parse().unwrap());
-        let target = HttpTarget::new(
-            "d",
-            Some(&url),
-            None,
-            Path::new("."),
-            &crate::http::client(Duration::from_secs(1)),
-        )
-        .unwrap()
-        .with_headers(headers);
-        let echoed = "bad request to https://x.logic.azure.com/workflows/abc/triggers/manual?sig=S3CR3T&sv=1 \
-                      (/workflows/abc/triggers/manual?sig=S3CR3T&sv=1) sig=S3CR3T&sv=1 \
-                      {\"authorization\": \"Token T0KENT0KEN\", \"x-short\": \"k3y\"} T0KENT0KEN";
-        let redacted = target.redact(echoed);
-        for secret in ["S3CR3T", "workflows/abc", "T0KENT0KEN", "k3y"] {
-            assert!(!redacted.contains(secret), "{redacted}");
-        }
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
     }
 }
