@@ -67,6 +67,8 @@ pub async fn run(
         metrics: metrics.clone(),
         memory: memory.clone(),
         concurrency: config.delivery.concurrency,
+        backoff: config.delivery.backoff(),
+        poll: config.storage.poll,
         grace: config.delivery.shutdown_grace,
         stop: stop.clone(),
         running: Mutex::default(),

@@ -44,7 +44,10 @@ impl StartOnly {
                 "storage.retention",
                 format!("{:?}", config.storage.retention),
             ),
+            ("storage.poll", format!("{:?}", config.storage.poll)),
             ("delivery.concurrency", d.concurrency.to_string()),
+            ("delivery.backoff_min", format!("{:?}", d.backoff_min)),
+            ("delivery.backoff_max", format!("{:?}", d.backoff_max)),
             ("delivery.shutdown_grace", format!("{:?}", d.shutdown_grace)),
             ("log", format!("{:?}", config.log)),
         ])

@@ -81,7 +81,7 @@ fn list_in(
 }
 
 /// Makes deliveries due now again, with a fresh count of attempts; returns how many. A running
-/// server picks them up within [`IDLE_POLL`].
+/// server picks them up within `storage.poll`.
 pub fn requeue(path: &Path, which: Requeue) -> Result<usize, StoreError> {
     with_store(path, |conn| requeue_in(conn, which))
 }

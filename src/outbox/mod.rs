@@ -34,9 +34,6 @@ use writer::{Wakers, Write, write_loop};
 /// Writes waiting for the writer thread; past it, callers wait (back-pressure, not memory).
 const WRITE_QUEUE: usize = 4096;
 
-/// Another process (`alert-relay retry`) may change the store: workers look again this often.
-pub const IDLE_POLL: Duration = Duration::from_secs(1);
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {reason}")]
@@ -80,6 +77,10 @@ pub struct StorageConfig {
     /// is recognised as a duplicate for this long. ThousandEyes re-posts for an hour.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// How often workers look at the store for what another process changed there (`alert-relay
+    /// retry`); what this relay changes itself wakes them at once.
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
 }
 
 impl Default for StorageConfig {
@@ -87,6 +88,7 @@ impl Default for StorageConfig {
         Self {
             path: "data/alert-relay.db".into(),
             retention: Duration::from_secs(7 * 24 * 3600),
+            poll: Duration::from_secs(1),
         }
     }
 }

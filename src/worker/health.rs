@@ -5,14 +5,43 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// First retry delay; doubled at each attempt.
-pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
-/// Shortest wait before trying a destination again, whatever its `Retry-After` says: a peer that
-/// answers `Retry-After: 0` (or a date in the past) must not turn retries into a flood.
-pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
-/// Longest wait between two attempts, `Retry-After` included, so that a peer asking for an hour
-/// cannot park an alert past its usefulness.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long to wait before trying again (`delivery.backoff_min`, `delivery.backoff_max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first step, doubled at each attempt; and the shortest wait whatever a `Retry-After`
+    /// says, since a peer that answers `Retry-After: 0` (or a date in the past) must not turn
+    /// retries into a flood.
+    pub min: Duration,
+    /// The longest wait, `Retry-After` included, so that a peer asking for an hour cannot park an
+    /// alert past its usefulness.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// How long to wait before attempt `attempt + 1`: what the peer asked for (`Retry-After`,
+    /// never less than `min`), else exponential from `min` with jitter (half to all of the step,
+    /// so that deliveries failing together do not retry together), never more than `max`.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(wait) = retry_after {
+            return wait.clamp(self.min, self.max.max(self.min));
+        }
+        let step = self
+            .min
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.max);
+        let half = step / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
 
 /// What the last attempts said about the destination and the store. A failing destination is
 /// paused as a whole and then probed with one attempt at a time, so that a backlog does not turn
@@ -58,38 +87,28 @@ impl Health {
     }
 
     /// An attempt started in `round` failed in a way that may pass later: the whole destination
-    /// pauses, for what the peer asked (`Retry-After`, at least [`MIN_BACKOFF`]) or for a backoff
+    /// pauses, for what the peer asked (`Retry-After`, at least `backoff.min`) or for a backoff
     /// that grows with each probe that fails. Attempts that were already in flight when the first
     /// failure came keep the pause as it is (or lengthen it to their `Retry-After`). Returns the
     /// new pause when this failure started one.
-    pub fn failed(&mut self, round: u64, retry_after: Option<Duration>) -> Option<Duration> {
+    pub fn failed(
+        &mut self,
+        backoff: &Backoff,
+        round: u64,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
         if round != self.round {
             if let Some(wait) = retry_after {
-                self.pause(backoff(1, Some(wait)));
+                self.pause(backoff.delay(1, Some(wait)));
             }
             return None;
         }
         self.round += 1;
         self.failures += 1;
-        let delay = backoff(self.failures, retry_after);
+        let delay = backoff.delay(self.failures, retry_after);
         self.pause(delay);
         Some(delay)
     }
-}
-
-/// How long to wait before attempt `attempt + 1`: what the peer asked for (`Retry-After`, never
-/// less than [`MIN_BACKOFF`]), else exponential from [`INITIAL_BACKOFF`] with jitter (half to all
-/// of the step, so that deliveries failing together do not retry together), never more than
-/// [`MAX_BACKOFF`].
-pub fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    if let Some(wait) = retry_after {
-        return wait.clamp(MIN_BACKOFF, MAX_BACKOFF);
-    }
-    let step = INITIAL_BACKOFF
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-        .min(MAX_BACKOFF);
-    let half = step / 2;
-    half + half.mul_f64(fastrand::f64())
 }
 
 #[cfg(test)]
@@ -98,39 +117,50 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
+        let backoff = Backoff::default();
         for attempt in 1..=20 {
-            let step = INITIAL_BACKOFF * 2u32.pow((attempt - 1).min(20));
-            let d = backoff(attempt, None);
-            assert!(d <= step.min(MAX_BACKOFF), "attempt {attempt}: {d:?}");
-            assert!(d >= step.min(MAX_BACKOFF) / 2, "attempt {attempt}: {d:?}");
+            let step = backoff.min * 2u32.pow((attempt - 1).min(20));
+            let d = backoff.delay(attempt, None);
+            assert!(d <= step.min(backoff.max), "attempt {attempt}: {d:?}");
+            assert!(d >= step.min(backoff.max) / 2, "attempt {attempt}: {d:?}");
         }
-        assert_eq!(backoff(1, Some(Duration::ZERO)), MIN_BACKOFF);
+        assert_eq!(backoff.delay(1, Some(Duration::ZERO)), backoff.min);
         assert_eq!(
-            backoff(1, Some(Duration::from_secs(2))),
+            backoff.delay(1, Some(Duration::from_secs(2))),
             Duration::from_secs(2)
         );
-        assert_eq!(backoff(1, Some(Duration::from_secs(7200))), MAX_BACKOFF);
+        assert_eq!(
+            backoff.delay(1, Some(Duration::from_secs(7200))),
+            backoff.max
+        );
     }
 
     #[test]
     fn failures_already_in_flight_do_not_lengthen_the_pause() {
+        let backoff = Backoff::default();
         let mut health = Health::default();
         let round = health.round();
         let first = health
-            .failed(round, None)
+            .failed(&backoff, round, None)
             .expect("the first failure pauses");
-        assert!(first <= INITIAL_BACKOFF && health.probing());
-        assert_eq!(health.failed(round, None), None, "in flight with the first");
-        let probe = health.failed(health.round(), None).expect("a probe failed");
+        assert!(first <= backoff.min && health.probing());
+        assert_eq!(
+            health.failed(&backoff, round, None),
+            None,
+            "in flight with the first"
+        );
+        let probe = health
+            .failed(&backoff, health.round(), None)
+            .expect("a probe failed");
         assert!(
-            probe >= INITIAL_BACKOFF,
+            probe >= backoff.min,
             "the second pause is longer: {probe:?}"
         );
         health.succeeded();
         assert!(!health.probing());
         assert_eq!(
-            health.failed(health.round(), Some(Duration::ZERO)),
-            Some(MIN_BACKOFF),
+            health.failed(&backoff, health.round(), Some(Duration::ZERO)),
+            Some(backoff.min),
             "Retry-After: 0 still waits"
         );
     }

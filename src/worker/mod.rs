@@ -38,15 +38,25 @@ pub struct DeliveryConfig {
     /// left stays in the store for the next start.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The first retry delay (doubled at each attempt) and the shortest pause whatever a
+    /// `Retry-After` says.
+    #[serde(with = "humantime_serde")]
+    pub backoff_min: Duration,
+    /// The longest wait between two attempts, `Retry-After` included.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
+        let backoff = Backoff::default();
         Self {
             timeout: Duration::from_secs(10),
             max_age: Duration::from_secs(3600),
             concurrency: 8,
             shutdown_grace: Duration::from_secs(10),
+            backoff_min: backoff.min,
+            backoff_max: backoff.max,
         }
     }
 }
@@ -65,11 +75,24 @@ impl DeliveryConfig {
                 "must be longer than 0s",
             ));
         }
+        if self.backoff_min.is_zero() || self.backoff_max < self.backoff_min {
+            return Err(ConfigError::new(
+                "delivery.backoff_min",
+                "backoff_min must be longer than 0s and at most backoff_max",
+            ));
+        }
         Ok(())
+    }
+
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            min: self.backoff_min,
+            max: self.backoff_max,
+        }
     }
 }
 
-pub use health::{Health, INITIAL_BACKOFF, MAX_BACKOFF, MIN_BACKOFF, backoff};
+pub use health::{Backoff, Health};
 
 /// Longest wait before trying again to record an outcome the store refused: a disk that has room
 /// again should be noticed soon.
@@ -86,6 +109,9 @@ pub struct Worker {
     pub memory: Arc<Memory>,
     /// Attempts in flight at once for this destination.
     pub concurrency: usize,
+    pub backoff: Backoff,
+    /// How often to look at the store for what another process changed (`alert-relay retry`).
+    pub poll: Duration,
     pub health: Mutex<Health>,
 }
 
@@ -97,6 +123,9 @@ pub struct Pool {
     pub memory: Arc<Memory>,
     /// Attempts in flight at once, per destination.
     pub concurrency: usize,
+    pub backoff: Backoff,
+    /// How often workers look at the store for what another process changed.
+    pub poll: Duration,
     /// How long attempts in flight may finish after `stop`.
     pub grace: Duration,
     pub stop: watch::Receiver<bool>,
@@ -120,6 +149,8 @@ impl Pool {
                 metrics: self.metrics.clone(),
                 memory: self.memory.clone(),
                 concurrency: self.concurrency,
+                backoff: self.backoff,
+                poll: self.poll,
                 health: Mutex::default(),
             };
             running.insert(
@@ -250,11 +281,11 @@ impl Worker {
             }
             let wait = match reader.next_due_at(&self.name) {
                 Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64),
-                _ => outbox::IDLE_POLL,
+                _ => self.poll,
             };
             tokio::select! {
                 () = changed => {}
-                () = tokio::time::sleep(wait.min(outbox::IDLE_POLL)) => {}
+                () = tokio::time::sleep(wait.min(self.poll)) => {}
             }
         }
     }
@@ -357,7 +388,7 @@ impl Worker {
                 }
                 Err(e) => {
                     failures += 1;
-                    let delay = backoff(failures, None).min(MAX_STORE_BACKOFF);
+                    let delay = self.backoff.delay(failures, None).min(MAX_STORE_BACKOFF);
                     {
                         let mut health = lock(&self.health);
                         if failures == 1 {
@@ -398,8 +429,8 @@ impl Worker {
                 Finish::Done { attempts: attempt }
             }
             Err(e) if e.is_retryable() => {
-                let delay = backoff(attempt, e.retry_after());
-                let paused = lock(&self.health).failed(round, e.retry_after());
+                let delay = self.backoff.delay(attempt, e.retry_after());
+                let paused = lock(&self.health).failed(&self.backoff, round, e.retry_after());
                 if let Some(pause) = paused {
                     warn!(destination = %self.name, pause_ms = pause.as_millis() as u64, "the destination failed; it is paused, then probed with one attempt at a time");
                 }
