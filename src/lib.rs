@@ -8,27 +8,35 @@
 //! can be retried.
 //!
 //! # Layout
+//! Listed from the ground floor up: a module imports only modules listed before it (and the
+//! integration test `imports` checks that the imports have no circle).
 //! - [`error`]: `ConfigError`, what every component's config check returns.
-//! - [`config`]: the one config loader (defaults < file < `ALERT_RELAY_` env) and its validation.
-//! - [`logs`]: `[log]` and the log output (text on a terminal, JSON lines otherwise).
 //! - [`secret`]: a string that never prints itself (webhook URLs, passwords, tokens).
 //! - [`tls`]: the one crypto provider (aws-lc-rs), passed to every TLS configuration; `[server.tls]`.
 //! - [`http`]: the HTTP client the relay sends with, and how much of an answer it reads.
-//! - [`server`]: the hyper HTTP server: ingest endpoint, health, metrics, JSON errors; which
-//!   connections hold a slot and for how long.
-//! - [`auth`]: Basic and Bearer credentials and the source allowlist for the ingest path.
+//! - [`memory`]: the budget that bounds what bodies and parsed events hold in memory at once.
+//! - [`metrics`]: Prometheus metrics served at `/metrics`.
+//! - [`logs`]: `[log]` and the log output (text on a terminal, JSON lines otherwise).
 //! - [`event`]: measures a ThousandEyes body against the limits, parses it and normalizes it into a
 //!   kind and a summary.
-//! - [`route`]: `[[routes]]` matching: which destinations receive an event.
-//! - [`outbox`]: holds accepted events and one delivery per destination until they are done.
-//! - [`worker`]: one loop per destination: claim, render, deliver, schedule the retry.
-//! - [`render`]: templates, per-output escaping, helpers, validation and the fallback.
-//! - [`deliver`]: the `Destination` trait and one file per destination kind.
-//! - [`memory`]: the budget that bounds what bodies and parsed events hold in memory at once.
-//! - [`metrics`]: Prometheus counters served at `/metrics`.
 //! - [`samples`]: the ThousandEyes sample events bundled for `check`.
-//! - [`relay`]: wires the stages together; the relay in force, swapped on reload.
+//! - [`route`]: `[[routes]]`: which destinations receive an event.
+//! - [`auth`]: who may post: Basic, Bearer and JWT credentials, the source allowlist.
+//! - [`outbox`]: the store: accepted events and one delivery per destination until each is done.
+//! - [`deliver`]: the destination kinds, one module each, with everything a kind is (its config,
+//!   sending, escaping, built-in templates, validation, fallback message, pace) behind the
+//!   `Destination` and `Facts` traits; the message, escaping and pacing they share.
+//! - [`render`]: templates: lookup, the Handlebars registries and helpers, the context; the kind
+//!   facts decide escaping, validation and fallback.
+//! - [`relay`]: the relay's state: everything one config describes, and the one in force.
+//! - [`server`]: the hyper HTTP server: ingest endpoint, health, metrics, JSON errors; which
+//!   connections hold a slot and for how long.
+//! - [`worker`]: one loop per destination: claim, render, deliver, record; the destination's
+//!   health (pause, probe, backoff); the pool of workers.
+//! - [`config`]: the one config loader (defaults < file < `ALERT_RELAY_` env), its validation, and
+//!   the relay a config describes.
 //! - [`reload`]: SIGHUP and file changes load the config and templates again.
+//! - [`app`]: start-up: runs the server, the workers, the reloader and the pruning.
 
 pub mod app;
 pub mod auth;

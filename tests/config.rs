@@ -5,6 +5,7 @@
 // figment::Jail closures return figment's own (large) error type.
 #![allow(clippy::result_large_err)]
 
+#[path = "it/common.rs"]
 mod common;
 
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Durability seen from outside: the real binary killed with SIGKILL or stopped with SIGTERM,
 //! dedup across restarts, dead deliveries and `retry`, pacing, and stores that cannot be used.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -66,7 +66,7 @@ fn crash_config(slack: &Peer, hook: &Peer, timeout: &str) -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_relay_delivers_every_accepted_event_exactly_once_after_restart() {
-    const EVENTS: usize = 500;
+    const EVENTS: usize = 300;
     let slack = Peer::start().await;
     let hook = Peer::start().await;
     slack.answer_by_default(Reply::Status(503, "unavailable"));
@@ -271,8 +271,9 @@ async fn duplicates_are_recognised_after_a_restart() {
 async fn a_dead_delivery_is_listed_and_delivered_after_retry() {
     let slack = Peer::start().await;
     slack.answer_by_default(Reply::Status(404, "no_team"));
+    // `retry` changes the store from another process: the relay looks every storage.poll.
     let config = format!(
-        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
+        "[storage]\npoll = \"100ms\"\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
         slack.url("/services/T/B/SECRET")
     );
     let relay = TestRelay::start(&config).await;
@@ -317,7 +318,7 @@ async fn slack_is_paced_while_a_webhook_gets_everything_at_once() {
     let slack = Peer::start().await;
     let hook = Peer::start().await;
     let config = format!(
-        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"1/s\"\nburst = 1\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"4/s\"\nburst = 1\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
         slack.url("/s"),
         hook.url("/h")
     );
@@ -350,16 +351,16 @@ async fn slack_is_paced_while_a_webhook_gets_everything_at_once() {
     let hook_span = *hook_times.last().unwrap() - hook_times[0];
     let slack_span = *slack_times.last().unwrap() - slack_times[0];
     assert!(
-        hook_span < Duration::from_secs(2),
+        hook_span < Duration::from_millis(1500),
         "the webhook waited: {hook_span:?}"
     );
     assert!(
-        slack_span >= Duration::from_millis(8500),
-        "10 messages at 1/s came within {slack_span:?}"
+        slack_span >= Duration::from_millis(2000),
+        "10 messages at 4/s came within {slack_span:?}"
     );
     for pair in slack_times.windows(2) {
         assert!(
-            pair[1] - pair[0] >= Duration::from_millis(900),
+            pair[1] - pair[0] >= Duration::from_millis(220),
             "two Slack messages {:?} apart",
             pair[1] - pair[0]
         );

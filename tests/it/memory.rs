@@ -2,7 +2,7 @@
 //! posting 900 KB events at once, and a stored event too large to render. Peak resident memory is
 //! read from `/proc/<pid>/status` of the real binary (`VmHWM`).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! destination, whose URL carries a password, fails at AUTH; SMTP 4xx and 5xx answers themselves
 //! are classified in `classify.rs`.)
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! Template lookup and fallback, seen from outside: user templates per event kind and per
 //! destination, and broken templates that still deliver a message while `check` names them.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

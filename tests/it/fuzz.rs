@@ -2,7 +2,7 @@
 //! strings, invalid UTF-8 and arbitrary JSON. The relay must never answer 5xx, never panic, and
 //! must serve (and deliver) a valid event right after. Bounded: a fixed number of cases.
 
-mod common;
+use crate::common;
 
 use common::{Peer, TestRelay, sample, sample_names};
 use proptest::prelude::*;

@@ -1,17 +1,28 @@
 //! Retries seen from a real peer: what is retried, how soon, and what is not.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use common::{Peer, Reply, TestRelay, sample};
 
-async fn relay_for(peer: &Peer, timeout: &str) -> TestRelay {
+/// The shortest wait before a retry in these tests (`delivery.backoff_min`): short, so that the
+/// tests do not wait for the default second, and long enough to tell from no wait at all.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+
+/// A relay sending to Slack on `peer`, with `timeout` per attempt and [`BACKOFF_MIN`], and more
+/// TOML for the Slack destination in `slack`.
+async fn relay_with(peer: &Peer, timeout: &str, slack: &str) -> TestRelay {
     TestRelay::start(&format!(
-        "[delivery]\ntimeout = \"{timeout}\"\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
+        "[delivery]\ntimeout = \"{timeout}\"\nbackoff_min = \"{}ms\"\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n{slack}",
+        BACKOFF_MIN.as_millis(),
         peer.url("/s")
     ))
     .await
+}
+
+async fn relay_for(peer: &Peer, timeout: &str) -> TestRelay {
+    relay_with(peer, timeout, "").await
 }
 
 /// The value of one delivery counter in `/metrics`, 0 when absent.
@@ -67,8 +78,8 @@ async fn a_5xx_is_retried_with_backoff_and_delivered_once() {
     assert_eq!(first.body, second.body);
     let gap = second.at - first.at;
     assert!(
-        gap >= Duration::from_millis(500),
-        "retried after {gap:?}; the first backoff is 0.5-1 s"
+        gap >= BACKOFF_MIN / 2,
+        "retried after {gap:?}; the first backoff is half to all of backoff_min"
     );
     wait_for_attempts(&relay, "delivered", 1).await;
     next_request_is_a_new_event(&relay, &peer).await;
@@ -85,15 +96,15 @@ async fn a_5xx_is_retried_with_backoff_and_delivered_once() {
 #[tokio::test]
 async fn a_429_waits_for_retry_after() {
     let peer = Peer::start().await;
-    peer.reply([Reply::RetryAfter(429, "2")]);
+    peer.reply([Reply::RetryAfter(429, "1")]);
     let relay = relay_for(&peer, "5s").await;
     relay.post(&sample("alert_trigger.json")).await;
     let first = peer.next().await;
     let second = peer.next().await;
     let gap = second.at - first.at;
     assert!(
-        gap >= Duration::from_secs(2),
-        "retried after {gap:?}, before Retry-After: 2"
+        gap >= Duration::from_secs(1),
+        "retried after {gap:?}, before Retry-After: 1"
     );
     relay.stop().await;
 }
@@ -128,23 +139,19 @@ async fn a_hung_peer_times_out_and_is_retried() {
 #[tokio::test]
 async fn retry_after_pauses_the_whole_destination() {
     let peer = Peer::start().await;
-    peer.reply([Reply::RetryAfter(429, "2")]);
-    let relay = TestRelay::start(&format!(
-        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"unlimited\"\n",
-        peer.url("/s")
-    ))
-    .await;
+    peer.reply([Reply::RetryAfter(429, "1")]);
+    let relay = relay_with(&peer, "10s", "rate_limit = \"unlimited\"\n").await;
     relay.post(&sample("alert_trigger.json")).await;
     let limited = peer.next().await;
     wait_for_attempts(&relay, "retry", 1).await;
-    // Slack said "wait 2 s" for this webhook: other events wait too, not only the first.
+    // Slack said "wait 1 s" for this webhook: other events wait too, not only the first.
     relay.post(&sample("alert_clear.json")).await;
     relay.post(&sample("webhook_test.json")).await;
     for _ in 0..3 {
         let request = peer.next().await;
         let gap = request.at - limited.at;
         assert!(
-            gap >= Duration::from_millis(1900),
+            gap >= Duration::from_millis(950),
             "sent {gap:?} after the 429"
         );
     }
@@ -170,11 +177,7 @@ async fn retry_after_zero_or_in_the_past_still_backs_off() {
     for retry_after in ["0", "Wed, 21 Oct 2015 07:28:00 GMT"] {
         let peer = Peer::start().await;
         peer.answer_by_default(Reply::RetryAfter(429, retry_after));
-        let relay = TestRelay::start(&format!(
-            "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"unlimited\"\n",
-            peer.url("/s")
-        ))
-        .await;
+        let relay = relay_with(&peer, "10s", "rate_limit = \"unlimited\"\n").await;
         for i in 0..5 {
             let body = format!(
                 r#"{{"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": "ra-{i}", "alert": {{"ruleName": "R"}}}}"#
@@ -182,11 +185,12 @@ async fn retry_after_zero_or_in_the_past_still_backs_off() {
             assert_eq!(relay.post(&body).await.0, 200);
         }
         // Five events, each answered "retry after 0 s": at most the five first attempts, then
-        // one attempt a second at most (the floor), never a storm.
-        let count = requests_within(&peer, Duration::from_millis(2500)).await;
+        // one attempt per backoff_min at most (the floor), never a storm.
+        let count = requests_within(&peer, BACKOFF_MIN * 5).await;
         assert!(
-            count <= 9,
-            "Retry-After: {retry_after}: {count} requests in 2.5 s"
+            count <= 5 + 5,
+            "Retry-After: {retry_after}: {count} requests in {:?}",
+            BACKOFF_MIN * 5
         );
         relay.stop().await;
     }
@@ -198,7 +202,8 @@ async fn a_failing_destination_is_probed_not_hammered_and_catches_up_after() {
     let peer = Peer::start().await;
     peer.answer_by_default(Reply::Status(503, "down"));
     let relay = TestRelay::start(&format!(
-        "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        "[delivery]\nbackoff_min = \"{}ms\"\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        BACKOFF_MIN.as_millis(),
         peer.url("/h")
     ))
     .await;
@@ -210,9 +215,11 @@ async fn a_failing_destination_is_probed_not_hammered_and_catches_up_after() {
     }
     // A backlog of 100 for a destination that fails: the attempts in flight when the first
     // failure came (at most delivery.concurrency = 8), then one probe at a time, further apart
-    // each time; not 100 deliveries each retrying on its own.
-    let count = requests_within(&peer, Duration::from_secs(3)).await;
-    assert!(count <= 8 + 3, "{count} requests in 3 s");
+    // each time (backoff_min, then twice, then four times as long, each with jitter); not 100
+    // deliveries each retrying on its own.
+    let window = BACKOFF_MIN * 7;
+    let count = requests_within(&peer, window).await;
+    assert!(count <= 8 + 3, "{count} requests in {window:?}");
     // Once the destination answers again, the probe succeeds and the backlog flows.
     peer.answer_by_default(Reply::Status(200, "ok"));
     let mut delivered = std::collections::HashSet::new();

@@ -1,7 +1,7 @@
 //! End to end: ThousandEyes samples posted to the running relay reach a real peer of every
 //! destination kind, in the format that destination accepts.
 
-mod common;
+use crate::common;
 
 use common::{Peer, SmtpServer, TestRelay, sample, sample_names, strings};
 use mail_parser::{MessageParser, MimeHeaders};

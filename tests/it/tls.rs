@@ -1,6 +1,6 @@
 //! `[server.tls]`: the relay serves HTTPS with a certificate made here, and nothing in clear.
 
-mod common;
+use crate::common;
 
 use common::{TestRelay, sample};
 

@@ -1,7 +1,7 @@
 //! `/metrics` after a known mix of accepted, duplicate, rejected, delivered, failed, waiting and
 //! fallback events: every counter at its expected value.
 
-mod common;
+use crate::common;
 
 use common::{Peer, Reply, TestRelay, sample};
 

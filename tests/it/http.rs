@@ -1,7 +1,7 @@
 //! The HTTP contract: what each kind of bad request gets, that the server keeps serving, health,
 //! dedup, and who may post.
 
-mod common;
+use crate::common;
 
 use common::{Peer, TestRelay, sample};
 use serde_json::Value;

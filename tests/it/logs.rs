@@ -1,7 +1,7 @@
 //! Logs: JSON lines for collectors, one per accepted event and per delivery outcome, carrying the
 //! event id, destination, attempt and latency.
 
-mod common;
+use crate::common;
 
 use common::{ChildRelay, Peer, Reply, eventually, sample};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! delivery, a broken edit keeps the old one (and the failure shows in `/metrics`), SIGHUP reloads
 //! what no watcher sees (a rotated secret file), and an attempt in flight is not disturbed.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

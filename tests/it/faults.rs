@@ -2,7 +2,7 @@
 //! root (to mount a small tmpfs, or to make files immutable), so `cargo test` lists them as
 //! ignored with that reason; `.ci/run` runs them.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

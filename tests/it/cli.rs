@@ -1,7 +1,7 @@
 //! The template authoring loop from the command line: `render --context`, `render --all` and
 //! `check`, on the shipped templates; `deliveries` on hostile event ids.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Every answer a peer can give, against every destination kind: delivered, retried later, or
 //! refused for good. One table, so that a kind cannot drift from the others.
 
-mod common;
+use crate::common;
 
 use alert_relay::config::Config;
 use alert_relay::deliver::{DeliveryError, Destination};

@@ -1,0 +1,25 @@
+//! The integration tests, in one binary: each module drives the relay from outside (real HTTP in,
+//! recorded requests, real SMTP and a real store out). The figment `Jail` tests of the config
+//! loader change the process's environment and run apart, in `tests/config.rs`.
+
+mod common;
+
+mod classify;
+mod cli;
+mod connections;
+mod durable;
+mod faults;
+mod fuzz;
+mod http;
+mod imports;
+mod jwt;
+mod logs;
+mod memory;
+mod metrics;
+mod relay;
+mod reload;
+mod retry;
+mod routing;
+mod secrets;
+mod templates;
+mod tls;
