@@ -1,11 +1,13 @@
 //! Ingest benchmark: 32 keep-alive connections post the ThousandEyes trigger sample (a fresh
 //! `eventId` each time) for a fixed time against
 //!   (a) the release `alert-relay` binary with durable accept, delivering to a loopback webhook
-//!       sink with pacing off, and
-//!   (b) a bare hyper server from this file that only reads the body and answers 200,
+//!       sink with pacing off; routing the events nowhere (accept only); delivering each to 16
+//!       webhooks, and
+//!   (b) a bare hyper server from this file that reads the body and parses it as JSON,
 //! each in its own process, one after the other in the same run. Reports accepted events/s for
-//! both and their ratio, p50 and p99 accept latency, end-to-end deliveries/s and the relay's peak
-//! RSS.
+//! each and its ratio to the bare server, p50 and p99 accept latency, end-to-end deliveries/s and
+//! the relay's peak RSS. Then `GET /metrics` on a store with no history and with 1,000,000
+//! finished deliveries.
 //!
 //! Then the memory run: 32 connections each post large events (3,000 agents, 900 KB) to the relay
 //! delivering to Slack, Teams and a webhook (all the sink), then one event of 100,000 empty agents;
@@ -55,7 +57,8 @@ fn main() {
     runtime.block_on(run(Duration::from_secs(seconds)));
 }
 
-/// Reads each request's body and answers 200: the ceiling for any HTTP ingest on this machine.
+/// Reads each request's body, parses it as JSON and answers 200 (400 when it is not JSON): the
+/// ceiling for any HTTP ingest of JSON on this machine.
 async fn bare_server(addr: SocketAddr) {
     let listener = TcpListener::bind(addr).await.expect("bind bare server");
     loop {
@@ -64,10 +67,18 @@ async fn bare_server(addr: SocketAddr) {
         };
         tokio::spawn(async move {
             let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
-                let _ = request.into_body().collect().await;
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-                    b"{\"status\":\"accepted\"}",
-                ))))
+                let body = request
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let mut response =
+                    Response::new(Full::new(Bytes::from_static(b"{\"status\":\"accepted\"}")));
+                if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+                    *response.status_mut() = hyper::StatusCode::BAD_REQUEST;
+                }
+                Ok::<_, Infallible>(response)
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -263,25 +274,54 @@ struct Relay {
 /// This build's relay binary.
 const RELAY: &str = env!("CARGO_BIN_EXE_alert-relay");
 
-/// Starts the relay binary at `binary` on `destinations` (TOML).
-async fn start_relay_binary(binary: &str, destinations: &str) -> Relay {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Starts the relay binary at `binary` on the config in `dir`, on a new address.
+async fn start_relay_in(binary: &str, dir: &std::path::Path) -> (Stopped, SocketAddr) {
     let addr = free_addr();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        format!("[server]\nlisten = \"{addr}\"\n{destinations}"),
-    )
-    .expect("write config");
     let process = Stopped(
         Command::new(binary)
             .arg("--config")
-            .arg(dir.path().join("config.toml"))
+            .arg(dir.join("config.toml"))
+            .env("ALERT_RELAY_SERVER__LISTEN", addr.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start alert-relay"),
     );
+    wait_until_ready(addr).await;
+    (process, addr)
+}
+
+/// Waits until the relay at `addr` answers `GET /readyz` with 200 (its store is open).
+async fn wait_until_ready(addr: SocketAddr) {
     wait_until_listening(addr).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = async {
+            let stream = TcpStream::connect(addr).await.ok()?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .ok()?;
+            tokio::spawn(conn);
+            let request = Request::get("/readyz")
+                .header("host", "bench")
+                .body(Full::new(Bytes::new()))
+                .ok()?;
+            let response = sender.send_request(request).await.ok()?;
+            Some(response.status() == 200)
+        };
+        if ready.await == Some(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{addr} never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts the relay binary at `binary` on `destinations` (TOML), in a directory of its own.
+async fn start_relay_binary(binary: &str, destinations: &str) -> Relay {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("config.toml"), destinations).expect("write config");
+    let (process, addr) = start_relay_in(binary, dir.path()).await;
     Relay {
         process,
         addr,
@@ -314,14 +354,15 @@ async fn wait_for_sink(sink: &Sink, before: u64, count: u64) -> u64 {
     sink.received.load(Ordering::SeqCst) - before
 }
 
-/// Starts the relay binary on `destinations` (TOML), loads it for `duration`, and, when `delivers`,
-/// waits until the sink has every accepted event. Returns the load, the relay's peak RSS, and the
-/// deliveries with the time from the first post to the last delivery.
+/// Starts the relay binary on `destinations` (TOML), loads it for `duration`, and waits until the
+/// sink has `per_event` deliveries of every accepted event (none to wait for when 0). Returns the
+/// load, the relay's peak RSS, and the deliveries with the time from the first post to the last
+/// delivery.
 async fn measure_relay(
     binary: &str,
     duration: Duration,
     destinations: &str,
-    delivers: bool,
+    per_event: u64,
     sink: &Sink,
     run: &str,
 ) -> (Load, f64, u64, f64) {
@@ -331,13 +372,63 @@ async fn measure_relay(
     let load = load(relay.addr, duration, run).await;
     let mut delivered = 0;
     let mut seconds = 0.0;
-    if delivers {
-        delivered = wait_for_sink(sink, before, load.accepted).await;
+    if per_event > 0 {
+        delivered = wait_for_sink(sink, before, load.accepted * per_event).await;
         seconds =
             sink.last_at_micros.load(Ordering::SeqCst) as f64 / 1e6 - first_post.as_secs_f64();
     }
     let rss = peak_rss_mb(&relay.process.0);
     (load, rss, delivered, seconds)
+}
+
+/// How long `GET /metrics` takes with `rows` finished deliveries in the store: the median and the
+/// slowest of 20 scrapes.
+async fn metrics_scrape(rows: u64, sink: &Sink) -> (Duration, Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n",
+            sink.addr
+        ),
+    )
+    .expect("write config");
+    // A first start creates the store; then a week of history goes in.
+    drop(start_relay_in(RELAY, dir.path()).await);
+    let store = rusqlite::Connection::open(dir.path().join("data/alert-relay.db")).expect("store");
+    store
+        .execute_batch(&format!(
+            "BEGIN;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+             INSERT INTO events (event_id, received_at, body)
+                 SELECT '\"history-' || i || '\"', CAST(strftime('%s', 'now') AS INTEGER) * 1000, '{{}}'
+                 FROM n;
+             INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at, updated_at)
+                 SELECT id, 'sink', 'done', 1, 0, received_at FROM events;
+             COMMIT;"
+        ))
+        .expect("fill the store");
+    drop(store);
+    let (_relay, addr) = start_relay_in(RELAY, dir.path()).await;
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let request = Request::get("/metrics")
+            .header("host", "bench")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let started = Instant::now();
+        sender.ready().await.expect("ready");
+        let response = sender.send_request(request).await.expect("metrics");
+        let _ = response.into_body().collect().await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    (times[times.len() / 2], times[times.len() - 1])
 }
 
 /// An alert with `agents` agents as ThousandEyes sends them (3,000 make 900 KB), or with that many
@@ -419,16 +510,26 @@ async fn run(duration: Duration) {
     // An earlier build of the relay, for a comparison in the same run.
     let baseline_bin = std::env::var("BENCH_BASELINE_BIN").ok();
     let (relay_load, rss, delivered, e2e_seconds) =
-        measure_relay(RELAY, duration, &webhook, true, &sink, "relay").await;
+        measure_relay(RELAY, duration, &webhook, 1, &sink, "relay").await;
     // A relay needs a destination; routed only test events, it delivers none of the triggers.
     let nowhere =
         format!("{webhook}[[routes]]\nmatch = {{ kind = [\"test\"] }}\nto = [\"sink\"]\n");
     let (accept_only, accept_only_rss, _, _) =
-        measure_relay(RELAY, duration, &nowhere, false, &sink, "accept-only").await;
+        measure_relay(RELAY, duration, &nowhere, 0, &sink, "accept-only").await;
+    let sixteen: String = (0..16)
+        .map(|i| {
+            format!(
+                "[destinations.sink{i}]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nrate_limit = \"unlimited\"\n",
+                sink.addr
+            )
+        })
+        .collect();
+    let (sixteen_load, sixteen_rss, sixteen_delivered, sixteen_seconds) =
+        measure_relay(RELAY, duration, &sixteen, 16, &sink, "sixteen").await;
     let mut baseline_delivering = None;
     if let Some(binary) = &baseline_bin {
         baseline_delivering =
-            Some(measure_relay(binary, duration, &webhook, true, &sink, "baseline").await);
+            Some(measure_relay(binary, duration, &webhook, 1, &sink, "baseline").await);
     }
 
     let (bare, bare_addr) = start_bare().await;
@@ -480,12 +581,17 @@ async fn run(duration: Duration) {
             rss,
         ),
         (
+            "alert-relay, durable accept, delivering to 16 webhooks".to_owned(),
+            &sixteen_load,
+            sixteen_rss,
+        ),
+        (
             "alert-relay, durable accept, routed nowhere".to_owned(),
             &accept_only,
             accept_only_rss,
         ),
         (
-            "bare hyper (reads the body, answers 200)".to_owned(),
+            "bare hyper (reads and parses the body, answers 200)".to_owned(),
             &bare_load,
             bare_rss,
         ),
@@ -514,6 +620,11 @@ async fn run(duration: Duration) {
         relay_load.accepted,
         delivered as f64 / e2e_seconds
     );
+    println!(
+        "end to end, 16 webhooks: {sixteen_delivered} of {} deliveries in {sixteen_seconds:.2} s = {:.0} deliveries/s",
+        sixteen_load.accepted * 16,
+        sixteen_delivered as f64 / sixteen_seconds
+    );
     if let Some((load, _, delivered, seconds)) = &baseline_delivering {
         println!(
             "end to end, BENCH_BASELINE_BIN: {delivered} of {} accepted events in {seconds:.2} s = {:.0} deliveries/s",
@@ -535,7 +646,7 @@ async fn run(duration: Duration) {
             &large_relay,
         ),
         (
-            "bare hyper (reads the body, answers 200)".to_owned(),
+            "bare hyper (reads and parses the body, answers 200)".to_owned(),
             &large_bare,
         ),
     ];
@@ -564,5 +675,14 @@ async fn run(duration: Duration) {
         if let Some(status) = run.and_then(|run| run.huge) {
             println!("{name}: then one event of 100,000 empty agents: HTTP {status}");
         }
+    }
+    println!();
+    for rows in [0, 1_000_000] {
+        let (median, slowest) = metrics_scrape(rows, &sink).await;
+        println!(
+            "GET /metrics with {rows} finished deliveries in the store: median {:.2} ms, slowest {:.2} ms",
+            median.as_secs_f64() * 1e3,
+            slowest.as_secs_f64() * 1e3
+        );
     }
 }
