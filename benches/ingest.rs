@@ -16,7 +16,8 @@
 //!
 //! Run: `cargo bench --bench ingest` (`BENCH_SECONDS=N` to change the 10 s per server,
 //! `BENCH_LARGE_POSTS=N` the large events per connection, 3 by default; `BENCH_BASELINE_BIN=PATH`
-//! runs the memory run against an earlier build too).
+//! runs the delivering and the memory runs against an earlier build too; `BENCH_PARTS` picks
+//! among `throughput,memory,metrics`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -187,11 +188,9 @@ async fn load_with(
     for connection in 0..CONNECTIONS {
         let body = body.clone();
         tasks.spawn(async move {
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("handshake");
-            tokio::spawn(conn);
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let mut answer = Vec::with_capacity(1024);
             let (mut accepted, mut other, mut latencies) = (0u64, 0u64, Vec::new());
             let mut n = 0u64;
             while match until {
@@ -200,16 +199,8 @@ async fn load_with(
             } {
                 n += 1;
                 let body = body(connection, n);
-                let request = Request::post("/")
-                    .header("host", "bench")
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body)))
-                    .expect("request");
                 let sent = Instant::now();
-                sender.ready().await.expect("connection ready");
-                let response = sender.send_request(request).await.expect("response");
-                let status = response.status();
-                let _ = response.into_body().collect().await;
+                let status = post(&mut stream, &body, &mut answer).await;
                 latencies.push(sent.elapsed().as_micros() as u64);
                 if status == 200 {
                     accepted += 1
@@ -235,6 +226,47 @@ async fn load_with(
     total.elapsed = started.elapsed();
     total.latencies_micros.sort_unstable();
     total
+}
+
+/// POSTs `body` as JSON on a kept-alive connection, written and read by hand (a status line,
+/// headers, a `Content-Length` body) so that the load generator spends as little of the two cores
+/// as it can; returns the status.
+async fn post(stream: &mut TcpStream, body: &str, answer: &mut Vec<u8>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "POST / HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    answer.clear();
+    loop {
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&answer[..end]).expect("head");
+            let status = head
+                .get(9..12)
+                .and_then(|s| s.parse().ok())
+                .expect("status");
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            while answer.len() < end + 4 + length {
+                let mut chunk = [0u8; 4096];
+                let read = stream.read(&mut chunk).await.expect("read");
+                assert!(read > 0, "closed mid-answer");
+                answer.extend_from_slice(&chunk[..read]);
+            }
+            return status;
+        }
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await.expect("read");
+        assert!(read > 0, "closed before answering");
+        answer.extend_from_slice(&chunk[..read]);
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -503,19 +535,47 @@ async fn large_run(addr: SocketAddr, posts: u64, relay: Option<&Sink>) -> LargeR
 
 async fn run(duration: Duration) {
     let sink = sink().await;
+    // An earlier build of the relay, for a comparison in the same run.
+    let baseline = std::env::var("BENCH_BASELINE_BIN").ok();
+    let parts = std::env::var("BENCH_PARTS").unwrap_or_else(|_| "throughput,memory,metrics".into());
+    println!(
+        "ingest benchmark: {CONNECTIONS} connections, {} s per server, {} cores",
+        duration.as_secs(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if parts.contains("throughput") {
+        throughput(duration, &sink, baseline.as_deref()).await;
+    }
+    if parts.contains("memory") {
+        memory(&sink, baseline.as_deref()).await;
+    }
+    if parts.contains("metrics") {
+        println!();
+        for rows in [0, 1_000_000] {
+            let (median, slowest) = metrics_scrape(rows, &sink).await;
+            println!(
+                "GET /metrics with {rows} finished deliveries in the store: median {:.2} ms, slowest {:.2} ms",
+                median.as_secs_f64() * 1e3,
+                slowest.as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+/// Accepted events/s, latency and peak RSS of the relay (delivering to one webhook, to 16, and
+/// accepting only) and of the bare server; end-to-end deliveries/s.
+async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
     let webhook = format!(
         "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nrate_limit = \"unlimited\"\n",
         sink.addr
     );
-    // An earlier build of the relay, for a comparison in the same run.
-    let baseline_bin = std::env::var("BENCH_BASELINE_BIN").ok();
     let (relay_load, rss, delivered, e2e_seconds) =
-        measure_relay(RELAY, duration, &webhook, 1, &sink, "relay").await;
+        measure_relay(RELAY, duration, &webhook, 1, sink, "relay").await;
     // A relay needs a destination; routed only test events, it delivers none of the triggers.
     let nowhere =
         format!("{webhook}[[routes]]\nmatch = {{ kind = [\"test\"] }}\nto = [\"sink\"]\n");
     let (accept_only, accept_only_rss, _, _) =
-        measure_relay(RELAY, duration, &nowhere, 0, &sink, "accept-only").await;
+        measure_relay(RELAY, duration, &nowhere, 0, sink, "accept-only").await;
     let sixteen: String = (0..16)
         .map(|i| {
             format!(
@@ -525,52 +585,18 @@ async fn run(duration: Duration) {
         })
         .collect();
     let (sixteen_load, sixteen_rss, sixteen_delivered, sixteen_seconds) =
-        measure_relay(RELAY, duration, &sixteen, 16, &sink, "sixteen").await;
+        measure_relay(RELAY, duration, &sixteen, 16, sink, "sixteen").await;
     let mut baseline_delivering = None;
-    if let Some(binary) = &baseline_bin {
+    if let Some(binary) = baseline {
         baseline_delivering =
-            Some(measure_relay(binary, duration, &webhook, 1, &sink, "baseline").await);
+            Some(measure_relay(binary, duration, &webhook, 1, sink, "baseline").await);
     }
-
     let (bare, bare_addr) = start_bare().await;
     let bare_load = load(bare_addr, duration, "bare").await;
     let bare_rss = peak_rss_mb(&bare.0);
     drop(bare);
 
-    let posts: u64 = std::env::var("BENCH_LARGE_POSTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let three_kinds = format!(
-        "[destinations.slack]\nkind = \"slack\"\nurl = \"http://{0}/s\"\nrate_limit = \"unlimited\"\n\
-         [destinations.teams]\nkind = \"teams\"\nurl = \"http://{0}/t\"\nrate_limit = \"unlimited\"\n\
-         [destinations.hook]\nkind = \"webhook\"\nurl = \"http://{0}/h\"\n",
-        sink.addr
-    );
-    let relay = start_relay_binary(RELAY, &three_kinds).await;
-    let mut large_relay = large_run(relay.addr, posts, Some(&sink)).await;
-    large_relay.peak_mb = peak_rss_mb(&relay.process.0);
-    drop(relay);
-    let (bare, bare_addr) = start_bare().await;
-    let mut large_bare = large_run(bare_addr, posts, None).await;
-    large_bare.peak_mb = peak_rss_mb(&bare.0);
-    drop(bare);
-    let baseline = match &baseline_bin {
-        Some(binary) => {
-            let relay = start_relay_binary(binary, &three_kinds).await;
-            let mut run = large_run(relay.addr, posts, Some(&sink)).await;
-            run.peak_mb = peak_rss_mb(&relay.process.0);
-            Some((binary, run))
-        }
-        None => None,
-    };
-
     let rate = |l: &Load| l.accepted as f64 / l.elapsed.as_secs_f64();
-    println!(
-        "ingest benchmark: {CONNECTIONS} connections, {} s per server, {} cores",
-        duration.as_secs(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
     println!();
     println!("| server | accepted/s | ratio to bare | p50 ms | p99 ms | non-200 | peak RSS MB |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
@@ -596,7 +622,7 @@ async fn run(duration: Duration) {
             bare_rss,
         ),
     ];
-    if let (Some(binary), Some((load, rss, _, _))) = (&baseline_bin, &baseline_delivering) {
+    if let (Some(binary), Some((load, rss, _, _))) = (baseline, &baseline_delivering) {
         rows.push((
             format!("BENCH_BASELINE_BIN ({binary}), delivering to a webhook"),
             load,
@@ -632,6 +658,38 @@ async fn run(duration: Duration) {
             *delivered as f64 / seconds
         );
     }
+}
+
+/// 32 connections posting large events to the relay and to the bare server: what was answered,
+/// how long it took, and the peak RSS; then the event of 100,000 empty agents.
+async fn memory(sink: &Sink, baseline: Option<&str>) {
+    let posts: u64 = std::env::var("BENCH_LARGE_POSTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let three_kinds = format!(
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"http://{0}/s\"\nrate_limit = \"unlimited\"\n\
+         [destinations.teams]\nkind = \"teams\"\nurl = \"http://{0}/t\"\nrate_limit = \"unlimited\"\n\
+         [destinations.hook]\nkind = \"webhook\"\nurl = \"http://{0}/h\"\n",
+        sink.addr
+    );
+    let relay = start_relay_binary(RELAY, &three_kinds).await;
+    let mut large_relay = large_run(relay.addr, posts, Some(sink)).await;
+    large_relay.peak_mb = peak_rss_mb(&relay.process.0);
+    drop(relay);
+    let (bare, bare_addr) = start_bare().await;
+    let mut large_bare = large_run(bare_addr, posts, None).await;
+    large_bare.peak_mb = peak_rss_mb(&bare.0);
+    drop(bare);
+    let baseline = match baseline {
+        Some(binary) => {
+            let relay = start_relay_binary(binary, &three_kinds).await;
+            let mut run = large_run(relay.addr, posts, Some(sink)).await;
+            run.peak_mb = peak_rss_mb(&relay.process.0);
+            Some((binary, run))
+        }
+        None => None,
+    };
     println!();
     println!(
         "memory: {CONNECTIONS} connections x {posts} events of 3,000 agents ({} bytes each)",
@@ -675,14 +733,5 @@ async fn run(duration: Duration) {
         if let Some(status) = run.and_then(|run| run.huge) {
             println!("{name}: then one event of 100,000 empty agents: HTTP {status}");
         }
-    }
-    println!();
-    for rows in [0, 1_000_000] {
-        let (median, slowest) = metrics_scrape(rows, &sink).await;
-        println!(
-            "GET /metrics with {rows} finished deliveries in the store: median {:.2} ms, slowest {:.2} ms",
-            median.as_secs_f64() * 1e3,
-            slowest.as_secs_f64() * 1e3
-        );
     }
 }

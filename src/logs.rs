@@ -50,8 +50,10 @@ impl LogConfig {
 
 /// Logs go to standard error: standard output belongs to the console destination and to the
 /// commands' own output. Text on a terminal, JSON lines otherwise (or as `[log] format` says);
-/// `RUST_LOG` overrides `[log] level`.
-pub fn init(log: &LogConfig) {
+/// `RUST_LOG` overrides `[log] level`. Lines are written by a thread of their own, several at a
+/// time, so that a request never waits for standard error; none is dropped (a full queue makes
+/// the logging wait instead). Keep the guard until the end: dropping it writes what is left.
+pub fn init(log: &LogConfig) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let json = match log.format {
@@ -59,9 +61,13 @@ pub fn init(log: &LogConfig) {
         LogFormat::Text => false,
         LogFormat::Auto => !terminal,
     };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("logs")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         builder
             .json()
@@ -71,4 +77,5 @@ pub fn init(log: &LogConfig) {
     } else {
         builder.with_ansi(terminal).init();
     }
+    guard
 }

@@ -113,7 +113,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config),
         command => {
-            alert_relay::logs::init(&LogConfig {
+            let _logs = alert_relay::logs::init(&LogConfig {
                 level: "warn".into(),
                 format: LogFormat::Text,
             });
@@ -148,7 +148,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn serve(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    alert_relay::logs::init(&config.log);
+    // Held until the server has stopped: dropping it writes the last lines.
+    let _logs = alert_relay::logs::init(&config.log);
     alert_relay::server::raise_open_files_limit();
     runtime()?.block_on(async {
         let listener = alert_relay::server::bind(config.server.listen)
