@@ -115,8 +115,13 @@ pub async fn run(
 async fn prune(outbox: Arc<Outbox>, retention: Duration, mut stop: watch::Receiver<bool>) {
     loop {
         let before = crate::outbox::now_ms() - retention.as_millis() as i64;
-        if let Err(e) = outbox.prune(before).await {
-            error!(error = %e, "cannot prune the store");
+        match outbox.prune(before).await {
+            Ok(0) => {}
+            Ok(rows) => info!(
+                rows,
+                "pruned the store of what is older than storage.retention"
+            ),
+            Err(e) => error!(error = %e, "cannot prune the store"),
         }
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,

@@ -18,7 +18,7 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -175,7 +175,7 @@ pub struct Outbox {
     writes: mpsc::Sender<Write>,
     wakers: Arc<Wakers>,
     /// For `/metrics`: pending and dead counts, read at scrape time.
-    stats: std::sync::Mutex<Connection>,
+    stats: Arc<Mutex<Connection>>,
 }
 
 /// An event's id for people from its dedup key: the text of a string `eventId`, a number as it is
@@ -227,7 +227,7 @@ impl Outbox {
             path: path.to_owned(),
             writes,
             wakers,
-            stats: std::sync::Mutex::new(connect(path, false)?),
+            stats: Arc::new(Mutex::new(connect(path, false)?)),
         })
     }
 
@@ -303,34 +303,53 @@ impl Outbox {
         self.write(|reply| Write::Close { reply }).await
     }
 
-    /// Forgets deliveries done or dead before `before` (unix ms), and events with none left.
-    pub async fn prune(&self, before: i64) -> Result<(), StoreError> {
-        self.write(|reply| Write::Prune { before, reply }).await
+    /// Forgets deliveries done or dead before `before` (unix ms), and events with none left; how
+    /// many went (deliveries, or events where there were more of those). Works in small transactions, each queued behind the writes waiting, so
+    /// that accepting never stalls behind a long prune.
+    pub async fn prune(&self, before: i64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let rows = self.write(|reply| Write::Prune { before, reply }).await?;
+            total += rows;
+            if rows < writer::PRUNE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
-    /// `(destination, pending, dead)` for each of `destinations`.
-    pub fn backlog(&self, destinations: &[String]) -> Result<Vec<(String, i64, i64)>, StoreError> {
-        let conn = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        let mut statement = conn.prepare_cached(
-            "SELECT destination, SUM(state = 'pending'), SUM(state = 'dead') FROM deliveries
-             WHERE state != 'done' GROUP BY destination",
-        )?;
-        let mut counts: std::collections::HashMap<String, (i64, i64)> = statement
-            .query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))?
-            .collect::<Result<_, _>>()?;
-        Ok(destinations
-            .iter()
-            .map(|name| {
-                let (pending, dead) = counts.remove(name).unwrap_or_default();
-                (name.clone(), pending, dead)
-            })
-            .collect())
+    /// `(destination, pending, dead)` for each of `destinations`. Each count walks only its own
+    /// range of the `deliveries_due` index, so the time does not grow with the deliveries done.
+    pub async fn backlog(
+        &self,
+        destinations: Vec<String>,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        off_runtime(&self.stats, move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT state, COUNT(*) FROM deliveries
+                 WHERE destination = ?1 AND state IN ('pending', 'dead') GROUP BY state",
+            )?;
+            let mut counts = Vec::with_capacity(destinations.len());
+            for name in destinations {
+                let (mut pending, mut dead) = (0, 0);
+                let mut rows = statement.query(params![name])?;
+                while let Some(row) = rows.next()? {
+                    match row.get::<_, DeliveryState>(0)? {
+                        DeliveryState::Pending => pending = row.get(1)?,
+                        DeliveryState::Dead => dead = row.get(1)?,
+                        DeliveryState::Done => {}
+                    }
+                }
+                counts.push((name, pending, dead));
+            }
+            Ok(counts)
+        })
+        .await
     }
 
     /// A read connection for one worker.
     pub fn reader(&self) -> Result<Reader, StoreError> {
         Ok(Reader {
-            conn: std::sync::Mutex::new(connect(&self.path, false)?),
+            conn: Arc::new(Mutex::new(connect(&self.path, false)?)),
         })
     }
 
@@ -341,51 +360,68 @@ impl Outbox {
     }
 }
 
-/// A worker's read connection. The mutex is only ever taken by its own worker; it makes the
-/// reader shareable across the worker's awaits.
+/// Runs `query` on `conn` on a thread of the blocking pool: SQLite calls block, and the runtime's
+/// threads serve requests.
+async fn off_runtime<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || query(&conn.lock().unwrap_or_else(|e| e.into_inner())))
+        .await
+        .map_err(|_| StoreError::Closed)?
+}
+
+/// A worker's read connection; its queries run off the runtime's threads.
 pub struct Reader {
-    conn: std::sync::Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
 }
 
 impl Reader {
-    /// The delivery for `destination` due first at `now` (unix ms), leaving out those in
+    /// The delivery for `destination` due first at `now` (unix ms), leaving out the ids in
     /// `in_flight`. Only that one row's body is read.
-    pub fn next_due(
+    pub async fn next_due(
         &self,
         destination: &str,
         now: i64,
-        in_flight: &std::collections::HashSet<i64>,
+        in_flight: Vec<i64>,
     ) -> Result<Option<Claim>, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut statement = conn.prepare_cached(
-            "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body
-             FROM deliveries d JOIN events e ON e.id = d.event
-             WHERE d.destination = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
-               AND d.id NOT IN (SELECT value FROM json_each(?3))
-             ORDER BY d.next_attempt_at, d.id LIMIT 1",
-        )?;
-        let in_flight = serde_json::to_string(in_flight).unwrap_or_else(|_| "[]".into());
-        let claim = statement
-            .query_row(params![destination, now, in_flight], |row| {
-                Ok(Claim {
-                    id: row.get(0)?,
-                    attempts: row.get(1)?,
-                    event_id: display_id(row.get(2)?),
-                    received_at: row.get(3)?,
-                    body: row.get(4)?,
+        let destination = destination.to_owned();
+        off_runtime(&self.conn, move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body
+                 FROM deliveries d JOIN events e ON e.id = d.event
+                 WHERE d.destination = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+                   AND d.id NOT IN (SELECT value FROM json_each(?3))
+                 ORDER BY d.next_attempt_at, d.id LIMIT 1",
+            )?;
+            let in_flight = serde_json::to_string(&in_flight).unwrap_or_else(|_| "[]".into());
+            let claim = statement
+                .query_row(params![destination, now, in_flight], |row| {
+                    Ok(Claim {
+                        id: row.get(0)?,
+                        attempts: row.get(1)?,
+                        event_id: display_id(row.get(2)?),
+                        received_at: row.get(3)?,
+                        body: row.get(4)?,
+                    })
                 })
-            })
-            .optional()?;
-        Ok(claim)
+                .optional()?;
+            Ok(claim)
+        })
+        .await
     }
 
     /// When the next pending delivery for `destination` is due (unix ms), if there is one.
-    pub fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut statement = conn.prepare_cached(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ?1 AND state = 'pending'",
-        )?;
-        Ok(statement.query_row(params![destination], |row| row.get(0))?)
+    pub async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
+        let destination = destination.to_owned();
+        off_runtime(&self.conn, move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ?1 AND state = 'pending'",
+            )?;
+            Ok(statement.query_row(params![destination], |row| row.get(0))?)
+        })
+        .await
     }
 }
 
@@ -416,11 +452,16 @@ mod tests {
             Accepted::Duplicate
         );
         let reader = outbox.reader().unwrap();
-        let none = std::collections::HashSet::new();
-        let id = reader.next_due("a", now_ms(), &none).unwrap().unwrap().id;
+        let id = reader
+            .next_due("a", now_ms(), vec![])
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
         assert!(
             reader
-                .next_due("a", now_ms(), &[id].into_iter().collect())
+                .next_due("a", now_ms(), vec![id])
+                .await
                 .unwrap()
                 .is_none(),
             "the only due delivery is in flight"
@@ -436,7 +477,17 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(reader.next_due("a", now_ms(), &none).unwrap().is_none());
+        assert!(
+            reader
+                .next_due("a", now_ms(), vec![])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            outbox.backlog(names(&["a", "b", "c"])).await.unwrap(),
+            [("a".into(), 0, 1), ("b".into(), 1, 0), ("c".into(), 0, 0)]
+        );
         let dead = list(&path, Some(DeliveryState::Dead), 10).unwrap();
         assert_eq!(
             (
@@ -447,8 +498,52 @@ mod tests {
             (1, "e1", Some("HTTP 404"))
         );
         assert_eq!(requeue(&path, Requeue::AllDead).unwrap(), 1);
-        assert!(reader.next_due("a", now_ms(), &none).unwrap().is_some());
+        assert!(
+            reader
+                .next_due("a", now_ms(), vec![])
+                .await
+                .unwrap()
+                .is_some()
+        );
         outbox.probe(1).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn prunes_in_small_transactions_what_is_finished_and_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("prune.db")).unwrap();
+        let reader = outbox.reader().unwrap();
+        let events = 2 * writer::PRUNE_BATCH + 10;
+        for i in 0..events {
+            outbox
+                .accept(&format!("\"e{i}\""), 1, b"{}", &names(&["a"]))
+                .await
+                .unwrap();
+        }
+        // All but one delivery finish; the one left pending keeps its event.
+        for _ in 1..events {
+            let claim = reader
+                .next_due("a", now_ms(), vec![])
+                .await
+                .unwrap()
+                .unwrap();
+            outbox
+                .finish(claim.id, "a", Finish::Done { attempts: 1 })
+                .await
+                .unwrap();
+        }
+        assert_eq!(outbox.prune(0).await.unwrap(), 0, "nothing is older than 0");
+        assert_eq!(outbox.prune(now_ms() + 1).await.unwrap(), events - 1);
+        assert_eq!(
+            outbox.backlog(names(&["a"])).await.unwrap(),
+            [("a".into(), 1, 0)]
+        );
+        let left = reader
+            .next_due("a", now_ms(), vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(left.event_id, format!("e{}", events - 1));
     }
 
     #[tokio::test]

@@ -12,6 +12,18 @@ use super::{Accepted, DeliveryState, Finish, StoreError, now_ms};
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
 const MAX_BATCH: usize = 1024;
 
+/// Rows one prune write deletes at most, so that a long prune never holds up accepts for more
+/// than a few milliseconds: the caller sends prune writes until one deletes fewer.
+pub(super) const PRUNE_BATCH: usize = 1000;
+
+/// What one write in a batch did.
+#[derive(Clone, Copy)]
+enum Applied {
+    Accepted(Accepted),
+    Pruned(usize),
+    Done,
+}
+
 pub(super) enum Write {
     Accept {
         event_id: String,
@@ -31,7 +43,7 @@ pub(super) enum Write {
     },
     Prune {
         before: i64,
-        reply: oneshot::Sender<Result<(), StoreError>>,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
     },
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -91,10 +103,11 @@ fn commit(conn: &mut Connection, batch: Vec<Write>, wakers: &Wakers) {
             Err(e) => StoreError::Write(e.to_string()),
             Ok(_) => StoreError::Closed,
         };
+        let done = |result: Result<Applied, _>| result.map(|_| ()).map_err(|_| error());
         match write {
             Write::Accept { reply, to, .. } => {
                 let answer = match result {
-                    Ok(Some(accepted)) => Ok(accepted),
+                    Ok(Applied::Accepted(accepted)) => Ok(accepted),
                     _ => Err(error()),
                 };
                 if matches!(answer, Ok(Accepted::New { .. })) {
@@ -106,10 +119,16 @@ fn commit(conn: &mut Connection, batch: Vec<Write>, wakers: &Wakers) {
                 reply, destination, ..
             } => {
                 woken.push(destination);
-                let _ = reply.send(result.map(|_| ()).map_err(|_| error()));
+                let _ = reply.send(done(result));
             }
-            Write::Probe { reply } | Write::Prune { reply, .. } | Write::Close { reply } => {
-                let _ = reply.send(result.map(|_| ()).map_err(|_| error()));
+            Write::Prune { reply, .. } => {
+                let _ = reply.send(match result {
+                    Ok(Applied::Pruned(rows)) => Ok(rows),
+                    _ => Err(error()),
+                });
+            }
+            Write::Probe { reply } | Write::Close { reply } => {
+                let _ = reply.send(done(result));
             }
         }
     }
@@ -120,8 +139,8 @@ fn commit(conn: &mut Connection, batch: Vec<Write>, wakers: &Wakers) {
     }
 }
 
-/// Applies a batch in one transaction; for each write, the accept outcome (if it is an accept).
-fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Option<Accepted>>, rusqlite::Error> {
+/// Applies a batch in one transaction; what each write did.
+fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Applied>, rusqlite::Error> {
     let tx = conn.transaction()?;
     let now = now_ms();
     let mut results = Vec::with_capacity(batch.len());
@@ -133,33 +152,44 @@ fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Option<Accepted>>
                 body,
                 to,
                 ..
-            } => Some(insert_event(&tx, event_id, *received_at, body, to, now)?),
+            } => Applied::Accepted(insert_event(&tx, event_id, *received_at, body, to, now)?),
             Write::Finish { id, finish, .. } => {
                 record_finish(&tx, *id, finish, now)?;
-                None
+                Applied::Done
             }
             Write::Probe { .. } => {
                 tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?1)")?
                     .execute(params![now.to_string()])?;
-                None
+                Applied::Done
             }
-            Write::Close { .. } => None,
-            Write::Prune { before, .. } => {
-                tx.execute(
-                    "DELETE FROM deliveries WHERE state IN ('done', 'dead') AND updated_at < ?1",
-                    params![before],
-                )?;
-                tx.execute(
-                    "DELETE FROM events WHERE received_at < ?1
-                     AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.event = events.id)",
-                    params![before],
-                )?;
-                None
-            }
+            Write::Close { .. } => Applied::Done,
+            Write::Prune { before, .. } => Applied::Pruned(prune(&tx, *before)?),
         });
     }
     tx.commit()?;
     Ok(results)
+}
+
+/// Deletes up to [`PRUNE_BATCH`] deliveries finished before `before`, then up to as many events
+/// received before it that have no delivery left; the larger of the two counts. Oldest rows come first in
+/// both tables, so each statement stops after a short walk.
+fn prune(tx: &rusqlite::Transaction, before: i64) -> Result<usize, rusqlite::Error> {
+    let deliveries = tx
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE id IN (
+                 SELECT id FROM deliveries WHERE state IN ('done', 'dead') AND updated_at < ?1
+                 ORDER BY id LIMIT ?2)",
+        )?
+        .execute(params![before, PRUNE_BATCH as i64])?;
+    let events = tx
+        .prepare_cached(
+            "DELETE FROM events WHERE id IN (
+                 SELECT id FROM events WHERE received_at < ?1
+                 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.event = events.id)
+                 ORDER BY received_at LIMIT ?2)",
+        )?
+        .execute(params![before, PRUNE_BATCH as i64])?;
+    Ok(deliveries.max(events))
 }
 
 fn insert_event(

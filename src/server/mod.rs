@@ -196,7 +196,7 @@ impl Ingest {
             }
             (&Method::GET, "/metrics") => {
                 let names: Vec<String> = relay.destinations.keys().cloned().collect();
-                match self.outbox.backlog(&names) {
+                match self.outbox.backlog(names).await {
                     Ok(counts) => self.metrics.set_backlog(counts),
                     Err(e) => warn!(error = %e, "cannot count pending deliveries for /metrics"),
                 }

@@ -276,10 +276,10 @@ impl Worker {
             // Registered before looking, so that a change between the look and the wait counts.
             let changed = self.outbox.changed(&self.name);
             let now = outbox::now_ms();
-            if let Some(claim) = self.first_due(reader, in_flight, now) {
+            if let Some(claim) = self.first_due(reader, in_flight, now).await {
                 return Some((permit, claim));
             }
-            let wait = match reader.next_due_at(&self.name) {
+            let wait = match reader.next_due_at(&self.name).await {
                 Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64),
                 _ => self.poll,
             };
@@ -290,17 +290,17 @@ impl Worker {
         }
     }
 
-    /// The first due delivery not in flight. The set stays locked during the query: an attempt
-    /// leaves it only after its outcome is committed, so the query either sees that outcome or
-    /// finds the id in the set.
-    fn first_due(
+    /// The first due delivery not in flight. The set is copied before the query: an attempt
+    /// leaves it only after its outcome is committed, so an id missing from the copy has its
+    /// outcome committed before the query starts, and the query sees it.
+    async fn first_due(
         &self,
         reader: &Reader,
         in_flight: &Mutex<HashSet<i64>>,
         now: i64,
     ) -> Option<Claim> {
-        let claimed = lock(in_flight);
-        match reader.next_due(&self.name, now, &claimed) {
+        let claimed: Vec<i64> = lock(in_flight).iter().copied().collect();
+        match reader.next_due(&self.name, now, claimed).await {
             Ok(due) => due,
             Err(e) => {
                 error!(destination = %self.name, error = %e, "cannot read due deliveries");
