@@ -4,7 +4,8 @@
 //!       sink with pacing off; routing the events nowhere (accept only); delivering each to 16
 //!       webhooks, and
 //!   (b) a bare hyper server from this file that reads the body and parses it as JSON,
-//! each in its own process, one after the other in the same run. Reports accepted events/s for
+//! each in its own process, one after the other in the same run, each after 2 s of load that is
+//! not counted (the relay's store grows its write-ahead log then). Reports accepted events/s for
 //! each and its ratio to the bare server, p50 and p99 accept latency, end-to-end deliveries/s and
 //! the relay's peak RSS. Then `GET /metrics` on a store with no history and with 1,000,000
 //! finished deliveries.
@@ -34,6 +35,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 const CONNECTIONS: usize = 32;
+/// Load before each measured run that is not counted: the store's write-ahead log is created and
+/// grows to its working size in it, as it has in a relay that has run for a while. The bare server
+/// gets the same.
+const WARM_UP: Duration = Duration::from_secs(2);
 /// Set in the environment of the child that plays the bare server.
 const BARE_SERVER_ENV: &str = "ALERT_RELAY_BENCH_BARE_SERVER";
 const SAMPLE: &str = include_str!("../samples/thousandeyes/alert_trigger.json");
@@ -399,6 +404,9 @@ async fn measure_relay(
     run: &str,
 ) -> (Load, f64, u64, f64) {
     let relay = start_relay_binary(binary, destinations).await;
+    let before_warm = sink.received.load(Ordering::SeqCst);
+    let warm = load(relay.addr, WARM_UP, &format!("{run}-warm")).await;
+    wait_for_sink(sink, before_warm, warm.accepted * per_event).await;
     let before = sink.received.load(Ordering::SeqCst);
     let first_post = sink.started.elapsed();
     let load = load(relay.addr, duration, run).await;
@@ -592,6 +600,7 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
             Some(measure_relay(binary, duration, &webhook, 1, sink, "baseline").await);
     }
     let (bare, bare_addr) = start_bare().await;
+    load(bare_addr, WARM_UP, "bare-warm").await;
     let bare_load = load(bare_addr, duration, "bare").await;
     let bare_rss = peak_rss_mb(&bare.0);
     drop(bare);

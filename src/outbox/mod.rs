@@ -324,10 +324,7 @@ impl Outbox {
         destinations: Vec<String>,
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
         off_runtime(&self.stats, move |conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT state, COUNT(*) FROM deliveries
-                 WHERE destination = ?1 AND state IN ('pending', 'dead') GROUP BY state",
-            )?;
+            let mut statement = conn.prepare_cached(BACKLOG)?;
             let mut counts = Vec::with_capacity(destinations.len());
             for name in destinations {
                 let (mut pending, mut dead) = (0, 0);
@@ -372,6 +369,20 @@ async fn off_runtime<T: Send + 'static>(
         .map_err(|_| StoreError::Closed)?
 }
 
+// A worker runs the first two for every delivery, a scrape the third for every destination. `+?1`, not `?1`: SQLite propagates a column's
+// equality to a bound parameter into the rest of a query ordered by another column, and then
+// prepares the statement again each time that parameter is bound (once per call, as much work
+// as the query itself). The unary plus stops that propagation; the index is used all the same.
+const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body
+     FROM deliveries d JOIN events e ON e.id = d.event
+     WHERE d.destination = +?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+       AND d.id NOT IN (SELECT value FROM json_each(?3))
+     ORDER BY d.next_attempt_at, d.id LIMIT 1";
+const BACKLOG: &str = "SELECT state, COUNT(*) FROM deliveries
+     WHERE destination = +?1 AND state IN ('pending', 'dead') GROUP BY state";
+const NEXT_DUE_AT: &str =
+    "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = +?1 AND state = 'pending'";
+
 /// A worker's read connection; its queries run off the runtime's threads.
 pub struct Reader {
     conn: Arc<Mutex<Connection>>,
@@ -388,13 +399,7 @@ impl Reader {
     ) -> Result<Option<Claim>, StoreError> {
         let destination = destination.to_owned();
         off_runtime(&self.conn, move |conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body
-                 FROM deliveries d JOIN events e ON e.id = d.event
-                 WHERE d.destination = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
-                   AND d.id NOT IN (SELECT value FROM json_each(?3))
-                 ORDER BY d.next_attempt_at, d.id LIMIT 1",
-            )?;
+            let mut statement = conn.prepare_cached(NEXT_DUE)?;
             let in_flight = serde_json::to_string(&in_flight).unwrap_or_else(|_| "[]".into());
             let claim = statement
                 .query_row(params![destination, now, in_flight], |row| {
@@ -416,9 +421,7 @@ impl Reader {
     pub async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
         let destination = destination.to_owned();
         off_runtime(&self.conn, move |conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ?1 AND state = 'pending'",
-            )?;
+            let mut statement = conn.prepare_cached(NEXT_DUE_AT)?;
             Ok(statement.query_row(params![destination], |row| row.get(0))?)
         })
         .await
@@ -597,5 +600,29 @@ mod tests {
             list(&dir.path().join("none.db"), None, 1),
             Err(StoreError::Missing(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_workers_queries_are_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prepared.db");
+        let outbox = Outbox::open(&path).unwrap();
+        outbox.accept("\"e\"", 1, b"{}", &names(&["a"])).await.unwrap();
+        let conn = connect(&path, false).unwrap();
+        for (sql, params) in [
+            (NEXT_DUE, params!["a", now_ms(), "[]"].to_vec()),
+            (NEXT_DUE_AT, params!["a"].to_vec()),
+            (BACKLOG, params!["a"].to_vec()),
+        ] {
+            for _ in 0..3 {
+                let mut statement = conn.prepare_cached(sql).unwrap();
+                statement.query_row(&*params, |_| Ok(())).unwrap();
+                assert_eq!(
+                    statement.get_status(rusqlite::StatementStatus::RePrepare),
+                    0,
+                    "prepared again: {sql}"
+                );
+            }
+        }
     }
 }
