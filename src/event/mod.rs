@@ -50,6 +50,15 @@ impl EventKind {
         Self::ALL.into_iter().find(|k| k.as_str() == text)
     }
 
+    /// Where an event of this kind stands in its alert's life, if it has one.
+    pub fn phase(self) -> Option<Phase> {
+        match self {
+            Self::AlertTrigger | Self::AgentTrigger => Some(Phase::Trigger),
+            Self::AlertClear | Self::AgentClear => Some(Phase::Clear),
+            Self::Test | Self::Unknown => None,
+        }
+    }
+
     fn is_agent(self) -> bool {
         matches!(self, Self::AgentTrigger | Self::AgentClear)
     }
@@ -86,6 +95,22 @@ pub use shape::{MAX_DEPTH, MAX_STRING_BYTES, MAX_VALUES, Measured, Shape, measur
 /// of objects in every template context.
 pub const MAX_TARGETS: usize = 50;
 
+/// The two ends of an alert's life. A clear and its trigger share a correlation key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Trigger,
+    Clear,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trigger => "trigger",
+            Self::Clear => "clear",
+        }
+    }
+}
+
 /// One accepted notification, normalized.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -103,6 +128,16 @@ pub struct Event {
     /// The whole body as sent, unknown fields included.
     pub raw: Map<String, Value>,
     pub summary: Summary,
+}
+
+impl Event {
+    /// What ties a clear to its trigger, whatever the source (for ThousandEyes, `alertId`: "unique
+    /// per generated alert", so a re-fire starts a new life), with where this event stands in
+    /// that life; `None` for events outside any (tests, unknown types, alerts without an id).
+    pub fn lifecycle(&self) -> Option<(&str, Phase)> {
+        let key = self.summary.alert_id.as_deref().filter(|k| !k.is_empty())?;
+        Some((key, self.kind.phase()?))
+    }
 }
 
 /// Normalized fields, so templates need not know payload quirks.

@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
+
+use crate::event::Phase;
 use tokio::sync::{mpsc, oneshot};
 
 pub use admin::{DeliveryRow, Requeue, list, requeue};
@@ -151,6 +153,18 @@ pub struct Claim {
     /// Unix milliseconds.
     pub received_at: i64,
     pub body: Vec<u8>,
+    /// For a clear: what the destination kept of its trigger's message, and the trigger's
+    /// summary (both JSON), if the trigger was delivered there within `storage.retention`.
+    pub thread: Option<(String, String)>,
+}
+
+/// What a destination keeps of a trigger's message for its clear: kind-specific JSON (see
+/// `deliver::Sent`), with the trigger's summary for the clear's templates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thread {
+    pub correlation: String,
+    pub thread: String,
+    pub trigger_summary: String,
 }
 
 /// What an attempt ended in.
@@ -158,6 +172,8 @@ pub struct Claim {
 pub enum Finish {
     Done {
         attempts: u32,
+        /// Kept with the outcome, in the same transaction, when the event is a trigger.
+        thread: Option<Thread>,
     },
     Retry {
         attempts: u32,
@@ -244,19 +260,23 @@ impl Outbox {
     }
 
     /// Stores the event and one delivery per destination in `to`, unless an event with the same
-    /// dedup `key` is already stored. Returns once the transaction is committed and synced to disk.
+    /// dedup `key` is already stored. `lifecycle` is the event's correlation key and phase: a
+    /// clear is not claimed for a destination while its trigger waits there. Returns once the
+    /// transaction is committed and synced to disk.
     pub async fn accept(
         &self,
         event_id: &str,
         received_at: i64,
         body: &[u8],
         to: &[String],
+        lifecycle: Option<(&str, Phase)>,
     ) -> Result<Accepted, StoreError> {
         self.write(|reply| Write::Accept {
             event_id: event_id.to_owned(),
             received_at,
             body: body.to_vec(),
             to: to.to_vec(),
+            lifecycle: lifecycle.map(|(key, phase)| (key.to_owned(), phase)),
             reply,
         })
         .await
@@ -373,10 +393,20 @@ async fn off_runtime<T: Send + 'static>(
 // equality to a bound parameter into the rest of a query ordered by another column, and then
 // prepares the statement again each time that parameter is bound (once per call, as much work
 // as the query itself). The unary plus stops that propagation; the index is used all the same.
-const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body
+//
+// A clear waits while its trigger, accepted before it, waits for the same destination (a reply
+// needs the trigger's message); it comes with what the destination kept of that message.
+const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body,
+         th.thread, th.trigger_summary
      FROM deliveries d JOIN events e ON e.id = d.event
+     LEFT JOIN threads th ON e.phase = 'clear' AND th.destination = d.destination
+         AND th.correlation = e.correlation
      WHERE d.destination = +?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
        AND d.id NOT IN (SELECT value FROM json_each(?3))
+       AND NOT (e.phase = 'clear' AND EXISTS (
+           SELECT 1 FROM events te JOIN deliveries t ON t.event = te.id
+           WHERE te.correlation = e.correlation AND te.phase = 'trigger' AND te.id < e.id
+             AND t.destination = d.destination AND t.state = 'pending'))
      ORDER BY d.next_attempt_at, d.id LIMIT 1";
 const BACKLOG: &str = "SELECT state, COUNT(*) FROM deliveries
      WHERE destination = +?1 AND state IN ('pending', 'dead') GROUP BY state";
@@ -409,6 +439,10 @@ impl Reader {
                         event_id: display_id(row.get(2)?),
                         received_at: row.get(3)?,
                         body: row.get(4)?,
+                        thread: match (row.get(5)?, row.get(6)?) {
+                            (Some(thread), Some(trigger)) => Some((thread, trigger)),
+                            _ => None,
+                        },
                     })
                 })
                 .optional()?;
@@ -443,13 +477,13 @@ mod tests {
         let destinations = names(&["a", "b"]);
         let outbox = Outbox::open(&path).unwrap();
         let accepted = outbox
-            .accept("\"e1\"", 1, b"{}", &destinations)
+            .accept("\"e1\"", 1, b"{}", &destinations, None)
             .await
             .unwrap();
         assert_eq!(accepted, Accepted::New { deliveries: 2 });
         assert_eq!(
             outbox
-                .accept("\"e1\"", 2, b"{}", &destinations)
+                .accept("\"e1\"", 2, b"{}", &destinations, None)
                 .await
                 .unwrap(),
             Accepted::Duplicate
@@ -519,7 +553,7 @@ mod tests {
         let events = 2 * writer::PRUNE_BATCH + 10;
         for i in 0..events {
             outbox
-                .accept(&format!("\"e{i}\""), 1, b"{}", &names(&["a"]))
+                .accept(&format!("\"e{i}\""), 1, b"{}", &names(&["a"]), None)
                 .await
                 .unwrap();
         }
@@ -531,7 +565,14 @@ mod tests {
                 .unwrap()
                 .unwrap();
             outbox
-                .finish(claim.id, "a", Finish::Done { attempts: 1 })
+                .finish(
+                    claim.id,
+                    "a",
+                    Finish::Done {
+                        attempts: 1,
+                        thread: None,
+                    },
+                )
                 .await
                 .unwrap();
         }
@@ -565,7 +606,7 @@ mod tests {
         let outbox = Outbox::open(&path).unwrap();
         assert_eq!(
             outbox
-                .accept("\"49-35541\"", 2, b"{}", &names(&["a"]))
+                .accept("\"49-35541\"", 2, b"{}", &names(&["a"]), None)
                 .await
                 .unwrap(),
             Accepted::Duplicate
@@ -607,7 +648,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prepared.db");
         let outbox = Outbox::open(&path).unwrap();
-        outbox.accept("\"e\"", 1, b"{}", &names(&["a"])).await.unwrap();
+        outbox
+            .accept("\"e\"", 1, b"{}", &names(&["a"]), None)
+            .await
+            .unwrap();
         let conn = connect(&path, false).unwrap();
         for (sql, params) in [
             (NEXT_DUE, params!["a", now_ms(), "[]"].to_vec()),
@@ -624,5 +668,77 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_clear_waits_for_its_trigger_and_gets_what_was_kept_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("life.db")).unwrap();
+        let reader = outbox.reader().unwrap();
+        let to = names(&["a"]);
+        let accept = |id: &'static str, key: &'static str, phase| {
+            let (outbox, to) = (&outbox, &to);
+            async move {
+                outbox
+                    .accept(id, 1, b"{}", to, Some((key, phase)))
+                    .await
+                    .unwrap()
+            }
+        };
+        accept("\"t1\"", "A1", Phase::Trigger).await;
+        accept("\"c1\"", "A1", Phase::Clear).await;
+        accept("\"c2\"", "A2", Phase::Clear).await;
+        let trigger = reader
+            .next_due("a", now_ms(), vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(trigger.event_id, "t1");
+        // The trigger in flight: the clear of another alert goes, the trigger's own waits.
+        let other = reader
+            .next_due("a", now_ms(), vec![trigger.id])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((other.event_id.as_str(), other.thread), ("c2", None));
+        assert!(
+            reader
+                .next_due("a", now_ms(), vec![trigger.id, other.id])
+                .await
+                .unwrap()
+                .is_none(),
+            "the clear waits while its trigger is pending"
+        );
+        let kept = Thread {
+            correlation: "A1".into(),
+            thread: r#"{"ts":"1.2"}"#.into(),
+            trigger_summary: r#"{"title":"t"}"#.into(),
+        };
+        outbox
+            .finish(
+                trigger.id,
+                "a",
+                Finish::Done {
+                    attempts: 1,
+                    thread: Some(kept.clone()),
+                },
+            )
+            .await
+            .unwrap();
+        let clear = reader
+            .next_due("a", now_ms(), vec![other.id])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(clear.event_id, "c1");
+        assert_eq!(clear.thread, Some((kept.thread, kept.trigger_summary)));
+        // Kept for `storage.retention`, then pruned with the rest.
+        assert!(outbox.prune(now_ms() + 1).await.unwrap() >= 1);
+        let again = reader
+            .next_due("a", now_ms(), vec![other.id])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.event_id.as_str(), again.thread), ("c1", None));
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use super::StoreError;
 
 /// The schema this version writes; a store with a newer one is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -37,6 +37,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // Dedup keys become the JSON text of `eventId`, so that 123 and "123" are two events. Keys
     // stored before were the text alone; numbers among them are taken for strings.
     "UPDATE events SET event_id = json_quote(event_id) WHERE event_id NOT LIKE 'body-%';",
+    // Alert lifecycles: an event's correlation key and phase (`trigger`, `clear`), and what each
+    // destination kept of a trigger's message (a Slack channel and ts, an email's Message-ID and
+    // subject) with the trigger's summary, so that its clear can update it or reply to it.
+    "
+    ALTER TABLE events ADD COLUMN correlation TEXT;
+    ALTER TABLE events ADD COLUMN phase TEXT CHECK (phase IN ('trigger', 'clear'));
+    CREATE INDEX events_correlation ON events (correlation);
+    CREATE TABLE threads (
+        destination TEXT NOT NULL,
+        correlation TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        trigger_summary TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (destination, correlation)
+    );
+    CREATE INDEX threads_created ON threads (created_at);
+",
 ];
 
 /// A command that finds the store locked by the server waits this long.

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{Accepted, DeliveryState, Finish, StoreError, now_ms};
+use crate::event::Phase;
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
 const MAX_BATCH: usize = 1024;
@@ -30,6 +31,7 @@ pub(super) enum Write {
         received_at: i64,
         body: Vec<u8>,
         to: Vec<String>,
+        lifecycle: Option<(String, Phase)>,
         reply: oneshot::Sender<Result<Accepted, StoreError>>,
     },
     Finish {
@@ -151,10 +153,24 @@ fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Applied>, rusqlit
                 received_at,
                 body,
                 to,
+                lifecycle,
                 ..
-            } => Applied::Accepted(insert_event(&tx, event_id, *received_at, body, to, now)?),
-            Write::Finish { id, finish, .. } => {
-                record_finish(&tx, *id, finish, now)?;
+            } => Applied::Accepted(insert_event(
+                &tx,
+                event_id,
+                *received_at,
+                body,
+                to,
+                lifecycle.as_ref(),
+                now,
+            )?),
+            Write::Finish {
+                id,
+                destination,
+                finish,
+                ..
+            } => {
+                record_finish(&tx, *id, destination, finish, now)?;
                 Applied::Done
             }
             Write::Probe { .. } => {
@@ -171,7 +187,8 @@ fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Applied>, rusqlit
 }
 
 /// Deletes up to [`PRUNE_BATCH`] deliveries finished before `before`, then up to as many events
-/// received before it that have no delivery left; the larger of the two counts. Oldest rows come first in
+/// received before it that have no delivery left, and as many threads kept before it; the
+/// largest of the three counts. Oldest rows come first in
 /// both tables, so each statement stops after a short walk.
 fn prune(tx: &rusqlite::Transaction, before: i64) -> Result<usize, rusqlite::Error> {
     let deliveries = tx
@@ -189,7 +206,13 @@ fn prune(tx: &rusqlite::Transaction, before: i64) -> Result<usize, rusqlite::Err
                  ORDER BY received_at LIMIT ?2)",
         )?
         .execute(params![before, PRUNE_BATCH as i64])?;
-    Ok(deliveries.max(events))
+    let threads = tx
+        .prepare_cached(
+            "DELETE FROM threads WHERE rowid IN (
+                 SELECT rowid FROM threads WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+        )?
+        .execute(params![before, PRUNE_BATCH as i64])?;
+    Ok(deliveries.max(events).max(threads))
 }
 
 fn insert_event(
@@ -198,16 +221,23 @@ fn insert_event(
     received_at: i64,
     body: &[u8],
     to: &[String],
+    lifecycle: Option<&(String, Phase)>,
     now: i64,
 ) -> Result<Accepted, rusqlite::Error> {
+    let (correlation, phase) = match lifecycle {
+        Some((key, phase)) => (Some(key.as_str()), Some(phase.as_str())),
+        None => (None, None),
+    };
     let inserted = tx
         .prepare_cached(
-            "INSERT INTO events (event_id, received_at, body) VALUES (?1, ?2, ?3)
+            "INSERT INTO events (event_id, received_at, body, correlation, phase)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (event_id) DO NOTHING RETURNING id",
         )?
-        .query_row(params![event_id, received_at, body], |row| {
-            row.get::<_, i64>(0)
-        })
+        .query_row(
+            params![event_id, received_at, body, correlation, phase],
+            |row| row.get::<_, i64>(0),
+        )
         .optional()?;
     let Some(event) = inserted else {
         return Ok(Accepted::Duplicate);
@@ -227,11 +257,30 @@ fn insert_event(
 fn record_finish(
     tx: &rusqlite::Transaction,
     id: i64,
+    destination: &str,
     finish: &Finish,
     now: i64,
 ) -> Result<(), rusqlite::Error> {
+    if let Finish::Done {
+        thread: Some(thread),
+        ..
+    } = finish
+    {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO threads
+                 (destination, correlation, thread, trigger_summary, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            destination,
+            thread.correlation,
+            thread.thread,
+            thread.trigger_summary,
+            now
+        ])?;
+    }
     let (state, attempts, due, error) = match finish {
-        Finish::Done { attempts } => (DeliveryState::Done, attempts, now, None),
+        Finish::Done { attempts, .. } => (DeliveryState::Done, attempts, now, None),
         Finish::Retry {
             attempts,
             due,

@@ -295,7 +295,7 @@ impl Ingest {
         let received_at = event.received_at.timestamp_millis();
         match self
             .outbox
-            .accept(&event.key, received_at, &body, &to)
+            .accept(&event.key, received_at, &body, &to, event.lifecycle())
             .await
         {
             Ok(Accepted::New { deliveries: 0 }) => {

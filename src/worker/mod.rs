@@ -426,7 +426,10 @@ impl Worker {
                 self.metrics
                     .attempt(&self.name, AttemptOutcome::Delivered, since_accepted);
                 lock(&self.health).succeeded();
-                Finish::Done { attempts: attempt }
+                Finish::Done {
+                    attempts: attempt,
+                    thread: None,
+                }
             }
             Err(e) if e.is_retryable() => {
                 let delay = self.backoff.delay(attempt, e.retry_after());
