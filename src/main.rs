@@ -10,6 +10,7 @@ use alert_relay::config::Config;
 use alert_relay::event::Event;
 use alert_relay::logs::{LogConfig, LogFormat};
 use alert_relay::outbox;
+use alert_relay::render::{Situation, context};
 use alert_relay::samples;
 use alert_relay::{Relay, run};
 
@@ -197,15 +198,15 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     let samples = samples::events();
-    let contexts: Vec<_> = samples
-        .iter()
-        .flat_map(|(_, event)| {
-            relay
-                .destinations
-                .iter()
-                .map(|(name, target)| alert_relay::render::context(event, name, target.kind))
-        })
-        .collect();
+    let mut contexts = Vec::new();
+    for (_, event) in &samples {
+        let trigger = serde_json::to_value(&event.summary)?;
+        for situation in Situation::all_for(event, &trigger) {
+            for (name, target) in &relay.destinations {
+                contexts.push(context(event, name, target.kind, situation));
+            }
+        }
+    }
     for (template, variable) in relay.renderer.unknown_variables(&contexts) {
         println!("warning: template {template} uses {variable}, which no sample event provides");
     }
@@ -259,7 +260,8 @@ fn render(
             .first()
             .or(config.destinations.keys().next())
             .context("no destination to show the context for")?;
-        let context = alert_relay::render::context(event, name, config.destinations[name].kind());
+        let kind = config.destinations[name].kind();
+        let context = context(event, name, kind, Situation::default());
         println!("{}", serde_json::to_string_pretty(&context)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -311,7 +313,7 @@ fn send(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Resu
             eprintln!("warning: {name}: template {failure}; the fallback was sent");
         }
         match answer {
-            Ok(receipt) => println!("{name}: delivered ({})", receipt.0),
+            Ok(sent) => println!("{name}: delivered ({})", sent.receipt.0),
             Err(e) => {
                 failed = true;
                 let retry = if e.is_retryable() {

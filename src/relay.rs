@@ -10,9 +10,11 @@ use governor::DefaultDirectRateLimiter;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Auth;
-use crate::deliver::{AnyDestination, DeliveryError, Destination, DestinationKind, Receipt};
+use crate::deliver::{
+    AnyDestination, DeliveryError, Destination, DestinationKind, Outgoing, Sent, Step,
+};
 use crate::event::Event;
-use crate::render::{Rendered, Renderer, TemplateFailure};
+use crate::render::{Rendered, Renderer, Situation, TemplateFailure};
 use crate::route::Router;
 use crate::secret::Secret;
 
@@ -69,13 +71,15 @@ impl Relay {
         &self,
         event: &Event,
         to: Option<&str>,
-    ) -> Result<Vec<(String, Rendered, Result<Receipt, DeliveryError>)>, String> {
+    ) -> Result<Vec<(String, Rendered, Result<Sent, DeliveryError>)>, String> {
         let mut answers = Vec::new();
         for (name, rendered) in self.render(event, to)? {
             let target = &self.destinations[&name];
             let answer = tokio::time::timeout(
                 self.timeout,
-                target.destination.deliver(event, &rendered.message),
+                target
+                    .destination
+                    .deliver(&Outgoing::new(event, rendered.message.clone())),
             )
             .await
             .unwrap_or(Err(DeliveryError::Timeout));
@@ -95,10 +99,20 @@ impl Relay {
             .map(|p| (String::new(), p.clone()))
             .collect();
         for (file, event) in crate::samples::events() {
-            for name in self.destinations.keys() {
-                for failure in self.renderer.render(&event, name).failures {
-                    if !self.renderer.problems().contains(&failure) {
-                        problems.push((format!("sample {file} -> {name}"), failure));
+            let trigger = serde_json::to_value(&event.summary).unwrap_or_default();
+            for situation in Situation::all_for(&event, &trigger) {
+                let label = match situation.step {
+                    Some(Step::Update) => " (as the update of its trigger)",
+                    Some(Step::Reply) => " (as the reply to its trigger)",
+                    Some(Step::New) | None => "",
+                };
+                for name in self.destinations.keys() {
+                    for failure in self.renderer.render_as(&event, name, situation).failures {
+                        if !self.renderer.problems().contains(&failure)
+                            && !problems.iter().any(|(_, known)| *known == failure)
+                        {
+                            problems.push((format!("sample {file}{label} -> {name}"), failure));
+                        }
                     }
                 }
             }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::escape::Escape;
 use super::{CommonOptions, RateLimit};
-use super::{DeliveryError, Destination, Facts, Message, Pace, Part, Receipt};
+use super::{DeliveryError, Destination, Facts, Message, Outgoing, Pace, Part, Receipt, Sent};
 use crate::event::Event;
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,15 +38,15 @@ impl Console {
 }
 
 impl Destination for Console {
-    async fn deliver(&self, _event: &Event, message: &Message) -> Result<Receipt, DeliveryError> {
-        let text = format!("{}\n", message.to_string().trim_end());
+    async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
+        let text = format!("{}\n", outgoing.first()?.to_string().trim_end());
         // One write under the lock, so that two destinations never interleave their lines.
         let mut stdout = std::io::stdout().lock();
         stdout
             .write_all(text.as_bytes())
             .and_then(|()| stdout.flush())
             .map_err(|e| DeliveryError::Io(format!("cannot write to standard output: {e}")))?;
-        Ok(Receipt("written to standard output".into()))
+        Ok(Receipt("written to standard output".into()).into())
     }
 }
 

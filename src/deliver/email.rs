@@ -8,12 +8,16 @@ use base64::Engine;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::escape::Escape;
 use super::{CommonOptions, RateLimit};
-use super::{DeliveryError, Destination, EmailMessage, Facts, Message, Pace, Part, Receipt};
+use super::{
+    DeliveryError, Destination, EmailMessage, Facts, Message, Outgoing, Pace, Part, Receipt, Sent,
+    Step,
+};
 use crate::error::ConfigError;
-use crate::event::Event;
+use crate::event::{Event, Phase};
 use crate::secret::{Redactor, Secret};
 
 #[derive(Debug, Deserialize)]
@@ -25,9 +29,19 @@ pub struct EmailConfig {
     pub smtp_url_file: Option<PathBuf>,
     pub from: String,
     pub to: Vec<String>,
+    /// A clear answers its trigger's email (`In-Reply-To`, `Re: ` + its subject), so that mail
+    /// clients show both in one conversation.
+    #[serde(default = "yes")]
+    pub thread: bool,
+    /// The domain of the `Message-ID`s the relay gives triggers; `from`'s by default.
+    pub message_id_domain: Option<String>,
     pub templates: Option<PathBuf>,
     pub rate_limit: Option<RateLimit>,
     pub burst: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl EmailConfig {
@@ -44,13 +58,20 @@ pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
+    /// `<key>.<destination>@<domain>` for a trigger's `Message-ID`, when threading.
+    thread: Option<MessageIds>,
     /// Cuts the URL and the password, as written and as `AUTH` sends it, out of what the server
     /// answers: some servers quote the command they refuse.
     redactor: Redactor,
 }
 
 impl Email {
-    pub fn new(key: &str, config: &EmailConfig, base_dir: &Path) -> Result<Self, ConfigError> {
+    pub fn new(
+        key: &str,
+        name: &str,
+        config: &EmailConfig,
+        base_dir: &Path,
+    ) -> Result<Self, ConfigError> {
         let file = config.smtp_url_file.as_ref().map(|f| base_dir.join(f));
         let url = crate::secret::from_value_or_file(
             "smtp_url",
@@ -75,10 +96,25 @@ impl Email {
         if config.to.is_empty() {
             return Err(ConfigError::new(format!("{key}.to"), "names no recipient"));
         }
+        let from = mailbox("from", &config.from)?;
+        let domain = match &config.message_id_domain {
+            Some(domain) if valid_domain(domain) => domain.clone(),
+            Some(domain) => {
+                return Err(ConfigError::new(
+                    format!("{key}.message_id_domain"),
+                    format!("{domain:?} is not a domain name"),
+                ));
+            }
+            None => from.email.domain().to_owned(),
+        };
         Ok(Self {
             redactor: redactor(&url),
             transport,
-            from: mailbox("from", &config.from)?,
+            thread: config.thread.then(|| MessageIds {
+                destination: name.to_owned(),
+                domain,
+            }),
+            from,
             to: config
                 .to
                 .iter()
@@ -155,15 +191,49 @@ fn redactor(url: &Secret) -> Redactor {
 }
 
 impl Destination for Email {
-    async fn deliver(&self, _event: &Event, message: &Message) -> Result<Receipt, DeliveryError> {
-        let Message::Email(email) = message else {
+    fn steps(&self, event: &Event, thread: Option<&Value>) -> Vec<Step> {
+        match (event.lifecycle(), thread) {
+            (Some((_, Phase::Clear)), Some(_)) if self.thread.is_some() => vec![Step::Reply],
+            _ => vec![Step::New],
+        }
+    }
+
+    /// A trigger goes with a `Message-ID` of its own, kept with its subject; its clear answers
+    /// it with `In-Reply-To` and `References` and the subject `Re: ` + the trigger's as sent
+    /// (Gmail threads only on a matching subject).
+    async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
+        let (step, Message::Email(email)) = outgoing
+            .messages
+            .first()
+            .ok_or_else(|| DeliveryError::Rejected("nothing to send".into()))?
+        else {
             return Err(DeliveryError::Rejected(
                 "email takes subject, text and HTML".into(),
             ));
         };
-        let mut builder = lettre::Message::builder()
-            .from(self.from.clone())
-            .subject(email.subject.clone());
+        let trigger = outgoing
+            .thread
+            .as_ref()
+            .and_then(|t| Some((t.get("message_id")?.as_str()?, t.get("subject")?.as_str()?)));
+        let mut builder = lettre::Message::builder().from(self.from.clone());
+        let mut kept = None;
+        match (step, trigger, &self.thread) {
+            (Step::Reply, Some((message_id, subject)), Some(_)) => {
+                builder = builder
+                    .subject(format!("Re: {subject}"))
+                    .in_reply_to(message_id.to_owned())
+                    .references(message_id.to_owned());
+            }
+            (_, _, Some(ids)) => {
+                builder = builder.subject(email.subject.clone());
+                if let Some((key, Phase::Trigger)) = outgoing.event.lifecycle() {
+                    let message_id = ids.for_alert(key);
+                    builder = builder.message_id(Some(message_id.clone()));
+                    kept = Some(json!({ "message_id": message_id, "subject": email.subject }));
+                }
+            }
+            _ => builder = builder.subject(email.subject.clone()),
+        }
         for to in &self.to {
             builder = builder.to(to.clone());
         }
@@ -181,12 +251,47 @@ impl Destination for Email {
                 permanent: e.is_permanent(),
                 message: self.redactor.redact(&e.to_string()),
             })?;
-        Ok(Receipt(format!(
-            "{} {}",
-            response.code(),
-            response.message().collect::<Vec<_>>().join(" ")
-        )))
+        Ok(Sent {
+            receipt: Receipt(format!(
+                "{} {}",
+                response.code(),
+                response.message().collect::<Vec<_>>().join(" ")
+            )),
+            thread: kept,
+        })
     }
+}
+
+/// Makes the `Message-ID` of an alert's trigger, the same at every attempt.
+struct MessageIds {
+    destination: String,
+    domain: String,
+}
+
+impl MessageIds {
+    /// `<key.destination@domain>`, with any character a `Message-ID` cannot hold in `key` as `-`.
+    fn for_alert(&self, key: &str) -> String {
+        let key: String = key
+            .chars()
+            .take(200)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("<{key}.{}@{}>", self.destination, self.domain)
+    }
+}
+
+fn valid_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.len() <= 253
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// Email: a subject (one line), plain text (raw) and HTML (HTML-escaped), each its own template; a

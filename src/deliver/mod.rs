@@ -123,14 +123,79 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// One place messages go. Implementations send one rendered message per call and say how it went;
-/// retrying and pacing are the worker's job.
+/// One place messages go. Implementations send one delivery per call (one rendered message, or
+/// for a clear the update and the reply of its trigger's message) and say how it went; retrying
+/// and pacing are the worker's job.
 pub trait Destination {
+    /// What a delivery of `event` sends, given what this destination kept of its trigger's
+    /// message (`thread`, for a clear whose trigger it delivered). One new message unless the
+    /// kind threads.
+    fn steps(&self, _event: &Event, _thread: Option<&Value>) -> Vec<Step> {
+        vec![Step::New]
+    }
+
     fn deliver(
         &self,
-        event: &Event,
-        message: &Message,
-    ) -> impl Future<Output = Result<Receipt, DeliveryError>> + Send;
+        outgoing: &Outgoing<'_>,
+    ) -> impl Future<Output = Result<Sent, DeliveryError>> + Send;
+}
+
+/// How one message of a delivery stands to the earlier messages of the same alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A message of its own: a trigger, a test, a clear whose trigger is not known here.
+    New,
+    /// Replaces the trigger's message (Slack `chat.update`), which then shows the clear.
+    Update,
+    /// Answers in the trigger's thread (a Slack thread reply, an email with `In-Reply-To`).
+    Reply,
+}
+
+/// One delivery, as its destination sends it.
+pub struct Outgoing<'a> {
+    pub event: &'a Event,
+    /// The messages in the order they go, each rendered for its step.
+    pub messages: Vec<(Step, Message)>,
+    /// What this destination kept of the trigger's message, for a clear (see [`Sent::thread`]).
+    pub thread: Option<Value>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// One new message.
+    pub fn new(event: &'a Event, message: Message) -> Self {
+        Self {
+            event,
+            messages: vec![(Step::New, message)],
+            thread: None,
+        }
+    }
+
+    /// The first message: all that kinds which never thread send.
+    pub fn first(&self) -> Result<&Message, DeliveryError> {
+        self.messages
+            .first()
+            .map(|(_, message)| message)
+            .ok_or_else(|| DeliveryError::Rejected("nothing to send".into()))
+    }
+}
+
+/// What came of a delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub receipt: Receipt,
+    /// What to keep of a new message so that its alert's clear can update it or answer it (a
+    /// Slack channel and `ts`, an email's `Message-ID` and subject); `None` when the destination
+    /// does not thread.
+    pub thread: Option<Value>,
+}
+
+impl From<Receipt> for Sent {
+    fn from(receipt: Receipt) -> Self {
+        Self {
+            receipt,
+            thread: None,
+        }
+    }
 }
 
 /// What the peer said when it took the message.
@@ -157,6 +222,15 @@ pub enum DeliveryError {
     Rejected(String),
     #[error("{0}")]
     Io(String),
+    /// An API that answers errors by name (Slack's Web API: HTTP 200 with `ok: false`).
+    #[error("{method}: {code}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
+    Api {
+        method: &'static str,
+        code: String,
+        retryable: bool,
+        /// What the operator can do about it.
+        hint: Option<&'static str>,
+    },
 }
 
 impl DeliveryError {
@@ -166,6 +240,7 @@ impl DeliveryError {
             Self::Connect(_) | Self::Timeout | Self::Io(_) => true,
             Self::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
             Self::Smtp { permanent, .. } => !permanent,
+            Self::Api { retryable, .. } => *retryable,
             Self::Rejected(_) => false,
         }
     }
@@ -255,7 +330,7 @@ impl AnyDestination {
         Ok(match config {
             DestinationConfig::Slack(c) => Self::Slack(slack::Slack::new(&key, c, base_dir, http)?),
             DestinationConfig::Teams(c) => Self::Teams(teams::Teams::new(&key, c, base_dir, http)?),
-            DestinationConfig::Email(c) => Self::Email(email::Email::new(&key, c, base_dir)?),
+            DestinationConfig::Email(c) => Self::Email(email::Email::new(&key, name, c, base_dir)?),
             DestinationConfig::Webhook(c) => {
                 Self::Webhook(webhook::Webhook::new(&key, c, base_dir, http)?)
             }
@@ -265,13 +340,23 @@ impl AnyDestination {
 }
 
 impl Destination for AnyDestination {
-    async fn deliver(&self, event: &Event, message: &Message) -> Result<Receipt, DeliveryError> {
+    fn steps(&self, event: &Event, thread: Option<&Value>) -> Vec<Step> {
         match self {
-            Self::Slack(d) => d.deliver(event, message).await,
-            Self::Teams(d) => d.deliver(event, message).await,
-            Self::Email(d) => d.deliver(event, message).await,
-            Self::Webhook(d) => d.deliver(event, message).await,
-            Self::Console(d) => d.deliver(event, message).await,
+            Self::Slack(d) => d.steps(event, thread),
+            Self::Teams(d) => d.steps(event, thread),
+            Self::Email(d) => d.steps(event, thread),
+            Self::Webhook(d) => d.steps(event, thread),
+            Self::Console(d) => d.steps(event, thread),
+        }
+    }
+
+    async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
+        match self {
+            Self::Slack(d) => d.deliver(outgoing).await,
+            Self::Teams(d) => d.deliver(outgoing).await,
+            Self::Email(d) => d.deliver(outgoing).await,
+            Self::Webhook(d) => d.deliver(outgoing).await,
+            Self::Console(d) => d.deliver(outgoing).await,
         }
     }
 }

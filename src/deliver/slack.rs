@@ -1,16 +1,22 @@
-//! Slack incoming webhooks: the rendered Block Kit message is POSTed as it is.
+//! Slack, two ways: an incoming webhook (`url`), where the rendered Block Kit message is POSTed as
+//! it is; or the Web API with a bot token (`token` and `channel`), which can also turn a trigger's
+//! message into its clear (`chat.update`) and reply in its thread, since `chat.postMessage`
+//! answers with the message's `ts`.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-
-use super::{CommonOptions, RateLimit};
 use serde_json::{Value, json};
 
 use super::escape::{Escape, slack_entities};
-use super::{DeliveryError, Destination, Facts, HttpTarget, Message, Pace, Part, Receipt};
+use super::target::Answer;
+use super::{CommonOptions, RateLimit};
+use super::{
+    DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Receipt, Sent,
+    Step,
+};
 use crate::error::ConfigError;
-use crate::event::Event;
+use crate::event::{Event, Phase};
 use crate::secret::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -19,10 +25,35 @@ pub struct SlackConfig {
     /// The incoming webhook URL (`https://hooks.slack.com/services/…`); a secret.
     pub url: Option<Secret>,
     pub url_file: Option<PathBuf>,
+    /// A bot token (`xoxb-…`) for the Web API, instead of `url`; a secret.
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    /// With `token`: the channel id (`C0123…`) or `#name` posted to.
+    pub channel: Option<String>,
+    /// With `token`: where the Web API is.
+    pub api_url: Option<String>,
+    /// With `token`: what a clear does to its trigger's message.
+    pub on_clear: Option<Vec<OnClear>>,
+    /// With `token`: a reply in a thread also shows in the channel.
+    #[serde(default)]
+    pub reply_broadcast: bool,
     pub templates: Option<PathBuf>,
     pub rate_limit: Option<RateLimit>,
     pub burst: Option<u32>,
 }
+
+/// What a clear does to its trigger's message, in the Web API mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnClear {
+    /// `chat.update` the trigger's message with the clear.
+    Update,
+    /// Post the clear in the trigger's thread.
+    Reply,
+}
+
+/// Slack's Web API, unless `api_url` says otherwise.
+pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
 
 impl SlackConfig {
     pub fn common(&self) -> CommonOptions {
@@ -35,7 +66,12 @@ impl SlackConfig {
 }
 
 pub struct Slack {
-    target: HttpTarget,
+    mode: Mode,
+}
+
+enum Mode {
+    Webhook(HttpTarget),
+    Api(Api),
 }
 
 impl Slack {
@@ -45,25 +81,404 @@ impl Slack {
         base_dir: &Path,
         http: &reqwest::Client,
     ) -> Result<Self, ConfigError> {
-        let target = HttpTarget::new(
-            key,
-            config.url.as_ref(),
-            config.url_file.as_deref(),
-            base_dir,
-            http,
-        )?;
-        Ok(Self { target })
+        let has_token = config.token.is_some() || config.token_file.is_some();
+        let has_url = config.url.is_some() || config.url_file.is_some();
+        if has_token && has_url {
+            return Err(ConfigError::new(
+                format!("{key}.token"),
+                "set url (an incoming webhook) or token and channel (the Web API), not both",
+            ));
+        }
+        if !has_token {
+            let api_only = [
+                ("channel", config.channel.is_some()),
+                ("api_url", config.api_url.is_some()),
+                ("on_clear", config.on_clear.is_some()),
+                ("reply_broadcast", config.reply_broadcast),
+            ];
+            if let Some((name, _)) = api_only.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::new(
+                    format!("{key}.{name}"),
+                    "needs token: an incoming webhook (url) cannot choose a channel, update a message or reply in a thread",
+                ));
+            }
+            let target = HttpTarget::new(
+                key,
+                config.url.as_ref(),
+                config.url_file.as_deref(),
+                base_dir,
+                http,
+            )?;
+            return Ok(Self {
+                mode: Mode::Webhook(target),
+            });
+        }
+        Ok(Self {
+            mode: Mode::Api(Api::new(key, config, base_dir, http)?),
+        })
+    }
+
+    /// The bot token's `auth.test` (`check --online`): the bot and team it names, or why not.
+    /// `None` for an incoming webhook, which has nothing to ask.
+    pub async fn auth_test(&self) -> Option<Result<String, DeliveryError>> {
+        match &self.mode {
+            Mode::Webhook(_) => None,
+            Mode::Api(api) => Some(api.auth_test().await),
+        }
     }
 }
 
 impl Destination for Slack {
-    /// Slack answers `200 ok`; errors come as 4xx with a reason in the body
-    /// (`invalid_payload`, `channel_not_found`, …) and are permanent, 429 asks us to slow down.
-    async fn deliver(&self, _event: &Event, message: &Message) -> Result<Receipt, DeliveryError> {
-        let Message::Json(body) = message else {
-            return Err(DeliveryError::Rejected("Slack takes a JSON message".into()));
+    fn steps(&self, event: &Event, thread: Option<&Value>) -> Vec<Step> {
+        let Mode::Api(api) = &self.mode else {
+            return vec![Step::New];
         };
-        self.target.post_json(body).await
+        match (event.lifecycle(), thread) {
+            (Some((_, Phase::Clear)), Some(_)) if !api.on_clear.is_empty() => {
+                let mut steps = Vec::new();
+                if api.on_clear.contains(&OnClear::Update) {
+                    steps.push(Step::Update);
+                }
+                if api.on_clear.contains(&OnClear::Reply) {
+                    steps.push(Step::Reply);
+                }
+                steps
+            }
+            _ => vec![Step::New],
+        }
+    }
+
+    /// A webhook answers `200 ok`; errors come as 4xx with a reason in the body
+    /// (`invalid_payload`, `channel_not_found`, …) and are permanent, 429 asks us to slow down.
+    /// The Web API: see [`Api::deliver`].
+    async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
+        match &self.mode {
+            Mode::Webhook(target) => {
+                let Message::Json(body) = outgoing.first()? else {
+                    return Err(DeliveryError::Rejected("Slack takes a JSON message".into()));
+                };
+                Ok(target.post_json(body).await?.into())
+            }
+            Mode::Api(api) => api.deliver(outgoing).await,
+        }
+    }
+}
+
+/// The Web API with a bot token, posting to one channel.
+struct Api {
+    post_message: HttpTarget,
+    update: HttpTarget,
+    auth_test: HttpTarget,
+    channel: String,
+    on_clear: Vec<OnClear>,
+    reply_broadcast: bool,
+}
+
+/// Slack's answers (`chat.postMessage` echoes the whole message) are read this far.
+const MAX_API_ANSWER_BYTES: usize = 64 * 1024;
+
+impl Api {
+    fn new(
+        key: &str,
+        config: &SlackConfig,
+        base_dir: &Path,
+        http: &reqwest::Client,
+    ) -> Result<Self, ConfigError> {
+        let file = config.token_file.as_ref().map(|f| base_dir.join(f));
+        let token =
+            crate::secret::from_value_or_file("token", config.token.as_ref(), file.as_deref())
+                .map_err(|reason| ConfigError::new(key, reason))?;
+        let channel = config
+            .channel
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    format!("{key}.channel"),
+                    "is required with token: a channel id (C0123…) or #name",
+                )
+            })?;
+        let mut authorization =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .map_err(|_| {
+                    ConfigError::new(format!("{key}.token"), "has characters a header cannot carry")
+                })?;
+        authorization.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, authorization);
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        let base = config.api_url.as_deref().unwrap_or(DEFAULT_API_URL);
+        let base = url::Url::parse(base)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| ConfigError::new(format!("{key}.api_url"), "is not an http(s) URL"))?;
+        let endpoint = |method: &str| -> Result<HttpTarget, ConfigError> {
+            // `https://slack.com/api` and `https://slack.com/api/` both mean the folder.
+            let mut folder = base.clone();
+            if !folder.path().ends_with('/') {
+                folder.set_path(&format!("{}/", folder.path()));
+            }
+            let url = folder
+                .join(method)
+                .map_err(|_| ConfigError::new(format!("{key}.api_url"), "is not a base URL"))?;
+            Ok(HttpTarget::at(url, http).with_headers(headers.clone()))
+        };
+        Ok(Self {
+            post_message: endpoint("chat.postMessage")?,
+            update: endpoint("chat.update")?,
+            auth_test: endpoint("auth.test")?,
+            channel: channel.to_owned(),
+            on_clear: config
+                .on_clear
+                .clone()
+                .unwrap_or_else(|| vec![OnClear::Update, OnClear::Reply]),
+            reply_broadcast: config.reply_broadcast,
+        })
+    }
+
+    /// Sends each message for its step: a new one with `chat.postMessage`, an update of the
+    /// trigger's with `chat.update`, a reply with `chat.postMessage` and `thread_ts`. A message
+    /// Slack refuses for its content (`invalid_blocks`, `msg_too_long`, …) is sent again as the
+    /// fallback message; an update of a message that can no longer be edited is given up, and
+    /// the reply goes alone. Each step can be repeated safely when a later one fails and the
+    /// whole delivery is retried: an update writes the same message again.
+    async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
+        let thread = outgoing.thread.as_ref().and_then(Kept::from_value);
+        let mut receipts = Vec::new();
+        let mut kept = None;
+        for (step, message) in &outgoing.messages {
+            let Message::Json(body) = message else {
+                return Err(DeliveryError::Rejected("Slack takes a JSON message".into()));
+            };
+            let call = match (step, &thread) {
+                (Step::Update, Some(thread)) => Call::Update(thread),
+                (Step::Reply, Some(thread)) => Call::Reply(thread),
+                _ => Call::New,
+            };
+            let posted = match self.call(&call, body).await {
+                Err(e) if e.class() == Class::Content => {
+                    let fallback = match FACTS.fallback(outgoing.event) {
+                        Message::Json(fallback) => fallback,
+                        _ => unreachable!("the Slack fallback is JSON"),
+                    };
+                    tracing::warn!(method = call.method(), error = %e, "Slack refused the message; sending the fallback message instead");
+                    self.call(&call, &fallback).await
+                }
+                Err(e) if matches!(call, Call::Update(_)) && e.class() == Class::Gone => {
+                    tracing::warn!(error = %e, "the trigger's message can no longer be updated; the clear goes as a reply only");
+                    receipts.push(format!("update skipped: {e}"));
+                    continue;
+                }
+                other => other,
+            }?;
+            receipts.push(format!("{} ts={}", call.method(), posted.ts));
+            if *step == Step::New {
+                kept = Some(posted);
+            }
+        }
+        Ok(Sent {
+            receipt: Receipt(receipts.join(", ")),
+            thread: kept.map(|k| json!({ "channel": k.channel, "ts": k.ts })),
+        })
+    }
+
+    async fn call(&self, call: &Call<'_>, message: &Value) -> Result<Kept, DeliveryError> {
+        let mut body = message.clone();
+        let Some(fields) = body.as_object_mut() else {
+            return Err(DeliveryError::Rejected(
+                "a Slack message must be a JSON object".into(),
+            ));
+        };
+        let target = match call {
+            Call::New => {
+                fields.insert("channel".into(), json!(self.channel));
+                &self.post_message
+            }
+            Call::Reply(thread) => {
+                fields.insert("channel".into(), json!(thread.channel));
+                fields.insert("thread_ts".into(), json!(thread.ts));
+                if self.reply_broadcast {
+                    fields.insert("reply_broadcast".into(), json!(true));
+                }
+                &self.post_message
+            }
+            Call::Update(thread) => {
+                fields.insert("channel".into(), json!(thread.channel));
+                fields.insert("ts".into(), json!(thread.ts));
+                &self.update
+            }
+        };
+        let answer = target.exchange(&body, MAX_API_ANSWER_BYTES).await?;
+        let ok = api_answer(call.method(), target, &answer)?;
+        Ok(Kept {
+            channel: ok
+                .get("channel")
+                .and_then(Value::as_str)
+                .unwrap_or(&self.channel)
+                .to_owned(),
+            ts: ok.get("ts").and_then(Value::as_str).unwrap_or("").to_owned(),
+        })
+    }
+
+    async fn auth_test(&self) -> Result<String, DeliveryError> {
+        let answer = self.auth_test.exchange(&json!({}), MAX_API_ANSWER_BYTES).await?;
+        let ok = api_answer("auth.test", &self.auth_test, &answer)?;
+        let field = |name: &str| ok.get(name).and_then(Value::as_str).unwrap_or("?").to_owned();
+        Ok(format!(
+            "bot {} ({}) in team {} ({}), posting to {}",
+            field("user"),
+            field("user_id"),
+            field("team"),
+            field("team_id"),
+            self.channel
+        ))
+    }
+}
+
+/// One Web API call of a delivery.
+enum Call<'a> {
+    New,
+    Update(&'a Kept),
+    Reply(&'a Kept),
+}
+
+impl Call<'_> {
+    fn method(&self) -> &'static str {
+        match self {
+            Self::New | Self::Reply(_) => "chat.postMessage",
+            Self::Update(_) => "chat.update",
+        }
+    }
+}
+
+/// What is kept of a posted message: where it is.
+struct Kept {
+    channel: String,
+    ts: String,
+}
+
+impl Kept {
+    fn from_value(value: &Value) -> Option<Self> {
+        Some(Self {
+            channel: value.get("channel")?.as_str()?.to_owned(),
+            ts: value.get("ts")?.as_str()?.to_owned(),
+        })
+    }
+}
+
+/// The fields of an `ok: true` answer, or the error it carries: HTTP 429 and 5xx as statuses
+/// (retried, `Retry-After` obeyed), `ok: false` by its error code.
+fn api_answer(
+    method: &'static str,
+    target: &HttpTarget,
+    answer: &Answer,
+) -> Result<serde_json::Map<String, Value>, DeliveryError> {
+    let text = || -> String {
+        target
+            .redact(answer.text.trim())
+            .chars()
+            .take(super::MAX_ANSWER_CHARS)
+            .collect()
+    };
+    if !(200..300).contains(&answer.status) {
+        return Err(DeliveryError::Status {
+            status: answer.status,
+            retry_after: answer.retry_after,
+            answer: text(),
+        });
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&answer.text) else {
+        return Err(DeliveryError::Io(format!(
+            "{method}: the answer is not Slack's JSON: {}",
+            text()
+        )));
+    };
+    if fields.get("ok") == Some(&Value::Bool(true)) {
+        return Ok(fields);
+    }
+    let code = fields
+        .get("error")
+        .and_then(Value::as_str)
+        .map(|code| target.redact(code).chars().take(100).collect::<String>())
+        .unwrap_or_else(|| "unknown_error".into());
+    Err(api_error(method, &code))
+}
+
+/// How the relay treats a Web API error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Slack may take it later: retried with backoff.
+    Retry,
+    /// Will not change until the operator acts: the delivery is dead, the log says what to do.
+    Permanent,
+    /// Slack refuses this message's content: the fallback message goes instead.
+    Content,
+    /// The message to update is gone or too old: the update is given up.
+    Gone,
+}
+
+/// Each error code Slack documents for `chat.postMessage` and `chat.update` that the relay acts
+/// on, its class, and what the operator can do.
+const ERRORS: &[(&str, Class, Option<&str>)] = &[
+    ("ratelimited", Class::Retry, None),
+    ("service_unavailable", Class::Retry, None),
+    ("request_timeout", Class::Retry, None),
+    ("internal_error", Class::Retry, None),
+    ("fatal_error", Class::Retry, None),
+    ("invalid_auth", Class::Permanent, Some("the token is not valid: set the app's Bot User OAuth Token (xoxb-…) as token")),
+    ("not_authed", Class::Permanent, Some("no token reached Slack: set the app's Bot User OAuth Token (xoxb-…) as token")),
+    ("token_revoked", Class::Permanent, Some("the token was revoked: reinstall the Slack app and set its new bot token")),
+    ("token_expired", Class::Permanent, Some("the token expired: reinstall the Slack app, or turn token rotation off, and set its new bot token")),
+    ("account_inactive", Class::Permanent, Some("the app's bot or workspace was deactivated: reinstall the app")),
+    ("missing_scope", Class::Permanent, Some("the app lacks the chat:write scope: add it under OAuth & Permissions, reinstall the app, and set the new token")),
+    ("channel_not_found", Class::Permanent, Some("the token cannot see this channel: use its id (C0123…, in the channel's details), and invite the app there or give it chat:write.public")),
+    ("not_in_channel", Class::Permanent, Some("the app is not in the channel: type /invite @<app name> in it, or give the app the chat:write.public scope (public channels only)")),
+    ("is_archived", Class::Permanent, Some("the channel is archived: unarchive it or set another channel")),
+    ("msg_too_long", Class::Content, None),
+    ("invalid_blocks", Class::Content, None),
+    ("invalid_blocks_format", Class::Content, None),
+    ("no_text", Class::Content, None),
+    ("cant_update_message", Class::Gone, None),
+    ("message_not_found", Class::Gone, None),
+    ("edit_window_closed", Class::Gone, None),
+];
+
+/// The error for `code`; a code not in [`ERRORS`] is permanent, with no hint.
+pub fn api_error(method: &'static str, code: &str) -> DeliveryError {
+    let (retryable, hint) = match ERRORS.iter().find(|(c, _, _)| *c == code) {
+        Some((_, class, hint)) => (*class == Class::Retry, *hint),
+        None => (false, None),
+    };
+    DeliveryError::Api {
+        method,
+        code: code.to_owned(),
+        retryable,
+        hint,
+    }
+}
+
+/// What to do about a Web API error (see [`ERRORS`]); `Retry` or `Permanent` for other errors as
+/// [`DeliveryError::is_retryable`] says.
+pub trait Classify {
+    fn class(&self) -> Class;
+}
+
+impl Classify for DeliveryError {
+    fn class(&self) -> Class {
+        if let DeliveryError::Api { code, .. } = self
+            && let Some((_, class, _)) = ERRORS.iter().find(|(c, _, _)| c == code)
+        {
+            return *class;
+        }
+        if self.is_retryable() {
+            Class::Retry
+        } else {
+            Class::Permanent
+        }
     }
 }
 

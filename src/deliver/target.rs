@@ -53,6 +53,17 @@ impl HttpTarget {
         }
     }
 
+    /// A target at `url`, already read and checked (an API endpoint built from a base URL).
+    pub fn at(url: url::Url, http: &reqwest::Client) -> Self {
+        let url = Secret::new(url.as_str());
+        Self {
+            redactor: redactor(&url, &reqwest::header::HeaderMap::new()),
+            url,
+            headers: reqwest::header::HeaderMap::new(),
+            http: http.clone(),
+        }
+    }
+
     /// Adds headers sent with every request.
     pub fn with_headers(mut self, headers: reqwest::header::HeaderMap) -> Self {
         self.redactor = redactor(&self.url, &headers);
@@ -63,11 +74,38 @@ impl HttpTarget {
     /// POSTs `body` and turns any answer other than 2xx into a [`DeliveryError`]. The answer is
     /// kept for logs with the URL, and its path and query, cut out in case the peer echoes them.
     pub async fn post_json(&self, body: &serde_json::Value) -> Result<Receipt, DeliveryError> {
+        let answer = self.exchange(body, MAX_ANSWER_BYTES).await?;
+        let text: String = self
+            .redact(answer.text.trim())
+            .chars()
+            .take(MAX_ANSWER_CHARS)
+            .collect();
+        if (200..300).contains(&answer.status) {
+            Ok(Receipt(format!("{} {text}", answer.status).trim_end().to_owned()))
+        } else {
+            Err(DeliveryError::Status {
+                status: answer.status,
+                retry_after: answer.retry_after,
+                answer: text,
+            })
+        }
+    }
+
+    /// POSTs `body` and returns the answer, whatever its status, with at most `max` bytes of its
+    /// body, as sent: redact before showing it.
+    pub async fn exchange(
+        &self,
+        body: &serde_json::Value,
+        max: usize,
+    ) -> Result<Answer, DeliveryError> {
+        let mut headers = self.headers.clone();
+        headers
+            .entry(reqwest::header::CONTENT_TYPE)
+            .or_insert(reqwest::header::HeaderValue::from_static("application/json"));
         let response = self
             .http
             .post(self.url.expose())
-            .headers(self.headers.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .headers(headers)
             .body(body.to_string())
             .send()
             .await
@@ -78,30 +116,27 @@ impl HttpTarget {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let answer = crate::http::read_capped(response, MAX_ANSWER_BYTES)
+        let text = crate::http::read_capped(response, max)
             .await
             .map_err(request_error)?;
-        let answer: String = self
-            .redact(answer.trim())
-            .chars()
-            .take(MAX_ANSWER_CHARS)
-            .collect();
-        if (200..300).contains(&status) {
-            Ok(Receipt(format!("{status} {answer}").trim_end().to_owned()))
-        } else {
-            Err(DeliveryError::Status {
-                status,
-                retry_after,
-                answer,
-            })
-        }
+        Ok(Answer {
+            status,
+            retry_after,
+            text,
+        })
+    }
+
+    /// `text` with every secret this target sends cut out.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
     }
 }
 
-impl HttpTarget {
-    fn redact(&self, text: &str) -> String {
-        self.redactor.redact(text)
-    }
+/// A peer's answer: see [`HttpTarget::exchange`].
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub text: String,
 }
 
 /// Every secret a target sends: the URL, its path and query, and header values, whole and without

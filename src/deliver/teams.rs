@@ -8,9 +8,11 @@ use serde_json::{Value, json};
 
 use super::escape::Escape;
 use super::{CommonOptions, RateLimit};
-use super::{DeliveryError, Destination, Facts, HttpTarget, Message, Pace, Part, Receipt};
+use super::{
+    DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Sent,
+};
 use crate::error::ConfigError;
-use crate::event::Event;
+use crate::event::{Correlation, Event};
 use crate::secret::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -56,27 +58,41 @@ impl Teams {
     }
 }
 
-/// The Workflows message envelope around one Adaptive Card.
-pub fn envelope(card: &Value) -> Value {
-    json!({
+/// The Workflows message envelope around one Adaptive Card. `correlation` (`{key, state}`) goes
+/// beside the attachments when the event has a lifecycle: a Workflows webhook can neither update
+/// a card nor reply to one, but a flow can use it to find the trigger's message (see the README).
+pub fn envelope(card: &Value, correlation: Option<Correlation<'_>>) -> Value {
+    let mut envelope = json!({
         "type": "message",
         "attachments": [{
             "contentType": "application/vnd.microsoft.card.adaptive",
             "contentUrl": null,
             "content": card,
         }]
-    })
+    });
+    // A key longer than any real one (ThousandEyes sends numbers and UUIDs) is left out, so that
+    // the size checked in `validate` stays the size sent.
+    if let Some(correlation) = correlation.filter(|c| c.key.len() <= MAX_CORRELATION_KEY) {
+        envelope["correlation"] = json!(correlation);
+    }
+    envelope
 }
+
+/// Longest correlation key put in the envelope; `validate` keeps room for it.
+const MAX_CORRELATION_KEY: usize = 256;
+/// What the correlation adds at most: the key and its JSON around it.
+const CORRELATION_ROOM: usize = MAX_CORRELATION_KEY + 64;
 
 impl Destination for Teams {
     /// Workflows answer `202 Accepted`; any 2xx is success.
-    async fn deliver(&self, _event: &Event, message: &Message) -> Result<Receipt, DeliveryError> {
-        let Message::Json(card) = message else {
+    async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
+        let Message::Json(card) = outgoing.first()? else {
             return Err(DeliveryError::Rejected(
                 "Teams takes an Adaptive Card".into(),
             ));
         };
-        self.target.post_json(&envelope(card)).await
+        let envelope = envelope(card, outgoing.event.correlation());
+        Ok(self.target.post_json(&envelope).await?.into())
     }
 }
 
@@ -139,7 +155,7 @@ fn validate(card: &Value) -> Result<(), String> {
     {
         return Err("the card's \"body\" must be a list".into());
     }
-    let size = envelope(card).to_string().len();
+    let size = envelope(card, None).to_string().len() + CORRELATION_ROOM;
     if size > TEAMS_MAX_BYTES {
         return Err(format!(
             "the card is {size} bytes; Teams accepts at most {TEAMS_MAX_BYTES}"

@@ -10,7 +10,9 @@ use super::{CommonOptions, RateLimit};
 use serde_json::{Value, json};
 
 use super::escape::Escape;
-use super::{DeliveryError, Destination, Facts, HttpTarget, Message, Pace, Part, Receipt};
+use super::{
+    DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Sent,
+};
 use crate::error::ConfigError;
 use crate::event::Event;
 use crate::secret::Secret;
@@ -73,13 +75,13 @@ impl Webhook {
 }
 
 impl Destination for Webhook {
-    async fn deliver(&self, _event: &Event, message: &Message) -> Result<Receipt, DeliveryError> {
-        let Message::Json(body) = message else {
+    async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
+        let Message::Json(body) = outgoing.first()? else {
             return Err(DeliveryError::Rejected(
                 "a webhook takes a JSON body".into(),
             ));
         };
-        self.target.post_json(body).await
+        Ok(self.target.post_json(body).await?.into())
     }
 }
 

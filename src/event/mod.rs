@@ -138,6 +138,23 @@ impl Event {
         let key = self.summary.alert_id.as_deref().filter(|k| !k.is_empty())?;
         Some((key, self.kind.phase()?))
     }
+
+    /// `{key, state}` for receivers that tie a clear to its trigger themselves (a Teams flow, a
+    /// webhook consumer): the correlation key and `triggered` or `cleared`.
+    pub fn correlation(&self) -> Option<Correlation<'_>> {
+        let (key, _) = self.lifecycle()?;
+        Some(Correlation {
+            key,
+            state: self.summary.state,
+        })
+    }
+}
+
+/// See [`Event::correlation`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Correlation<'a> {
+    pub key: &'a str,
+    pub state: &'static str,
 }
 
 /// Normalized fields, so templates need not know payload quirks.

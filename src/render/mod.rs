@@ -18,7 +18,7 @@ use handlebars::Handlebars;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::deliver::{DestinationKind, Escape, Message, Part};
+use crate::deliver::{DestinationKind, Escape, Message, Part, Step};
 use crate::event::{Event, EventKind};
 
 #[derive(Debug, Deserialize)]
@@ -156,8 +156,15 @@ impl Renderer {
         &self.problems
     }
 
-    /// Renders `event` for the destination called `destination`. Never fails: see the module doc.
+    /// Renders `event` for the destination called `destination`, as a message of its own. Never
+    /// fails: see the module doc.
     pub fn render(&self, event: &Event, destination: &str) -> Rendered {
+        self.render_as(event, destination, Situation::default())
+    }
+
+    /// Renders `event` for `destination` in `situation` (the update or the reply that a clear
+    /// makes of its trigger's message). Never fails.
+    pub fn render_as(&self, event: &Event, destination: &str, situation: Situation<'_>) -> Rendered {
         let Some(templates) = self.destinations.get(destination) else {
             // Only reachable if a caller names a destination the config does not have.
             return Rendered {
@@ -172,7 +179,7 @@ impl Renderer {
         let kind = templates.kind;
         let choice = &templates.by_event[&event.kind];
         // Built once: handlebars would otherwise copy the whole value again at every render.
-        let context = handlebars::Context::from(context(event, destination, kind));
+        let context = handlebars::Context::from(context(event, destination, kind, situation));
         let mut failures = Vec::new();
         let mut candidates = vec![&choice.chosen];
         if choice
@@ -229,8 +236,43 @@ impl Renderer {
     }
 }
 
+/// Where a message stands in its alert's life, for the templates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Situation<'a> {
+    pub step: Option<Step>,
+    /// The trigger's `summary`, when the trigger was delivered there.
+    pub trigger: Option<&'a Value>,
+}
+
+impl<'a> Situation<'a> {
+    pub fn new(step: Step, trigger: Option<&'a Value>) -> Self {
+        Self {
+            step: Some(step),
+            trigger,
+        }
+    }
+}
+
+impl<'a> Situation<'a> {
+    /// Every situation `check` renders `event` in: a message of its own and, for a clear, the
+    /// update and the reply of its trigger's message, with `trigger` standing for the trigger's
+    /// summary.
+    pub fn all_for(event: &Event, trigger: &'a Value) -> Vec<Situation<'a>> {
+        let mut all = vec![Situation::default()];
+        if event.kind.phase() == Some(crate::event::Phase::Clear) {
+            all.extend([Step::Update, Step::Reply].map(|step| Situation::new(step, Some(trigger))));
+        }
+        all
+    }
+}
+
 /// Everything a template can use.
-pub fn context(event: &Event, destination: &str, kind: DestinationKind) -> Value {
+pub fn context(
+    event: &Event,
+    destination: &str,
+    kind: DestinationKind,
+    situation: Situation<'_>,
+) -> Value {
     json!({
         "event": {
             "id": event.id,
@@ -243,6 +285,12 @@ pub fn context(event: &Event, destination: &str, kind: DestinationKind) -> Value
         "raw": event.raw,
         "summary": event.summary,
         "destination": { "name": destination, "kind": kind.as_str() },
+        "correlation": event.correlation(),
+        "thread": {
+            "update": situation.step == Some(Step::Update),
+            "reply": situation.step == Some(Step::Reply),
+        },
+        "trigger": situation.trigger,
     })
 }
 

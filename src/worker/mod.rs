@@ -9,19 +9,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::deliver::Message;
-use crate::deliver::{DeliveryError, Destination};
+use crate::deliver::{DeliveryError, Destination, Message, Outgoing, Step};
 use crate::error::ConfigError;
-use crate::event::{Event, EventError};
+use crate::event::{Event, EventError, Phase};
 use crate::memory::{Memory, RENDER_COPIES, Reservation};
 use crate::metrics::{AttemptOutcome, Metrics};
 use crate::outbox::{self, Claim, Finish, Outbox, Reader};
 use crate::relay::{Live, Relay};
+use crate::render::Situation;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -314,9 +315,25 @@ impl Worker {
     async fn attempt(&self, relay: &Relay, mut claim: Claim, round: u64) {
         let attempt = claim.attempts + 1;
         let body = std::mem::take(&mut claim.body);
-        let finish = match self.render(relay, body, claim.received_at).await {
-            Ok((event, message, _room)) => {
-                self.deliver(relay, &event, &message, claim.received_at, attempt, round)
+        let (thread, trigger) = match claim.thread.take() {
+            // Both were written by this relay; a row that does not parse is as good as none.
+            Some((thread, trigger)) => (
+                serde_json::from_str::<Value>(&thread).ok(),
+                serde_json::from_str::<Value>(&trigger).ok(),
+            ),
+            None => (None, None),
+        };
+        let finish = match self
+            .render(relay, body, claim.received_at, thread.as_ref(), trigger.as_ref())
+            .await
+        {
+            Ok((event, messages, _room)) => {
+                let outgoing = Outgoing {
+                    event: &event,
+                    messages,
+                    thread,
+                };
+                self.deliver(relay, &outgoing, claim.received_at, attempt, round)
                     .await
             }
             Err(error) => {
@@ -330,15 +347,18 @@ impl Worker {
         self.record(&claim, finish).await;
     }
 
-    /// Parses the stored event and renders it, within the memory budget. The body and the parsed
-    /// event are let go before sending; what stays reserved is the message, which a slow peer
-    /// keeps in memory until it answers.
+    /// Parses the stored event and renders each message the destination sends for it (for a
+    /// clear, the update and the reply of its trigger's message), within the memory budget. The
+    /// body and the parsed event are let go before sending; what stays reserved is the messages,
+    /// which a slow peer keeps in memory until it answers.
     async fn render(
         &self,
         relay: &Relay,
         body: Vec<u8>,
         received_at: i64,
-    ) -> Result<(Event, Message, Reservation<'_>), String> {
+        thread: Option<&Value>,
+        trigger: Option<&Value>,
+    ) -> Result<(Event, Vec<(Step, Message)>, Reservation<'_>), String> {
         let cannot = |e: EventError| format!("the stored event cannot be rendered: {e}");
         let measured = crate::event::measure(&body).map_err(cannot)?;
         let mut room = self
@@ -349,23 +369,29 @@ impl Worker {
         let received_at = chrono::DateTime::from_timestamp_millis(received_at).unwrap_or_default();
         let mut event = Event::parse_measured(measured, received_at).map_err(cannot)?;
         drop(body);
-        let rendered = relay.renderer.render(&event, &self.name);
-        for failure in &rendered.failures {
-            warn!(
-                destination = %self.name,
-                event = %event.id,
-                template = %failure.template,
-                line = failure.line,
-                error = %failure.reason,
-                "template failed; sending the fallback message"
-            );
-        }
-        if let Some(first) = rendered.failures.first() {
-            self.metrics.fallback(&self.name, &first.template);
+        let destination = &relay.destinations[&self.name].destination;
+        let mut messages = Vec::new();
+        for step in destination.steps(&event, thread) {
+            let situation = Situation::new(step, trigger);
+            let rendered = relay.renderer.render_as(&event, &self.name, situation);
+            for failure in &rendered.failures {
+                warn!(
+                    destination = %self.name,
+                    event = %event.id,
+                    template = %failure.template,
+                    line = failure.line,
+                    error = %failure.reason,
+                    "template failed; sending the fallback message"
+                );
+            }
+            if let Some(first) = rendered.failures.first() {
+                self.metrics.fallback(&self.name, &first.template);
+            }
+            messages.push((step, rendered.message));
         }
         event.raw = serde_json::Map::new();
-        room.shrink_to(rendered.message.memory_bytes());
-        Ok((event, rendered.message, room))
+        room.shrink_to(messages.iter().map(|(_, m)| m.memory_bytes()).sum());
+        Ok((event, messages, room))
     }
 
     /// Commits `finish`. While the store refuses (a full disk), the worker pauses and tries
@@ -406,29 +432,29 @@ impl Worker {
     async fn deliver(
         &self,
         relay: &Relay,
-        event: &Event,
-        message: &Message,
+        outgoing: &Outgoing<'_>,
         received_at: i64,
         attempt: u32,
         round: u64,
     ) -> Finish {
+        let event = outgoing.event;
         let started = Instant::now();
         let destination = &relay.destinations[&self.name].destination;
-        let result = tokio::time::timeout(relay.timeout, destination.deliver(event, message))
+        let result = tokio::time::timeout(relay.timeout, destination.deliver(outgoing))
             .await
             .unwrap_or(Err(DeliveryError::Timeout));
         let took_ms = started.elapsed().as_millis() as u64;
         let since_accepted = Duration::from_millis((outbox::now_ms() - received_at).max(0) as u64);
         let latency_ms = since_accepted.as_millis() as u64;
         match result {
-            Ok(receipt) => {
-                info!(destination = %self.name, event = %event.id, attempt, took_ms, latency_ms, answer = %receipt.0, "delivered");
+            Ok(sent) => {
+                info!(destination = %self.name, event = %event.id, attempt, took_ms, latency_ms, answer = %sent.receipt.0, "delivered");
                 self.metrics
                     .attempt(&self.name, AttemptOutcome::Delivered, since_accepted);
                 lock(&self.health).succeeded();
                 Finish::Done {
                     attempts: attempt,
-                    thread: None,
+                    thread: kept_thread(event, sent.thread),
                 }
             }
             Err(e) if e.is_retryable() => {
@@ -467,6 +493,18 @@ impl Worker {
             }
         }
     }
+}
+
+/// What to keep of a delivered trigger's message for its clear, with the trigger's summary.
+fn kept_thread(event: &Event, thread: Option<Value>) -> Option<outbox::Thread> {
+    let (key, Phase::Trigger) = event.lifecycle()? else {
+        return None;
+    };
+    Some(outbox::Thread {
+        correlation: key.to_owned(),
+        thread: thread?.to_string(),
+        trigger_summary: serde_json::to_string(&event.summary).ok()?,
+    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -15,7 +15,7 @@ enum Outcome {
     Permanent,
 }
 
-fn outcome(result: &Result<alert_relay::deliver::Receipt, DeliveryError>) -> Outcome {
+fn outcome(result: &Result<alert_relay::deliver::Sent, DeliveryError>) -> Outcome {
     match result {
         Ok(_) => Outcome::Delivered,
         Err(e) if e.is_retryable() => Outcome::Retry,
@@ -27,7 +27,7 @@ fn outcome(result: &Result<alert_relay::deliver::Receipt, DeliveryError>) -> Out
 async fn deliver_once(
     config: &str,
     name: &str,
-) -> Result<alert_relay::deliver::Receipt, DeliveryError> {
+) -> Result<alert_relay::deliver::Sent, DeliveryError> {
     let dir = common::config_dir(config, &[]);
     let config = Config::load(&dir.path().join("config.toml")).expect("config");
     let relay = config.relay().expect("relay");
@@ -36,7 +36,7 @@ async fn deliver_once(
     let message = relay.renderer.render(&event, name).message;
     relay.destinations[name]
         .destination
-        .deliver(&event, &message)
+        .deliver(&alert_relay::deliver::Outgoing::new(&event, message))
         .await
 }
 
