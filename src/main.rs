@@ -43,7 +43,12 @@ enum Command {
     Serve,
     /// Validate the config, compile every template and render the bundled sample events for
     /// every destination; exit 1 on any problem.
-    Check,
+    Check {
+        /// Also ask each destination that can tell whether its credentials work (Slack's
+        /// `auth.test` for a bot token); sends no message.
+        #[arg(long)]
+        online: bool,
+    },
     /// Print what each destination would receive for an event; sends nothing. Exits 1 when a
     /// template failed and the fallback is shown.
     Render {
@@ -120,7 +125,7 @@ fn main() -> ExitCode {
             });
             match command {
                 Command::Serve => unreachable!("handled above"),
-                Command::Check => check(&cli.config),
+                Command::Check { online } => check(&cli.config, online),
                 Command::Render {
                     event,
                     to,
@@ -182,7 +187,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
+fn check(config_path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     let (config, relay) = load(config_path)?;
     println!(
         "config {}: ok ({} destinations, {} routes)",
@@ -216,7 +221,26 @@ fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
         relay.destinations.len(),
         contexts.len()
     );
-    let problems = problems.len();
+    let mut problems = problems.len();
+    if online {
+        let answers = runtime()?.block_on(async {
+            let mut answers = Vec::new();
+            for (name, target) in &relay.destinations {
+                answers.push((name, target.destination.check_online().await));
+            }
+            answers
+        });
+        for (name, answer) in answers {
+            match answer {
+                Some(Ok(who)) => println!("{name}: {who}"),
+                Some(Err(e)) => {
+                    problems += 1;
+                    println!("{name}: {e}");
+                }
+                None => {}
+            }
+        }
+    }
     if problems > 0 {
         println!("{problems} problem(s)");
         return Ok(ExitCode::FAILURE);

@@ -339,6 +339,21 @@ impl AnyDestination {
     }
 }
 
+impl AnyDestination {
+    /// Asks the peer whether the credentials work, for destinations that can tell (a Slack bot
+    /// token); says who they are. Sends no message.
+    pub async fn check_online(&self) -> Option<Result<String, DeliveryError>> {
+        match self {
+            Self::Slack(d) => Some(
+                d.auth_test()
+                    .await?
+                    .map(|who| format!("Slack token is {who}")),
+            ),
+            Self::Teams(_) | Self::Email(_) | Self::Webhook(_) | Self::Console(_) => None,
+        }
+    }
+}
+
 impl Destination for AnyDestination {
     fn steps(&self, event: &Event, thread: Option<&Value>) -> Vec<Step> {
         match self {

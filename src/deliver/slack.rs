@@ -200,10 +200,14 @@ impl Api {
                 )
             })?;
         let mut authorization =
-            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| {
-                    ConfigError::new(format!("{key}.token"), "has characters a header cannot carry")
-                })?;
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(
+                |_| {
+                    ConfigError::new(
+                        format!("{key}.token"),
+                        "has characters a header cannot carry",
+                    )
+                },
+            )?;
         authorization.set_sensitive(true);
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(reqwest::header::AUTHORIZATION, authorization);
@@ -320,14 +324,26 @@ impl Api {
                 .and_then(Value::as_str)
                 .unwrap_or(&self.channel)
                 .to_owned(),
-            ts: ok.get("ts").and_then(Value::as_str).unwrap_or("").to_owned(),
+            ts: ok
+                .get("ts")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
         })
     }
 
     async fn auth_test(&self) -> Result<String, DeliveryError> {
-        let answer = self.auth_test.exchange(&json!({}), MAX_API_ANSWER_BYTES).await?;
+        let answer = self
+            .auth_test
+            .exchange(&json!({}), MAX_API_ANSWER_BYTES)
+            .await?;
         let ok = api_answer("auth.test", &self.auth_test, &answer)?;
-        let field = |name: &str| ok.get(name).and_then(Value::as_str).unwrap_or("?").to_owned();
+        let field = |name: &str| {
+            ok.get(name)
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned()
+        };
         Ok(format!(
             "bot {} ({}) in team {} ({}), posting to {}",
             field("user"),
@@ -429,15 +445,59 @@ const ERRORS: &[(&str, Class, Option<&str>)] = &[
     ("request_timeout", Class::Retry, None),
     ("internal_error", Class::Retry, None),
     ("fatal_error", Class::Retry, None),
-    ("invalid_auth", Class::Permanent, Some("the token is not valid: set the app's Bot User OAuth Token (xoxb-…) as token")),
-    ("not_authed", Class::Permanent, Some("no token reached Slack: set the app's Bot User OAuth Token (xoxb-…) as token")),
-    ("token_revoked", Class::Permanent, Some("the token was revoked: reinstall the Slack app and set its new bot token")),
-    ("token_expired", Class::Permanent, Some("the token expired: reinstall the Slack app, or turn token rotation off, and set its new bot token")),
-    ("account_inactive", Class::Permanent, Some("the app's bot or workspace was deactivated: reinstall the app")),
-    ("missing_scope", Class::Permanent, Some("the app lacks the chat:write scope: add it under OAuth & Permissions, reinstall the app, and set the new token")),
-    ("channel_not_found", Class::Permanent, Some("the token cannot see this channel: use its id (C0123…, in the channel's details), and invite the app there or give it chat:write.public")),
-    ("not_in_channel", Class::Permanent, Some("the app is not in the channel: type /invite @<app name> in it, or give the app the chat:write.public scope (public channels only)")),
-    ("is_archived", Class::Permanent, Some("the channel is archived: unarchive it or set another channel")),
+    (
+        "invalid_auth",
+        Class::Permanent,
+        Some("the token is not valid: set the app's Bot User OAuth Token (xoxb-…) as token"),
+    ),
+    (
+        "not_authed",
+        Class::Permanent,
+        Some("no token reached Slack: set the app's Bot User OAuth Token (xoxb-…) as token"),
+    ),
+    (
+        "token_revoked",
+        Class::Permanent,
+        Some("the token was revoked: reinstall the Slack app and set its new bot token"),
+    ),
+    (
+        "token_expired",
+        Class::Permanent,
+        Some(
+            "the token expired: reinstall the Slack app, or turn token rotation off, and set its new bot token",
+        ),
+    ),
+    (
+        "account_inactive",
+        Class::Permanent,
+        Some("the app's bot or workspace was deactivated: reinstall the app"),
+    ),
+    (
+        "missing_scope",
+        Class::Permanent,
+        Some(
+            "the app lacks the chat:write scope: add it under OAuth & Permissions, reinstall the app, and set the new token",
+        ),
+    ),
+    (
+        "channel_not_found",
+        Class::Permanent,
+        Some(
+            "the token cannot see this channel: use its id (C0123…, in the channel's details), and invite the app there or give it chat:write.public",
+        ),
+    ),
+    (
+        "not_in_channel",
+        Class::Permanent,
+        Some(
+            "the app is not in the channel: type /invite @<app name> in it, or give the app the chat:write.public scope (public channels only)",
+        ),
+    ),
+    (
+        "is_archived",
+        Class::Permanent,
+        Some("the channel is archived: unarchive it or set another channel"),
+    ),
     ("msg_too_long", Class::Content, None),
     ("invalid_blocks", Class::Content, None),
     ("invalid_blocks_format", Class::Content, None),

@@ -81,7 +81,9 @@ impl HttpTarget {
             .take(MAX_ANSWER_CHARS)
             .collect();
         if (200..300).contains(&answer.status) {
-            Ok(Receipt(format!("{} {text}", answer.status).trim_end().to_owned()))
+            Ok(Receipt(
+                format!("{} {text}", answer.status).trim_end().to_owned(),
+            ))
         } else {
             Err(DeliveryError::Status {
                 status: answer.status,
@@ -99,9 +101,9 @@ impl HttpTarget {
         max: usize,
     ) -> Result<Answer, DeliveryError> {
         let mut headers = self.headers.clone();
-        headers
-            .entry(reqwest::header::CONTENT_TYPE)
-            .or_insert(reqwest::header::HeaderValue::from_static("application/json"));
+        headers.entry(reqwest::header::CONTENT_TYPE).or_insert(
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
         let response = self
             .http
             .post(self.url.expose())

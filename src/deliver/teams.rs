@@ -8,9 +8,7 @@ use serde_json::{Value, json};
 
 use super::escape::Escape;
 use super::{CommonOptions, RateLimit};
-use super::{
-    DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Sent,
-};
+use super::{DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Sent};
 use crate::error::ConfigError;
 use crate::event::{Correlation, Event};
 use crate::secret::Secret;

@@ -10,9 +10,7 @@ use super::{CommonOptions, RateLimit};
 use serde_json::{Value, json};
 
 use super::escape::Escape;
-use super::{
-    DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Sent,
-};
+use super::{DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Sent};
 use crate::error::ConfigError;
 use crate::event::Event;
 use crate::secret::Secret;

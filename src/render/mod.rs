@@ -164,7 +164,12 @@ impl Renderer {
 
     /// Renders `event` for `destination` in `situation` (the update or the reply that a clear
     /// makes of its trigger's message). Never fails.
-    pub fn render_as(&self, event: &Event, destination: &str, situation: Situation<'_>) -> Rendered {
+    pub fn render_as(
+        &self,
+        event: &Event,
+        destination: &str,
+        situation: Situation<'_>,
+    ) -> Rendered {
         let Some(templates) = self.destinations.get(destination) else {
             // Only reachable if a caller names a destination the config does not have.
             return Rendered {

@@ -324,7 +324,13 @@ impl Worker {
             None => (None, None),
         };
         let finish = match self
-            .render(relay, body, claim.received_at, thread.as_ref(), trigger.as_ref())
+            .render(
+                relay,
+                body,
+                claim.received_at,
+                thread.as_ref(),
+                trigger.as_ref(),
+            )
             .await
         {
             Ok((event, messages, _room)) => {

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -72,6 +72,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The `ts` the peer gave the message, when it played Slack's Web API and posted one.
+    pub ts: Option<String>,
 }
 
 impl Recorded {
@@ -100,6 +102,12 @@ pub enum Reply {
     Hang,
     /// Answers with this status and a body that never ends.
     Endless(u16),
+    /// Plays Slack's Web API: `auth.test` names a bot and a team, `chat.postMessage` answers
+    /// `ok` with a new `ts` for the channel `C0TEST`, `chat.update` answers `ok` with the `ts` it
+    /// was given.
+    SlackOk,
+    /// Slack's Web API refusing: HTTP 200, `ok: false`, this error code.
+    SlackError(&'static str),
 }
 
 impl Reply {
@@ -112,6 +120,7 @@ impl Reply {
             | Reply::Endless(status) => *status,
             Reply::Redirect(_) => 301,
             Reply::Hang => 0,
+            Reply::SlackOk | Reply::SlackError(_) => 200,
         }
     }
 }
@@ -173,14 +182,19 @@ impl Peer {
                                     .pop_front()
                                     .unwrap_or_else(|| replies.default.clone())
                             };
+                            let slack = slack_answer(&reply, &path, &body);
                             let _ = tx.send(Recorded {
                                 at: Instant::now(),
                                 status: reply.status(),
                                 path,
                                 headers: headers.clone(),
                                 body,
+                                ts: slack.as_ref().and_then(|(ts, _)| ts.clone()),
                             });
-                            let echo = format!("you called {target} with {:?}", headers);
+                            let echo = match slack {
+                                Some((_, answer)) => answer,
+                                None => format!("you called {target} with {:?}", headers),
+                            };
                             let _ = gate.wait_for(|held| !*held).await;
                             Ok::<_, Infallible>(answer(reply, echo).await)
                         }
@@ -260,6 +274,33 @@ impl hyper::body::Body for EndlessBody {
     }
 }
 
+/// What the Slack Web API would answer to `reply` for a call of `path` with `body`: the `ts` of
+/// a message posted, and the answer's body.
+fn slack_answer(reply: &Reply, path: &str, body: &[u8]) -> Option<(Option<String>, String)> {
+    static NEXT_TS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    match reply {
+        Reply::SlackError(code) => Some((None, json!({"ok": false, "error": code}).to_string())),
+        Reply::SlackOk if path.ends_with("/auth.test") => Some((
+            None,
+            json!({"ok": true, "user": "alertbot", "user_id": "U0BOT", "team": "Acme", "team_id": "T0ACME"})
+                .to_string(),
+        )),
+        Reply::SlackOk => {
+            let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            let ts = match request.get("ts").and_then(Value::as_str) {
+                Some(updated) => updated.to_owned(),
+                None => format!(
+                    "1764000000.{:06}",
+                    NEXT_TS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                ),
+            };
+            let answer = json!({"ok": true, "channel": "C0TEST", "ts": ts, "message": request});
+            Some((Some(ts), answer.to_string()))
+        }
+        _ => None,
+    }
+}
+
 async fn answer(reply: Reply, echo: String) -> Response<BoxBody<Bytes, Infallible>> {
     if let Reply::Endless(status) = reply {
         let mut response = Response::new(EndlessBody.boxed());
@@ -276,7 +317,7 @@ async fn answer(reply: Reply, echo: String) -> Response<BoxBody<Bytes, Infallibl
             tokio::time::sleep(wait).await;
             (status, "ok".into(), None)
         }
-        Reply::Echo(status) => (status, echo, None),
+        Reply::Echo(_) | Reply::SlackOk | Reply::SlackError(_) => (reply.status(), echo, None),
         Reply::Hang => std::future::pending().await,
         Reply::Endless(_) => unreachable!("answered above"),
     };

@@ -13,6 +13,7 @@ mod fuzz;
 mod http;
 mod imports;
 mod jwt;
+mod lifecycle;
 mod logs;
 mod memory;
 mod metrics;
