@@ -651,3 +651,92 @@ fn validate(body: &Value) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_web_api_error_lands_in_its_class() {
+        use Class::*;
+        let table = [
+            ("ratelimited", Retry),
+            ("service_unavailable", Retry),
+            ("request_timeout", Retry),
+            ("internal_error", Retry),
+            ("invalid_auth", Permanent),
+            ("not_authed", Permanent),
+            ("token_revoked", Permanent),
+            ("token_expired", Permanent),
+            ("account_inactive", Permanent),
+            ("missing_scope", Permanent),
+            ("channel_not_found", Permanent),
+            ("not_in_channel", Permanent),
+            ("is_archived", Permanent),
+            ("msg_too_long", Content),
+            ("invalid_blocks", Content),
+            ("invalid_blocks_format", Content),
+            ("no_text", Content),
+            ("cant_update_message", Gone),
+            ("message_not_found", Gone),
+            ("edit_window_closed", Gone),
+            ("a_code_slack_adds_later", Permanent),
+        ];
+        for (code, class) in table {
+            let error = api_error("chat.postMessage", code);
+            assert_eq!(error.class(), class, "{code}");
+            assert_eq!(error.is_retryable(), class == Retry, "{code}");
+            // Every permanent error Slack documents says what the operator can do.
+            if class == Permanent && code != "a_code_slack_adds_later" {
+                assert!(error.to_string().contains(" ("), "{code}: {error}");
+            }
+        }
+        let hint = api_error("chat.postMessage", "not_in_channel").to_string();
+        assert!(hint.contains("/invite @<app name>"), "{hint}");
+        assert!(hint.contains("chat:write.public"), "{hint}");
+        // HTTP answers keep their classes: 429 and 5xx are retried.
+        let status = |status| DeliveryError::Status {
+            status,
+            retry_after: None,
+            answer: String::new(),
+        };
+        assert_eq!(status(429).class(), Retry);
+        assert_eq!(status(503).class(), Retry);
+        assert_eq!(status(404).class(), Permanent);
+    }
+
+    fn config(toml: &str) -> SlackConfig {
+        toml::from_str(toml).expect("config")
+    }
+
+    #[test]
+    fn the_web_api_and_a_webhook_are_one_or_the_other() {
+        let http = crate::http::client(std::time::Duration::from_secs(1));
+        let build =
+            |toml: &str| Slack::new("destinations.ops", &config(toml), Path::new("."), &http);
+        let refused = |toml: &str| build(toml).err().expect("refused").to_string();
+        let both = refused(
+            "url = \"https://hooks.slack.com/services/X\"\ntoken = \"xoxb-SECRET\"\nchannel = \"C1\"",
+        );
+        assert!(both.starts_with("destinations.ops.token: "), "{both}");
+        assert!(!both.contains("SECRET"));
+        let no_channel = refused("token = \"xoxb-SECRET\"");
+        assert!(
+            no_channel.starts_with("destinations.ops.channel: is required with token"),
+            "{no_channel}"
+        );
+        let webhook_channel =
+            refused("url = \"https://hooks.slack.com/services/X\"\nchannel = \"C1\"");
+        assert!(
+            webhook_channel.starts_with("destinations.ops.channel: needs token"),
+            "{webhook_channel}"
+        );
+        let bad_api = refused("token = \"xoxb-1\"\nchannel = \"C1\"\napi_url = \"ftp://x\"");
+        assert!(
+            bad_api.starts_with("destinations.ops.api_url: "),
+            "{bad_api}"
+        );
+        assert!(build("token = \"xoxb-1\"\nchannel = \"#alerts\"").is_ok());
+        assert!(build("url = \"https://hooks.slack.com/services/X\"").is_ok());
+    }
+}
