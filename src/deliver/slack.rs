@@ -71,7 +71,7 @@ pub struct Slack {
 
 enum Mode {
     Webhook(HttpTarget),
-    Api(Api),
+    Api(Box<Api>),
 }
 
 impl Slack {
@@ -114,7 +114,7 @@ impl Slack {
             });
         }
         Ok(Self {
-            mode: Mode::Api(Api::new(key, config, base_dir, http)?),
+            mode: Mode::Api(Box::new(Api::new(key, config, base_dir, http)?)),
         })
     }
 
