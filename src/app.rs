@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{Outbox, StoreError};
 use crate::relay::Live;
 use crate::server::{self, Ingest};
+use crate::studio::Studio;
 use crate::worker::Pool;
 
 /// Why the relay could not start.
@@ -85,6 +86,25 @@ pub async fn run(
                 .run(stop.clone()),
         ),
     ];
+    let studio = match config.studio.enabled {
+        true => {
+            let listener = TcpListener::bind(config.studio.listen).await.map_err(|e| {
+                ConfigError::new(
+                    "studio.listen",
+                    format!("cannot listen on {}: {e}", config.studio.listen),
+                )
+            })?;
+            let studio = Studio::new(
+                &config.studio,
+                &config.base_dir,
+                config.path(&config.templates.dir),
+                live.clone(),
+                outbox.clone(),
+            )?;
+            Some(tokio::spawn(Arc::new(studio).serve(listener, stop.clone())))
+        }
+        false => None,
+    };
     let server = &config.server;
     let ingest = Arc::new(Ingest {
         live,
@@ -100,7 +120,7 @@ pub async fn run(
     server::serve(listener, ingest, shutdown).await;
     info!("stopped accepting; finishing attempts in flight");
     let _ = stop_tasks.send(true);
-    for task in background {
+    for task in background.into_iter().chain(studio) {
         let _ = task.await;
     }
     workers.join().await;

@@ -19,6 +19,7 @@ use crate::render::Renderer;
 use crate::render::TemplatesConfig;
 use crate::route::{RouteConfig, Router};
 use crate::server::ServerConfig;
+use crate::studio::StudioConfig;
 use crate::worker::DeliveryConfig;
 
 /// Prefix of the environment variables that override the file.
@@ -41,6 +42,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub studio: StudioConfig,
     /// The config file, watched for changes.
     #[serde(skip)]
     pub file: PathBuf,
@@ -147,6 +150,7 @@ impl Config {
         self.server.validate()?;
         self.log.validate()?;
         self.delivery.validate()?;
+        self.studio.validate()?;
         crate::deliver::validate_names(&self.destinations)?;
         crate::route::Router::new(&self.routes, self.destinations.keys())?;
         if self.destinations.is_empty() {

@@ -33,6 +33,8 @@
 //!   connections hold a slot and for how long.
 //! - [`worker`]: one loop per destination: claim, render, deliver, record; the destination's
 //!   health (pause, probe, backoff); the pool of workers.
+//! - [`studio`]: the template studio, on a listener of its own: edit a template in the browser and
+//!   see every destination kind's message for an event, checked as the relay checks it.
 //! - [`config`]: the one config loader (defaults < file < `ALERT_RELAY_` env), its validation, and
 //!   the relay a config describes.
 //! - [`reload`]: SIGHUP and file changes load the config and templates again.
@@ -56,6 +58,7 @@ pub mod route;
 pub mod samples;
 pub mod secret;
 pub mod server;
+pub mod studio;
 pub mod tls;
 pub mod worker;
 

@@ -118,6 +118,10 @@ fn each_invalid_config_names_its_key() {
     });
 }
 
+fn defaults_studio_enabled() -> bool {
+    alert_relay::studio::StudioConfig::default().enabled
+}
+
 #[test]
 fn the_shipped_config_parses_and_shows_the_defaults() {
     Jail::expect_with(|jail| {
@@ -128,6 +132,7 @@ fn the_shipped_config_parses_and_shows_the_defaults() {
             config.destinations.contains_key("console"),
             "it works with no external service"
         );
+        assert!(config.studio.enabled && !defaults_studio_enabled());
         // Every value the shipped file writes out is the built-in default: the defaults have one
         // source, and the file shows them as they are.
         jail.create_file(
@@ -160,6 +165,25 @@ fn the_shipped_config_parses_and_shows_the_defaults() {
                 "templates",
                 format!("{:?}", config.templates),
                 format!("{:?}", defaults.templates),
+            ),
+            (
+                "studio (enabled apart: on in the file, off by default)",
+                format!(
+                    "{:?}",
+                    (
+                        config.studio.listen,
+                        &config.studio.auth,
+                        config.studio.write
+                    )
+                ),
+                format!(
+                    "{:?}",
+                    (
+                        defaults.studio.listen,
+                        &defaults.studio.auth,
+                        defaults.studio.write
+                    )
+                ),
             ),
         ] {
             assert_eq!(

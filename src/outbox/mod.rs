@@ -144,6 +144,16 @@ impl rusqlite::types::FromSql for DeliveryState {
     }
 }
 
+/// An event the store keeps, as the studio lists it.
+#[derive(Debug, Clone)]
+pub struct RecentEvent {
+    /// The store's own id of the event.
+    pub id: i64,
+    pub event_id: String,
+    /// Unix milliseconds.
+    pub received_at: i64,
+}
+
 /// A delivery claimed by a worker.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -359,6 +369,35 @@ impl Outbox {
                 counts.push((name, pending, dead));
             }
             Ok(counts)
+        })
+        .await
+    }
+
+    /// The last `limit` events accepted, newest first (for the template studio).
+    pub async fn recent_events(&self, limit: usize) -> Result<Vec<RecentEvent>, StoreError> {
+        off_runtime(&self.stats, move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, event_id, received_at FROM events ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = statement.query_map(params![limit as i64], |row| {
+                Ok(RecentEvent {
+                    id: row.get(0)?,
+                    event_id: display_id(row.get(1)?),
+                    received_at: row.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The body of the stored event `id` (see [`RecentEvent`]), if it is still kept.
+    pub async fn event_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        off_runtime(&self.stats, move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT body FROM events WHERE id = ?1")?
+                .query_row(params![id], |row| row.get(0))
+                .optional()?)
         })
         .await
     }

@@ -41,14 +41,18 @@ pub struct TemplateFailure {
     /// The template's path, or `builtin/<kind>/<file>`.
     pub template: String,
     pub line: Option<usize>,
+    pub column: Option<usize>,
     pub reason: String,
 }
 
 impl fmt::Display for TemplateFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{line}: {}", self.template, self.reason),
-            None => write!(f, "{}: {}", self.template, self.reason),
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => {
+                write!(f, "{}:{line}:{column}: {}", self.template, self.reason)
+            }
+            (Some(line), None) => write!(f, "{}:{line}: {}", self.template, self.reason),
+            _ => write!(f, "{}: {}", self.template, self.reason),
         }
     }
 }
@@ -177,6 +181,7 @@ impl Renderer {
                 failures: vec![TemplateFailure {
                     template: destination.to_owned(),
                     line: None,
+                    column: None,
                     reason: "no such destination".into(),
                 }],
             };
@@ -223,6 +228,7 @@ impl Renderer {
                 .map_err(|e| TemplateFailure {
                     template: slot.name.clone(),
                     line: e.line_no,
+                    column: e.column_no,
                     reason: e.reason().to_string(),
                 })?;
             texts.push(text);
@@ -236,6 +242,7 @@ impl Renderer {
                     .collect::<Vec<_>>()
                     .join(" + "),
                 line: None,
+                column: None,
                 reason: format!("rendered output is {reason}"),
             })
     }
@@ -299,6 +306,110 @@ pub fn context(
     })
 }
 
+/// A template as the relay finds it for one part of one event kind: the file in the main tree
+/// (`<kind>/<event kind>` first, then `<kind>/default`), else the built-in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// The file's path, or `builtin/<kind>/<file>`.
+    pub name: String,
+    /// Whether a file holds it (otherwise it is built into the binary).
+    pub file: bool,
+    pub text: String,
+}
+
+/// See [`Source`]: the template a destination of `kind` without a tree of its own uses for
+/// `part` of an `event_kind` event, with `main_dir` the main tree. `stem` asks for one file
+/// (`default` or an event kind) rather than the one the lookup would choose.
+pub fn source(
+    main_dir: &Path,
+    kind: DestinationKind,
+    event_kind: EventKind,
+    part: Part,
+    stem: Option<&str>,
+) -> Source {
+    let stems = match stem {
+        Some(stem) => vec![stem],
+        None => vec![event_kind.as_str(), "default"],
+    };
+    for stem in &stems {
+        let path = main_dir
+            .join(kind.as_str())
+            .join(format!("{stem}{}", part.suffix()));
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Source {
+                name: path.display().to_string(),
+                file: true,
+                text,
+            };
+        }
+    }
+    let builtin = kind.facts().builtin();
+    let (file, text) = stems
+        .iter()
+        .chain(["default"].iter())
+        .find_map(|stem| {
+            let file = format!("{stem}{}", part.suffix());
+            builtin
+                .iter()
+                .find(|(name, _)| *name == file)
+                .map(|(_, text)| (file, *text))
+        })
+        .expect("every destination kind has built-in default templates");
+    Source {
+        name: format!("builtin/{}/{file}", kind.as_str()),
+        file: false,
+        text: text.to_owned(),
+    }
+}
+
+/// Renders `event` for a destination called `destination` of `kind` from template texts given
+/// here, `(name, text)` for each part of the kind in order, and checks the message as the relay
+/// does before sending. Nothing is kept: the running relay's templates do not change. For the
+/// template studio, which renders what is being edited.
+pub fn render_texts(
+    kind: DestinationKind,
+    event: &Event,
+    destination: &str,
+    texts: &[(String, String)],
+    situation: Situation<'_>,
+) -> Result<Message, TemplateFailure> {
+    let facts = kind.facts();
+    let context = handlebars::Context::from(context(event, destination, kind, situation));
+    let mut rendered = Vec::with_capacity(texts.len());
+    for (&part, (name, text)) in facts.parts().iter().zip(texts) {
+        let escape = facts.escape(part);
+        let mut registry = Handlebars::new();
+        registry.register_escape_fn(move |text| escape.apply(text));
+        helpers::register(&mut registry, escape);
+        registry
+            .register_template_string(name, text)
+            .map_err(|e| TemplateFailure {
+                template: name.clone(),
+                line: e.pos().map(|(line, _)| line),
+                column: e.pos().map(|(_, column)| column),
+                reason: e.reason().to_string(),
+            })?;
+        rendered.push(registry.render_with_context(name, &context).map_err(|e| {
+            TemplateFailure {
+                template: name.clone(),
+                line: e.line_no,
+                column: e.column_no,
+                reason: e.reason().to_string(),
+            }
+        })?);
+    }
+    facts.message(rendered).map_err(|reason| TemplateFailure {
+        template: texts
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(" + "),
+        line: None,
+        column: None,
+        reason: format!("rendered output is {reason}"),
+    })
+}
+
 /// Finds and compiles templates, each file once.
 struct Loader {
     registries: HashMap<Escape, Handlebars<'static>>,
@@ -356,6 +467,7 @@ impl Loader {
         let source = std::fs::read_to_string(&path).map_err(|e| TemplateFailure {
             template: name.clone(),
             line: None,
+            column: None,
             reason: format!("cannot read: {e}"),
         });
         Some(self.compile(name, kind.facts().escape(part), source))
@@ -401,6 +513,7 @@ impl Loader {
                     .map_err(|e| TemplateFailure {
                         template: name.clone(),
                         line: e.pos().map(|(line, _)| line),
+                        column: e.pos().map(|(_, column)| column),
                         reason: e.reason().to_string(),
                     })
             })

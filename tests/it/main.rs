@@ -22,5 +22,6 @@ mod reload;
 mod retry;
 mod routing;
 mod secrets;
+mod studio;
 mod templates;
 mod tls;

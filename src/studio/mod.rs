@@ -1,0 +1,633 @@
+//! The template studio: a page served on a listener of its own, where a template is edited and
+//! every destination kind's message for a chosen event is previewed as it is typed, rendered and
+//! checked by the relay's own code ([`crate::render::render_texts`]). The page is HTML, CSS and JS
+//! written here and embedded in the binary; it fetches nothing from elsewhere.
+//!
+//! The API under `/api/` answers JSON. Every POST needs the page's CSRF token in `X-CSRF-Token`
+//! and, when the browser says where it comes from (`Origin`, `Sec-Fetch-Site`), this origin.
+//! Template files are named by kind, stem and part, each checked against the lists the relay
+//! knows, so that no request can name a path outside the template tree.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::auth::{Auth, AuthConfig, BasicCredential};
+use crate::deliver::{Destination, DestinationKind, Message, Outgoing, Part};
+use crate::error::ConfigError;
+use crate::event::{Event, EventKind};
+use crate::outbox::Outbox;
+use crate::relay::Live;
+use crate::render::{self, Situation};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudioConfig {
+    pub enabled: bool,
+    /// Its own address, apart from the ingest port.
+    pub listen: SocketAddr,
+    /// Basic users; required when `listen` is not a loopback address.
+    pub auth: Vec<BasicCredential>,
+    /// Whether `Save` may write template files.
+    pub write: bool,
+}
+
+impl Default for StudioConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: ([127, 0, 0, 1], 8081).into(),
+            auth: Vec::new(),
+            write: false,
+        }
+    }
+}
+
+impl StudioConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled && !self.listen.ip().is_loopback() && self.auth.is_empty() {
+            return Err(ConfigError::new(
+                "studio.auth",
+                format!(
+                    "is required when studio.listen ({}) is not a loopback address: the studio shows events and can send them",
+                    self.listen
+                ),
+            ));
+        }
+        self.auth_config().validate().map_err(|e| {
+            ConfigError::new(
+                e.key.replacen("server.auth.basic", "studio.auth", 1),
+                e.reason,
+            )
+        })
+    }
+
+    fn auth_config(&self) -> AuthConfig {
+        AuthConfig {
+            basic: self
+                .auth
+                .iter()
+                .map(|c| BasicCredential {
+                    username: c.username.clone(),
+                    password: c.password.clone(),
+                    password_file: c.password_file.clone(),
+                })
+                .collect(),
+            ..AuthConfig::default()
+        }
+    }
+}
+
+/// How many of the events the store keeps the page offers.
+const RECENT_EVENTS: usize = 50;
+/// The largest request the API takes: an event and a template.
+const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+
+const PAGE: &str = include_str!("page/index.html");
+const SCRIPT: &str = include_str!("page/studio.js");
+const STYLE: &str = include_str!("page/studio.css");
+
+/// No inline script or style, nothing from another origin; the email preview is a sandboxed
+/// `srcdoc` frame, which inherits this policy.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; \
+                   frame-ancestors 'none'";
+
+pub struct Studio {
+    live: Arc<Live>,
+    outbox: Arc<Outbox>,
+    /// The main template tree, where `Save` writes.
+    templates_dir: PathBuf,
+    write: bool,
+    auth: Option<Auth>,
+    /// Put in the page; every POST must send it back.
+    csrf: String,
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+impl Studio {
+    pub fn new(
+        config: &StudioConfig,
+        base_dir: &std::path::Path,
+        templates_dir: PathBuf,
+        live: Arc<Live>,
+        outbox: Arc<Outbox>,
+    ) -> Result<Self, ConfigError> {
+        let auth = match config.auth.is_empty() {
+            true => None,
+            false => Some(
+                Auth::new(
+                    &config.auth_config(),
+                    base_dir,
+                    &crate::http::client(std::time::Duration::from_secs(5)),
+                )
+                .map_err(|e| {
+                    ConfigError::new(
+                        e.key.replacen("server.auth.basic", "studio.auth", 1),
+                        e.reason,
+                    )
+                })?,
+            ),
+        };
+        let mut token = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut token)
+            .map_err(|_| ConfigError::new("studio", "cannot draw a random token for the page"))?;
+        Ok(Self {
+            live,
+            outbox,
+            templates_dir,
+            write: config.write,
+            auth,
+            csrf: token.iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+
+    /// Serves the studio on `listener` until `stop` turns true.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+        if let Ok(address) = listener.local_addr() {
+            info!(url = %format!("http://{address}/"), write = self.write, "template studio");
+        }
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => return,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((stream, peer)) = accepted else {
+                continue;
+            };
+            let studio = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let studio = studio.clone();
+                    async move { Ok::<_, Infallible>(studio.handle(request, peer).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        let mut response = self.route(request, peer).await;
+        let headers = response.headers_mut();
+        headers.insert("content-security-policy", HeaderValue::from_static(CSP));
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+        if let Some(auth) = &self.auth
+            && auth.check(peer.ip(), request.headers()).await.is_err()
+        {
+            let mut response = error(StatusCode::UNAUTHORIZED, "sign in to use the studio");
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"alert-relay studio\""),
+            );
+            return response;
+        }
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().unwrap_or("").to_owned();
+        match (&method, path.as_str()) {
+            (&Method::GET, "/") => self.page(),
+            (&Method::GET, "/studio.js") => asset(SCRIPT, "text/javascript; charset=utf-8"),
+            (&Method::GET, "/studio.css") => asset(STYLE, "text/css; charset=utf-8"),
+            (&Method::GET, "/api/catalog") => self.catalog().await,
+            (&Method::GET, "/api/event") => self.event(&query).await,
+            (&Method::GET, "/api/template") => self.template(&query),
+            (&Method::POST, "/api/render" | "/api/save" | "/api/send") => {
+                if let Err(refused) = self.same_origin(&request) {
+                    return refused.response();
+                }
+                let body = match read_json(request.into_body()).await {
+                    Ok(body) => body,
+                    Err(refused) => return refused.response(),
+                };
+                match path.as_str() {
+                    "/api/render" => self.render(body),
+                    "/api/save" => self.save(body),
+                    _ => self.send(body).await,
+                }
+            }
+            (
+                _,
+                "/" | "/studio.js" | "/studio.css" | "/api/catalog" | "/api/event"
+                | "/api/template" | "/api/render" | "/api/save" | "/api/send",
+            ) => error(StatusCode::METHOD_NOT_ALLOWED, "not with this method"),
+            _ => error(StatusCode::NOT_FOUND, "no such page"),
+        }
+    }
+
+    fn page(&self) -> HttpResponse {
+        let page = PAGE.replace("{{csrf}}", &self.csrf);
+        asset_owned(page, "text/html; charset=utf-8")
+    }
+
+    /// A POST comes from this page: the token it was given, and no other origin.
+    fn same_origin(&self, request: &Request<Incoming>) -> Result<(), Refused> {
+        let headers = request.headers();
+        let token = headers
+            .get("x-csrf-token")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        let token_ok = bool::from(subtle::ConstantTimeEq::ct_eq(token, self.csrf.as_bytes()));
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
+        let host = headers.get("host").and_then(|h| h.to_str().ok());
+        let foreign_origin = headers.get("origin").is_some_and(|origin| {
+            let origin = origin.to_str().unwrap_or("");
+            host.is_none_or(|host| {
+                origin != format!("http://{host}") && origin != format!("https://{host}")
+            })
+        });
+        if !token_ok || cross_site || foreign_origin {
+            return Err(Refused(
+                StatusCode::FORBIDDEN,
+                "this request does not come from the studio page (CSRF token or origin)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the page offers: events, template files, destinations.
+    async fn catalog(&self) -> HttpResponse {
+        let mut events: Vec<Value> = crate::samples::events()
+            .iter()
+            .map(|(file, _)| json!({ "id": format!("sample:{file}"), "label": format!("sample: {file}") }))
+            .collect();
+        match self.outbox.recent_events(RECENT_EVENTS).await {
+            Ok(recent) => events.extend(recent.iter().map(|e| {
+                let at = chrono::DateTime::from_timestamp_millis(e.received_at)
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_default();
+                json!({ "id": format!("recent:{}", e.id), "label": format!("received {at}: {}", e.event_id) })
+            })),
+            Err(e) => warn!(error = %e, "the studio cannot list the events the store keeps"),
+        }
+        let templates: Vec<Value> = TemplateId::all()
+            .map(|id| {
+                let source = id.source(&self.templates_dir);
+                json!({ "id": id.name(), "kind": id.kind.as_str(), "file": source.file })
+            })
+            .collect();
+        let relay = self.live.current();
+        let destinations: Vec<Value> = relay
+            .destinations
+            .iter()
+            .map(|(name, target)| json!({ "name": name, "kind": target.kind.as_str() }))
+            .collect();
+        json_response(
+            StatusCode::OK,
+            &json!({ "events": events, "templates": templates, "destinations": destinations, "write": self.write }),
+        )
+    }
+
+    /// One event's JSON: a bundled sample or one the store keeps.
+    async fn event(&self, query: &str) -> HttpResponse {
+        let id = query_value(query, "id").unwrap_or_default();
+        let body = if let Some(file) = id.strip_prefix("sample:") {
+            crate::samples::SAMPLES
+                .iter()
+                .find(|(name, _)| *name == file)
+                .map(|(_, body)| body.as_bytes().to_vec())
+        } else if let Some(row) = id.strip_prefix("recent:").and_then(|n| n.parse().ok()) {
+            match self.outbox.event_body(row).await {
+                Ok(body) => body,
+                Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            }
+        } else {
+            None
+        };
+        let Some(body) = body else {
+            return error(StatusCode::NOT_FOUND, "no such event");
+        };
+        let text = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        json_response(StatusCode::OK, &json!({ "json": text }))
+    }
+
+    /// One template file's text, or the built-in one when there is no file.
+    fn template(&self, query: &str) -> HttpResponse {
+        let Some(id) = query_value(query, "id").and_then(|id| TemplateId::parse(&id)) else {
+            return error(StatusCode::NOT_FOUND, "no such template");
+        };
+        let source = id.source(&self.templates_dir);
+        json_response(
+            StatusCode::OK,
+            &json!({ "id": id.name(), "text": source.text, "source": source.name, "file": source.file }),
+        )
+    }
+
+    /// Every destination kind's message for the event, the edited template standing for its file.
+    fn render(&self, request: Value) -> HttpResponse {
+        let parsed = match Edit::from_request(&request) {
+            Ok(parsed) => parsed,
+            Err(refused) => return refused.response(),
+        };
+        let event = match parsed.event() {
+            Ok(event) => event,
+            Err(reason) => {
+                return json_response(StatusCode::OK, &json!({ "event_error": reason }));
+            }
+        };
+        let mut previews = serde_json::Map::new();
+        for kind in DestinationKind::ALL {
+            let destination = format!("studio_{}", kind.as_str());
+            let texts = parsed.texts(kind, event.kind, &self.templates_dir);
+            let names: Vec<&str> = texts.iter().map(|(name, _)| name.as_str()).collect();
+            let mut preview = json!({ "templates": names });
+            match render::render_texts(kind, &event, &destination, &texts, Situation::default()) {
+                Ok(message) => preview["message"] = message_json(&message),
+                Err(failure) => {
+                    preview["failure"] = json!({
+                        "template": failure.template,
+                        "line": failure.line,
+                        "column": failure.column,
+                        "reason": failure.reason,
+                        "text": failure.to_string(),
+                    });
+                    preview["fallback"] = message_json(&kind.facts().fallback(&event));
+                }
+            }
+            previews.insert(kind.as_str().to_owned(), preview);
+        }
+        let context = render::context(
+            &event,
+            &format!("studio_{}", parsed.id.kind.as_str()),
+            parsed.id.kind,
+            Situation::default(),
+        );
+        json_response(
+            StatusCode::OK,
+            &json!({ "previews": previews, "context": context }),
+        )
+    }
+
+    /// Writes the edited template into the main tree; the relay's reloader then picks it up (and
+    /// refuses it, keeping the previous templates, if the relay would not render with it).
+    fn save(&self, request: Value) -> HttpResponse {
+        if !self.write {
+            return error(
+                StatusCode::FORBIDDEN,
+                "saving is off: set [studio] write = true to let the studio write templates",
+            );
+        }
+        let parsed = match Edit::from_request(&request) {
+            Ok(parsed) => parsed,
+            Err(refused) => return refused.response(),
+        };
+        let path = parsed.id.path(&self.templates_dir);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, &parsed.text));
+        match written {
+            Ok(()) => {
+                info!(template = %path.display(), "the studio saved a template");
+                json_response(
+                    StatusCode::OK,
+                    &json!({ "saved": path.display().to_string() }),
+                )
+            }
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot write {}: {e}", path.display()),
+            ),
+        }
+    }
+
+    /// Delivers the preview to one destination now, and says what it answered.
+    async fn send(&self, request: Value) -> HttpResponse {
+        let parsed = match Edit::from_request(&request) {
+            Ok(parsed) => parsed,
+            Err(refused) => return refused.response(),
+        };
+        let event = match parsed.event() {
+            Ok(event) => event,
+            Err(reason) => return error(StatusCode::BAD_REQUEST, &reason),
+        };
+        let name = request["destination"].as_str().unwrap_or_default();
+        let relay = self.live.current();
+        let Some(target) = relay.destinations.get(name) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("no destination named {name:?}"),
+            );
+        };
+        let texts = parsed.texts(target.kind, event.kind, &self.templates_dir);
+        let message =
+            match render::render_texts(target.kind, &event, name, &texts, Situation::default()) {
+                Ok(message) => message,
+                Err(failure) => {
+                    return json_response(
+                        StatusCode::OK,
+                        &json!({ "ok": false, "answer": format!("not sent: template {failure}") }),
+                    );
+                }
+            };
+        let answer = tokio::time::timeout(
+            relay.timeout,
+            target.destination.deliver(&Outgoing::new(&event, message)),
+        )
+        .await
+        .unwrap_or(Err(crate::deliver::DeliveryError::Timeout));
+        info!(
+            destination = name,
+            ok = answer.is_ok(),
+            "the studio sent a test message"
+        );
+        let (ok, answer) = match answer {
+            Ok(sent) => (true, sent.receipt.0),
+            Err(e) => (false, e.to_string()),
+        };
+        json_response(StatusCode::OK, &json!({ "ok": ok, "answer": answer }))
+    }
+}
+
+/// One template file, named as the relay looks it up: `<kind>/<stem><part suffix>`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TemplateId {
+    kind: DestinationKind,
+    /// `default` or an event kind.
+    stem: &'static str,
+    part: Part,
+}
+
+impl TemplateId {
+    fn all() -> impl Iterator<Item = TemplateId> {
+        DestinationKind::ALL.into_iter().flat_map(|kind| {
+            std::iter::once("default")
+                .chain(EventKind::ALL.map(EventKind::as_str))
+                .flat_map(move |stem| {
+                    kind.facts()
+                        .parts()
+                        .iter()
+                        .map(move |&part| TemplateId { kind, stem, part })
+                })
+        })
+    }
+
+    fn name(&self) -> String {
+        format!("{}/{}{}", self.kind.as_str(), self.stem, self.part.suffix())
+    }
+
+    /// Only a name from [`TemplateId::all`]: nothing else can become a path.
+    fn parse(name: &str) -> Option<TemplateId> {
+        Self::all().find(|id| id.name() == name)
+    }
+
+    fn path(&self, dir: &std::path::Path) -> PathBuf {
+        dir.join(self.kind.as_str())
+            .join(format!("{}{}", self.stem, self.part.suffix()))
+    }
+
+    fn source(&self, dir: &std::path::Path) -> render::Source {
+        let event_kind = EventKind::parse(self.stem).unwrap_or(EventKind::Unknown);
+        render::source(dir, self.kind, event_kind, self.part, Some(self.stem))
+    }
+}
+
+/// A render, save or send request: the template being edited, its text, and the event.
+struct Edit {
+    id: TemplateId,
+    text: String,
+    event: String,
+}
+
+impl Edit {
+    fn from_request(request: &Value) -> Result<Self, Refused> {
+        let id = request["template"]
+            .as_str()
+            .and_then(TemplateId::parse)
+            .ok_or(Refused(
+                StatusCode::BAD_REQUEST,
+                "template names no template file",
+            ))?;
+        let text = request["text"]
+            .as_str()
+            .ok_or(Refused(StatusCode::BAD_REQUEST, "text is missing"))?
+            .to_owned();
+        Ok(Self {
+            id,
+            text,
+            event: request["event"].as_str().unwrap_or_default().to_owned(),
+        })
+    }
+
+    fn event(&self) -> Result<Event, String> {
+        Event::parse(self.event.as_bytes(), chrono::Utc::now())
+            .map_err(|e| format!("the event is not one the relay accepts: {e}"))
+    }
+
+    /// The templates a destination of `kind` renders an `event_kind` event with: the edited
+    /// text for the part it stands for, the relay's lookup for the others.
+    fn texts(
+        &self,
+        kind: DestinationKind,
+        event_kind: EventKind,
+        dir: &std::path::Path,
+    ) -> Vec<(String, String)> {
+        kind.facts()
+            .parts()
+            .iter()
+            .map(|&part| {
+                if kind == self.id.kind && part == self.id.part {
+                    (self.id.name(), self.text.clone())
+                } else {
+                    let source = render::source(dir, kind, event_kind, part, None);
+                    (source.name, source.text)
+                }
+            })
+            .collect()
+    }
+}
+
+fn message_json(message: &Message) -> Value {
+    match message {
+        Message::Json(value) => json!({ "json": value }),
+        Message::Email(email) => {
+            json!({ "subject": email.subject, "text": email.text, "html": email.html })
+        }
+        Message::Text(text) => json!({ "text": text }),
+    }
+}
+
+/// The value of `name` in a query string, percent-decoded.
+fn query_value(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+async fn read_json(body: Incoming) -> Result<Value, Refused> {
+    let bytes = Limited::new(body, MAX_REQUEST_BYTES)
+        .collect()
+        .await
+        .map_err(|_| Refused(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large"))?
+        .to_bytes();
+    serde_json::from_slice(&bytes)
+        .map_err(|_| Refused(StatusCode::BAD_REQUEST, "the request is not JSON"))
+}
+
+/// A request the API does not take, and why.
+struct Refused(StatusCode, &'static str);
+
+impl Refused {
+    fn response(self) -> HttpResponse {
+        error(self.0, self.1)
+    }
+}
+
+fn asset(text: &'static str, content_type: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn asset_owned(text: String, content_type: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    json_response(status, &json!({ "error": message }))
+}

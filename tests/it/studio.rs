@@ -1,0 +1,531 @@
+//! The template studio: its API from outside (CSRF, origin, paths, auth at start), and the page in
+//! a real headless Chromium driven through chromedriver (ignored where they are not installed;
+//! `.ci/run` installs them and runs these tests).
+
+use std::process::{Child, Command, Stdio};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::common;
+use common::{Peer, TestRelay, sample};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A relay with the studio on a port of its own, a Slack webhook at `peer`, and `extra` config.
+async fn studio_relay(peer: &Peer, extra: &str) -> (TestRelay, String) {
+    let port = free_port();
+    let relay = TestRelay::start(&format!(
+        r#"
+[studio]
+enabled = true
+listen = "127.0.0.1:{port}"
+{extra}
+
+[destinations.slack]
+kind = "slack"
+url = "{}"
+rate_limit = "unlimited"
+
+[destinations.console]
+kind = "console"
+
+[[routes]]
+match = {{ kind = ["alert.trigger"] }}
+to = ["slack"]
+"#,
+        peer.url("/slack")
+    ))
+    .await;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = common::client();
+    common::eventually("the studio listens", async || {
+        http.get(format!("{url}/"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    (relay, url)
+}
+
+/// GETs `url` and reads its JSON answer.
+async fn get_json(url: &str) -> Value {
+    let text = common::client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The page's CSRF token.
+async fn token(url: &str) -> String {
+    let page = common::client()
+        .get(format!("{url}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = page.find("name=\"csrf-token\" content=\"").unwrap() + 27;
+    page[start..start + 64].to_owned()
+}
+
+async fn post(url: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
+    let mut request = common::client()
+        .post(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_api_refuses_requests_from_elsewhere_and_paths_outside_the_tree() {
+    let peer = Peer::start().await;
+    let (relay, url) = studio_relay(&peer, "").await;
+    let token = token(&url).await;
+    let edit = json!({
+        "event": sample("alert_trigger.json"),
+        "template": "slack/default.hbs",
+        "text": "{\"text\": \"hi {{summary.title}}\"}",
+    });
+    // No token, a wrong one, or another origin: 403, whatever the endpoint.
+    for path in ["/api/render", "/api/save", "/api/send"] {
+        assert_eq!(post(&url, path, &[], &edit).await.0, 403, "{path}");
+        assert_eq!(
+            post(&url, path, &[("x-csrf-token", "0000")], &edit).await.0,
+            403
+        );
+        let foreign = [
+            ("x-csrf-token", token.as_str()),
+            ("origin", "https://evil.example"),
+        ];
+        assert_eq!(post(&url, path, &foreign, &edit).await.0, 403);
+        let cross = [
+            ("x-csrf-token", token.as_str()),
+            ("sec-fetch-site", "cross-site"),
+        ];
+        assert_eq!(post(&url, path, &cross, &edit).await.0, 403);
+    }
+    let ok = [("x-csrf-token", token.as_str())];
+    let (status, answer) = post(&url, "/api/render", &ok, &edit).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["previews"]["slack"]["message"]["json"]["text"],
+        "hi Default Page Load Alert Rule on http://www.thousandeyes111.com"
+    );
+    assert_eq!(answer["context"]["summary"]["alert_id"], "35541");
+    // Saving is off unless [studio] write = true.
+    let (status, answer) = post(&url, "/api/save", &ok, &edit).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("write = true"));
+    // A template is named from the relay's own list: nothing else becomes a path.
+    for name in [
+        "../../../etc/passwd",
+        "/etc/passwd",
+        "slack/../../x.hbs",
+        "slack/default.txt.hbs",
+    ] {
+        let bad = json!({ "event": "{}", "template": name, "text": "x" });
+        assert_eq!(post(&url, "/api/render", &ok, &bad).await.0, 400, "{name}");
+        let status = common::client()
+            .get(format!(
+                "{url}/api/template?id={}",
+                name.replace('/', "%2F")
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404, "{name}");
+    }
+    // Strict headers on every answer.
+    let page = common::client()
+        .get(format!("{url}/"))
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_studio_lists_recent_events_and_sends_a_test() {
+    let peer = Peer::start().await;
+    let (relay, url) = studio_relay(&peer, "").await;
+    assert_eq!(relay.post(&sample("alert_trigger.json")).await.0, 200);
+    peer.next().await;
+    let catalog = get_json(&format!("{url}/api/catalog")).await;
+    let recent = catalog["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["label"].as_str().unwrap().ends_with(": 49-35541"))
+        .expect("the accepted event is offered");
+    let event = get_json(&format!(
+        "{url}/api/event?id={}",
+        recent["id"].as_str().unwrap()
+    ))
+    .await;
+    assert!(
+        event["json"]
+            .as_str()
+            .unwrap()
+            .contains("\"alertId\": 35541")
+    );
+    assert!(
+        catalog["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == "email/alert.clear.subject.hbs" && t["file"] == false)
+    );
+
+    let token = token(&url).await;
+    let send = json!({
+        "event": sample("alert_trigger.json"),
+        "template": "slack/default.hbs",
+        "text": "{\"text\": \"test from the studio\"}",
+        "destination": "slack",
+    });
+    let (status, answer) = post(&url, "/api/send", &[("x-csrf-token", &token)], &send).await;
+    assert_eq!(
+        (status, answer["ok"].as_bool()),
+        (200, Some(true)),
+        "{answer}"
+    );
+    assert_eq!(peer.next().await.json()["text"], "test from the studio");
+    relay.stop().await;
+}
+
+#[test]
+fn a_studio_off_loopback_needs_auth() {
+    let dir = common::config_dir(
+        "[studio]\nenabled = true\nlisten = \"0.0.0.0:18081\"\n[destinations.console]\nkind = \"console\"\n",
+        &[],
+    );
+    let (ok, out) = common::command(dir.path(), &["check"]);
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "studio.auth: is required when studio.listen (0.0.0.0:18081) is not a loopback address"
+        ),
+        "{out}"
+    );
+}
+
+// ------------------------------------------------------------------------------- the browser
+
+/// Headless Chromium through chromedriver, both stopped on drop.
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver)");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1100"] }),
+        );
+        capabilities.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let client = common::eventually("chromedriver starts a session", async || {
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&webdriver)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        Browser { client, driver }
+    }
+
+    /// The text of the first element `css` finds, once it is not empty.
+    async fn text(&self, css: &str) -> String {
+        let client = &self.client;
+        common::eventually(&format!("{css} has text"), async || {
+            let text = match client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.map_err(|e| e.to_string())?,
+                Err(e) => return Err(e.to_string()),
+            };
+            if text.is_empty() {
+                Err("empty".into())
+            } else {
+                Ok(text)
+            }
+        })
+        .await
+    }
+
+    /// Waits until the first element `css` finds has text satisfying `check`.
+    async fn until(&self, css: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let client = &self.client;
+        common::eventually(what, async || {
+            let element = client
+                .find(Locator::Css(css))
+                .await
+                .map_err(|e| e.to_string())?;
+            let text = element.text().await.map_err(|e| e.to_string())?;
+            if check(&text) { Ok(text) } else { Err(text) }
+        })
+        .await
+    }
+
+    /// Replaces the content of the text area `id` by typing `text`.
+    async fn type_into(&self, id: &str, text: &str) {
+        let area = self.client.find(Locator::Id(id)).await.unwrap();
+        area.clear().await.unwrap();
+        area.send_keys(text).await.unwrap();
+    }
+
+    async fn select(&self, id: &str, value: &str) {
+        let select = self.client.find(Locator::Id(id)).await.unwrap();
+        select.select_by_value(value).await.unwrap();
+    }
+
+    /// The browser's console messages at level SEVERE (errors).
+    async fn console_errors(&self) -> Vec<String> {
+        let log = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .unwrap_or(Value::Null);
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .map(|entry| entry["message"].as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+}
+
+/// chromedriver's console log (`POST /session/{id}/se/log`), which the W3C protocol lacks.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (hyper::Method, Option<String>) {
+        (hyper::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (Debian packages chromium, chromium-driver); .ci/run installs and runs it"]
+async fn the_page_previews_every_kind_as_the_template_is_typed_and_saves_it() {
+    let peer = Peer::start().await;
+    let (relay, url) = studio_relay(&peer, "write = true").await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{url}/")).await.unwrap();
+    browser.select("event", "sample:alert_trigger.json").await;
+    let title = "Default Page Load Alert Rule on http://www.thousandeyes111.com";
+    browser
+        .until(
+            "#preview-slack .bk-header",
+            "the Slack header shows the title",
+            |t| t == format!("🔴 {title}"),
+        )
+        .await;
+    let facts = browser.text("#preview-teams .ac-facts").await;
+    assert!(
+        facts.contains("Rule") && facts.contains("Default Page Load Alert Rule"),
+        "{facts}"
+    );
+    let subject = browser.text("#preview-email .subject").await;
+    assert_eq!(subject, format!("Subject: [TRIGGERED] {title}"));
+    std::fs::create_dir_all("target").ok();
+    if let Ok(png) = browser.client.screenshot().await {
+        let _ = std::fs::write("target/studio.png", png);
+    }
+
+    // Typing changes the preview.
+    browser.select("template-file", "slack/default.hbs").await;
+    browser
+        .until("#template-source", "the template is loaded", |t| {
+            t.contains("built-in")
+        })
+        .await;
+    browser
+        .type_into(
+            "template",
+            r#"{"blocks": [{"type": "header", "text": {"type": "plain_text", "text": {{json (concat "Edited: " summary.title)}}}}]}"#,
+        )
+        .await;
+    browser
+        .until(
+            "#preview-slack .bk-header",
+            "the preview follows the typing",
+            |t| t == format!("Edited: {title}"),
+        )
+        .await;
+    // A syntax error shows where it is.
+    browser
+        .type_into("template", "{\"text\": \"{{#if summary.title}}\"}")
+        .await;
+    let problem = browser
+        .until("#problem", "the error shows", |t| !t.is_empty())
+        .await;
+    assert!(problem.starts_with("slack/default.hbs:1:"), "{problem}");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+
+    // Save writes the file, and the relay's next delivery uses it.
+    browser
+        .type_into(
+            "template",
+            r#"{"text": "saved from the studio: {{summary.title}}"}"#,
+        )
+        .await;
+    browser.until("#problem", "no error", str::is_empty).await;
+    browser
+        .client
+        .find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .until("#status", "saved", |t| t.starts_with("Saved "))
+        .await;
+    let saved = relay.dir.path().join("templates/slack/default.hbs");
+    assert!(
+        std::fs::read_to_string(&saved)
+            .unwrap()
+            .contains("saved from the studio")
+    );
+    common::eventually("the relay reloaded", async || {
+        let (_, metrics) = relay.get("/metrics").await;
+        match metrics.contains("alert_relay_config_reloads_total{outcome=\"success\"} 1") {
+            true => Ok(()),
+            false => Err(metrics),
+        }
+    })
+    .await;
+    assert_eq!(relay.post(&sample("alert_trigger.json")).await.0, 200);
+    assert_eq!(
+        peer.next().await.json()["text"],
+        format!("saved from the studio: {title}")
+    );
+
+    // Send test reaches the destination now.
+    browser.select("destination", "slack").await;
+    browser
+        .client
+        .find(Locator::Id("send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .until("#status", "sent", |t| t.starts_with("Sent: 200"))
+        .await;
+    assert_eq!(
+        peer.next().await.json()["text"],
+        format!("saved from the studio: {title}")
+    );
+    relay.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (Debian packages chromium, chromium-driver); .ci/run installs and runs it"]
+async fn a_hostile_event_runs_no_script_in_any_preview() {
+    let peer = Peer::start().await;
+    let (relay, url) = studio_relay(&peer, "").await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{url}/")).await.unwrap();
+    browser
+        .until("#preview-slack .bk-header", "the page is ready", |t| {
+            !t.is_empty()
+        })
+        .await;
+    let hostile = sample("alert_trigger.json").replace(
+        "http://www.thousandeyes111.com",
+        r#"<img src=x onerror=\"window.__pwned=1\"></script><script>window.__pwned=2</script> <!channel> <https://evil.example|click>"#,
+    );
+    browser.type_into("event-json", &hostile).await;
+    let header = browser
+        .until(
+            "#preview-slack .bk-header",
+            "the hostile title shows",
+            |t| t.contains("onerror"),
+        )
+        .await;
+    assert!(
+        header.contains("<img src=x onerror=\"window.__pwned=1\">"),
+        "shown as text: {header}"
+    );
+    browser
+        .select("template-file", "email/default.html.hbs")
+        .await;
+    browser
+        .until("#template-source", "the email template loaded", |t| {
+            !t.is_empty()
+        })
+        .await;
+    let pwned = browser
+        .client
+        .execute("return [window.__pwned, document.querySelectorAll('#preview-slack img, #preview-teams img, #preview-slack script').length]", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        pwned,
+        json!([null, 0]),
+        "no script ran, no element came from the event"
+    );
+    let sandbox = browser
+        .client
+        .execute(
+            "return document.querySelector('#preview-email iframe').getAttribute('sandbox')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(sandbox, json!(""), "the email frame runs no script");
+    relay.stop().await;
+}
