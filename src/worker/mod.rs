@@ -227,7 +227,7 @@ impl Worker {
             };
             lock(&in_flight).insert(claim.id);
             let (worker, in_flight) = (this.clone(), in_flight.clone());
-            attempts.spawn(async move {
+            let attempt = attempts.spawn(async move {
                 let id = claim.id;
                 worker.attempt(&relay, claim, round).await;
                 // The slot and the id are let go only once the outcome is committed: a crash
@@ -238,11 +238,22 @@ impl Worker {
             });
             if probing {
                 // The destination or the store failed: this attempt is a probe, and nothing else
-                // starts until it has ended.
-                tokio::select! {
+                // starts until it has ended (attempts started before the failure may end first).
+                let probe = attempt.id();
+                let stopped = tokio::select! {
                     biased;
-                    _ = shutdown.wait_for(|stop| *stop) => break,
-                    _ = attempts.join_next() => {}
+                    _ = shutdown.wait_for(|stop| *stop) => true,
+                    () = async {
+                        while let Some(ended) = attempts.join_next_with_id().await {
+                            let id = ended.map_or_else(|e| e.id(), |(id, ())| id);
+                            if id == probe {
+                                break;
+                            }
+                        }
+                    } => false,
+                };
+                if stopped {
+                    break;
                 }
             }
             while attempts.try_join_next().is_some() {}

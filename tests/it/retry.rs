@@ -158,18 +158,23 @@ async fn retry_after_pauses_the_whole_destination() {
     relay.stop().await;
 }
 
-/// Counts the requests `peer` receives from the first one until `window` has passed.
-async fn requests_within(peer: &Peer, window: Duration) -> usize {
+/// The requests `peer` receives from the first one until `window` has passed: when each came
+/// (ms after the first) and its event id.
+async fn requests_within(peer: &Peer, window: Duration) -> Vec<(u128, String)> {
     let first = peer.next().await;
     let end = first.at + window;
-    let mut count = 1;
+    let seen = |r: &common::Recorded| {
+        let id = r.json()["event"]["id"].as_str().unwrap_or("?").to_owned();
+        ((r.at - first.at).as_millis(), id)
+    };
+    let mut requests = vec![seen(&first)];
     while let Some(left) = end.checked_duration_since(tokio::time::Instant::now()) {
-        if peer.next_within(left).await.is_none() {
-            break;
+        match peer.next_within(left).await {
+            Some(request) => requests.push(seen(&request)),
+            None => break,
         }
-        count += 1;
     }
-    count
+    requests
 }
 
 #[tokio::test]
@@ -186,10 +191,11 @@ async fn retry_after_zero_or_in_the_past_still_backs_off() {
         }
         // Five events, each answered "retry after 0 s": at most the five first attempts, then
         // one attempt per backoff_min at most (the floor), never a storm.
-        let count = requests_within(&peer, BACKOFF_MIN * 5).await;
+        let requests = requests_within(&peer, BACKOFF_MIN * 5).await;
         assert!(
-            count <= 5 + 5,
-            "Retry-After: {retry_after}: {count} requests in {:?}",
+            requests.len() <= 5 + 5,
+            "Retry-After: {retry_after}: {} requests in {:?}: {requests:?}",
+            requests.len(),
             BACKOFF_MIN * 5
         );
         relay.stop().await;
@@ -218,8 +224,12 @@ async fn a_failing_destination_is_probed_not_hammered_and_catches_up_after() {
     // each time (backoff_min, then twice, then four times as long, each with jitter); not 100
     // deliveries each retrying on its own.
     let window = BACKOFF_MIN * 7;
-    let count = requests_within(&peer, window).await;
-    assert!(count <= 8 + 3, "{count} requests in {window:?}");
+    let requests = requests_within(&peer, window).await;
+    assert!(
+        requests.len() <= 8 + 3,
+        "{} requests in {window:?}: {requests:?}",
+        requests.len()
+    );
     // Once the destination answers again, the probe succeeds and the backlog flows.
     peer.answer_by_default(Reply::Status(200, "ok"));
     let mut delivered = std::collections::HashSet::new();
