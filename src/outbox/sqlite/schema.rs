@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::StoreError;
+use crate::outbox::StoreError;
 
 /// The schema this version writes; a store with a newer one is refused rather than damaged.
 pub const SCHEMA_VERSION: i64 = 3;

@@ -7,8 +7,9 @@ use rusqlite::params;
 
 use rusqlite::Connection;
 
+use super::StoreLock;
 use super::schema::{mark_open, open_existing};
-use super::{DeliveryState, StoreError, StoreLock, display_id, now_ms};
+use crate::outbox::{DeliveryState, StoreError, display_id, now_ms};
 
 /// A delivery as `alert-relay deliveries` shows it.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use crate::outbox::StoreError;
 
 /// Held while the server runs; dropping it lets another server open the store.
 #[derive(Debug)]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{Accepted, DeliveryState, Finish, StoreError, now_ms};
 use crate::event::Phase;
+use crate::outbox::{Accepted, DeliveryState, Finish, StoreError, now_ms};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
 const MAX_BATCH: usize = 1024;

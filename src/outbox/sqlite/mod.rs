@@ -1,0 +1,621 @@
+//! The embedded store: SQLite (WAL, `synchronous = FULL`). One writer thread owns the only write
+//! connection; writes that arrive while a commit runs are applied together in the next
+//! transaction (group commit), so concurrent requests share one fsync. Each worker reads due
+//! deliveries through its own read connection.
+//!
+//! - `schema`: opening, pragmas, versioned migrations.
+//! - `writer`: the writer thread and the statements it runs.
+//! - `admin`: what `alert-relay deliveries` and `retry` do to the store.
+//! - `lock`: one server per store.
+
+mod admin;
+mod lock;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Accepted, Claim, DeliveryState, Finish, RecentEvent, StoreError, display_id};
+use crate::event::Phase;
+pub use admin::{DeliveryRow, Requeue, list, requeue};
+pub use lock::StoreLock;
+pub use schema::SCHEMA_VERSION;
+use schema::{connect, left_open, mark_open, migrate, wal_path};
+use writer::{Wakers, Write, write_loop};
+
+/// Writes waiting for the writer thread; past it, callers wait (back-pressure, not memory).
+const WRITE_QUEUE: usize = 4096;
+
+impl rusqlite::ToSql for DeliveryState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for DeliveryState {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
+pub struct Sqlite {
+    path: PathBuf,
+    writes: mpsc::Sender<Write>,
+    wakers: Arc<Wakers>,
+    /// For `/metrics`: pending and dead counts, read at scrape time.
+    stats: Arc<Mutex<Connection>>,
+}
+
+impl Sqlite {
+    /// Opens (creating it and its directory if needed) and migrates the store at `path`, then
+    /// starts the writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                reason: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let existed = path.is_file();
+        let wal_existed = wal_path(path).exists();
+        let mut conn = connect(path, true)?;
+        migrate(&mut conn, path)?;
+        if existed && !wal_existed && left_open(&conn)? {
+            tracing::error!(
+                store = %path.display(),
+                log = %wal_path(path).display(),
+                "the store's write-ahead log is missing although the last server did not close the store (a crash, then the -wal file deleted or not copied with the store): events it accepted since its last checkpoint may be lost"
+            );
+        }
+        mark_open(&conn, true)?;
+        let wakers: Arc<Wakers> = Arc::default();
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let thread_wakers = wakers.clone();
+        std::thread::Builder::new()
+            .name("outbox-writer".into())
+            .spawn(move || write_loop(conn, queue, &thread_wakers))
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            writes,
+            wakers,
+            stats: Arc::new(Mutex::new(connect(path, false)?)),
+        })
+    }
+
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores the event and one delivery per destination in `to`, unless an event with the same
+    /// dedup `key` is already stored. `lifecycle` is the event's correlation key and phase: a
+    /// clear is not claimed for a destination while its trigger waits there. Returns once the
+    /// transaction is committed and synced to disk.
+    pub async fn accept(
+        &self,
+        event_id: &str,
+        received_at: i64,
+        body: &[u8],
+        to: &[String],
+        lifecycle: Option<(&str, Phase)>,
+    ) -> Result<Accepted, StoreError> {
+        self.write(|reply| Write::Accept {
+            event_id: event_id.to_owned(),
+            received_at,
+            body: body.to_vec(),
+            to: to.to_vec(),
+            lifecycle: lifecycle.map(|(key, phase)| (key.to_owned(), phase)),
+            reply,
+        })
+        .await
+    }
+
+    /// Records how an attempt ended; returns once committed.
+    pub async fn finish(
+        &self,
+        id: i64,
+        destination: &str,
+        finish: Finish,
+    ) -> Result<(), StoreError> {
+        self.write(|reply| Write::Finish {
+            id,
+            destination: destination.to_owned(),
+            finish,
+            reply,
+        })
+        .await
+    }
+
+    /// Proves that the store can take new events (`/readyz`): its file system has at least
+    /// `room` bytes free, and a small write commits. The free space matters on its own: with the
+    /// disk full, a small write can still succeed by reusing the space of the write-ahead log.
+    pub async fn probe(&self, room: u64) -> Result<(), StoreError> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let stat = rustix::fs::statvfs(dir).map_err(|e| StoreError::Write(e.to_string()))?;
+        let available = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if available < room {
+            return Err(StoreError::Full {
+                available,
+                needed: room,
+            });
+        }
+        self.write(|reply| Write::Probe { reply }).await
+    }
+
+    /// Marks the store closed (see `schema::mark_open`); the server's last write.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.write(|reply| Write::Close { reply }).await
+    }
+
+    /// Forgets deliveries done or dead before `before` (unix ms), and events with none left; how
+    /// many went (deliveries, or events where there were more of those). Works in small transactions, each queued behind the writes waiting, so
+    /// that accepting never stalls behind a long prune.
+    pub async fn prune(&self, before: i64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let rows = self.write(|reply| Write::Prune { before, reply }).await?;
+            total += rows;
+            if rows < writer::PRUNE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// `(destination, pending, dead)` for each of `destinations`. Each count walks only its own
+    /// range of the `deliveries_due` index, so the time does not grow with the deliveries done.
+    pub async fn backlog(
+        &self,
+        destinations: Vec<String>,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        off_runtime(&self.stats, move |conn| {
+            let mut statement = conn.prepare_cached(BACKLOG)?;
+            let mut counts = Vec::with_capacity(destinations.len());
+            for name in destinations {
+                let (mut pending, mut dead) = (0, 0);
+                let mut rows = statement.query(params![name])?;
+                while let Some(row) = rows.next()? {
+                    match row.get::<_, DeliveryState>(0)? {
+                        DeliveryState::Pending => pending = row.get(1)?,
+                        DeliveryState::Dead => dead = row.get(1)?,
+                        DeliveryState::Done => {}
+                    }
+                }
+                counts.push((name, pending, dead));
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    /// The last `limit` events accepted, newest first (for the template studio).
+    pub async fn recent_events(&self, limit: usize) -> Result<Vec<RecentEvent>, StoreError> {
+        off_runtime(&self.stats, move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, event_id, received_at FROM events ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = statement.query_map(params![limit as i64], |row| {
+                Ok(RecentEvent {
+                    id: row.get(0)?,
+                    event_id: display_id(row.get(1)?),
+                    received_at: row.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The body of the stored event `id` (see [`RecentEvent`]), if it is still kept.
+    pub async fn event_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        off_runtime(&self.stats, move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT body FROM events WHERE id = ?1")?
+                .query_row(params![id], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    /// A read connection for one worker.
+    pub fn reader(&self) -> Result<Reader, StoreError> {
+        Ok(Reader {
+            conn: Arc::new(Mutex::new(connect(&self.path, false)?)),
+        })
+    }
+
+    /// Completes when something changed for `destination` (a new delivery, a finished attempt).
+    pub async fn changed(&self, destination: &str) {
+        let waker = self.wakers.get(destination);
+        waker.notified().await;
+    }
+}
+
+/// Runs `query` on `conn` on a thread of the blocking pool: SQLite calls block, and the runtime's
+/// threads serve requests.
+async fn off_runtime<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || query(&conn.lock().unwrap_or_else(|e| e.into_inner())))
+        .await
+        .map_err(|_| StoreError::Closed)?
+}
+
+// A worker runs the first two for every delivery, a scrape the third for every destination.
+// `+?1`, not `?1`: SQLite propagates a column's equality to a bound parameter into the rest of a
+// query ordered by another column, and then
+// prepares the statement again each time that parameter is bound (once per call, as much work
+// as the query itself). The unary plus stops that propagation; the index is used all the same.
+//
+// A clear waits while its trigger, accepted before it, waits for the same destination (a reply
+// needs the trigger's message); it comes with what the destination kept of that message.
+const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body,
+         th.thread, th.trigger_summary
+     FROM deliveries d JOIN events e ON e.id = d.event
+     LEFT JOIN threads th ON e.phase = 'clear' AND th.destination = d.destination
+         AND th.correlation = e.correlation
+     WHERE d.destination = +?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+       AND d.id NOT IN (SELECT value FROM json_each(?3))
+       AND NOT (e.phase = 'clear' AND EXISTS (
+           SELECT 1 FROM events te JOIN deliveries t ON t.event = te.id
+           WHERE te.correlation = e.correlation AND te.phase = 'trigger' AND te.id < e.id
+             AND t.destination = d.destination AND t.state = 'pending'))
+     ORDER BY d.next_attempt_at, d.id LIMIT 1";
+const BACKLOG: &str = "SELECT state, COUNT(*) FROM deliveries
+     WHERE destination = +?1 AND state IN ('pending', 'dead') GROUP BY state";
+const NEXT_DUE_AT: &str =
+    "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = +?1 AND state = 'pending'";
+
+/// A worker's read connection; its queries run off the runtime's threads.
+pub struct Reader {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Reader {
+    /// The delivery for `destination` due first at `now` (unix ms), leaving out the ids in
+    /// `in_flight`. Only that one row's body is read.
+    pub async fn next_due(
+        &self,
+        destination: &str,
+        now: i64,
+        in_flight: Vec<i64>,
+    ) -> Result<Option<Claim>, StoreError> {
+        let destination = destination.to_owned();
+        off_runtime(&self.conn, move |conn| {
+            let mut statement = conn.prepare_cached(NEXT_DUE)?;
+            let in_flight = serde_json::to_string(&in_flight).unwrap_or_else(|_| "[]".into());
+            let claim = statement
+                .query_row(params![destination, now, in_flight], |row| {
+                    Ok(Claim {
+                        id: row.get(0)?,
+                        attempts: row.get(1)?,
+                        event_id: display_id(row.get(2)?),
+                        received_at: row.get(3)?,
+                        body: row.get(4)?,
+                        thread: match (row.get(5)?, row.get(6)?) {
+                            (Some(thread), Some(trigger)) => Some((thread, trigger)),
+                            _ => None,
+                        },
+                    })
+                })
+                .optional()?;
+            Ok(claim)
+        })
+        .await
+    }
+
+    /// When the next pending delivery for `destination` is due (unix ms), if there is one.
+    pub async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
+        let destination = destination.to_owned();
+        off_runtime(&self.conn, move |conn| {
+            let mut statement = conn.prepare_cached(NEXT_DUE_AT)?;
+            Ok(statement.query_row(params![destination], |row| row.get(0))?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{Outbox, Thread, now_ms};
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn accept_dedup_claim_finish_and_requeue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/store.db");
+        let destinations = names(&["a", "b"]);
+        let outbox = Outbox::open(&path).unwrap();
+        let accepted = outbox
+            .accept("\"e1\"", 1, b"{}", &destinations, None)
+            .await
+            .unwrap();
+        assert_eq!(accepted, Accepted::New { deliveries: 2 });
+        assert_eq!(
+            outbox
+                .accept("\"e1\"", 2, b"{}", &destinations, None)
+                .await
+                .unwrap(),
+            Accepted::Duplicate
+        );
+        let reader = outbox.reader().unwrap();
+        let id = reader
+            .next_due("a", now_ms(), vec![])
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        assert!(
+            reader
+                .next_due("a", now_ms(), vec![id])
+                .await
+                .unwrap()
+                .is_none(),
+            "the only due delivery is in flight"
+        );
+        outbox
+            .finish(
+                id,
+                "a",
+                Finish::Dead {
+                    attempts: 1,
+                    error: "HTTP 404".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            reader
+                .next_due("a", now_ms(), vec![])
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            outbox.backlog(names(&["a", "b", "c"])).await.unwrap(),
+            [("a".into(), 0, 1), ("b".into(), 1, 0), ("c".into(), 0, 0)]
+        );
+        let dead = list(&path, Some(DeliveryState::Dead), 10).unwrap();
+        assert_eq!(
+            (
+                dead.len(),
+                dead[0].event_id.as_str(),
+                dead[0].last_error.as_deref()
+            ),
+            (1, "e1", Some("HTTP 404"))
+        );
+        assert_eq!(requeue(&path, Requeue::AllDead).unwrap(), 1);
+        assert!(
+            reader
+                .next_due("a", now_ms(), vec![])
+                .await
+                .unwrap()
+                .is_some()
+        );
+        outbox.probe(1).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn prunes_in_small_transactions_what_is_finished_and_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("prune.db")).unwrap();
+        let reader = outbox.reader().unwrap();
+        let events = 2 * writer::PRUNE_BATCH + 10;
+        for i in 0..events {
+            outbox
+                .accept(&format!("\"e{i}\""), 1, b"{}", &names(&["a"]), None)
+                .await
+                .unwrap();
+        }
+        // All but one delivery finish; the one left pending keeps its event.
+        for _ in 1..events {
+            let claim = reader
+                .next_due("a", now_ms(), vec![])
+                .await
+                .unwrap()
+                .unwrap();
+            outbox
+                .finish(
+                    claim.id,
+                    "a",
+                    Finish::Done {
+                        attempts: 1,
+                        thread: None,
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(outbox.prune(0).await.unwrap(), 0, "nothing is older than 0");
+        assert_eq!(outbox.prune(now_ms() + 1).await.unwrap(), events - 1);
+        assert_eq!(
+            outbox.backlog(names(&["a"])).await.unwrap(),
+            [("a".into(), 1, 0)]
+        );
+        let left = reader
+            .next_due("a", now_ms(), vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(left.event_id, format!("e{}", events - 1));
+    }
+
+    #[tokio::test]
+    async fn keys_stored_by_schema_1_still_deduplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.execute(
+            "INSERT INTO events (event_id, received_at, body) VALUES ('49-35541', 1, '{}')",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let outbox = Outbox::open(&path).unwrap();
+        assert_eq!(
+            outbox
+                .accept("\"49-35541\"", 2, b"{}", &names(&["a"]), None)
+                .await
+                .unwrap(),
+            Accepted::Duplicate
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+        assert!(matches!(
+            Outbox::open(&junk),
+            Err(StoreError::NotAStore { .. })
+        ));
+        let newer = dir.path().join("newer.db");
+        let conn = Connection::open(&newer).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let error = Outbox::open(&newer).err().expect("refused");
+        assert!(
+            error.to_string().contains("newer than this alert-relay"),
+            "{error}"
+        );
+        let dir_as_file = dir.path().to_owned();
+        assert!(matches!(
+            Outbox::open(&dir_as_file),
+            Err(StoreError::Open { .. })
+        ));
+        assert!(matches!(
+            list(&dir.path().join("none.db"), None, 1),
+            Err(StoreError::Missing(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_workers_queries_are_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prepared.db");
+        let outbox = Outbox::open(&path).unwrap();
+        outbox
+            .accept("\"e\"", 1, b"{}", &names(&["a"]), None)
+            .await
+            .unwrap();
+        let conn = connect(&path, false).unwrap();
+        for (sql, params) in [
+            (NEXT_DUE, params!["a", now_ms(), "[]"].to_vec()),
+            (NEXT_DUE_AT, params!["a"].to_vec()),
+            (BACKLOG, params!["a"].to_vec()),
+        ] {
+            for _ in 0..3 {
+                let mut statement = conn.prepare_cached(sql).unwrap();
+                statement.query_row(&*params, |_| Ok(())).unwrap();
+                assert_eq!(
+                    statement.get_status(rusqlite::StatementStatus::RePrepare),
+                    0,
+                    "prepared again: {sql}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clear_waits_for_its_trigger_and_gets_what_was_kept_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("life.db")).unwrap();
+        let reader = outbox.reader().unwrap();
+        let to = names(&["a"]);
+        let accept = |id: &'static str, key: &'static str, phase| {
+            let (outbox, to) = (&outbox, &to);
+            async move {
+                outbox
+                    .accept(id, 1, b"{}", to, Some((key, phase)))
+                    .await
+                    .unwrap()
+            }
+        };
+        accept("\"t1\"", "A1", Phase::Trigger).await;
+        accept("\"c1\"", "A1", Phase::Clear).await;
+        accept("\"c2\"", "A2", Phase::Clear).await;
+        let trigger = reader
+            .next_due("a", now_ms(), vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(trigger.event_id, "t1");
+        // The trigger in flight: the clear of another alert goes, the trigger's own waits.
+        let other = reader
+            .next_due("a", now_ms(), vec![trigger.id])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((other.event_id.as_str(), other.thread), ("c2", None));
+        assert!(
+            reader
+                .next_due("a", now_ms(), vec![trigger.id, other.id])
+                .await
+                .unwrap()
+                .is_none(),
+            "the clear waits while its trigger is pending"
+        );
+        let kept = Thread {
+            correlation: "A1".into(),
+            thread: r#"{"ts":"1.2"}"#.into(),
+            trigger_summary: r#"{"title":"t"}"#.into(),
+        };
+        outbox
+            .finish(
+                trigger.id,
+                "a",
+                Finish::Done {
+                    attempts: 1,
+                    thread: Some(kept.clone()),
+                },
+            )
+            .await
+            .unwrap();
+        let clear = reader
+            .next_due("a", now_ms(), vec![other.id])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(clear.event_id, "c1");
+        assert_eq!(clear.thread, Some((kept.thread, kept.trigger_summary)));
+        // Kept for `storage.retention`, then pruned with the rest.
+        assert!(outbox.prune(now_ms() + 1).await.unwrap() >= 1);
+        let again = reader
+            .next_due("a", now_ms(), vec![other.id])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.event_id.as_str(), again.thread), ("c1", None));
+    }
+}
