@@ -47,17 +47,30 @@ pub async fn run(
         error!(template = %problem.template, line = problem.line, error = %problem.reason, "template does not compile; the built-in one is used instead");
     }
     relay.auth.prefetch().await;
-    let store_path = config.path(&config.storage.path);
-    let holder = format!(
-        "pid {}, listening on {}",
-        std::process::id(),
-        listener
-            .local_addr()
-            .map_or_else(|_| "?".to_owned(), |a| a.to_string())
-    );
-    // Held until this function returns, after the workers have stopped.
-    let _lock = crate::outbox::StoreLock::acquire(&store_path, &holder)?;
-    let outbox = Arc::new(Outbox::open(&store_path)?);
+    let (outbox, _lock, store) = match config.storage.postgres_url(&config.base_dir)? {
+        Some(url) => {
+            // Long enough for an attempt and its outcome; short enough that a dead replica's
+            // deliveries move to another within about a minute.
+            let lease = config.delivery.timeout + Duration::from_secs(30);
+            let outbox = Outbox::connect(&url, lease).await?;
+            (outbox, None, "PostgreSQL (storage.url)".to_owned())
+        }
+        None => {
+            let store_path = config.path(&config.storage.path);
+            let holder = format!(
+                "pid {}, listening on {}",
+                std::process::id(),
+                listener
+                    .local_addr()
+                    .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+            );
+            // Held until this function returns, after the workers have stopped.
+            let lock = crate::outbox::StoreLock::acquire(&store_path, &holder)?;
+            let outbox = Outbox::open(&store_path)?;
+            (outbox, Some(lock), store_path.display().to_string())
+        }
+    };
+    let outbox = Arc::new(outbox);
     let metrics = Arc::new(Metrics::default());
     let memory = Arc::new(Memory::new(config.server.max_body_bytes));
     let live = Arc::new(Live::new(relay));
@@ -115,7 +128,7 @@ pub async fn run(
         closing: AtomicBool::new(false),
     });
     if let Ok(address) = listener.local_addr() {
-        info!(%address, ingest_path = %server.ingest_path, destinations = config.destinations.len(), store = %store_path.display(), "listening");
+        info!(%address, ingest_path = %server.ingest_path, destinations = config.destinations.len(), store = %store, "listening");
     }
     server::serve(listener, ingest, shutdown).await;
     info!("stopped accepting; finishing attempts in flight");

@@ -151,6 +151,7 @@ impl Config {
         self.log.validate()?;
         self.delivery.validate()?;
         self.studio.validate()?;
+        self.storage.postgres_url(&self.base_dir)?;
         crate::deliver::validate_names(&self.destinations)?;
         crate::route::Router::new(&self.routes, self.destinations.keys())?;
         if self.destinations.is_empty() {

@@ -358,6 +358,11 @@ fn send(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Resu
 
 fn store_path(config_path: &Path) -> anyhow::Result<PathBuf> {
     let config = Config::load(config_path)?;
+    if config.storage.url.is_some() || config.storage.url_file.is_some() {
+        anyhow::bail!(
+            "deliveries and retry read the SQLite store only, in this version; this config uses PostgreSQL (storage.url)"
+        );
+    }
     Ok(config.path(&config.storage.path))
 }
 

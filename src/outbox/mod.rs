@@ -5,13 +5,19 @@
 //! knows its SQL:
 //!
 //! - `sqlite`: the embedded store (the default): one writer thread, group commit, WAL.
+//! - `postgres`: one database for several replicas: batched commits, leased claims.
 
+mod postgres;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
+
+use tokio::sync::Notify;
 
 use crate::event::Phase;
 
@@ -43,6 +49,21 @@ pub enum StoreError {
         "the disk holding the store has {available} bytes free, less than the {needed} kept for new events"
     )]
     Full { available: u64, needed: u64 },
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    /// The store did not answer in time (a database down or restarting).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// The same failure, for the next caller of a batch that failed as a whole.
+    fn again(&self) -> StoreError {
+        match self {
+            Self::Unavailable(why) => Self::Unavailable(why.clone()),
+            other => Self::Write(other.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +77,10 @@ pub enum Accepted {
 pub struct StorageConfig {
     /// Embedded store for the outbox, dedup and thread state.
     pub path: PathBuf,
+    /// A PostgreSQL database instead (`postgres://user@host/db`, `?sslmode=require` for TLS),
+    /// which several relays can share; a secret, as it may carry a password.
+    pub url: Option<crate::secret::Secret>,
+    pub url_file: Option<PathBuf>,
     /// How long delivered and dead deliveries, and the events behind them, are kept; an event id
     /// is recognised as a duplicate for this long. ThousandEyes re-posts for an hour.
     #[serde(with = "humantime_serde")]
@@ -66,10 +91,34 @@ pub struct StorageConfig {
     pub poll: Duration,
 }
 
+impl StorageConfig {
+    /// The PostgreSQL URL, when the store is PostgreSQL (`url` or `url_file`, read here).
+    pub fn postgres_url(
+        &self,
+        base_dir: &Path,
+    ) -> Result<Option<crate::secret::Secret>, crate::error::ConfigError> {
+        if self.url.is_none() && self.url_file.is_none() {
+            return Ok(None);
+        }
+        let file = self.url_file.as_ref().map(|f| base_dir.join(f));
+        let url = crate::secret::from_value_or_file("url", self.url.as_ref(), file.as_deref())
+            .map_err(|reason| crate::error::ConfigError::new("storage", reason))?;
+        if !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://")) {
+            return Err(crate::error::ConfigError::new(
+                "storage.url",
+                "is not a postgres:// or postgresql:// URL",
+            ));
+        }
+        Ok(Some(url))
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: "data/alert-relay.db".into(),
+            url: None,
+            url_file: None,
             retention: Duration::from_secs(7 * 24 * 3600),
             poll: Duration::from_secs(1),
         }
@@ -178,12 +227,21 @@ pub fn now_ms() -> i64 {
 /// The store the relay runs on. Every method says the same thing whichever store it is.
 pub enum Outbox {
     Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
 }
 
 impl Outbox {
     /// Opens (creating it and its directory if needed) and migrates the SQLite store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(Self::Sqlite(sqlite::Sqlite::open(path)?))
+    }
+
+    /// Connects to and migrates the PostgreSQL database at `url`; a claim keeps other replicas
+    /// off a delivery for `lease`.
+    pub async fn connect(url: &crate::secret::Secret, lease: Duration) -> Result<Self, StoreError> {
+        Ok(Self::Postgres(
+            postgres::Postgres::connect(url, lease).await?,
+        ))
     }
 
     /// Stores the event and one delivery per destination in `to`, unless an event with the same
@@ -204,6 +262,11 @@ impl Outbox {
                     .accept(event_id, received_at, body, to, lifecycle)
                     .await
             }
+            Self::Postgres(store) => {
+                store
+                    .accept(event_id, received_at, body, to, lifecycle)
+                    .await
+            }
         }
     }
 
@@ -216,6 +279,7 @@ impl Outbox {
     ) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(store) => store.finish(id, destination, finish).await,
+            Self::Postgres(store) => store.finish(id, destination, finish).await,
         }
     }
 
@@ -224,6 +288,7 @@ impl Outbox {
     pub async fn probe(&self, room: u64) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(store) => store.probe(room).await,
+            Self::Postgres(store) => store.probe().await,
         }
     }
 
@@ -231,6 +296,7 @@ impl Outbox {
     pub async fn close(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(store) => store.close().await,
+            Self::Postgres(_) => Ok(()),
         }
     }
 
@@ -240,6 +306,7 @@ impl Outbox {
     pub async fn prune(&self, before: i64) -> Result<usize, StoreError> {
         match self {
             Self::Sqlite(store) => store.prune(before).await,
+            Self::Postgres(store) => store.prune(before).await,
         }
     }
 
@@ -251,6 +318,7 @@ impl Outbox {
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
         match self {
             Self::Sqlite(store) => store.backlog(destinations).await,
+            Self::Postgres(store) => store.backlog(destinations).await,
         }
     }
 
@@ -258,6 +326,7 @@ impl Outbox {
     pub async fn recent_events(&self, limit: usize) -> Result<Vec<RecentEvent>, StoreError> {
         match self {
             Self::Sqlite(store) => store.recent_events(limit).await,
+            Self::Postgres(store) => store.recent_events(limit).await,
         }
     }
 
@@ -265,6 +334,7 @@ impl Outbox {
     pub async fn event_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
         match self {
             Self::Sqlite(store) => store.event_body(id).await,
+            Self::Postgres(store) => store.event_body(id).await,
         }
     }
 
@@ -272,6 +342,7 @@ impl Outbox {
     pub fn reader(&self) -> Result<Reader, StoreError> {
         match self {
             Self::Sqlite(store) => Ok(Reader::Sqlite(store.reader()?)),
+            Self::Postgres(store) => Ok(Reader::Postgres(store.reader())),
         }
     }
 
@@ -279,6 +350,7 @@ impl Outbox {
     pub async fn changed(&self, destination: &str) {
         match self {
             Self::Sqlite(store) => store.changed(destination).await,
+            Self::Postgres(store) => store.changed(destination).await,
         }
     }
 }
@@ -286,6 +358,7 @@ impl Outbox {
 /// A worker's way to its due deliveries; its queries never block the runtime's threads.
 pub enum Reader {
     Sqlite(sqlite::Reader),
+    Postgres(postgres::Reader),
 }
 
 impl Reader {
@@ -299,6 +372,7 @@ impl Reader {
     ) -> Result<Option<Claim>, StoreError> {
         match self {
             Self::Sqlite(reader) => reader.next_due(destination, now, in_flight).await,
+            Self::Postgres(reader) => reader.next_due(destination, now, in_flight).await,
         }
     }
 
@@ -306,6 +380,19 @@ impl Reader {
     pub async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
         match self {
             Self::Sqlite(reader) => reader.next_due_at(destination).await,
+            Self::Postgres(reader) => reader.next_due_at(destination).await,
         }
+    }
+}
+
+/// Wakes each destination's worker when something for it changed. Destinations come and go with
+/// config reloads, so a waker is made the first time a name is asked for.
+#[derive(Default)]
+struct Wakers(std::sync::Mutex<HashMap<String, Arc<Notify>>>);
+
+impl Wakers {
+    fn get(&self, destination: &str) -> Arc<Notify> {
+        let mut wakers = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        wakers.entry(destination.to_owned()).or_default().clone()
     }
 }

@@ -19,13 +19,14 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::Wakers;
 use super::{Accepted, Claim, DeliveryState, Finish, RecentEvent, StoreError, display_id};
 use crate::event::Phase;
 pub use admin::{DeliveryRow, Requeue, list, requeue};
 pub use lock::StoreLock;
 pub use schema::SCHEMA_VERSION;
 use schema::{connect, left_open, mark_open, migrate, wal_path};
-use writer::{Wakers, Write, write_loop};
+use writer::{Write, write_loop};
 
 /// Writes waiting for the writer thread; past it, callers wait (back-pressure, not memory).
 const WRITE_QUEUE: usize = 4096;

@@ -1,14 +1,11 @@
 //! The writer thread: the only write connection. It takes every write waiting, applies them in
 //! one transaction, commits, then answers each caller and wakes the workers concerned.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::event::Phase;
-use crate::outbox::{Accepted, DeliveryState, Finish, StoreError, now_ms};
+use crate::outbox::{Accepted, DeliveryState, Finish, StoreError, Wakers, now_ms};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
 const MAX_BATCH: usize = 1024;
@@ -50,18 +47,6 @@ pub(super) enum Write {
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-}
-
-/// Wakes each destination's worker when something for it changed. Destinations come and go with
-/// config reloads, so a waker is made the first time a name is asked for.
-#[derive(Default)]
-pub(super) struct Wakers(std::sync::Mutex<HashMap<String, Arc<Notify>>>);
-
-impl Wakers {
-    pub(super) fn get(&self, destination: &str) -> Arc<Notify> {
-        let mut wakers = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        wakers.entry(destination.to_owned()).or_default().clone()
-    }
 }
 
 /// The writer thread: takes every write waiting, applies them in one transaction, commits, then

@@ -1,0 +1,652 @@
+//! The PostgreSQL store, for several relays on one database. The same promises as the SQLite
+//! store, across replicas:
+//!
+//! - Accepting answers only after the commit; requests waiting while a commit runs share the next
+//!   one (a writer task batches them into one transaction, as the SQLite writer thread does).
+//! - Dedup on the event key is a unique index, so a re-post landing on another replica is a
+//!   duplicate there too.
+//! - A claim takes the due row `FOR UPDATE SKIP LOCKED` and leases it (`lease_until`): another
+//!   replica skips it while the lease runs, and takes it once the lease has ended without an
+//!   outcome (its replica died). At least once: only attempts in flight at a crash repeat.
+//! - Migrations run under an advisory lock, so replicas starting together migrate once; a prune
+//!   runs on the replica that gets the prune lock, the others skip it.
+//! - A database that does not answer fails a request within [`WAIT`], not after a pool's
+//!   default 30 s: the server answers 503 and workers back off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Transaction;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Timeouts};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Accepted, Claim, DeliveryState, Finish, RecentEvent, StoreError, Wakers, display_id, now_ms,
+};
+use crate::event::Phase;
+use crate::secret::Secret;
+
+/// Longest wait for a connection, or for the database to answer a statement.
+pub const WAIT: Duration = Duration::from_secs(3);
+/// Writes taken into one transaction at most.
+const MAX_BATCH: usize = 512;
+/// Writes waiting for the writer task; past it, callers wait.
+const WRITE_QUEUE: usize = 4096;
+/// Rows one prune transaction deletes at most.
+const PRUNE_BATCH: i64 = 1000;
+/// Advisory lock keys: migrations, and pruning.
+const MIGRATE_LOCK: i64 = 0x616c_6572_7401;
+const PRUNE_LOCK: i64 = 0x616c_6572_7402;
+
+/// The schema this version writes; a database with a newer one is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE events (
+        id BIGSERIAL PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        received_at BIGINT NOT NULL,
+        body BYTEA NOT NULL,
+        correlation TEXT,
+        phase TEXT CHECK (phase IN ('trigger', 'clear'))
+    );
+    CREATE TABLE deliveries (
+        id BIGSERIAL PRIMARY KEY,
+        event BIGINT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        destination TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        last_error TEXT,
+        updated_at BIGINT NOT NULL,
+        lease_until BIGINT
+    );
+    CREATE INDEX deliveries_due ON deliveries (destination, state, next_attempt_at);
+    CREATE INDEX deliveries_event ON deliveries (event);
+    CREATE INDEX events_received ON events (received_at);
+    CREATE INDEX events_correlation ON events (correlation);
+    CREATE TABLE threads (
+        destination TEXT NOT NULL,
+        correlation TEXT NOT NULL,
+        thread TEXT NOT NULL,
+        trigger_summary TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (destination, correlation)
+    );
+    CREATE INDEX threads_created ON threads (created_at);
+"];
+
+enum Write {
+    Accept {
+        event_id: String,
+        received_at: i64,
+        body: Vec<u8>,
+        to: Vec<String>,
+        lifecycle: Option<(String, Phase)>,
+        reply: oneshot::Sender<Result<Accepted, StoreError>>,
+    },
+    Finish {
+        id: i64,
+        destination: String,
+        finish: Finish,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Probe {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+pub struct Postgres {
+    pool: Pool,
+    writes: mpsc::Sender<Write>,
+    wakers: Arc<Wakers>,
+    /// How long a claim keeps other replicas off a delivery.
+    lease: Duration,
+}
+
+impl Postgres {
+    /// Connects to the database at `url` (`postgres://…` or `postgresql://…`; `sslmode=require`
+    /// for TLS) and migrates it under an advisory lock. `lease` is how long a claim holds.
+    pub async fn connect(url: &Secret, lease: Duration) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = url.expose().parse().map_err(|e| {
+            StoreError::Postgres(format!("storage.url is not a PostgreSQL URL: {e}"))
+        })?;
+        // TLS when the URL asks for it (`sslmode=require`), verified against the platform's
+        // roots; without `sslmode`, plain TCP (libpq would try TLS first and accept any
+        // certificate, which verifies nothing).
+        if !url.expose().contains("sslmode=") {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        }
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(crate::tls::client_config());
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .config(PoolConfig {
+                max_size: 16,
+                timeouts: Timeouts {
+                    wait: Some(WAIT),
+                    create: Some(WAIT),
+                    recycle: Some(WAIT),
+                },
+                ..PoolConfig::default()
+            })
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Postgres(e.to_string()))?;
+        migrate(&pool).await?;
+        let wakers: Arc<Wakers> = Arc::default();
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(write_loop(pool.clone(), queue, wakers.clone()));
+        Ok(Self {
+            pool,
+            writes,
+            wakers,
+            lease,
+        })
+    }
+
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn accept(
+        &self,
+        event_id: &str,
+        received_at: i64,
+        body: &[u8],
+        to: &[String],
+        lifecycle: Option<(&str, Phase)>,
+    ) -> Result<Accepted, StoreError> {
+        self.write(|reply| Write::Accept {
+            event_id: event_id.to_owned(),
+            received_at,
+            body: body.to_vec(),
+            to: to.to_vec(),
+            lifecycle: lifecycle.map(|(key, phase)| (key.to_owned(), phase)),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn finish(
+        &self,
+        id: i64,
+        destination: &str,
+        finish: Finish,
+    ) -> Result<(), StoreError> {
+        self.write(|reply| Write::Finish {
+            id,
+            destination: destination.to_owned(),
+            finish,
+            reply,
+        })
+        .await
+    }
+
+    /// A small write commits: the database is there and takes writes.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.write(|reply| Write::Probe { reply }).await
+    }
+
+    /// Deletes what is finished and older than `before`, 1,000 rows per transaction, on the one
+    /// replica that holds the prune lock; the others skip (and return 0).
+    pub async fn prune(&self, before: i64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let mut conn = self.connection().await?;
+            let tx = conn.transaction().await.map_err(pg)?;
+            let locked: bool = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])
+                .await
+                .map_err(pg)?
+                .get(0);
+            if !locked {
+                return Ok(total);
+            }
+            let deliveries = tx
+                .execute(
+                    "DELETE FROM deliveries WHERE id IN (
+                         SELECT id FROM deliveries WHERE state IN ('done', 'dead') AND updated_at < $1
+                         ORDER BY id LIMIT $2)",
+                    &[&before, &PRUNE_BATCH],
+                )
+                .await
+                .map_err(pg)?;
+            let events = tx
+                .execute(
+                    "DELETE FROM events WHERE id IN (
+                         SELECT id FROM events e WHERE received_at < $1
+                         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event = e.id)
+                         ORDER BY received_at LIMIT $2)",
+                    &[&before, &PRUNE_BATCH],
+                )
+                .await
+                .map_err(pg)?;
+            let threads = tx
+                .execute(
+                    "DELETE FROM threads WHERE (destination, correlation) IN (
+                         SELECT destination, correlation FROM threads WHERE created_at < $1
+                         ORDER BY created_at LIMIT $2)",
+                    &[&before, &PRUNE_BATCH],
+                )
+                .await
+                .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            let most = deliveries.max(events).max(threads) as usize;
+            total += most;
+            if (most as i64) < PRUNE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub async fn backlog(
+        &self,
+        destinations: Vec<String>,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let conn = self.connection().await?;
+        let statement = conn
+            .prepare_cached(
+                "SELECT state, COUNT(*) FROM deliveries
+                 WHERE destination = $1 AND state IN ('pending', 'dead') GROUP BY state",
+            )
+            .await
+            .map_err(pg)?;
+        let mut counts = Vec::with_capacity(destinations.len());
+        for name in destinations {
+            let (mut pending, mut dead) = (0, 0);
+            for row in conn.query(&statement, &[&name]).await.map_err(pg)? {
+                let state: &str = row.get(0);
+                match state {
+                    "pending" => pending = row.get(1),
+                    "dead" => dead = row.get(1),
+                    _ => {}
+                }
+            }
+            counts.push((name, pending, dead));
+        }
+        Ok(counts)
+    }
+
+    pub async fn recent_events(&self, limit: usize) -> Result<Vec<RecentEvent>, StoreError> {
+        let conn = self.connection().await?;
+        let rows = conn
+            .query(
+                "SELECT id, event_id, received_at FROM events ORDER BY id DESC LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|row| RecentEvent {
+                id: row.get(0),
+                event_id: display_id(row.get(1)),
+                received_at: row.get(2),
+            })
+            .collect())
+    }
+
+    pub async fn event_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.connection().await?;
+        let row = conn
+            .query_opt("SELECT body FROM events WHERE id = $1", &[&id])
+            .await
+            .map_err(pg)?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    pub fn reader(&self) -> Reader {
+        Reader {
+            pool: self.pool.clone(),
+            lease: self.lease,
+        }
+    }
+
+    pub async fn changed(&self, destination: &str) {
+        self.wakers.get(destination).notified().await;
+    }
+
+    async fn connection(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        connection(&self.pool).await
+    }
+}
+
+async fn connection(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
+    pool.get()
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+}
+
+fn pg(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Postgres(error.to_string())
+}
+
+async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    let mut conn = connection(pool).await?;
+    let tx = conn.transaction().await.map_err(pg)?;
+    // Held until the commit: replicas starting together migrate one after the other.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
+        .await
+        .map_err(pg)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS alert_relay_schema (version BIGINT NOT NULL);
+         INSERT INTO alert_relay_schema (version)
+             SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM alert_relay_schema);",
+    )
+    .await
+    .map_err(pg)?;
+    let version: i64 = tx
+        .query_one("SELECT version FROM alert_relay_schema", &[])
+        .await
+        .map_err(pg)?
+        .get(0);
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Postgres(format!(
+            "the database has schema version {version}, newer than this alert-relay understands ({SCHEMA_VERSION})"
+        )));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.batch_execute(sql).await.map_err(pg)?;
+        tx.execute(
+            "UPDATE alert_relay_schema SET version = $1",
+            &[&(from as i64 + 1)],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    tx.commit().await.map_err(pg)
+}
+
+/// The writer task: takes every write waiting, applies them in one transaction, commits, then
+/// answers each caller and wakes this replica's workers concerned.
+async fn write_loop(pool: Pool, mut queue: mpsc::Receiver<Write>, wakers: Arc<Wakers>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let applied = apply(&pool, &batch).await;
+        let mut woken: Vec<String> = Vec::new();
+        for (i, write) in batch.into_iter().enumerate() {
+            let error = || match &applied {
+                Err(e) => e.again(),
+                Ok(_) => StoreError::Closed,
+            };
+            match write {
+                Write::Accept { reply, to, .. } => {
+                    let answer = match &applied {
+                        Ok(results) => results[i].ok_or_else(error),
+                        Err(_) => Err(error()),
+                    };
+                    if matches!(answer, Ok(Accepted::New { .. })) {
+                        woken.extend(to);
+                    }
+                    let _ = reply.send(answer);
+                }
+                Write::Finish {
+                    reply, destination, ..
+                } => {
+                    woken.push(destination);
+                    let _ = reply.send(applied.as_ref().map(|_| ()).map_err(|_| error()));
+                }
+                Write::Probe { reply } => {
+                    let _ = reply.send(applied.as_ref().map(|_| ()).map_err(|_| error()));
+                }
+            }
+        }
+        woken.sort_unstable();
+        woken.dedup();
+        for name in woken {
+            wakers.get(&name).notify_one();
+        }
+    }
+}
+
+/// Applies a batch in one transaction; the accept outcome of each write that is an accept.
+async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Option<Accepted>>, StoreError> {
+    let mut conn = connection(pool).await?;
+    let tx = conn.transaction().await.map_err(pg)?;
+    let now = now_ms();
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch {
+        results.push(match write {
+            Write::Accept {
+                event_id,
+                received_at,
+                body,
+                to,
+                lifecycle,
+                ..
+            } => Some(
+                insert_event(
+                    &tx,
+                    event_id,
+                    *received_at,
+                    body,
+                    to,
+                    lifecycle.as_ref(),
+                    now,
+                )
+                .await?,
+            ),
+            Write::Finish {
+                id,
+                destination,
+                finish,
+                ..
+            } => {
+                record_finish(&tx, *id, destination, finish, now).await?;
+                None
+            }
+            Write::Probe { .. } => {
+                tx.execute("SELECT 1", &[]).await.map_err(pg)?;
+                None
+            }
+        });
+    }
+    tokio::time::timeout(WAIT, tx.commit())
+        .await
+        .map_err(|_| StoreError::Unavailable("PostgreSQL did not commit in time".into()))?
+        .map_err(pg)?;
+    Ok(results)
+}
+
+async fn insert_event(
+    tx: &Transaction<'_>,
+    event_id: &str,
+    received_at: i64,
+    body: &[u8],
+    to: &[String],
+    lifecycle: Option<&(String, Phase)>,
+    now: i64,
+) -> Result<Accepted, StoreError> {
+    let (correlation, phase) = match lifecycle {
+        Some((key, phase)) => (Some(key.as_str()), Some(phase.as_str())),
+        None => (None, None),
+    };
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO events (event_id, received_at, body, correlation, phase)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (event_id) DO NOTHING RETURNING id",
+            &[&event_id, &received_at, &body, &correlation, &phase],
+        )
+        .await
+        .map_err(pg)?;
+    let Some(row) = inserted else {
+        return Ok(Accepted::Duplicate);
+    };
+    let event: i64 = row.get(0);
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at, updated_at)
+             VALUES ($1, $2, 'pending', 0, $3, $3)",
+        )
+        .await
+        .map_err(pg)?;
+    for destination in to {
+        tx.execute(&statement, &[&event, destination, &now])
+            .await
+            .map_err(pg)?;
+    }
+    Ok(Accepted::New {
+        deliveries: to.len(),
+    })
+}
+
+async fn record_finish(
+    tx: &Transaction<'_>,
+    id: i64,
+    destination: &str,
+    finish: &Finish,
+    now: i64,
+) -> Result<(), StoreError> {
+    if let Finish::Done {
+        thread: Some(thread),
+        ..
+    } = finish
+    {
+        tx.execute(
+            "INSERT INTO threads (destination, correlation, thread, trigger_summary, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (destination, correlation) DO UPDATE SET thread = EXCLUDED.thread,
+                 trigger_summary = EXCLUDED.trigger_summary, created_at = EXCLUDED.created_at",
+            &[
+                &destination,
+                &thread.correlation,
+                &thread.thread,
+                &thread.trigger_summary,
+                &now,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    let (state, attempts, due, error) = match finish {
+        Finish::Done { attempts, .. } => (DeliveryState::Done, attempts, now, None),
+        Finish::Retry {
+            attempts,
+            due,
+            error,
+        } => (DeliveryState::Pending, attempts, *due, Some(error.as_str())),
+        Finish::Dead { attempts, error } => {
+            (DeliveryState::Dead, attempts, now, Some(error.as_str()))
+        }
+    };
+    tx.execute(
+        "UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3,
+         last_error = COALESCE($4, last_error), updated_at = $5, lease_until = NULL WHERE id = $6",
+        &[
+            &state.as_str(),
+            &(*attempts as i32),
+            &due,
+            &error,
+            &now,
+            &id,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+/// A worker's claims: each due delivery is leased so that no other replica takes it meanwhile.
+pub struct Reader {
+    pool: Pool,
+    lease: Duration,
+}
+
+impl Reader {
+    /// Claims the delivery for `destination` due first at `now`, not leased by anyone and not in
+    /// `in_flight` here, and leases it for the lease time; with its event and, for a clear,
+    /// what was kept of its trigger. A clear waits while its trigger waits for the destination.
+    pub async fn next_due(
+        &self,
+        destination: &str,
+        now: i64,
+        in_flight: Vec<i64>,
+    ) -> Result<Option<Claim>, StoreError> {
+        let mut conn = connection(&self.pool).await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        let until = now + self.lease.as_millis() as i64;
+        let claimed = tx
+            .query_opt(
+                "WITH due AS (
+                     SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event
+                     WHERE d.destination = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
+                       AND (d.lease_until IS NULL OR d.lease_until <= $2)
+                       AND d.id <> ALL($4)
+                       AND NOT (e.phase IS NOT DISTINCT FROM 'clear' AND EXISTS (
+                           SELECT 1 FROM events te JOIN deliveries t ON t.event = te.id
+                           WHERE te.correlation = e.correlation AND te.phase = 'trigger'
+                             AND te.id < e.id AND t.destination = d.destination
+                             AND t.state = 'pending'))
+                     ORDER BY d.next_attempt_at, d.id LIMIT 1
+                     FOR UPDATE OF d SKIP LOCKED)
+                 UPDATE deliveries SET lease_until = $3 FROM due WHERE deliveries.id = due.id
+                 RETURNING deliveries.id, deliveries.attempts, deliveries.event",
+                &[&destination, &now, &until, &in_flight],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(row) = claimed else {
+            tx.commit().await.map_err(pg)?;
+            return Ok(None);
+        };
+        let (id, attempts, event): (i64, i32, i64) = (row.get(0), row.get(1), row.get(2));
+        let row = tx
+            .query_one(
+                "SELECT e.event_id, e.received_at, e.body, th.thread, th.trigger_summary
+                 FROM events e LEFT JOIN threads th ON e.phase = 'clear'
+                     AND th.destination = $2 AND th.correlation = e.correlation
+                 WHERE e.id = $1",
+                &[&event, &destination],
+            )
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        let thread = match (row.get(3), row.get(4)) {
+            (Some(thread), Some(trigger)) => Some((thread, trigger)),
+            _ => None,
+        };
+        Ok(Some(Claim {
+            id,
+            attempts: attempts as u32,
+            event_id: display_id(row.get(0)),
+            received_at: row.get(1),
+            body: row.get(2),
+            thread,
+        }))
+    }
+
+    /// When the next pending delivery for `destination` is due, a lease counting as due then.
+    pub async fn next_due_at(&self, destination: &str) -> Result<Option<i64>, StoreError> {
+        let conn = connection(&self.pool).await?;
+        let row = conn
+            .query_one(
+                "SELECT MIN(GREATEST(next_attempt_at, COALESCE(lease_until, 0))) FROM deliveries
+                 WHERE destination = $1 AND state = 'pending'",
+                &[&destination],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.get(0))
+    }
+}
