@@ -342,7 +342,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{Outbox, Thread, now_ms};
+    use crate::outbox::{Outbox, now_ms};
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
@@ -424,51 +424,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn prunes_in_small_transactions_what_is_finished_and_old() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("prune.db")).unwrap();
-        let reader = outbox.reader().unwrap();
-        let events = 2 * writer::PRUNE_BATCH + 10;
-        for i in 0..events {
-            outbox
-                .accept(&format!("\"e{i}\""), 1, b"{}", &names(&["a"]), None)
-                .await
-                .unwrap();
-        }
-        // All but one delivery finish; the one left pending keeps its event.
-        for _ in 1..events {
-            let claim = reader
-                .next_due("a", now_ms(), vec![])
-                .await
-                .unwrap()
-                .unwrap();
-            outbox
-                .finish(
-                    claim.id,
-                    "a",
-                    Finish::Done {
-                        attempts: 1,
-                        thread: None,
-                    },
-                )
-                .await
-                .unwrap();
-        }
-        assert_eq!(outbox.prune(0).await.unwrap(), 0, "nothing is older than 0");
-        assert_eq!(outbox.prune(now_ms() + 1).await.unwrap(), events - 1);
-        assert_eq!(
-            outbox.backlog(names(&["a"])).await.unwrap(),
-            [("a".into(), 1, 0)]
-        );
-        let left = reader
-            .next_due("a", now_ms(), vec![])
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(left.event_id, format!("e{}", events - 1));
-    }
-
-    #[tokio::test]
     async fn keys_stored_by_schema_1_still_deduplicate() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
@@ -546,77 +501,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[tokio::test]
-    async fn a_clear_waits_for_its_trigger_and_gets_what_was_kept_of_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(&dir.path().join("life.db")).unwrap();
-        let reader = outbox.reader().unwrap();
-        let to = names(&["a"]);
-        let accept = |id: &'static str, key: &'static str, phase| {
-            let (outbox, to) = (&outbox, &to);
-            async move {
-                outbox
-                    .accept(id, 1, b"{}", to, Some((key, phase)))
-                    .await
-                    .unwrap()
-            }
-        };
-        accept("\"t1\"", "A1", Phase::Trigger).await;
-        accept("\"c1\"", "A1", Phase::Clear).await;
-        accept("\"c2\"", "A2", Phase::Clear).await;
-        let trigger = reader
-            .next_due("a", now_ms(), vec![])
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(trigger.event_id, "t1");
-        // The trigger in flight: the clear of another alert goes, the trigger's own waits.
-        let other = reader
-            .next_due("a", now_ms(), vec![trigger.id])
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((other.event_id.as_str(), other.thread), ("c2", None));
-        assert!(
-            reader
-                .next_due("a", now_ms(), vec![trigger.id, other.id])
-                .await
-                .unwrap()
-                .is_none(),
-            "the clear waits while its trigger is pending"
-        );
-        let kept = Thread {
-            correlation: "A1".into(),
-            thread: r#"{"ts":"1.2"}"#.into(),
-            trigger_summary: r#"{"title":"t"}"#.into(),
-        };
-        outbox
-            .finish(
-                trigger.id,
-                "a",
-                Finish::Done {
-                    attempts: 1,
-                    thread: Some(kept.clone()),
-                },
-            )
-            .await
-            .unwrap();
-        let clear = reader
-            .next_due("a", now_ms(), vec![other.id])
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(clear.event_id, "c1");
-        assert_eq!(clear.thread, Some((kept.thread, kept.trigger_summary)));
-        // Kept for `storage.retention`, then pruned with the rest.
-        assert!(outbox.prune(now_ms() + 1).await.unwrap() >= 1);
-        let again = reader
-            .next_due("a", now_ms(), vec![other.id])
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((again.event_id.as_str(), again.thread), ("c1", None));
     }
 }

@@ -1,0 +1,289 @@
+//! What every store promises, run against each one: SQLite always, PostgreSQL where one is
+//! reachable (those are ignored otherwise, with the reason; `.ci/run` starts one). One suite, so
+//! that the stores cannot drift apart.
+
+use super::*;
+
+/// Rows a prune transaction deletes at most, in both stores.
+const PRUNE_BATCH: usize = 1000;
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs each named check against a fresh SQLite store and a fresh PostgreSQL database.
+macro_rules! on_every_store {
+    ($($check:ident),* $(,)?) => { $(
+        mod $check {
+            #[tokio::test]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = crate::outbox::Outbox::open(&dir.path().join("store.db")).unwrap();
+                super::$check(store).await;
+            }
+
+            #[tokio::test]
+            #[ignore = "needs PostgreSQL (ALERT_RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
+            async fn postgres() {
+                super::$check(super::postgres().await).await;
+            }
+        }
+    )* };
+}
+
+on_every_store!(
+    dedup_claim_and_finish,
+    prune_in_small_transactions,
+    clear_waits_for_its_trigger,
+    recent_events,
+);
+
+/// A fresh PostgreSQL database, migrated.
+async fn postgres() -> Outbox {
+    let url = crate::testing::fresh_postgres_database()
+        .await
+        .expect("a PostgreSQL server to create a database in");
+    Outbox::connect(&url, Duration::from_secs(60))
+        .await
+        .expect("the store opens")
+}
+
+async fn dedup_claim_and_finish(outbox: Outbox) {
+    let destinations = names(&["a", "b"]);
+    let accepted = outbox
+        .accept("\"e1\"", 1, b"{}", &destinations, None)
+        .await
+        .unwrap();
+    assert_eq!(accepted, Accepted::New { deliveries: 2 });
+    assert_eq!(
+        outbox
+            .accept("\"e1\"", 2, b"{}", &destinations, None)
+            .await
+            .unwrap(),
+        Accepted::Duplicate
+    );
+    let reader = outbox.reader().unwrap();
+    let claim = reader
+        .next_due("a", now_ms(), vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (claim.event_id.as_str(), claim.attempts, &claim.body[..]),
+        ("e1", 0, &b"{}"[..])
+    );
+    assert!(
+        reader
+            .next_due("a", now_ms(), vec![claim.id])
+            .await
+            .unwrap()
+            .is_none(),
+        "the only due delivery is in flight"
+    );
+    outbox
+        .finish(
+            claim.id,
+            "a",
+            Finish::Retry {
+                attempts: 1,
+                due: now_ms() + 60_000,
+                error: "HTTP 503".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        reader
+            .next_due("a", now_ms(), vec![])
+            .await
+            .unwrap()
+            .is_none(),
+        "not due yet"
+    );
+    let later = reader.next_due_at("a").await.unwrap().unwrap();
+    assert!(later > now_ms() + 50_000, "{later}");
+    let again = reader
+        .next_due("a", now_ms() + 61_000, vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id, again.attempts), (claim.id, 1));
+    outbox
+        .finish(
+            claim.id,
+            "a",
+            Finish::Dead {
+                attempts: 2,
+                error: "HTTP 404".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outbox.backlog(names(&["a", "b", "c"])).await.unwrap(),
+        [("a".into(), 0, 1), ("b".into(), 1, 0), ("c".into(), 0, 0)]
+    );
+    outbox.probe(1).await.unwrap();
+}
+
+/// PostgreSQL only: what a claim's lease does between replicas.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (ALERT_RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
+async fn a_claim_is_leased_and_taken_over_when_its_lease_ends() {
+    let outbox = postgres().await;
+    outbox
+        .accept("\"l1\"", 1, b"{}", &names(&["a"]), None)
+        .await
+        .unwrap();
+    // Two replicas: each its own reader, neither knowing what the other has in flight.
+    let (one, two) = (outbox.reader().unwrap(), outbox.reader().unwrap());
+    let now = now_ms();
+    let claim = one.next_due("a", now, vec![]).await.unwrap().unwrap();
+    assert!(
+        two.next_due("a", now, vec![]).await.unwrap().is_none(),
+        "leased"
+    );
+    assert_eq!(two.next_due_at("a").await.unwrap(), Some(now + 60_000));
+    // The first replica died: once the lease has ended, the second takes the delivery.
+    let taken = two
+        .next_due("a", now + 60_001, vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.id, claim.id);
+}
+
+async fn recent_events(outbox: Outbox) {
+    for i in 0..3 {
+        outbox
+            .accept(
+                &format!("\"r{i}\""),
+                1000 + i,
+                format!("{{\"n\":{i}}}").as_bytes(),
+                &names(&["a"]),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let recent = outbox.recent_events(2).await.unwrap();
+    let ids: Vec<&str> = recent.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["r2", "r1"], "newest first");
+    assert_eq!(
+        outbox.event_body(recent[0].id).await.unwrap().as_deref(),
+        Some(&b"{\"n\":2}"[..])
+    );
+    assert_eq!(outbox.event_body(-1).await.unwrap(), None);
+}
+
+async fn prune_in_small_transactions(outbox: Outbox) {
+    let reader = outbox.reader().unwrap();
+    let events = 2 * PRUNE_BATCH + 10;
+    for i in 0..events {
+        outbox
+            .accept(&format!("\"e{i}\""), 1, b"{}", &names(&["a"]), None)
+            .await
+            .unwrap();
+    }
+    // All but one delivery finish; the one left pending keeps its event.
+    for _ in 1..events {
+        let claim = reader
+            .next_due("a", now_ms(), vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        outbox
+            .finish(
+                claim.id,
+                "a",
+                Finish::Done {
+                    attempts: 1,
+                    thread: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(outbox.prune(0).await.unwrap(), 0, "nothing is older than 0");
+    assert_eq!(outbox.prune(now_ms() + 1).await.unwrap(), events - 1);
+    assert_eq!(
+        outbox.backlog(names(&["a"])).await.unwrap(),
+        [("a".into(), 1, 0)]
+    );
+    let left = reader
+        .next_due("a", now_ms(), vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left.event_id, format!("e{}", events - 1));
+}
+
+async fn clear_waits_for_its_trigger(outbox: Outbox) {
+    let reader = outbox.reader().unwrap();
+    let to = names(&["a"]);
+    let accept = |id: &'static str, key: &'static str, phase| {
+        let (outbox, to) = (&outbox, &to);
+        async move {
+            outbox
+                .accept(id, 1, b"{}", to, Some((key, phase)))
+                .await
+                .unwrap()
+        }
+    };
+    accept("\"t1\"", "A1", Phase::Trigger).await;
+    accept("\"c1\"", "A1", Phase::Clear).await;
+    accept("\"c2\"", "A2", Phase::Clear).await;
+    let trigger = reader
+        .next_due("a", now_ms(), vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trigger.event_id, "t1");
+    // The trigger in flight: the clear of another alert goes, the trigger's own waits.
+    let other = reader
+        .next_due("a", now_ms(), vec![trigger.id])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((other.event_id.as_str(), other.thread), ("c2", None));
+    assert!(
+        reader
+            .next_due("a", now_ms(), vec![trigger.id, other.id])
+            .await
+            .unwrap()
+            .is_none(),
+        "the clear waits while its trigger is pending"
+    );
+    let kept = Thread {
+        correlation: "A1".into(),
+        thread: r#"{"ts":"1.2"}"#.into(),
+        trigger_summary: r#"{"title":"t"}"#.into(),
+    };
+    outbox
+        .finish(
+            trigger.id,
+            "a",
+            Finish::Done {
+                attempts: 1,
+                thread: Some(kept.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    let clear = reader
+        .next_due("a", now_ms(), vec![other.id])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(clear.event_id, "c1");
+    assert_eq!(clear.thread, Some((kept.thread, kept.trigger_summary)));
+    // Kept for `storage.retention`, then pruned with the rest. (Asked for once the claim's
+    // lease has ended: PostgreSQL keeps a claimed delivery from every replica for its lease.)
+    assert!(outbox.prune(now_ms() + 1).await.unwrap() >= 1);
+    let again = reader
+        .next_due("a", now_ms() + 120_000, vec![other.id])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.event_id.as_str(), again.thread), ("c1", None));
+}

@@ -1,0 +1,35 @@
+//! Support for the tests, unit and integration alike; no part of the relay uses it.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::secret::Secret;
+
+/// Where the tests find a PostgreSQL server: a URL to any database on it.
+pub const POSTGRES_ENV: &str = "ALERT_RELAY_TEST_POSTGRES";
+/// Without [`POSTGRES_ENV`]: the server this machine runs.
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// Creates a new, empty database on the test server and returns its URL; each call its own.
+pub async fn fresh_postgres_database() -> Result<Secret, String> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| {
+            format!("cannot reach PostgreSQL at {POSTGRES_ENV} or {DEFAULT_POSTGRES}: {e}")
+        })?;
+    tokio::spawn(connection);
+    let name = format!(
+        "alert_relay_test_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst),
+        crate::outbox::now_ms()
+    );
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .map_err(|e| format!("cannot create a database: {e}"))?;
+    let mut url = url::Url::parse(&base).map_err(|e| e.to_string())?;
+    url.set_path(&format!("/{name}"));
+    Ok(Secret::new(url.as_str()))
+}
