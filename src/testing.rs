@@ -4,8 +4,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::secret::Secret;
 
-/// Where the tests find a PostgreSQL server: a URL to any database on it.
-pub const POSTGRES_ENV: &str = "ALERT_RELAY_TEST_POSTGRES";
+/// Where the tests find a PostgreSQL server: a URL to any database on it. Not `ALERT_RELAY_…`:
+/// the relay reads those as config.
+pub const POSTGRES_ENV: &str = "RELAY_TEST_POSTGRES";
 /// Without [`POSTGRES_ENV`]: the server this machine runs.
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 

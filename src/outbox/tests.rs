@@ -23,7 +23,7 @@ macro_rules! on_every_store {
             }
 
             #[tokio::test]
-            #[ignore = "needs PostgreSQL (ALERT_RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
+            #[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
             async fn postgres() {
                 super::$check(super::postgres().await).await;
             }
@@ -128,7 +128,7 @@ async fn dedup_claim_and_finish(outbox: Outbox) {
 
 /// PostgreSQL only: what a claim's lease does between replicas.
 #[tokio::test]
-#[ignore = "needs PostgreSQL (ALERT_RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
+#[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
 async fn a_claim_is_leased_and_taken_over_when_its_lease_ends() {
     let outbox = postgres().await;
     outbox

@@ -19,6 +19,7 @@ mod memory;
 mod metrics;
 mod relay;
 mod reload;
+mod replicas;
 mod retry;
 mod routing;
 mod secrets;
