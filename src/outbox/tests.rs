@@ -126,31 +126,51 @@ async fn dedup_claim_and_finish(outbox: Outbox) {
     outbox.probe(1).await.unwrap();
 }
 
-/// PostgreSQL only: what a claim's lease does between replicas.
+/// PostgreSQL only: one replica at a time drives a destination, and a claim's lease keeps the
+/// delivery from the next one until it ends.
 #[tokio::test]
 #[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
-async fn a_claim_is_leased_and_taken_over_when_its_lease_ends() {
+async fn one_replica_drives_a_destination_and_a_lease_outlives_it() {
     let outbox = postgres().await;
-    outbox
-        .accept("\"l1\"", 1, b"{}", &names(&["a"]), None)
-        .await
-        .unwrap();
+    for id in ["\"l1\"", "\"l2\""] {
+        outbox
+            .accept(id, 1, b"{}", &names(&["a"]), None)
+            .await
+            .unwrap();
+    }
     // Two replicas: each its own reader, neither knowing what the other has in flight.
     let (one, two) = (outbox.reader().unwrap(), outbox.reader().unwrap());
     let now = now_ms();
     let claim = one.next_due("a", now, vec![]).await.unwrap().unwrap();
     assert!(
         two.next_due("a", now, vec![]).await.unwrap().is_none(),
-        "leased"
+        "the other replica does not drive this destination"
     );
-    assert_eq!(two.next_due_at("a").await.unwrap(), Some(now + 60_000));
-    // The first replica died: once the lease has ended, the second takes the delivery.
+    assert!(
+        two.next_due("b", now, vec![]).await.unwrap().is_none(),
+        "but may drive another (with nothing due)"
+    );
+    // The first replica dies: its lock goes with its connection. The second takes the
+    // destination; the delivery in flight stays leased until the lease ends, then moves.
+    drop(one);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let next = loop {
+        // The server lets the lock go once it sees the connection closed.
+        match two.next_due("a", now, vec![]).await.unwrap() {
+            Some(next) => break next,
+            None if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            None => panic!("the lock of a closed connection was never let go"),
+        }
+    };
+    assert_ne!(next.id, claim.id, "the leased one is skipped");
     let taken = two
-        .next_due("a", now + 60_001, vec![])
+        .next_due("a", now + 60_001, vec![next.id])
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(taken.id, claim.id);
+    assert_eq!(taken.id, claim.id, "taken over once its lease ended");
 }
 
 async fn recent_events(outbox: Outbox) {

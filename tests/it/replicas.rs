@@ -144,3 +144,36 @@ async fn a_clear_on_another_replica_updates_and_threads_under_its_trigger() {
         relay.kill_9();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
+async fn pacing_holds_for_the_destination_across_replicas() {
+    let peer = Peer::start().await;
+    let config = format!(
+        "[storage]\npoll = \"200ms\"\n\
+         [destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"1/s\"\nburst = 1\n",
+        peer.url("/slack")
+    );
+    let (_dir, relays) = replicas(3, &config).await;
+    for i in 0..10 {
+        assert_eq!(
+            relays[i % 3].post(event(&format!("paced-{i}"))).await.0,
+            200
+        );
+    }
+    let mut arrivals = Vec::new();
+    for _ in 0..10 {
+        arrivals.push(peer.next().await.at);
+    }
+    let gaps: Vec<u128> = arrivals
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    assert!(
+        gaps.iter().all(|gap| *gap >= 900),
+        "one replica drives the channel at 1/s: {gaps:?} ms"
+    );
+    for relay in relays {
+        relay.kill_9();
+    }
+}

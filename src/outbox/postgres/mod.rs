@@ -8,6 +8,11 @@
 //! - A claim takes the due row `FOR UPDATE SKIP LOCKED` and leases it (`lease_until`): another
 //!   replica skips it while the lease runs, and takes it once the lease has ended without an
 //!   outcome (its replica died). At least once: only attempts in flight at a crash repeat.
+//! - One replica at a time drives each destination: the one holding the destination's advisory
+//!   lock claims its deliveries, so that its pacing and its pauses after a `Retry-After` hold for
+//!   the destination as a whole (a shared token bucket would need a write per message). The lock
+//!   is held by a connection of its own; when that replica dies, its connection closes, the lock
+//!   goes, and another replica's worker takes it at its next look (`storage.poll`).
 //! - Migrations run under an advisory lock, so replicas starting together migrate once; a prune
 //!   runs on the replica that gets the prune lock, the others skip it.
 //! - A database that does not answer fails a request within [`WAIT`], not after a pool's
@@ -37,6 +42,8 @@ const PRUNE_BATCH: i64 = 1000;
 /// Advisory lock keys: migrations, and pruning.
 const MIGRATE_LOCK: i64 = 0x616c_6572_7401;
 const PRUNE_LOCK: i64 = 0x616c_6572_7402;
+/// Advisory lock class of the destinations: `(DRIVE_CLASS, hashtext(name))`.
+const DRIVE_CLASS: i32 = 0x616c_7201;
 
 /// The schema this version writes; a database with a newer one is refused.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -313,6 +320,7 @@ impl Postgres {
         Reader {
             pool: self.pool.clone(),
             lease: self.lease,
+            driver: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -567,15 +575,58 @@ async fn record_finish(
     Ok(())
 }
 
-/// A worker's claims: each due delivery is leased so that no other replica takes it meanwhile.
+/// A worker's claims: each due delivery is leased so that no other replica takes it meanwhile,
+/// and only while this replica drives the destination.
 pub struct Reader {
     pool: Pool,
     lease: Duration,
+    driver: tokio::sync::Mutex<Option<Driver>>,
+}
+
+/// The connection that holds (or tries for) a destination's advisory lock, out of the pool: the
+/// lock lives as long as the connection.
+struct Driver {
+    client: deadpool_postgres::ClientWrapper,
+    holds: bool,
 }
 
 impl Reader {
+    /// Whether this replica drives `destination`: it holds the destination's advisory lock, or
+    /// takes it now because no other replica does.
+    async fn drives(&self, destination: &str) -> Result<bool, StoreError> {
+        let mut driver = self.driver.lock().await;
+        if driver.as_ref().is_some_and(|d| d.client.is_closed()) {
+            *driver = None;
+        }
+        let driver = match driver.as_mut() {
+            Some(driver) => driver,
+            None => driver.insert(Driver {
+                client: deadpool_postgres::Object::take(connection(&self.pool).await?),
+                holds: false,
+            }),
+        };
+        if !driver.holds {
+            driver.holds = tokio::time::timeout(
+                WAIT,
+                driver.client.query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    &[&DRIVE_CLASS, &destination],
+                ),
+            )
+            .await
+            .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
+            .map_err(pg)?
+            .get(0);
+            if driver.holds {
+                tracing::info!(destination, "this replica now drives the destination");
+            }
+        }
+        Ok(driver.holds)
+    }
+
     /// Claims the delivery for `destination` due first at `now`, not leased by anyone and not in
-    /// `in_flight` here, and leases it for the lease time; with its event and, for a clear,
+    /// `in_flight` here, and leases it for the lease time, if this replica drives the
+    /// destination (else none); with its event and, for a clear,
     /// what was kept of its trigger. A clear waits while its trigger waits for the destination.
     pub async fn next_due(
         &self,
@@ -583,6 +634,9 @@ impl Reader {
         now: i64,
         in_flight: Vec<i64>,
     ) -> Result<Option<Claim>, StoreError> {
+        if !self.drives(destination).await? {
+            return Ok(None);
+        }
         let mut conn = connection(&self.pool).await?;
         let tx = conn.transaction().await.map_err(pg)?;
         let until = now + self.lease.as_millis() as i64;
