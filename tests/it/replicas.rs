@@ -177,3 +177,117 @@ async fn pacing_holds_for_the_destination_across_replicas() {
         relay.kill_9();
     }
 }
+
+/// Runs `pg_ctl` on the test server (`.ci/run` sets where it is).
+fn pg_ctl(action: &str) {
+    let pg_ctl = std::env::var("RELAY_TEST_PG_CTL").expect(
+        "RELAY_TEST_PG_CTL and RELAY_TEST_PG_DATA: a PostgreSQL server this test may stop (.ci/run starts one)",
+    );
+    let data = std::path::PathBuf::from(std::env::var("RELAY_TEST_PG_DATA").unwrap());
+    let url = url::Url::parse(&std::env::var("RELAY_TEST_POSTGRES").unwrap()).unwrap();
+    let options = format!(
+        "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
+        url.port().unwrap_or(5432),
+        data.parent().unwrap().display()
+    );
+    let log = data.parent().unwrap().join("log");
+    let status = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(&pg_ctl)
+        .arg("-D")
+        .arg(&data)
+        .args(["-w", "-m", "fast", "-l"])
+        .arg(&log)
+        .args(["-o", &options, action])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("pg_ctl");
+    assert!(status.success(), "pg_ctl {action}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a PostgreSQL server it may stop (RELAY_TEST_PG_CTL, RELAY_TEST_PG_DATA): .ci/run starts one"]
+async fn postgres_down_for_10_s_answers_503_loses_nothing_and_resumes() {
+    let peer = Peer::start().await;
+    let (_dir, relays) = replicas(1, &webhook(&peer)).await;
+    let relay = &relays[0];
+    let started = tokio::time::Instant::now();
+    let mut answers = Vec::new();
+    let mut readiness_failed = false;
+    let (mut stopped, mut restarted) = (false, false);
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(16) {
+        let at = started.elapsed();
+        if !stopped && at > Duration::from_secs(2) {
+            tokio::task::spawn_blocking(|| pg_ctl("stop"))
+                .await
+                .unwrap();
+            stopped = true;
+        }
+        if !restarted && at > Duration::from_secs(12) {
+            tokio::task::spawn_blocking(|| pg_ctl("start"))
+                .await
+                .unwrap();
+            restarted = true;
+        }
+        let id = format!("down-{i}");
+        i += 1;
+        let sent = tokio::time::Instant::now();
+        let (status, _) = relay.post(event(&id)).await;
+        answers.push((id, status, sent.elapsed()));
+        if stopped && !restarted {
+            let ready = common::client()
+                .get(format!("http://{}/readyz", relay.addr))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            readiness_failed |= ready != 200;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = answers
+        .iter()
+        .filter(|(_, status, _)| *status == 503)
+        .count();
+    assert!(
+        refused > 0,
+        "posts while the database was down were refused"
+    );
+    assert!(
+        readiness_failed,
+        "/readyz failed while the database was down"
+    );
+    let slowest = answers.iter().map(|(_, _, took)| *took).max().unwrap();
+    assert!(
+        slowest < Duration::from_secs(5),
+        "a post waited {slowest:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|(_, status, _)| matches!(status, 200 | 503)),
+        "only 200 or 503"
+    );
+    assert_eq!(answers.last().unwrap().1, 200, "accepting again");
+    let acknowledged: Vec<&String> = answers
+        .iter()
+        .filter(|(_, status, _)| *status == 200)
+        .map(|(id, _, _)| id)
+        .collect();
+    let mut delivered = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while delivered.len() < acknowledged.len() && tokio::time::Instant::now() < deadline {
+        if let Some(request) = peer.next_within(Duration::from_secs(5)).await {
+            delivered.insert(request.json()["event"]["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let lost: Vec<&&String> = acknowledged
+        .iter()
+        .filter(|id| !delivered.contains(**id))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged, never delivered: {lost:?}");
+    for relay in relays {
+        relay.kill_9();
+    }
+}
