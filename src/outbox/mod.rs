@@ -344,7 +344,7 @@ impl Outbox {
     pub fn reader(&self) -> Result<Reader, StoreError> {
         match self {
             Self::Sqlite(store) => Ok(Reader::Sqlite(store.reader()?)),
-            Self::Postgres(store) => Ok(Reader::Postgres(store.reader())),
+            Self::Postgres(store) => Ok(Reader::Postgres(Box::new(store.reader()))),
         }
     }
 
@@ -360,7 +360,7 @@ impl Outbox {
 /// A worker's way to its due deliveries; its queries never block the runtime's threads.
 pub enum Reader {
     Sqlite(sqlite::Reader),
-    Postgres(postgres::Reader),
+    Postgres(Box<postgres::Reader>),
 }
 
 impl Reader {
