@@ -15,7 +15,7 @@
 //! - [`tls`]: the one crypto provider (aws-lc-rs), passed to every TLS configuration; `[server.tls]`.
 //! - [`http`]: the HTTP client the relay sends with, and how much of an answer it reads.
 //! - [`memory`]: the budget that bounds what bodies and parsed events hold in memory at once.
-//! - `testing`: support for the tests (a fresh PostgreSQL database); the relay does not use it.
+//! - [`testing`]: support for the tests (a fresh PostgreSQL database); the relay does not use it.
 //! - [`metrics`]: Prometheus metrics served at `/metrics`.
 //! - [`logs`]: `[log]` and the log output (text on a terminal, JSON lines otherwise).
 //! - [`event`]: measures a ThousandEyes body against the limits, parses it and normalizes it into a

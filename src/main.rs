@@ -356,14 +356,13 @@ fn send(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Resu
     })
 }
 
-fn store_path(config_path: &Path) -> anyhow::Result<PathBuf> {
+/// The store the config names: its PostgreSQL database, or its SQLite file.
+fn store_location(config_path: &Path) -> anyhow::Result<outbox::Location> {
     let config = Config::load(config_path)?;
-    if config.storage.url.is_some() || config.storage.url_file.is_some() {
-        anyhow::bail!(
-            "deliveries and retry read the SQLite store only, in this version; this config uses PostgreSQL (storage.url)"
-        );
-    }
-    Ok(config.path(&config.storage.path))
+    Ok(match config.storage.postgres_url(&config.base_dir)? {
+        Some(url) => outbox::Location::Postgres(url),
+        None => outbox::Location::Sqlite(config.path(&config.storage.path)),
+    })
 }
 
 fn deliveries(
@@ -371,7 +370,8 @@ fn deliveries(
     state: Option<outbox::DeliveryState>,
     limit: usize,
 ) -> anyhow::Result<ExitCode> {
-    let rows = outbox::list(&store_path(config_path)?, state, limit)?;
+    let location = store_location(config_path)?;
+    let rows = runtime()?.block_on(outbox::list(&location, state, limit))?;
     let when = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -422,7 +422,8 @@ fn printable(text: &str) -> String {
 
 fn retry(config_path: &Path, id: Option<i64>) -> anyhow::Result<ExitCode> {
     let which = id.map_or(outbox::Requeue::AllDead, outbox::Requeue::One);
-    let count = outbox::requeue(&store_path(config_path)?, which)?;
+    let location = store_location(config_path)?;
+    let count = runtime()?.block_on(outbox::requeue(&location, which))?;
     match (which, count) {
         (outbox::Requeue::One(id), 0) => {
             eprintln!("no delivery {id} that is done or dead");

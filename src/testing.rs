@@ -24,7 +24,9 @@ pub async fn fresh_postgres_database() -> Result<Secret, String> {
         "alert_relay_test_{}_{}_{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::SeqCst),
-        crate::outbox::now_ms()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
     );
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))

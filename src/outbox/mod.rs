@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 
 use crate::event::Phase;
 
-pub use sqlite::{DeliveryRow, Requeue, SCHEMA_VERSION, StoreLock, list, requeue};
+pub use sqlite::{SCHEMA_VERSION, StoreLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -224,6 +224,53 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A delivery as `alert-relay deliveries` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub event_id: String,
+    pub destination: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// Which deliveries `alert-relay retry` requeues.
+#[derive(Debug, Clone, Copy)]
+pub enum Requeue {
+    One(i64),
+    AllDead,
+}
+
+/// Where the store is, as the commands (`deliveries`, `retry`) reach it from their own process.
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(crate::secret::Secret),
+}
+
+/// Deliveries for `alert-relay deliveries`, newest first, in `state` if given. Works while the
+/// server runs.
+pub async fn list(
+    location: &Location,
+    state: Option<DeliveryState>,
+    limit: usize,
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    match location {
+        Location::Sqlite(path) => sqlite::list(path, state, limit),
+        Location::Postgres(url) => postgres::list(url, state, limit).await,
+    }
+}
+
+/// Makes deliveries due now again, with a fresh count of attempts; how many. A running server
+/// picks them up within `storage.poll`.
+pub async fn requeue(location: &Location, which: Requeue) -> Result<usize, StoreError> {
+    match location {
+        Location::Sqlite(path) => sqlite::requeue(path, which),
+        Location::Postgres(url) => postgres::requeue(url, which).await,
+    }
 }
 
 /// The store the relay runs on. Every method says the same thing whichever store it is.

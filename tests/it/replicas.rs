@@ -291,3 +291,52 @@ async fn postgres_down_for_10_s_answers_503_loses_nothing_and_resumes() {
         relay.kill_9();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
+async fn deliveries_and_retry_work_on_postgres() {
+    let url = alert_relay::testing::fresh_postgres_database()
+        .await
+        .unwrap();
+    let peer = Peer::start().await;
+    peer.reply([Reply::Status(404, "no such hook")]);
+    let dir = common::config_dir(
+        &format!(
+            "[storage]\nurl = \"{}\"\npoll = \"200ms\"\n{}",
+            url.expose(),
+            webhook(&peer).replace("[storage]\npoll = \"200ms\"\n", "")
+        ),
+        &[],
+    );
+    let relay = ChildRelay::start(dir.path()).await;
+    assert_eq!(relay.post(event("refused")).await.0, 200);
+    assert_eq!(peer.next().await.status, 404);
+    let dead = common::eventually("the delivery is dead", async || {
+        let (ok, out) = tokio::task::spawn_blocking({
+            let dir = dir.path().to_owned();
+            move || common::command(&dir, &["deliveries", "--state", "dead"])
+        })
+        .await
+        .unwrap();
+        if ok && out.contains("refused") {
+            Ok(out)
+        } else {
+            Err(out)
+        }
+    })
+    .await;
+    assert!(dead.contains("HTTP 404: no such hook"), "{dead}");
+    let (ok, out) = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || common::command(&dir, &["retry", "--dead"])
+    })
+    .await
+    .unwrap();
+    assert!(ok && out.contains("1 delivery is due again"), "{out}");
+    let again = peer.next().await;
+    assert_eq!(
+        (again.status, again.json()["event"]["id"].as_str()),
+        (200, Some("refused"))
+    );
+    relay.kill_9();
+}

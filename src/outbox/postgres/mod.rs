@@ -26,7 +26,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolConfig, RecyclingMetho
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, Claim, DeliveryState, Finish, RecentEvent, StoreError, Wakers, display_id, now_ms,
+    Accepted, Claim, DeliveryRow, DeliveryState, Finish, RecentEvent, Requeue, StoreError, Wakers,
+    display_id, now_ms,
 };
 use crate::event::Phase;
 use crate::secret::Secret;
@@ -331,6 +332,85 @@ impl Postgres {
     async fn connection(&self) -> Result<deadpool_postgres::Object, StoreError> {
         connection(&self.pool).await
     }
+}
+
+/// One connection for a command (`deliveries`, `retry`), without a pool.
+async fn connect_once(url: &Secret) -> Result<tokio_postgres::Client, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .expose()
+        .parse()
+        .map_err(|e| StoreError::Postgres(format!("storage.url is not a PostgreSQL URL: {e}")))?;
+    if !url.expose().contains("sslmode=") {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(crate::tls::client_config());
+    let (client, connection) = tokio::time::timeout(WAIT, config.connect(tls))
+        .await
+        .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
+        .map_err(pg)?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// See [`crate::outbox::list`].
+pub async fn list(
+    url: &Secret,
+    state: Option<DeliveryState>,
+    limit: usize,
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    let client = connect_once(url).await?;
+    let state = state.map(DeliveryState::as_str);
+    let rows = client
+        .query(
+            "SELECT d.id, e.event_id, d.destination, d.state, d.attempts, d.next_attempt_at, d.last_error
+             FROM deliveries d JOIN events e ON e.id = d.event
+             WHERE $1::TEXT IS NULL OR d.state = $1
+             ORDER BY d.id DESC LIMIT $2",
+            &[&state, &(limit as i64)],
+        )
+        .await
+        .map_err(pg)?;
+    rows.iter()
+        .map(|row| {
+            Ok(DeliveryRow {
+                id: row.get(0),
+                event_id: display_id(row.get(1)),
+                destination: row.get(2),
+                state: row
+                    .get::<_, &str>(3)
+                    .parse()
+                    .map_err(StoreError::Postgres)?,
+                attempts: row.get::<_, i32>(4) as u32,
+                next_attempt_at: row.get(5),
+                last_error: row.get(6),
+            })
+        })
+        .collect()
+}
+
+/// See [`crate::outbox::requeue`].
+pub async fn requeue(url: &Secret, which: Requeue) -> Result<usize, StoreError> {
+    let client = connect_once(url).await?;
+    let now = now_ms();
+    let changed =
+        match which {
+            Requeue::One(id) => client
+                .execute(
+                    "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1,
+                     updated_at = $1, lease_until = NULL WHERE id = $2 AND state != 'pending'",
+                    &[&now, &id],
+                )
+                .await,
+            Requeue::AllDead => client
+                .execute(
+                    "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1,
+                     updated_at = $1, lease_until = NULL WHERE state = 'dead'",
+                    &[&now],
+                )
+                .await,
+        }
+        .map_err(pg)?;
+    Ok(changed as usize)
 }
 
 async fn connection(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {

@@ -9,26 +9,7 @@ use rusqlite::Connection;
 
 use super::StoreLock;
 use super::schema::{mark_open, open_existing};
-use crate::outbox::{DeliveryState, StoreError, display_id, now_ms};
-
-/// A delivery as `alert-relay deliveries` shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeliveryRow {
-    pub id: i64,
-    pub event_id: String,
-    pub destination: String,
-    pub state: DeliveryState,
-    pub attempts: u32,
-    pub next_attempt_at: i64,
-    pub last_error: Option<String>,
-}
-
-/// Which deliveries `alert-relay retry` requeues.
-#[derive(Debug, Clone, Copy)]
-pub enum Requeue {
-    One(i64),
-    AllDead,
-}
+use crate::outbox::{DeliveryRow, DeliveryState, Requeue, StoreError, display_id, now_ms};
 
 /// Runs `work` on the store at `path`. When no server runs, the command holds the store's lock
 /// meanwhile and marks the store closed before it lets go: closing the last connection merges and

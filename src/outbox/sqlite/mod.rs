@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Wakers;
 use super::{Accepted, Claim, DeliveryState, Finish, RecentEvent, StoreError, display_id};
 use crate::event::Phase;
-pub use admin::{DeliveryRow, Requeue, list, requeue};
+pub use admin::{list, requeue};
 pub use lock::StoreLock;
 pub use schema::SCHEMA_VERSION;
 use schema::{connect, left_open, mark_open, migrate, wal_path};
@@ -342,7 +342,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{Outbox, now_ms};
+    use crate::outbox::{Outbox, Requeue, now_ms};
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
