@@ -18,7 +18,8 @@
 //! Run: `cargo bench --bench ingest` (`BENCH_SECONDS=N` to change the 10 s per server,
 //! `BENCH_LARGE_POSTS=N` the large events per connection, 3 by default; `BENCH_BASELINE_BIN=PATH`
 //! runs the delivering and the memory runs against an earlier build too; `BENCH_PARTS` picks
-//! among `throughput,memory,metrics`).
+//! among `throughput,memory,metrics`; with a PostgreSQL server at `RELAY_TEST_POSTGRES`, else
+//! 127.0.0.1:5432, the delivering run also runs on PostgreSQL, in a fresh database).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -594,6 +595,17 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
         .collect();
     let (sixteen_load, sixteen_rss, sixteen_delivered, sixteen_seconds) =
         measure_relay(RELAY, duration, &sixteen, 16, sink, "sixteen").await;
+    // The same on PostgreSQL, in a fresh database, when a server is reachable.
+    let postgres = match alert_relay::testing::fresh_postgres_database().await {
+        Ok(url) => {
+            let config = format!("[storage]\nurl = \"{}\"\n{webhook}", url.expose());
+            Some(measure_relay(RELAY, duration, &config, 1, sink, "postgres").await)
+        }
+        Err(e) => {
+            println!("(no PostgreSQL run: {e})");
+            None
+        }
+    };
     let mut baseline_delivering = None;
     if let Some(binary) = baseline {
         baseline_delivering =
@@ -631,6 +643,13 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
             bare_rss,
         ),
     ];
+    if let Some((load, rss, _, _)) = &postgres {
+        rows.push((
+            "alert-relay on PostgreSQL, durable accept, delivering to a webhook".to_owned(),
+            load,
+            *rss,
+        ));
+    }
     if let (Some(binary), Some((load, rss, _, _))) = (baseline, &baseline_delivering) {
         rows.push((
             format!("BENCH_BASELINE_BIN ({binary}), delivering to a webhook"),
@@ -660,6 +679,13 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
         sixteen_load.accepted * 16,
         sixteen_delivered as f64 / sixteen_seconds
     );
+    if let Some((load, _, delivered, seconds)) = &postgres {
+        println!(
+            "end to end, on PostgreSQL: {delivered} of {} accepted events in {seconds:.2} s = {:.0} deliveries/s",
+            load.accepted,
+            *delivered as f64 / seconds
+        );
+    }
     if let Some((load, _, delivered, seconds)) = &baseline_delivering {
         println!(
             "end to end, BENCH_BASELINE_BIN: {delivered} of {} accepted events in {seconds:.2} s = {:.0} deliveries/s",
