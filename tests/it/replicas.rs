@@ -340,3 +340,18 @@ async fn deliveries_and_retry_work_on_postgres() {
     );
     relay.kill_9();
 }
+
+#[test]
+fn a_storage_url_that_is_not_postgres_is_refused_without_showing_it() {
+    let dir = common::config_dir(
+        "[storage]\nurl = \"mysql://relay:S3cretPw@db/relay\"\n[destinations.console]\nkind = \"console\"\n",
+        &[],
+    );
+    let (ok, out) = common::command(dir.path(), &["check"]);
+    assert!(!ok);
+    assert!(
+        out.contains("storage.url: is not a postgres:// or postgresql:// URL"),
+        "{out}"
+    );
+    assert!(!out.contains("S3cretPw"), "{out}");
+}
