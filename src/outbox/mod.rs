@@ -11,6 +11,7 @@ mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+mod writes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -305,18 +306,9 @@ impl Outbox {
         to: &[String],
         lifecycle: Option<(&str, Phase)>,
     ) -> Result<Accepted, StoreError> {
-        match self {
-            Self::Sqlite(store) => {
-                store
-                    .accept(event_id, received_at, body, to, lifecycle)
-                    .await
-            }
-            Self::Postgres(store) => {
-                store
-                    .accept(event_id, received_at, body, to, lifecycle)
-                    .await
-            }
-        }
+        self.writer()
+            .accept(event_id, received_at, body, to, lifecycle)
+            .await
     }
 
     /// Records how an attempt ended; returns once committed.
@@ -326,9 +318,14 @@ impl Outbox {
         destination: &str,
         finish: Finish,
     ) -> Result<(), StoreError> {
+        self.writer().finish(id, destination, finish).await
+    }
+
+    /// Where both stores take accepts and outcomes.
+    fn writer(&self) -> &writes::Writer {
         match self {
-            Self::Sqlite(store) => store.finish(id, destination, finish).await,
-            Self::Postgres(store) => store.finish(id, destination, finish).await,
+            Self::Sqlite(store) => &store.writer,
+            Self::Postgres(store) => &store.writer,
         }
     }
 

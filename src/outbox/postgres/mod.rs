@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Timeouts};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::writes::{Applied, Write, Writer, answer};
 use super::{
     Accepted, Claim, DeliveryRow, DeliveryState, Finish, RecentEvent, Requeue, StoreError, Wakers,
     display_id, now_ms,
@@ -36,8 +37,6 @@ use crate::secret::Secret;
 pub const WAIT: Duration = Duration::from_secs(3);
 /// Writes taken into one transaction at most.
 const MAX_BATCH: usize = 512;
-/// Writes waiting for the writer task; past it, callers wait.
-const WRITE_QUEUE: usize = 4096;
 /// Rows one prune transaction deletes at most.
 const PRUNE_BATCH: i64 = 1000;
 /// Advisory lock keys: migrations, and pruning.
@@ -84,29 +83,10 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX threads_created ON threads (created_at);
 "];
 
-enum Write {
-    Accept {
-        event_id: String,
-        received_at: i64,
-        body: Vec<u8>,
-        to: Vec<String>,
-        lifecycle: Option<(String, Phase)>,
-        reply: oneshot::Sender<Result<Accepted, StoreError>>,
-    },
-    Finish {
-        id: i64,
-        destination: String,
-        finish: Finish,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Probe {
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-}
-
 pub struct Postgres {
     pool: Pool,
-    writes: mpsc::Sender<Write>,
+    /// Where accepts and outcomes go (see [`super::writes`]).
+    pub(super) writer: Writer,
     wakers: Arc<Wakers>,
     /// How long a claim keeps other replicas off a delivery.
     lease: Duration,
@@ -148,65 +128,19 @@ impl Postgres {
             .map_err(|e| StoreError::Postgres(e.to_string()))?;
         migrate(&pool).await?;
         let wakers: Arc<Wakers> = Arc::default();
-        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let (writer, queue) = Writer::new();
         tokio::spawn(write_loop(pool.clone(), queue, wakers.clone()));
         Ok(Self {
             pool,
-            writes,
+            writer,
             wakers,
             lease,
         })
     }
 
-    async fn write<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
-    ) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.writes
-            .send(make(reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-
-    pub async fn accept(
-        &self,
-        event_id: &str,
-        received_at: i64,
-        body: &[u8],
-        to: &[String],
-        lifecycle: Option<(&str, Phase)>,
-    ) -> Result<Accepted, StoreError> {
-        self.write(|reply| Write::Accept {
-            event_id: event_id.to_owned(),
-            received_at,
-            body: body.to_vec(),
-            to: to.to_vec(),
-            lifecycle: lifecycle.map(|(key, phase)| (key.to_owned(), phase)),
-            reply,
-        })
-        .await
-    }
-
-    pub async fn finish(
-        &self,
-        id: i64,
-        destination: &str,
-        finish: Finish,
-    ) -> Result<(), StoreError> {
-        self.write(|reply| Write::Finish {
-            id,
-            destination: destination.to_owned(),
-            finish,
-            reply,
-        })
-        .await
-    }
-
     /// A small write commits: the database is there and takes writes.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        self.write(|reply| Write::Probe { reply }).await
+        self.writer.probe().await
     }
 
     /// Deletes what is finished and older than `before`, 1,000 rows per transaction, on the one
@@ -471,44 +405,14 @@ async fn write_loop(pool: Pool, mut queue: mpsc::Receiver<Write>, wakers: Arc<Wa
             }
         }
         let applied = apply(&pool, &batch).await;
-        let mut woken: Vec<String> = Vec::new();
-        for (i, write) in batch.into_iter().enumerate() {
-            let error = || match &applied {
-                Err(e) => e.again(),
-                Ok(_) => StoreError::Closed,
-            };
-            match write {
-                Write::Accept { reply, to, .. } => {
-                    let answer = match &applied {
-                        Ok(results) => results[i].ok_or_else(error),
-                        Err(_) => Err(error()),
-                    };
-                    if matches!(answer, Ok(Accepted::New { .. })) {
-                        woken.extend(to);
-                    }
-                    let _ = reply.send(answer);
-                }
-                Write::Finish {
-                    reply, destination, ..
-                } => {
-                    woken.push(destination);
-                    let _ = reply.send(applied.as_ref().map(|_| ()).map_err(|_| error()));
-                }
-                Write::Probe { reply } => {
-                    let _ = reply.send(applied.as_ref().map(|_| ()).map_err(|_| error()));
-                }
-            }
-        }
-        woken.sort_unstable();
-        woken.dedup();
-        for name in woken {
-            wakers.get(&name).notify_one();
-        }
+        answer(batch, applied, &wakers);
     }
 }
 
-/// Applies a batch in one transaction; the accept outcome of each write that is an accept.
-async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Option<Accepted>>, StoreError> {
+/// Applies a batch in one transaction; what each write did. (Pruning does not come this way:
+/// it takes its own lock and transactions, see [`Postgres::prune`]; nor does closing, which
+/// PostgreSQL does not need.)
+async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError> {
     let mut conn = connection(pool).await?;
     let tx = conn.transaction().await.map_err(pg)?;
     let now = now_ms();
@@ -522,7 +426,7 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Option<Accepted>>, St
                 to,
                 lifecycle,
                 ..
-            } => Some(
+            } => Applied::Accepted(
                 insert_event(
                     &tx,
                     event_id,
@@ -541,12 +445,14 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Option<Accepted>>, St
                 ..
             } => {
                 record_finish(&tx, *id, destination, finish, now).await?;
-                None
+                Applied::Done
             }
             Write::Probe { .. } => {
                 tx.execute("SELECT 1", &[]).await.map_err(pg)?;
-                None
+                Applied::Done
             }
+            Write::Prune { .. } => Applied::Pruned(0),
+            Write::Close { .. } => Applied::Done,
         });
     }
     tokio::time::timeout(WAIT, tx.commit())

@@ -17,19 +17,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot};
 
 use super::Wakers;
-use super::{Accepted, Claim, DeliveryState, Finish, RecentEvent, StoreError, display_id};
-use crate::event::Phase;
+use super::writes::{Write, Writer};
+use super::{Claim, DeliveryState, RecentEvent, StoreError, display_id};
 pub use admin::{list, requeue};
 pub use lock::StoreLock;
 pub use schema::SCHEMA_VERSION;
 use schema::{connect, left_open, mark_open, migrate, wal_path};
-use writer::{Write, write_loop};
-
-/// Writes waiting for the writer thread; past it, callers wait (back-pressure, not memory).
-const WRITE_QUEUE: usize = 4096;
+use writer::write_loop;
 
 impl rusqlite::ToSql for DeliveryState {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -48,7 +44,8 @@ impl rusqlite::types::FromSql for DeliveryState {
 
 pub struct Sqlite {
     path: PathBuf,
-    writes: mpsc::Sender<Write>,
+    /// Where accepts and outcomes go (see [`super::writes`]).
+    pub(super) writer: Writer,
     wakers: Arc<Wakers>,
     /// For `/metrics`: pending and dead counts, read at scrape time.
     stats: Arc<Mutex<Connection>>,
@@ -77,7 +74,7 @@ impl Sqlite {
         }
         mark_open(&conn, true)?;
         let wakers: Arc<Wakers> = Arc::default();
-        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        let (writer, queue) = Writer::new();
         let thread_wakers = wakers.clone();
         std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -88,61 +85,10 @@ impl Sqlite {
             })?;
         Ok(Self {
             path: path.to_owned(),
-            writes,
+            writer,
             wakers,
             stats: Arc::new(Mutex::new(connect(path, false)?)),
         })
-    }
-
-    async fn write<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
-    ) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.writes
-            .send(make(reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Stores the event and one delivery per destination in `to`, unless an event with the same
-    /// dedup `key` is already stored. `lifecycle` is the event's correlation key and phase: a
-    /// clear is not claimed for a destination while its trigger waits there. Returns once the
-    /// transaction is committed and synced to disk.
-    pub async fn accept(
-        &self,
-        event_id: &str,
-        received_at: i64,
-        body: &[u8],
-        to: &[String],
-        lifecycle: Option<(&str, Phase)>,
-    ) -> Result<Accepted, StoreError> {
-        self.write(|reply| Write::Accept {
-            event_id: event_id.to_owned(),
-            received_at,
-            body: body.to_vec(),
-            to: to.to_vec(),
-            lifecycle: lifecycle.map(|(key, phase)| (key.to_owned(), phase)),
-            reply,
-        })
-        .await
-    }
-
-    /// Records how an attempt ended; returns once committed.
-    pub async fn finish(
-        &self,
-        id: i64,
-        destination: &str,
-        finish: Finish,
-    ) -> Result<(), StoreError> {
-        self.write(|reply| Write::Finish {
-            id,
-            destination: destination.to_owned(),
-            finish,
-            reply,
-        })
-        .await
     }
 
     /// Proves that the store can take new events (`/readyz`): its file system has at least
@@ -162,21 +108,25 @@ impl Sqlite {
                 needed: room,
             });
         }
-        self.write(|reply| Write::Probe { reply }).await
+        self.writer.probe().await
     }
 
     /// Marks the store closed (see `schema::mark_open`); the server's last write.
     pub async fn close(&self) -> Result<(), StoreError> {
-        self.write(|reply| Write::Close { reply }).await
+        self.writer.send(|reply| Write::Close { reply }).await
     }
 
     /// Forgets deliveries done or dead before `before` (unix ms), and events with none left; how
-    /// many went (deliveries, or events where there were more of those). Works in small transactions, each queued behind the writes waiting, so
-    /// that accepting never stalls behind a long prune.
+    /// many went (deliveries, or events where there were more of those). Works in small
+    /// transactions, each queued behind the writes waiting, so that accepting never stalls
+    /// behind a long prune.
     pub async fn prune(&self, before: i64) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let rows = self.write(|reply| Write::Prune { before, reply }).await?;
+            let rows = self
+                .writer
+                .send(|reply| Write::Prune { before, reply })
+                .await?;
             total += rows;
             if rows < writer::PRUNE_BATCH {
                 return Ok(total);
@@ -342,7 +292,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{Outbox, Requeue, now_ms};
+    use crate::outbox::{Accepted, Finish, Outbox, Requeue, now_ms};
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

@@ -2,9 +2,10 @@
 //! one transaction, commits, then answers each caller and wakes the workers concerned.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::event::Phase;
+use crate::outbox::writes::{Applied, Write, answer};
 use crate::outbox::{Accepted, DeliveryState, Finish, StoreError, Wakers, now_ms};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
@@ -13,41 +14,6 @@ const MAX_BATCH: usize = 1024;
 /// Rows one prune write deletes at most, so that a long prune never holds up accepts for more
 /// than a few milliseconds: the caller sends prune writes until one deletes fewer.
 pub(super) const PRUNE_BATCH: usize = 1000;
-
-/// What one write in a batch did.
-#[derive(Clone, Copy)]
-enum Applied {
-    Accepted(Accepted),
-    Pruned(usize),
-    Done,
-}
-
-pub(super) enum Write {
-    Accept {
-        event_id: String,
-        received_at: i64,
-        body: Vec<u8>,
-        to: Vec<String>,
-        lifecycle: Option<(String, Phase)>,
-        reply: oneshot::Sender<Result<Accepted, StoreError>>,
-    },
-    Finish {
-        id: i64,
-        destination: String,
-        finish: Finish,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Probe {
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    Prune {
-        before: i64,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
-    },
-    Close {
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-}
 
 /// The writer thread: takes every write waiting, applies them in one transaction, commits, then
 /// answers each caller and wakes the workers concerned.
@@ -82,48 +48,8 @@ fn commit(conn: &mut Connection, batch: Vec<Write>, wakers: &Wakers) {
     if batch.is_empty() {
         return;
     }
-    let applied = apply(conn, &batch);
-    let mut woken: Vec<String> = Vec::new();
-    for (i, write) in batch.into_iter().enumerate() {
-        let result = applied.as_ref().map(|results| results[i]);
-        let error = || match &applied {
-            Err(e) => StoreError::Write(e.to_string()),
-            Ok(_) => StoreError::Closed,
-        };
-        let done = |result: Result<Applied, _>| result.map(|_| ()).map_err(|_| error());
-        match write {
-            Write::Accept { reply, to, .. } => {
-                let answer = match result {
-                    Ok(Applied::Accepted(accepted)) => Ok(accepted),
-                    _ => Err(error()),
-                };
-                if matches!(answer, Ok(Accepted::New { .. })) {
-                    woken.extend(to);
-                }
-                let _ = reply.send(answer);
-            }
-            Write::Finish {
-                reply, destination, ..
-            } => {
-                woken.push(destination);
-                let _ = reply.send(done(result));
-            }
-            Write::Prune { reply, .. } => {
-                let _ = reply.send(match result {
-                    Ok(Applied::Pruned(rows)) => Ok(rows),
-                    _ => Err(error()),
-                });
-            }
-            Write::Probe { reply } | Write::Close { reply } => {
-                let _ = reply.send(done(result));
-            }
-        }
-    }
-    woken.sort_unstable();
-    woken.dedup();
-    for name in woken {
-        wakers.get(&name).notify_one();
-    }
+    let applied = apply(conn, &batch).map_err(|e| StoreError::Write(e.to_string()));
+    answer(batch, applied, wakers);
 }
 
 /// Applies a batch in one transaction; what each write did.

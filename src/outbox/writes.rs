@@ -1,0 +1,158 @@
+//! What both stores share about writing: a store's writer (the SQLite thread, the PostgreSQL
+//! task) takes every [`Write`] waiting, applies them in one transaction, commits, then answers
+//! each caller with [`answer`]; callers go through [`Writer`].
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Accepted, Finish, StoreError, Wakers};
+use crate::event::Phase;
+
+/// Writes waiting for the writer; past it, callers wait (back-pressure, not memory).
+pub(super) const WRITE_QUEUE: usize = 4096;
+
+/// One write, answered once its batch is committed.
+pub(super) enum Write {
+    Accept {
+        event_id: String,
+        received_at: i64,
+        body: Vec<u8>,
+        to: Vec<String>,
+        lifecycle: Option<(String, Phase)>,
+        reply: oneshot::Sender<Result<Accepted, StoreError>>,
+    },
+    Finish {
+        id: i64,
+        destination: String,
+        finish: Finish,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Probe {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Prune {
+        before: i64,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    Close {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// What one write in a batch did.
+#[derive(Clone, Copy)]
+pub(super) enum Applied {
+    Accepted(Accepted),
+    Pruned(usize),
+    Done,
+}
+
+/// The callers' side of a store's writer.
+pub(super) struct Writer(mpsc::Sender<Write>);
+
+impl Writer {
+    /// A writer and the queue its writer takes writes from.
+    pub(super) fn new() -> (Self, mpsc::Receiver<Write>) {
+        let (sender, queue) = mpsc::channel(WRITE_QUEUE);
+        (Self(sender), queue)
+    }
+
+    pub(super) async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub(super) async fn accept(
+        &self,
+        event_id: &str,
+        received_at: i64,
+        body: &[u8],
+        to: &[String],
+        lifecycle: Option<(&str, Phase)>,
+    ) -> Result<Accepted, StoreError> {
+        self.send(|reply| Write::Accept {
+            event_id: event_id.to_owned(),
+            received_at,
+            body: body.to_vec(),
+            to: to.to_vec(),
+            lifecycle: lifecycle.map(|(key, phase)| (key.to_owned(), phase)),
+            reply,
+        })
+        .await
+    }
+
+    pub(super) async fn finish(
+        &self,
+        id: i64,
+        destination: &str,
+        finish: Finish,
+    ) -> Result<(), StoreError> {
+        self.send(|reply| Write::Finish {
+            id,
+            destination: destination.to_owned(),
+            finish,
+            reply,
+        })
+        .await
+    }
+
+    pub(super) async fn probe(&self) -> Result<(), StoreError> {
+        self.send(|reply| Write::Probe { reply }).await
+    }
+}
+
+/// Answers each write of a committed (or failed) batch, then wakes the workers of the
+/// destinations that have something new.
+pub(super) fn answer(
+    batch: Vec<Write>,
+    applied: Result<Vec<Applied>, StoreError>,
+    wakers: &Wakers,
+) {
+    let mut woken: Vec<String> = Vec::new();
+    for (i, write) in batch.into_iter().enumerate() {
+        let result = applied.as_ref().map(|results| results[i]);
+        let error = || match &applied {
+            Err(e) => e.again(),
+            Ok(_) => StoreError::Closed,
+        };
+        let done = |result: Result<Applied, _>| result.map(|_| ()).map_err(|_| error());
+        match write {
+            Write::Accept { reply, to, .. } => {
+                let answer = match result {
+                    Ok(Applied::Accepted(accepted)) => Ok(accepted),
+                    _ => Err(error()),
+                };
+                if matches!(answer, Ok(Accepted::New { .. })) {
+                    woken.extend(to);
+                }
+                let _ = reply.send(answer);
+            }
+            Write::Finish {
+                reply, destination, ..
+            } => {
+                woken.push(destination);
+                let _ = reply.send(done(result));
+            }
+            Write::Prune { reply, .. } => {
+                let _ = reply.send(match result {
+                    Ok(Applied::Pruned(rows)) => Ok(rows),
+                    _ => Err(error()),
+                });
+            }
+            Write::Probe { reply } | Write::Close { reply } => {
+                let _ = reply.send(done(result));
+            }
+        }
+    }
+    woken.sort_unstable();
+    woken.dedup();
+    for name in woken {
+        wakers.get(&name).notify_one();
+    }
+}
