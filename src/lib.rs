@@ -23,7 +23,8 @@
 //! - [`samples`]: the ThousandEyes sample events bundled for `check`.
 //! - [`route`]: `[[routes]]`: which destinations receive an event.
 //! - [`auth`]: who may post: Basic, Bearer and JWT credentials, the source allowlist.
-//! - [`outbox`]: the store: accepted events and one delivery per destination until each is done.
+//! - [`outbox`]: the store: accepted events and one delivery per destination until each is done;
+//!   SQLite (`outbox/sqlite`) or PostgreSQL (`outbox/postgres`) behind one interface.
 //! - [`deliver`]: the destination kinds, one module each, with everything a kind is (its config,
 //!   sending, escaping, built-in templates, validation, fallback message, pace) behind the
 //!   `Destination` and `Facts` traits; the message, escaping and pacing they share.
