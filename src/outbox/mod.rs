@@ -195,6 +195,29 @@ pub struct Thread {
     pub trigger_summary: String,
 }
 
+impl Finish {
+    /// What the delivery's row becomes: its state, attempts, when it is next due (unix ms; `now`
+    /// once it is done or dead) and the error to keep, if any.
+    fn row(&self, now: i64) -> (DeliveryState, u32, i64, Option<&str>) {
+        match self {
+            Finish::Done { attempts, .. } => (DeliveryState::Done, *attempts, now, None),
+            Finish::Retry {
+                attempts,
+                due,
+                error,
+            } => (
+                DeliveryState::Pending,
+                *attempts,
+                *due,
+                Some(error.as_str()),
+            ),
+            Finish::Dead { attempts, error } => {
+                (DeliveryState::Dead, *attempts, now, Some(error.as_str()))
+            }
+        }
+    }
+}
+
 /// What an attempt ended in.
 #[derive(Debug, Clone)]
 pub enum Finish {

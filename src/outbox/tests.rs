@@ -18,14 +18,17 @@ macro_rules! on_every_store {
             #[tokio::test]
             async fn sqlite() {
                 let dir = tempfile::tempdir().unwrap();
-                let store = crate::outbox::Outbox::open(&dir.path().join("store.db")).unwrap();
-                super::$check(store).await;
+                // Its directory is created.
+                let path = dir.path().join("nested/store.db");
+                let store = crate::outbox::Outbox::open(&path).unwrap();
+                super::$check(store, crate::outbox::Location::Sqlite(path)).await;
             }
 
             #[tokio::test]
             #[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
             async fn postgres() {
-                super::$check(super::postgres().await).await;
+                let (store, location) = super::postgres().await;
+                super::$check(store, location).await;
             }
         }
     )* };
@@ -38,17 +41,18 @@ on_every_store!(
     recent_events,
 );
 
-/// A fresh PostgreSQL database, migrated.
-async fn postgres() -> Outbox {
+/// A fresh PostgreSQL database, migrated, and where the commands find it.
+async fn postgres() -> (Outbox, Location) {
     let url = crate::testing::fresh_postgres_database()
         .await
         .expect("a PostgreSQL server to create a database in");
-    Outbox::connect(&url, Duration::from_secs(60))
+    let store = Outbox::connect(&url, Duration::from_secs(60))
         .await
-        .expect("the store opens")
+        .expect("the store opens");
+    (store, Location::Postgres(url))
 }
 
-async fn dedup_claim_and_finish(outbox: Outbox) {
+async fn dedup_claim_and_finish(outbox: Outbox, location: Location) {
     let destinations = names(&["a", "b"]);
     let accepted = outbox
         .accept("\"e1\"", 1, b"{}", &destinations, None)
@@ -123,6 +127,32 @@ async fn dedup_claim_and_finish(outbox: Outbox) {
         outbox.backlog(names(&["a", "b", "c"])).await.unwrap(),
         [("a".into(), 0, 1), ("b".into(), 1, 0), ("c".into(), 0, 0)]
     );
+    // What `deliveries` and `retry` do, from their own connection.
+    let dead = list(&location, Some(DeliveryState::Dead), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            dead.len(),
+            dead[0].event_id.as_str(),
+            dead[0].attempts,
+            dead[0].last_error.as_deref()
+        ),
+        (1, "e1", 2, Some("HTTP 404"))
+    );
+    assert_eq!(list(&location, None, 10).await.unwrap().len(), 2);
+    assert_eq!(requeue(&location, Requeue::AllDead).await.unwrap(), 1);
+    assert_eq!(
+        requeue(&location, Requeue::One(claim.id)).await.unwrap(),
+        0,
+        "pending already"
+    );
+    let requeued = reader
+        .next_due("a", now_ms() + 120_000, vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((requeued.id, requeued.attempts), (claim.id, 0));
     outbox.probe(1).await.unwrap();
 }
 
@@ -131,7 +161,7 @@ async fn dedup_claim_and_finish(outbox: Outbox) {
 #[tokio::test]
 #[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
 async fn one_replica_drives_a_destination_and_a_lease_outlives_it() {
-    let outbox = postgres().await;
+    let (outbox, _) = postgres().await;
     for id in ["\"l1\"", "\"l2\""] {
         outbox
             .accept(id, 1, b"{}", &names(&["a"]), None)
@@ -173,7 +203,7 @@ async fn one_replica_drives_a_destination_and_a_lease_outlives_it() {
     assert_eq!(taken.id, claim.id, "taken over once its lease ended");
 }
 
-async fn recent_events(outbox: Outbox) {
+async fn recent_events(outbox: Outbox, _: Location) {
     for i in 0..3 {
         outbox
             .accept(
@@ -196,7 +226,7 @@ async fn recent_events(outbox: Outbox) {
     assert_eq!(outbox.event_body(-1).await.unwrap(), None);
 }
 
-async fn prune_in_small_transactions(outbox: Outbox) {
+async fn prune_in_small_transactions(outbox: Outbox, _: Location) {
     let reader = outbox.reader().unwrap();
     let events = 2 * PRUNE_BATCH + 10;
     for i in 0..events {
@@ -238,7 +268,7 @@ async fn prune_in_small_transactions(outbox: Outbox) {
     assert_eq!(left.event_id, format!("e{}", events - 1));
 }
 
-async fn clear_waits_for_its_trigger(outbox: Outbox) {
+async fn clear_waits_for_its_trigger(outbox: Outbox, _: Location) {
     let reader = outbox.reader().unwrap();
     let to = names(&["a"]);
     let accept = |id: &'static str, key: &'static str, phase| {

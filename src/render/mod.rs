@@ -109,10 +109,7 @@ impl Renderer {
     ) -> Self {
         let mut registries = HashMap::new();
         for escape in Escape::ALL {
-            let mut registry = Handlebars::new();
-            registry.register_escape_fn(move |text| escape.apply(text));
-            helpers::register(&mut registry, escape);
-            registries.insert(escape, registry);
+            registries.insert(escape, registry(escape));
         }
         let mut loader = Loader {
             registries,
@@ -278,6 +275,14 @@ impl<'a> Situation<'a> {
     }
 }
 
+/// A Handlebars registry whose `{{value}}` escapes with `escape`, with the relay's helpers.
+fn registry(escape: Escape) -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.register_escape_fn(move |text| escape.apply(text));
+    helpers::register(&mut registry, escape);
+    registry
+}
+
 /// Everything a template can use.
 pub fn context(
     event: &Event,
@@ -378,9 +383,7 @@ pub fn render_texts(
     let mut rendered = Vec::with_capacity(texts.len());
     for (&part, (name, text)) in facts.parts().iter().zip(texts) {
         let escape = facts.escape(part);
-        let mut registry = Handlebars::new();
-        registry.register_escape_fn(move |text| escape.apply(text));
-        helpers::register(&mut registry, escape);
+        let mut registry = registry(escape);
         registry
             .register_template_string(name, text)
             .map_err(|e| TemplateFailure {

@@ -38,7 +38,8 @@ const READY_ROOM_EVENTS: u64 = 4;
 /// Told to clients when the relay cannot take an event now; ThousandEyes retries anyway.
 const RETRY_AFTER_SECS: &str = "30";
 
-type HttpResponse = Response<Full<Bytes>>;
+/// Every answer the relay's HTTP servers give (ingest and studio).
+pub type HttpResponse = Response<Full<Bytes>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -418,7 +419,8 @@ fn not_json(content_type: Option<&HeaderValue>) -> Option<String> {
     clearly_other.then_some(essence)
 }
 
-fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+/// A JSON answer.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     response
@@ -427,7 +429,8 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
     response
 }
 
-fn error(status: StatusCode, message: &str) -> HttpResponse {
+/// `{"error": message}` with `status`.
+pub fn error(status: StatusCode, message: &str) -> HttpResponse {
     json_response(status, &json!({ "error": message }))
 }
 

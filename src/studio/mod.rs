@@ -33,6 +33,7 @@ use crate::event::{Event, EventKind};
 use crate::outbox::Outbox;
 use crate::relay::Live;
 use crate::render::{self, Situation};
+use crate::server::{HttpResponse, error, json_response};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -117,8 +118,6 @@ pub struct Studio {
     /// Put in the page; every POST must send it back.
     csrf: String,
 }
-
-type HttpResponse = Response<Full<Bytes>>;
 
 impl Studio {
     pub fn new(
@@ -242,7 +241,7 @@ impl Studio {
 
     fn page(&self) -> HttpResponse {
         let page = PAGE.replace("{{csrf}}", &self.csrf);
-        asset_owned(page, "text/html; charset=utf-8")
+        asset(page, "text/html; charset=utf-8")
     }
 
     /// A POST comes from this page: the token it was given, and no other origin.
@@ -603,31 +602,10 @@ impl Refused {
     }
 }
 
-fn asset(text: &'static str, content_type: &'static str) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+fn asset(text: impl Into<Bytes>, content_type: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(text.into()));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
-}
-
-fn asset_owned(text: String, content_type: &'static str) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(text)));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-fn json_response(status: StatusCode, body: &Value) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-fn error(status: StatusCode, message: &str) -> HttpResponse {
-    json_response(status, &json!({ "error": message }))
 }

@@ -279,19 +279,8 @@ impl Browser {
 
     /// The text of the first element `css` finds, once it is not empty.
     async fn text(&self, css: &str) -> String {
-        let client = &self.client;
-        common::eventually(&format!("{css} has text"), async || {
-            let text = match client.find(Locator::Css(css)).await {
-                Ok(element) => element.text().await.map_err(|e| e.to_string())?,
-                Err(e) => return Err(e.to_string()),
-            };
-            if text.is_empty() {
-                Err("empty".into())
-            } else {
-                Ok(text)
-            }
-        })
-        .await
+        self.until(css, &format!("{css} has text"), |text| !text.is_empty())
+            .await
     }
 
     /// Waits until the first element `css` finds has text satisfying `check`.

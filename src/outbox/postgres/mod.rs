@@ -96,16 +96,7 @@ impl Postgres {
     /// Connects to the database at `url` (`postgres://…` or `postgresql://…`; `sslmode=require`
     /// for TLS) and migrates it under an advisory lock. `lease` is how long a claim holds.
     pub async fn connect(url: &Secret, lease: Duration) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url.expose().parse().map_err(|e| {
-            StoreError::Postgres(format!("storage.url is not a PostgreSQL URL: {e}"))
-        })?;
-        // TLS when the URL asks for it (`sslmode=require`), verified against the platform's
-        // roots; without `sslmode`, plain TCP (libpq would try TLS first and accept any
-        // certificate, which verifies nothing).
-        if !url.expose().contains("sslmode=") {
-            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-        }
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(crate::tls::client_config());
+        let (config, tls) = client_config(url)?;
         let manager = Manager::from_config(
             config,
             tls,
@@ -268,8 +259,18 @@ impl Postgres {
     }
 }
 
-/// One connection for a command (`deliveries`, `retry`), without a pool.
-async fn connect_once(url: &Secret) -> Result<tokio_postgres::Client, StoreError> {
+/// The connection settings `url` names, and the TLS it asks for: with `sslmode=require`,
+/// verified against the platform's roots; without `sslmode`, plain TCP (libpq would try TLS first
+/// and accept any certificate, which verifies nothing).
+fn client_config(
+    url: &Secret,
+) -> Result<
+    (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ),
+    StoreError,
+> {
     let mut config: tokio_postgres::Config = url
         .expose()
         .parse()
@@ -278,6 +279,12 @@ async fn connect_once(url: &Secret) -> Result<tokio_postgres::Client, StoreError
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
     }
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(crate::tls::client_config());
+    Ok((config, tls))
+}
+
+/// One connection for a command (`deliveries`, `retry`), without a pool.
+async fn connect_once(url: &Secret) -> Result<tokio_postgres::Client, StoreError> {
+    let (config, tls) = client_config(url)?;
     let (client, connection) = tokio::time::timeout(WAIT, config.connect(tls))
         .await
         .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
@@ -533,28 +540,11 @@ async fn record_finish(
         .await
         .map_err(pg)?;
     }
-    let (state, attempts, due, error) = match finish {
-        Finish::Done { attempts, .. } => (DeliveryState::Done, attempts, now, None),
-        Finish::Retry {
-            attempts,
-            due,
-            error,
-        } => (DeliveryState::Pending, attempts, *due, Some(error.as_str())),
-        Finish::Dead { attempts, error } => {
-            (DeliveryState::Dead, attempts, now, Some(error.as_str()))
-        }
-    };
+    let (state, attempts, due, error) = finish.row(now);
     tx.execute(
         "UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3,
          last_error = COALESCE($4, last_error), updated_at = $5, lease_until = NULL WHERE id = $6",
-        &[
-            &state.as_str(),
-            &(*attempts as i32),
-            &due,
-            &error,
-            &now,
-            &id,
-        ],
+        &[&state.as_str(), &(attempts as i32), &due, &error, &now, &id],
     )
     .await
     .map_err(pg)?;

@@ -292,85 +292,10 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{Accepted, Finish, Outbox, Requeue, now_ms};
+    use crate::outbox::{Accepted, Outbox, now_ms};
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[tokio::test]
-    async fn accept_dedup_claim_finish_and_requeue() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nested/store.db");
-        let destinations = names(&["a", "b"]);
-        let outbox = Outbox::open(&path).unwrap();
-        let accepted = outbox
-            .accept("\"e1\"", 1, b"{}", &destinations, None)
-            .await
-            .unwrap();
-        assert_eq!(accepted, Accepted::New { deliveries: 2 });
-        assert_eq!(
-            outbox
-                .accept("\"e1\"", 2, b"{}", &destinations, None)
-                .await
-                .unwrap(),
-            Accepted::Duplicate
-        );
-        let reader = outbox.reader().unwrap();
-        let id = reader
-            .next_due("a", now_ms(), vec![])
-            .await
-            .unwrap()
-            .unwrap()
-            .id;
-        assert!(
-            reader
-                .next_due("a", now_ms(), vec![id])
-                .await
-                .unwrap()
-                .is_none(),
-            "the only due delivery is in flight"
-        );
-        outbox
-            .finish(
-                id,
-                "a",
-                Finish::Dead {
-                    attempts: 1,
-                    error: "HTTP 404".into(),
-                },
-            )
-            .await
-            .unwrap();
-        assert!(
-            reader
-                .next_due("a", now_ms(), vec![])
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert_eq!(
-            outbox.backlog(names(&["a", "b", "c"])).await.unwrap(),
-            [("a".into(), 0, 1), ("b".into(), 1, 0), ("c".into(), 0, 0)]
-        );
-        let dead = list(&path, Some(DeliveryState::Dead), 10).unwrap();
-        assert_eq!(
-            (
-                dead.len(),
-                dead[0].event_id.as_str(),
-                dead[0].last_error.as_deref()
-            ),
-            (1, "e1", Some("HTTP 404"))
-        );
-        assert_eq!(requeue(&path, Requeue::AllDead).unwrap(), 1);
-        assert!(
-            reader
-                .next_due("a", now_ms(), vec![])
-                .await
-                .unwrap()
-                .is_some()
-        );
-        outbox.probe(1).await.unwrap();
     }
 
     #[tokio::test]

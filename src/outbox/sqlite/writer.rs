@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 
 use crate::event::Phase;
 use crate::outbox::writes::{Applied, Write, answer};
-use crate::outbox::{Accepted, DeliveryState, Finish, StoreError, Wakers, now_ms};
+use crate::outbox::{Accepted, Finish, StoreError, Wakers, now_ms};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
 const MAX_BATCH: usize = 1024;
@@ -190,17 +190,7 @@ fn record_finish(
             now
         ])?;
     }
-    let (state, attempts, due, error) = match finish {
-        Finish::Done { attempts, .. } => (DeliveryState::Done, attempts, now, None),
-        Finish::Retry {
-            attempts,
-            due,
-            error,
-        } => (DeliveryState::Pending, attempts, *due, Some(error.as_str())),
-        Finish::Dead { attempts, error } => {
-            (DeliveryState::Dead, attempts, now, Some(error.as_str()))
-        }
-    };
+    let (state, attempts, due, error) = finish.row(now);
     tx.prepare_cached(
         "UPDATE deliveries SET state = ?1, attempts = ?2, next_attempt_at = ?3,
          last_error = COALESCE(?4, last_error), updated_at = ?5 WHERE id = ?6",
