@@ -128,7 +128,11 @@ pub async fn run(
         closing: AtomicBool::new(false),
     });
     if let Ok(address) = listener.local_addr() {
-        info!(%address, ingest_path = %server.ingest_path, destinations = config.destinations.len(), store = %store, "listening");
+        let paths: Vec<String> = config
+            .sources()
+            .map(|sources| sources.iter().map(|s| format!("{}={}", s.origin.name, s.path)).collect())
+            .unwrap_or_default();
+        info!(%address, sources = %paths.join(","), destinations = config.destinations.len(), store = %store, "listening");
     }
     server::serve(listener, ingest, shutdown).await;
     info!("stopped accepting; finishing attempts in flight");

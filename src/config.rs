@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::auth::Auth;
 use crate::deliver::{AnyDestination, DestinationConfig};
 pub use crate::error::ConfigError;
+use crate::event::{SourceConfig, Sources};
 use crate::logs::LogConfig;
 use crate::outbox::StorageConfig;
 use crate::relay::{Relay, Target};
@@ -36,6 +37,9 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub templates: TemplatesConfig,
+    /// Who posts where; none means one ThousandEyes source at `server.ingest_path`.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
     #[serde(default)]
     pub destinations: BTreeMap<String, DestinationConfig>,
     #[serde(default)]
@@ -123,17 +127,23 @@ impl Config {
                 (name.as_str(), destination.kind(), own_dir)
             }),
         );
+        let sources = config.sources()?;
         Ok(Relay {
             auth: Auth::new(&server.auth, &config.base_dir, &http)?,
             tls,
-            ingest_path: server.ingest_path.clone(),
-            router: Router::new(&config.routes, config.destinations.keys())?,
+            router: Router::new(&config.routes, config.destinations.keys(), &sources)?,
+            sources,
             renderer,
             destinations,
             metrics_token,
             timeout: config.delivery.timeout,
             max_age: config.delivery.max_age,
         })
+    }
+
+    /// The sources this config describes.
+    pub fn sources(&self) -> Result<Sources, ConfigError> {
+        Sources::new(&self.sources, &self.server.ingest_path)
     }
 
     /// Resolves a path from the config against the config file's directory.
@@ -153,7 +163,7 @@ impl Config {
         self.studio.validate()?;
         self.storage.postgres_url(&self.base_dir)?;
         crate::deliver::validate_names(&self.destinations)?;
-        crate::route::Router::new(&self.routes, self.destinations.keys())?;
+        crate::route::Router::new(&self.routes, self.destinations.keys(), &self.sources()?)?;
         if self.destinations.is_empty() {
             // Refused at start and on reload alike: a half-written config.toml read during a
             // reload must not turn the relay into one that acknowledges alerts and sends nothing.

@@ -13,7 +13,7 @@ use crate::auth::Auth;
 use crate::deliver::{
     AnyDestination, DeliveryError, Destination, DestinationKind, Outgoing, Sent, Step,
 };
-use crate::event::Event;
+use crate::event::{Event, Sources};
 use crate::render::{Rendered, Renderer, Situation, TemplateFailure};
 use crate::route::Router;
 use crate::secret::Secret;
@@ -27,7 +27,8 @@ pub struct Target {
 
 /// Everything one config describes, ready to route, render, deliver and check credentials.
 pub struct Relay {
-    pub ingest_path: String,
+    /// Who posts where, and how their bodies read.
+    pub sources: Sources,
     pub router: Router,
     pub renderer: Renderer,
     pub destinations: BTreeMap<String, Target>,

@@ -5,7 +5,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::error::ConfigError;
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, Sources};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +22,8 @@ pub struct RouteConfig {
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     pub kind: Option<Vec<String>>,
+    /// Names of `[sources]`.
+    pub source: Option<Vec<String>>,
     pub rule: Option<String>,
     pub test: Option<String>,
     #[serde(rename = "type")]
@@ -40,6 +42,7 @@ pub struct Router {
 #[derive(Debug)]
 struct Route {
     kinds: Option<Vec<EventKind>>,
+    sources: Option<Vec<String>>,
     rule: Option<Regex>,
     test: Option<Regex>,
     types: Option<Vec<String>>,
@@ -53,12 +56,13 @@ impl Router {
     pub fn new<'a>(
         routes: &[RouteConfig],
         destinations: impl IntoIterator<Item = &'a String>,
+        sources: &Sources,
     ) -> Result<Self, ConfigError> {
         let all: Vec<String> = destinations.into_iter().cloned().collect();
         let routes = routes
             .iter()
             .enumerate()
-            .map(|(i, route)| Route::new(i, route, &all))
+            .map(|(i, route)| Route::new(i, route, &all, sources))
             .collect::<Result<_, _>>()?;
         Ok(Self { routes, all })
     }
@@ -91,6 +95,7 @@ impl Route {
         index: usize,
         config: &RouteConfig,
         destinations: &[String],
+        sources: &Sources,
     ) -> Result<Self, ConfigError> {
         let key = |field: &str| format!("routes[{index}].{field}");
         let m = &config.matches;
@@ -132,8 +137,24 @@ impl Route {
                 format!("no destination named {missing:?} in [destinations]"),
             ));
         }
+        if let Some(missing) = m
+            .source
+            .iter()
+            .flatten()
+            .find(|name| sources.named(name).is_none())
+        {
+            let known: Vec<&str> = sources.iter().map(|s| s.origin.name.as_str()).collect();
+            return Err(ConfigError::new(
+                key("match.source"),
+                format!(
+                    "no source named {missing:?} (the sources are {})",
+                    known.join(", ")
+                ),
+            ));
+        }
         Ok(Self {
             kinds,
+            sources: m.source.clone(),
             rule: regex("rule", &m.rule)?,
             test: regex("test", &m.test)?,
             types: m.alert_type.clone(),
@@ -157,6 +178,10 @@ impl Route {
                 .is_some_and(|v| list.iter().any(|l| l.eq_ignore_ascii_case(v))),
         };
         self.kinds.as_ref().is_none_or(|k| k.contains(&event.kind))
+            && self
+                .sources
+                .as_ref()
+                .is_none_or(|names| names.contains(&event.source.name))
             && regex_holds(&self.rule, &s.rule)
             && regex_holds(&self.test, &s.test)
             && listed(&self.types, &s.alert_type)

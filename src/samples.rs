@@ -1,37 +1,74 @@
-//! ThousandEyes sample events bundled into the binary, so that `check` can render every template
-//! for every destination without any file beside the config.
+//! Sample events bundled into the binary, one of each form the relay normalizes from every source
+//! kind, so that `check` can render every template for every destination without any file beside
+//! the config, and the studio can offer them.
+
+use crate::event::{Event, Source, SourceKind};
 
 macro_rules! sample {
-    ($file:literal) => {
-        (
-            $file,
-            include_str!(concat!("../samples/thousandeyes/", $file)),
-        )
+    ($kind:expr, $file:literal) => {
+        Sample {
+            file: $file,
+            kind: $kind,
+            body: include_str!(concat!("../samples/", $file)),
+        }
     };
 }
 
-/// `(file name, body)`: one of each event form the relay normalizes.
-pub const SAMPLES: &[(&str, &str)] = &[
-    sample!("webhook_test.json"),
-    sample!("alert_trigger.json"),
-    sample!("alert_clear.json"),
-    sample!("alert_clear_rule_disabled.json"),
-    sample!("alert_trigger_http_many_agents.json"),
-    sample!("alert_trigger_network_e2e.json"),
-    sample!("agent_alert_trigger.json"),
-    sample!("agent_alert_clear.json"),
-    sample!("agent_alert_trigger_v2021.json"),
+/// One bundled body, as its source kind sends it.
+pub struct Sample {
+    /// Its path under `samples/`.
+    pub file: &'static str,
+    pub kind: SourceKind,
+    pub body: &'static str,
+}
+
+pub const SAMPLES: &[Sample] = &[
+    sample!(SourceKind::Thousandeyes, "thousandeyes/webhook_test.json"),
+    sample!(SourceKind::Thousandeyes, "thousandeyes/alert_trigger.json"),
+    sample!(SourceKind::Thousandeyes, "thousandeyes/alert_clear.json"),
+    sample!(
+        SourceKind::Thousandeyes,
+        "thousandeyes/alert_clear_rule_disabled.json"
+    ),
+    sample!(
+        SourceKind::Thousandeyes,
+        "thousandeyes/alert_trigger_http_many_agents.json"
+    ),
+    sample!(
+        SourceKind::Thousandeyes,
+        "thousandeyes/alert_trigger_network_e2e.json"
+    ),
+    sample!(SourceKind::Thousandeyes, "thousandeyes/agent_alert_trigger.json"),
+    sample!(SourceKind::Thousandeyes, "thousandeyes/agent_alert_clear.json"),
+    sample!(
+        SourceKind::Thousandeyes,
+        "thousandeyes/agent_alert_trigger_v2021.json"
+    ),
+    sample!(SourceKind::Alertmanager, "alertmanager/firing.json"),
+    sample!(SourceKind::Alertmanager, "alertmanager/resolved.json"),
+    sample!(SourceKind::Grafana, "grafana/firing.json"),
 ];
 
-/// The bundled samples, parsed, with their file names.
-pub fn events() -> Vec<(&'static str, crate::event::Event)> {
+impl Sample {
+    /// The events this sample holds (an Alertmanager body holds one per alert).
+    pub fn events(&self) -> Vec<Event> {
+        Source::of_kind(self.kind)
+            .events(
+                crate::event::measure(self.body.as_bytes()).expect("the bundled samples measure"),
+                chrono::Utc::now(),
+            )
+            .expect("the bundled samples are valid events")
+            .into_iter()
+            .map(|arrival| arrival.event)
+            .collect()
+    }
+}
+
+/// Every event of the bundled samples, with the file it comes from.
+pub fn events() -> Vec<(&'static str, Event)> {
     SAMPLES
         .iter()
-        .map(|(file, body)| {
-            let event = crate::event::Event::parse(body.as_bytes(), chrono::Utc::now())
-                .expect("the bundled samples are valid events");
-            (*file, event)
-        })
+        .flat_map(|sample| sample.events().into_iter().map(|e| (sample.file, e)))
         .collect()
 }
 
@@ -39,6 +76,6 @@ pub fn events() -> Vec<(&'static str, crate::event::Event)> {
 mod tests {
     #[test]
     fn every_bundled_sample_parses() {
-        assert_eq!(super::events().len(), super::SAMPLES.len());
+        assert!(super::events().len() > super::SAMPLES.len());
     }
 }

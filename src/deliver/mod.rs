@@ -306,7 +306,7 @@ const MAX_TITLE_CHARS: usize = 140;
 fn headline(event: &Event) -> String {
     let s = &event.summary;
     let title: String = s.title.chars().take(MAX_TITLE_CHARS).collect();
-    format!("[{}] {title}", s.state.to_uppercase())
+    format!("[{}] {title}", s.state.as_str().to_uppercase())
 }
 
 /// Every configured destination, one variant per kind.

@@ -172,6 +172,9 @@ pub struct RecentEvent {
     pub received_at: i64,
 }
 
+/// A stored event's body and its normalized form (see [`Claim::normalized`]).
+pub type StoredBody = (Vec<u8>, Option<String>);
+
 /// A delivery claimed by a worker.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -181,6 +184,8 @@ pub struct Claim {
     /// Unix milliseconds.
     pub received_at: i64,
     pub body: Vec<u8>,
+    /// The event as its source normalized it; `None` for events stored before sources existed.
+    pub normalized: Option<String>,
     /// For a clear: what the destination kept of its trigger's message, and the trigger's
     /// summary (both JSON), if the trigger was delivered there within `storage.retention`.
     pub thread: Option<(String, String)>,
@@ -317,8 +322,8 @@ impl Outbox {
         ))
     }
 
-    /// Stores the event and one delivery per destination in `to`, unless an event with the same
-    /// dedup `key` is already stored. `lifecycle` is the event's correlation key and phase: a
+    /// Stores the event (its `body` and, beside it, its `normalized` form) and one delivery per
+    /// destination in `to`, unless an event with the same dedup `key` is already stored. `lifecycle` is the event's correlation key and phase: a
     /// clear is not claimed for a destination while its trigger waits there. Returns once the
     /// transaction is committed and on disk.
     pub async fn accept(
@@ -326,11 +331,12 @@ impl Outbox {
         event_id: &str,
         received_at: i64,
         body: &[u8],
+        normalized: Option<&str>,
         to: &[String],
         lifecycle: Option<(&str, Phase)>,
     ) -> Result<Accepted, StoreError> {
         self.writer()
-            .accept(event_id, received_at, body, to, lifecycle)
+            .accept(event_id, received_at, body, normalized, to, lifecycle)
             .await
     }
 
@@ -399,8 +405,9 @@ impl Outbox {
         }
     }
 
-    /// The body of the stored event `id` (see [`RecentEvent`]), if it is still kept.
-    pub async fn event_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The body of the stored event `id` (see [`RecentEvent`]) and its normalized form, if it
+    /// is still kept.
+    pub async fn event_body(&self, id: i64) -> Result<Option<StoredBody>, StoreError> {
         match self {
             Self::Sqlite(store) => store.event_body(id).await,
             Self::Postgres(store) => store.event_body(id).await,

@@ -55,13 +55,13 @@ async fn postgres() -> (Outbox, Location) {
 async fn dedup_claim_and_finish(outbox: Outbox, location: Location) {
     let destinations = names(&["a", "b"]);
     let accepted = outbox
-        .accept("\"e1\"", 1, b"{}", &destinations, None)
+        .accept("\"e1\"", 1, b"{}", Some("{\"n\":1}"), &destinations, None)
         .await
         .unwrap();
     assert_eq!(accepted, Accepted::New { deliveries: 2 });
     assert_eq!(
         outbox
-            .accept("\"e1\"", 2, b"{}", &destinations, None)
+            .accept("\"e1\"", 2, b"{}", None, &destinations, None)
             .await
             .unwrap(),
         Accepted::Duplicate
@@ -75,6 +75,11 @@ async fn dedup_claim_and_finish(outbox: Outbox, location: Location) {
     assert_eq!(
         (claim.event_id.as_str(), claim.attempts, &claim.body[..]),
         ("e1", 0, &b"{}"[..])
+    );
+    assert_eq!(
+        claim.normalized.as_deref(),
+        Some("{\"n\":1}"),
+        "the normalized form comes with the body"
     );
     assert!(
         reader
@@ -164,7 +169,7 @@ async fn one_replica_drives_a_destination_and_a_lease_outlives_it() {
     let (outbox, _) = postgres().await;
     for id in ["\"l1\"", "\"l2\""] {
         outbox
-            .accept(id, 1, b"{}", &names(&["a"]), None)
+            .accept(id, 1, b"{}", None, &names(&["a"]), None)
             .await
             .unwrap();
     }
@@ -210,6 +215,7 @@ async fn recent_events(outbox: Outbox, _: Location) {
                 &format!("\"r{i}\""),
                 1000 + i,
                 format!("{{\"n\":{i}}}").as_bytes(),
+                Some(&format!("{{\"normalized\":{i}}}")),
                 &names(&["a"]),
                 None,
             )
@@ -220,8 +226,8 @@ async fn recent_events(outbox: Outbox, _: Location) {
     let ids: Vec<&str> = recent.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids, ["r2", "r1"], "newest first");
     assert_eq!(
-        outbox.event_body(recent[0].id).await.unwrap().as_deref(),
-        Some(&b"{\"n\":2}"[..])
+        outbox.event_body(recent[0].id).await.unwrap(),
+        Some((b"{\"n\":2}".to_vec(), Some("{\"normalized\":2}".to_owned())))
     );
     assert_eq!(outbox.event_body(-1).await.unwrap(), None);
 }
@@ -231,7 +237,7 @@ async fn prune_in_small_transactions(outbox: Outbox, _: Location) {
     let events = 2 * PRUNE_BATCH + 10;
     for i in 0..events {
         outbox
-            .accept(&format!("\"e{i}\""), 1, b"{}", &names(&["a"]), None)
+            .accept(&format!("\"e{i}\""), 1, b"{}", None, &names(&["a"]), None)
             .await
             .unwrap();
     }
@@ -275,7 +281,7 @@ async fn clear_waits_for_its_trigger(outbox: Outbox, _: Location) {
         let (outbox, to) = (&outbox, &to);
         async move {
             outbox
-                .accept(id, 1, b"{}", to, Some((key, phase)))
+                .accept(id, 1, b"{}", None, to, Some((key, phase)))
                 .await
                 .unwrap()
         }

@@ -13,11 +13,7 @@ pub(super) const WRITE_QUEUE: usize = 4096;
 /// One write, answered once its batch is committed.
 pub(super) enum Write {
     Accept {
-        event_id: String,
-        received_at: i64,
-        body: Vec<u8>,
-        to: Vec<String>,
-        lifecycle: Option<(String, Phase)>,
+        event: NewEvent,
         reply: oneshot::Sender<Result<Accepted, StoreError>>,
     },
     Finish {
@@ -36,6 +32,27 @@ pub(super) enum Write {
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+}
+
+/// An event to store, with its deliveries.
+pub(super) struct NewEvent {
+    pub event_id: String,
+    pub received_at: i64,
+    pub body: Vec<u8>,
+    /// The event as its source normalized it (see `Event::stored_form`).
+    pub normalized: Option<String>,
+    pub to: Vec<String>,
+    pub lifecycle: Option<(String, Phase)>,
+}
+
+impl NewEvent {
+    /// The correlation key and phase, as the stores keep them.
+    pub fn lifecycle(&self) -> (Option<&str>, Option<&'static str>) {
+        match &self.lifecycle {
+            Some((key, phase)) => (Some(key.as_str()), Some(phase.as_str())),
+            None => (None, None),
+        }
+    }
 }
 
 /// What one write in a batch did.
@@ -73,15 +90,19 @@ impl Writer {
         event_id: &str,
         received_at: i64,
         body: &[u8],
+        normalized: Option<&str>,
         to: &[String],
         lifecycle: Option<(&str, Phase)>,
     ) -> Result<Accepted, StoreError> {
         self.send(|reply| Write::Accept {
-            event_id: event_id.to_owned(),
-            received_at,
-            body: body.to_vec(),
-            to: to.to_vec(),
-            lifecycle: lifecycle.map(|(key, phase)| (key.to_owned(), phase)),
+            event: NewEvent {
+                event_id: event_id.to_owned(),
+                received_at,
+                body: body.to_vec(),
+                normalized: normalized.map(str::to_owned),
+                to: to.to_vec(),
+                lifecycle: lifecycle.map(|(key, phase)| (key.to_owned(), phase)),
+            },
             reply,
         })
         .await
@@ -123,13 +144,13 @@ pub(super) fn answer(
         };
         let done = |result: Result<Applied, _>| result.map(|_| ()).map_err(|_| error());
         match write {
-            Write::Accept { reply, to, .. } => {
+            Write::Accept { reply, event } => {
                 let answer = match result {
                     Ok(Applied::Accepted(accepted)) => Ok(accepted),
                     _ => Err(error()),
                 };
                 if matches!(answer, Ok(Accepted::New { .. })) {
-                    woken.extend(to);
+                    woken.extend(event.to);
                 }
                 let _ = reply.send(answer);
             }

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::auth::Denied;
 use crate::error::ConfigError;
-use crate::event::{Event, EventError};
+use crate::event::{Event, EventError, Source};
 use crate::memory::{Memory, Reservation};
 use crate::metrics::{EventOutcome, Metrics};
 use crate::outbox::{Accepted, Outbox};
@@ -45,7 +45,7 @@ pub type HttpResponse = Response<Full<Bytes>>;
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Where ThousandEyes posts events.
+    /// Where ThousandEyes posts events when no `[sources]` are configured.
     pub ingest_path: String,
     /// ThousandEyes bodies are a few KB; a megabyte leaves room for large agent lists while
     /// keeping a hostile client from filling memory.
@@ -93,15 +93,8 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Checks what serde cannot: paths, ranges, tokens.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.ingest_path.starts_with('/') {
-            return Err(ConfigError::new("server.ingest_path", "must start with /"));
-        }
-        if ["/healthz", "/readyz", "/metrics"].contains(&self.ingest_path.as_str()) {
-            return Err(ConfigError::new(
-                "server.ingest_path",
-                format!("{} is reserved", self.ingest_path),
-            ));
-        }
+        crate::event::source::check_path(&self.ingest_path)
+            .map_err(|reason| ConfigError::new("server.ingest_path", reason))?;
         if self.max_connections == 0 {
             return Err(ConfigError::new(
                 "server.max_connections",
@@ -172,11 +165,10 @@ impl Ingest {
         // The relay in force for this whole request, even if a reload happens meanwhile.
         let relay = self.live.current();
         let path = request.uri().path();
-        match (request.method(), path) {
-            (&Method::POST, p) if p == relay.ingest_path => {
-                self.ingest(&relay, request, peer).await
-            }
-            (_, p) if p == relay.ingest_path => {
+        let source = relay.sources.at(path);
+        match (request.method(), source) {
+            (&Method::POST, Some(source)) => self.ingest(&relay, source, request, peer).await,
+            (_, Some(_)) => {
                 let mut response =
                     error(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted here");
                 response
@@ -184,9 +176,16 @@ impl Ingest {
                     .insert(ALLOW, HeaderValue::from_static("POST"));
                 response
             }
+            _ => self.answer(&relay, request).await,
+        }
+    }
+
+    /// The relay's own paths: health, readiness, metrics.
+    async fn answer(&self, relay: &Relay, request: Request<Incoming>) -> HttpResponse {
+        match (request.method(), request.uri().path()) {
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.ready().await,
-            (&Method::GET, "/metrics") if !may_read_metrics(&relay, request.headers()) => {
+            (&Method::GET, "/metrics") if !may_read_metrics(relay, request.headers()) => {
                 let mut response =
                     error(StatusCode::UNAUTHORIZED, "a bearer token is required here");
                 response.headers_mut().insert(
@@ -238,6 +237,7 @@ impl Ingest {
     async fn ingest(
         &self,
         relay: &Relay,
+        source: &Source,
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> HttpResponse {
@@ -287,46 +287,79 @@ impl Ingest {
             .events
             .reserve(measured.shape.parsed_bytes() + body.len())
             .await;
-        let event = match Event::parse_measured(measured, chrono::Utc::now()) {
-            Ok(event) => event,
+        let arrivals = match source.events(measured, chrono::Utc::now()) {
+            Ok(arrivals) => arrivals,
             Err(e) => return self.refuse(e),
         };
-        let (id, kind) = (event.id.clone(), event.kind.as_str());
-        let to = relay.router.destinations_for(&event);
+        // Each event is stored on its own (a body of several alerts is taken alert by alert): if
+        // the store fails midway, the sender posts the body again and the events already stored
+        // are recognised as duplicates.
+        let mut answers = Vec::with_capacity(arrivals.len());
+        for arrival in &arrivals {
+            match self
+                .store(relay, &arrival.event, arrival.body.as_deref().unwrap_or(&body))
+                .await
+            {
+                Ok(answer) => answers.push(answer),
+                Err(response) => return response,
+            }
+        }
+        match answers.pop() {
+            Some(only) if answers.is_empty() && !source.origin.kind.batches() => {
+                json_response(StatusCode::OK, &only)
+            }
+            last => {
+                answers.extend(last);
+                json_response(
+                    StatusCode::OK,
+                    &json!({"status": "accepted", "events": answers}),
+                )
+            }
+        }
+    }
+
+    /// Stores one event with its deliveries; what the sender is told of it, or the refusal.
+    async fn store(
+        &self,
+        relay: &Relay,
+        event: &Event,
+        body: &[u8],
+    ) -> Result<serde_json::Value, HttpResponse> {
+        let (id, kind, source) = (&event.id, event.kind.as_str(), &event.source.name);
+        let to = relay.router.destinations_for(event);
         let received_at = event.received_at.timestamp_millis();
+        let normalized = event.stored_form();
         match self
             .outbox
-            .accept(&event.key, received_at, &body, &to, event.lifecycle())
+            .accept(
+                &event.key,
+                received_at,
+                body,
+                Some(&normalized),
+                &to,
+                event.lifecycle(),
+            )
             .await
         {
             Ok(Accepted::New { deliveries: 0 }) => {
-                warn!(event = %id, kind, "accepted, but no route matches this event: it goes nowhere");
+                warn!(event = %id, kind, %source, "accepted, but no route matches this event: it goes nowhere");
                 self.metrics.event(kind, EventOutcome::Unrouted);
-                json_response(
-                    StatusCode::OK,
-                    &json!({"status": "accepted", "eventId": id, "deliveries": 0}),
-                )
+                Ok(json!({"status": "accepted", "eventId": id, "deliveries": 0}))
             }
             Ok(Accepted::New { deliveries }) => {
-                info!(event = %id, kind, deliveries, destinations = %to.join(","), "accepted");
+                info!(event = %id, kind, %source, deliveries, destinations = %to.join(","), "accepted");
                 self.metrics.event(kind, EventOutcome::Accepted);
-                json_response(
-                    StatusCode::OK,
-                    &json!({"status": "accepted", "eventId": id, "deliveries": deliveries}),
-                )
+                Ok(json!({"status": "accepted", "eventId": id, "deliveries": deliveries}))
             }
             Ok(Accepted::Duplicate) => {
-                info!(event = %id, kind, "duplicate; already accepted");
+                info!(event = %id, kind, %source, "duplicate; already accepted");
                 self.metrics.event(kind, EventOutcome::Duplicate);
-                json_response(
-                    StatusCode::OK,
-                    &json!({"status": "duplicate", "eventId": id}),
-                )
+                Ok(json!({"status": "duplicate", "eventId": id}))
             }
             Err(e) => {
                 warn!(event = %id, error = %e, "cannot store the event; answering 503");
                 self.metrics.event(kind, EventOutcome::RejectedUnavailable);
-                unavailable("cannot store the event now; post again later")
+                Err(unavailable("cannot store the event now; post again later"))
             }
         }
     }

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use crate::auth::{Auth, AuthConfig, BasicCredential};
 use crate::deliver::{Destination, DestinationKind, Message, Outgoing, Part};
 use crate::error::ConfigError;
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventError, EventKind, Source, SourceKind, Sources};
 use crate::outbox::Outbox;
 use crate::relay::Live;
 use crate::render::{self, Situation};
@@ -273,9 +273,9 @@ impl Studio {
 
     /// What the page offers: events, template files, destinations.
     async fn catalog(&self) -> HttpResponse {
-        let mut events: Vec<Value> = crate::samples::events()
+        let mut events: Vec<Value> = crate::samples::SAMPLES
             .iter()
-            .map(|(file, _)| json!({ "id": format!("sample:{file}"), "label": format!("sample: {file}") }))
+            .map(|s| json!({ "id": format!("sample:{}", s.file), "label": format!("sample: {}", s.file) }))
             .collect();
         match self.outbox.recent_events(RECENT_EVENTS).await {
             Ok(recent) => events.extend(recent.iter().map(|e| {
@@ -307,27 +307,35 @@ impl Studio {
     /// One event's JSON: a bundled sample or one the store keeps.
     async fn event(&self, query: &str) -> HttpResponse {
         let id = query_value(query, "id").unwrap_or_default();
-        let body = if let Some(file) = id.strip_prefix("sample:") {
+        let found = if let Some(file) = id.strip_prefix("sample:") {
             crate::samples::SAMPLES
                 .iter()
-                .find(|(name, _)| *name == file)
-                .map(|(_, body)| body.as_bytes().to_vec())
+                .find(|s| s.file == file)
+                .map(|s| (s.body.as_bytes().to_vec(), s.kind.as_str().to_owned()))
         } else if let Some(row) = id.strip_prefix("recent:").and_then(|n| n.parse().ok()) {
             match self.outbox.event_body(row).await {
-                Ok(body) => body,
+                Ok(stored) => stored.map(|(body, normalized)| {
+                    // The source that accepted it; events stored before sources are
+                    // ThousandEyes classic bodies.
+                    let source = normalized
+                        .and_then(|n| serde_json::from_str::<Value>(&n).ok())
+                        .and_then(|n| n["source"]["name"].as_str().map(str::to_owned))
+                        .unwrap_or_else(|| SourceKind::Thousandeyes.as_str().to_owned());
+                    (body, source)
+                }),
                 Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
             }
         } else {
             None
         };
-        let Some(body) = body else {
+        let Some((body, source)) = found else {
             return error(StatusCode::NOT_FOUND, "no such event");
         };
         let text = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok())
             .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        json_response(StatusCode::OK, &json!({ "json": text }))
+        json_response(StatusCode::OK, &json!({ "json": text, "source": source }))
     }
 
     /// One template file's text, or the built-in one when there is no file.
@@ -348,7 +356,7 @@ impl Studio {
             Ok(parsed) => parsed,
             Err(refused) => return refused.response(),
         };
-        let event = match parsed.event() {
+        let event = match parsed.event(&self.live.current().sources) {
             Ok(event) => event,
             Err(reason) => {
                 return json_response(StatusCode::OK, &json!({ "event_error": reason }));
@@ -426,12 +434,12 @@ impl Studio {
             Ok(parsed) => parsed,
             Err(refused) => return refused.response(),
         };
-        let event = match parsed.event() {
+        let relay = self.live.current();
+        let event = match parsed.event(&relay.sources) {
             Ok(event) => event,
             Err(reason) => return error(StatusCode::BAD_REQUEST, &reason),
         };
         let name = request["destination"].as_str().unwrap_or_default();
-        let relay = self.live.current();
         let Some(target) = relay.destinations.get(name) else {
             return error(
                 StatusCode::NOT_FOUND,
@@ -511,11 +519,13 @@ impl TemplateId {
     }
 }
 
-/// A render, save or send request: the template being edited, its text, and the event.
+/// A render, save or send request: the template being edited, its text, the event and the
+/// source that reads it.
 struct Edit {
     id: TemplateId,
     text: String,
     event: String,
+    source: String,
 }
 
 impl Edit {
@@ -535,12 +545,37 @@ impl Edit {
             id,
             text,
             event: request["event"].as_str().unwrap_or_default().to_owned(),
+            source: request["source"]
+                .as_str()
+                .unwrap_or(SourceKind::Thousandeyes.as_str())
+                .to_owned(),
         })
     }
 
-    fn event(&self) -> Result<Event, String> {
-        Event::parse(self.event.as_bytes(), chrono::Utc::now())
-            .map_err(|e| format!("the event is not one the relay accepts: {e}"))
+    /// The event the edited JSON is, read as `source` reads it: a configured source by name, or
+    /// a source kind (the bundled samples); the first event of a body holding several.
+    fn event(&self, sources: &Sources) -> Result<Event, String> {
+        let of_kind;
+        let source = match sources.named(&self.source) {
+            Some(source) => source,
+            None => {
+                let kind = serde_json::from_value::<SourceKind>(Value::from(self.source.as_str()))
+                    .ok()
+                    .filter(|kind| *kind != SourceKind::Generic)
+                    .ok_or_else(|| format!("no source named {:?}", self.source))?;
+                of_kind = Source::of_kind(kind);
+                &of_kind
+            }
+        };
+        let refused = |e: EventError| format!("the event is not one the relay accepts: {e}");
+        let measured = crate::event::measure(self.event.as_bytes()).map_err(refused)?;
+        source
+            .events(measured, chrono::Utc::now())
+            .map_err(refused)?
+            .into_iter()
+            .next()
+            .map(|arrival| arrival.event)
+            .ok_or_else(|| "the body holds no event".to_owned())
     }
 
     /// The templates a destination of `kind` renders an `event_kind` event with: the edited

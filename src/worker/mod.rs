@@ -338,7 +338,7 @@ impl Worker {
             .render(
                 relay,
                 body,
-                claim.received_at,
+                &claim,
                 thread.as_ref(),
                 trigger.as_ref(),
             )
@@ -372,7 +372,7 @@ impl Worker {
         &self,
         relay: &Relay,
         body: Vec<u8>,
-        received_at: i64,
+        claim: &Claim,
         thread: Option<&Value>,
         trigger: Option<&Value>,
     ) -> Result<(Event, Vec<(Step, Message)>, Reservation<'_>), String> {
@@ -383,8 +383,15 @@ impl Worker {
             .events
             .reserve(measured.shape.parsed_bytes() * RENDER_COPIES)
             .await;
-        let received_at = chrono::DateTime::from_timestamp_millis(received_at).unwrap_or_default();
-        let mut event = Event::parse_measured(measured, received_at).map_err(cannot)?;
+        let received_at =
+            chrono::DateTime::from_timestamp_millis(claim.received_at).unwrap_or_default();
+        let mut event = Event::from_store(
+            measured,
+            claim.normalized.as_deref(),
+            &claim.event_id,
+            received_at,
+        )
+        .map_err(cannot)?;
         drop(body);
         let destination = &relay.destinations[&self.name].destination;
         let mut messages = Vec::new();

@@ -25,12 +25,13 @@ use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Timeouts};
 use tokio::sync::mpsc;
 
-use super::writes::{Applied, Write, Writer, answer};
+use super::writes::{Applied, NewEvent, Write, Writer, answer};
 use super::{
+    StoredBody,
     Accepted, Claim, DeliveryRow, DeliveryState, Finish, RecentEvent, Requeue, StoreError, Wakers,
     display_id, now_ms,
 };
-use crate::event::Phase;
+
 use crate::secret::Secret;
 
 /// Longest wait for a connection, or for the database to answer a statement.
@@ -46,9 +47,10 @@ const PRUNE_LOCK: i64 = 0x616c_6572_7402;
 const DRIVE_CLASS: i32 = 0x616c_7201;
 
 /// The schema this version writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE events (
         id BIGSERIAL PRIMARY KEY,
         event_id TEXT NOT NULL UNIQUE,
@@ -81,7 +83,11 @@ const MIGRATIONS: &[&str] = &["
         PRIMARY KEY (destination, correlation)
     );
     CREATE INDEX threads_created ON threads (created_at);
-"];
+",
+    // Sources: beside its body, an event keeps what its source made of it (see SQLite's
+    // migration 4).
+    "ALTER TABLE events ADD COLUMN normalized TEXT;",
+];
 
 pub struct Postgres {
     pool: Pool,
@@ -233,13 +239,13 @@ impl Postgres {
             .collect())
     }
 
-    pub async fn event_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn event_body(&self, id: i64) -> Result<Option<StoredBody>, StoreError> {
         let conn = self.connection().await?;
         let row = conn
-            .query_opt("SELECT body FROM events WHERE id = $1", &[&id])
+            .query_opt("SELECT body, normalized FROM events WHERE id = $1", &[&id])
             .await
             .map_err(pg)?;
-        Ok(row.map(|row| row.get(0)))
+        Ok(row.map(|row| (row.get(0), row.get(1))))
     }
 
     pub fn reader(&self) -> Reader {
@@ -426,25 +432,7 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
     let mut results = Vec::with_capacity(batch.len());
     for write in batch {
         results.push(match write {
-            Write::Accept {
-                event_id,
-                received_at,
-                body,
-                to,
-                lifecycle,
-                ..
-            } => Applied::Accepted(
-                insert_event(
-                    &tx,
-                    event_id,
-                    *received_at,
-                    body,
-                    to,
-                    lifecycle.as_ref(),
-                    now,
-                )
-                .await?,
-            ),
+            Write::Accept { event, .. } => Applied::Accepted(insert_event(&tx, event, now).await?),
             Write::Finish {
                 id,
                 destination,
@@ -471,23 +459,23 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
 
 async fn insert_event(
     tx: &Transaction<'_>,
-    event_id: &str,
-    received_at: i64,
-    body: &[u8],
-    to: &[String],
-    lifecycle: Option<&(String, Phase)>,
+    new: &NewEvent,
     now: i64,
 ) -> Result<Accepted, StoreError> {
-    let (correlation, phase) = match lifecycle {
-        Some((key, phase)) => (Some(key.as_str()), Some(phase.as_str())),
-        None => (None, None),
-    };
+    let (correlation, phase) = new.lifecycle();
     let inserted = tx
         .query_opt(
-            "INSERT INTO events (event_id, received_at, body, correlation, phase)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO events (event_id, received_at, body, normalized, correlation, phase)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (event_id) DO NOTHING RETURNING id",
-            &[&event_id, &received_at, &body, &correlation, &phase],
+            &[
+                &new.event_id,
+                &new.received_at,
+                &new.body,
+                &new.normalized,
+                &correlation,
+                &phase,
+            ],
         )
         .await
         .map_err(pg)?;
@@ -502,13 +490,13 @@ async fn insert_event(
         )
         .await
         .map_err(pg)?;
-    for destination in to {
+    for destination in &new.to {
         tx.execute(&statement, &[&event, destination, &now])
             .await
             .map_err(pg)?;
     }
     Ok(Accepted::New {
-        deliveries: to.len(),
+        deliveries: new.to.len(),
     })
 }
 
@@ -648,7 +636,8 @@ impl Reader {
         let (id, attempts, event): (i64, i32, i64) = (row.get(0), row.get(1), row.get(2));
         let row = tx
             .query_one(
-                "SELECT e.event_id, e.received_at, e.body, th.thread, th.trigger_summary
+                "SELECT e.event_id, e.received_at, e.body, th.thread, th.trigger_summary,
+                     e.normalized
                  FROM events e LEFT JOIN threads th ON e.phase = 'clear'
                      AND th.destination = $2 AND th.correlation = e.correlation
                  WHERE e.id = $1",
@@ -667,6 +656,7 @@ impl Reader {
             event_id: display_id(row.get(0)),
             received_at: row.get(1),
             body: row.get(2),
+            normalized: row.get(5),
             thread,
         }))
     }

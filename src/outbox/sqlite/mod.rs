@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Wakers;
 use super::writes::{Write, Writer};
-use super::{Claim, DeliveryState, RecentEvent, StoreError, display_id};
+use super::{Claim, DeliveryState, RecentEvent, StoreError, StoredBody, display_id};
 pub use admin::{list, requeue};
 pub use lock::StoreLock;
 pub use schema::SCHEMA_VERSION;
@@ -178,12 +178,13 @@ impl Sqlite {
         .await
     }
 
-    /// The body of the stored event `id` (see [`RecentEvent`]), if it is still kept.
-    pub async fn event_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The body of the stored event `id` (see [`RecentEvent`]) and its normalized form, if it
+    /// is still kept.
+    pub async fn event_body(&self, id: i64) -> Result<Option<StoredBody>, StoreError> {
         off_runtime(&self.stats, move |conn| {
             Ok(conn
-                .prepare_cached("SELECT body FROM events WHERE id = ?1")?
-                .query_row(params![id], |row| row.get(0))
+                .prepare_cached("SELECT body, normalized FROM events WHERE id = ?1")?
+                .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?)
         })
         .await
@@ -224,7 +225,7 @@ async fn off_runtime<T: Send + 'static>(
 // A clear waits while its trigger, accepted before it, waits for the same destination (a reply
 // needs the trigger's message); it comes with what the destination kept of that message.
 const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body,
-         th.thread, th.trigger_summary
+         th.thread, th.trigger_summary, e.normalized
      FROM deliveries d JOIN events e ON e.id = d.event
      LEFT JOIN threads th ON e.phase = 'clear' AND th.destination = d.destination
          AND th.correlation = e.correlation
@@ -266,6 +267,7 @@ impl Reader {
                         event_id: display_id(row.get(2)?),
                         received_at: row.get(3)?,
                         body: row.get(4)?,
+                        normalized: row.get(7)?,
                         thread: match (row.get(5)?, row.get(6)?) {
                             (Some(thread), Some(trigger)) => Some((thread, trigger)),
                             _ => None,
@@ -314,7 +316,7 @@ mod tests {
         let outbox = Outbox::open(&path).unwrap();
         assert_eq!(
             outbox
-                .accept("\"49-35541\"", 2, b"{}", &names(&["a"]), None)
+                .accept("\"49-35541\"", 2, b"{}", None, &names(&["a"]), None)
                 .await
                 .unwrap(),
             Accepted::Duplicate
@@ -357,7 +359,7 @@ mod tests {
         let path = dir.path().join("prepared.db");
         let outbox = Outbox::open(&path).unwrap();
         outbox
-            .accept("\"e\"", 1, b"{}", &names(&["a"]), None)
+            .accept("\"e\"", 1, b"{}", None, &names(&["a"]), None)
             .await
             .unwrap();
         let conn = connect(&path, false).unwrap();

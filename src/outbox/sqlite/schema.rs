@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use crate::outbox::StoreError;
 
 /// The schema this version writes; a store with a newer one is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -54,6 +54,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX threads_created ON threads (created_at);
 ",
+    // Sources: beside its body, an event keeps what its source made of it (kind, summary,
+    // correlation), so that sending it needs neither that source's config nor its parser.
+    // Events stored before are ThousandEyes classic bodies.
+    "ALTER TABLE events ADD COLUMN normalized TEXT;",
 ];
 
 /// A command that finds the store locked by the server waits this long.

@@ -4,8 +4,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
-use crate::event::Phase;
-use crate::outbox::writes::{Applied, Write, answer};
+
+use crate::outbox::writes::{Applied, NewEvent, Write, answer};
 use crate::outbox::{Accepted, Finish, StoreError, Wakers, now_ms};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
@@ -59,22 +59,7 @@ fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Applied>, rusqlit
     let mut results = Vec::with_capacity(batch.len());
     for write in batch {
         results.push(match write {
-            Write::Accept {
-                event_id,
-                received_at,
-                body,
-                to,
-                lifecycle,
-                ..
-            } => Applied::Accepted(insert_event(
-                &tx,
-                event_id,
-                *received_at,
-                body,
-                to,
-                lifecycle.as_ref(),
-                now,
-            )?),
+            Write::Accept { event, .. } => Applied::Accepted(insert_event(&tx, event, now)?),
             Write::Finish {
                 id,
                 destination,
@@ -128,25 +113,25 @@ fn prune(tx: &rusqlite::Transaction, before: i64) -> Result<usize, rusqlite::Err
 
 fn insert_event(
     tx: &rusqlite::Transaction,
-    event_id: &str,
-    received_at: i64,
-    body: &[u8],
-    to: &[String],
-    lifecycle: Option<&(String, Phase)>,
+    new: &NewEvent,
     now: i64,
 ) -> Result<Accepted, rusqlite::Error> {
-    let (correlation, phase) = match lifecycle {
-        Some((key, phase)) => (Some(key.as_str()), Some(phase.as_str())),
-        None => (None, None),
-    };
+    let (correlation, phase) = new.lifecycle();
     let inserted = tx
         .prepare_cached(
-            "INSERT INTO events (event_id, received_at, body, correlation, phase)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO events (event_id, received_at, body, normalized, correlation, phase)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (event_id) DO NOTHING RETURNING id",
         )?
         .query_row(
-            params![event_id, received_at, body, correlation, phase],
+            params![
+                new.event_id,
+                new.received_at,
+                new.body,
+                new.normalized,
+                correlation,
+                phase
+            ],
             |row| row.get::<_, i64>(0),
         )
         .optional()?;
@@ -157,11 +142,11 @@ fn insert_event(
         "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at, updated_at)
          VALUES (?1, ?2, 'pending', 0, ?3, ?3)",
     )?;
-    for destination in to {
+    for destination in &new.to {
         delivery.execute(params![event, destination, now])?;
     }
     Ok(Accepted::New {
-        deliveries: to.len(),
+        deliveries: new.to.len(),
     })
 }
 

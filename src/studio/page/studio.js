@@ -240,7 +240,7 @@ function adaptiveCard(card) {
 
 // ---------------------------------------------------------------- the page
 
-const state = { catalog: null, timer: null, sequence: 0 };
+const state = { catalog: null, timer: null, sequence: 0, source: "thousandeyes" };
 
 function setVerdict(region, preview) {
   const verdict = region.querySelector(".verdict");
@@ -315,7 +315,7 @@ function insert(text) {
 }
 
 function request() {
-  return { event: $("event-json").value, template: $("template-file").value, text: $("template").value };
+  return { event: $("event-json").value, source: state.source, template: $("template-file").value, text: $("template").value };
 }
 
 async function render() {
@@ -345,6 +345,7 @@ function schedule() {
 async function loadEvent() {
   const answer = await api("/api/event?id=" + encodeURIComponent($("event").value));
   $("event-json").value = answer.json;
+  state.source = answer.source;
   schedule();
 }
 
@@ -372,7 +373,7 @@ async function start() {
   fill($("destination"), catalog.destinations, (d) => d.name + " (" + d.kind + ")");
   $("save").disabled = !catalog.write;
   if (!catalog.write) $("save").title = "Saving is off: [studio] write = true allows it";
-  const trigger = catalog.events.find((e) => e.id === "sample:alert_trigger.json");
+  const trigger = catalog.events.find((e) => e.id === "sample:thousandeyes/alert_trigger.json");
   if (trigger) $("event").value = trigger.id;
   $("event").addEventListener("change", () => loadEvent().catch((e) => { $("problem").textContent = e.message; }));
   $("template-file").addEventListener("change", () => loadTemplate().catch((e) => { $("problem").textContent = e.message; }));

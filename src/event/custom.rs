@@ -1,0 +1,157 @@
+//! ThousandEyes custom webhooks. Their body is whatever the operator's Handlebars template makes
+//! of ThousandEyes' notification object; this kind reads what the shipped template,
+//! `docs/thousandeyes-custom-webhook.hbs`, makes: `notificationId`, `type` (`1` clear, `2`
+//! trigger, from `type.id`) and an `alert` with `id`, `severity`, `firstSeen` and `timeCleared`
+//! (epoch seconds), `rule {name, expression, alertType}`, `test {name, type, labels}`, `targets`
+//! and `details` (how many agents or monitors).
+//!
+//! ThousandEyes' Handlebars writes `{{value}}` HTML-escaped (`&amp;`, `&quot;`, ...), which keeps
+//! the JSON valid; the summary holds the text unescaped.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::source::Origin;
+use super::{
+    Event, EventError, EventKind, MAX_TARGETS, Summary, Target, duration_between, is_http_url,
+    parse_date, rfc3339, text_field,
+};
+
+pub(super) fn event(
+    raw: Map<String, Value>,
+    origin: &Origin,
+    received_at: DateTime<Utc>,
+) -> Result<Event, EventError> {
+    let invalid = |problem: &str| EventError::Invalid(problem.to_owned());
+    let kind = match raw.get("type").and_then(super::text_value).as_deref() {
+        Some("2") => EventKind::AlertTrigger,
+        Some("1") => EventKind::AlertClear,
+        _ => {
+            return Err(invalid(
+                "body has no \"type\" 1 (clear) or 2 (trigger), as ThousandEyes' type.id gives",
+            ));
+        }
+    };
+    let alert = raw
+        .get("alert")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid("body has no object \"alert\""))?;
+    let text = |object: &Map<String, Value>, key: &str| text_field(object, key).map(unescape);
+    let alert_id = text(alert, "id").ok_or_else(|| invalid("alert.id is missing or empty"))?;
+    let id = text_field(&raw, "notificationId")
+        .ok_or_else(|| invalid("notificationId is missing or empty"))?;
+    let empty = Map::new();
+    let part = |key: &str| alert.get(key).and_then(Value::as_object).unwrap_or(&empty);
+    let (rule, test) = (part("rule"), part("test"));
+    let epoch = |key: &str| {
+        let seconds = text_field(alert, key)?.parse::<i64>().ok()?;
+        parse_date(&Value::from(seconds))
+    };
+    let started_at = epoch("firstSeen");
+    let ended_at = epoch("timeCleared").filter(|_| kind == EventKind::AlertClear);
+    let rule_name = text(rule, "name");
+    let test_name = text(test, "name");
+    let title = match (&rule_name, &test_name) {
+        (Some(rule), Some(test)) => format!("{rule} on {test}"),
+        (Some(one), None) | (None, Some(one)) => one.clone(),
+        (None, None) => format!("ThousandEyes alert {alert_id}"),
+    };
+    let strings = |value: Option<&Value>| -> Vec<String> {
+        value
+            .and_then(Value::as_array)
+            .map(|list| list.iter().filter_map(super::text_value).map(unescape).collect())
+            .unwrap_or_default()
+    };
+    let targets = strings(alert.get("targets"));
+    let summary = Summary {
+        state: kind.state(),
+        title,
+        rule: rule_name,
+        expression: text(rule, "expression"),
+        severity: text(alert, "severity"),
+        test: test_name,
+        alert_type: text(rule, "alertType").or_else(|| text(test, "type")),
+        alert_id: Some(alert_id),
+        duration: match (&started_at, &ended_at) {
+            (Some(start), Some(end)) => duration_between(start, end),
+            _ => None,
+        },
+        started_at: started_at.map(rfc3339),
+        ended_at: ended_at.map(rfc3339),
+        link: text(alert, "link").filter(|l| is_http_url(l)),
+        labels: strings(test.get("labels")),
+        targets_total: text_field(alert, "details")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(targets.len()),
+        targets: targets
+            .into_iter()
+            .take(MAX_TARGETS)
+            .map(|name| Target {
+                name,
+                ..Target::default()
+            })
+            .collect(),
+        ..Summary::default()
+    };
+    Ok(Event {
+        key: format!("{}:{id}", origin.kind.as_str()),
+        event_type: match kind {
+            EventKind::AlertClear => "clear".into(),
+            _ => "trigger".into(),
+        },
+        id,
+        kind,
+        received_at,
+        source: origin.clone(),
+        raw,
+        summary,
+    })
+}
+
+/// Undoes Handlebars' HTML escaping (the characters both ThousandEyes' and this relay's
+/// Handlebars escape).
+fn unescape(text: String) -> String {
+    if !text.contains('&') {
+        return text;
+    }
+    const ENTITIES: [(&str, &str); 9] = [
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&#x27;", "'"),
+        ("&#39;", "'"),
+        ("&#x60;", "`"),
+        ("&#x3D;", "="),
+        ("&#61;", "="),
+        ("&amp;", "&"),
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match ENTITIES.iter().find(|(entity, _)| rest.starts_with(entity)) {
+            Some((entity, character)) => {
+                out.push_str(character);
+                rest = &rest[entity.len()..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn html_escapes_are_undone_once() {
+        assert_eq!(
+            super::unescape("A &amp; B &quot;x&quot; &#x3D; &amp;lt; &nope".into()),
+            "A & B \"x\" = &lt; &nope"
+        );
+    }
+}
