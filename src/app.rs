@@ -130,7 +130,12 @@ pub async fn run(
     if let Ok(address) = listener.local_addr() {
         let paths: Vec<String> = config
             .sources()
-            .map(|sources| sources.iter().map(|s| format!("{}={}", s.origin.name, s.path)).collect())
+            .map(|sources| {
+                sources
+                    .iter()
+                    .map(|s| format!("{}={}", s.origin.name, s.path))
+                    .collect()
+            })
             .unwrap_or_default();
         info!(%address, sources = %paths.join(","), destinations = config.destinations.len(), store = %store, "listening");
     }

@@ -7,10 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use alert_relay::config::Config;
-use alert_relay::event::Event;
+use alert_relay::deliver::{DeliveryError, Sent};
+use alert_relay::event::{Event, SourceKind};
 use alert_relay::logs::{LogConfig, LogFormat};
 use alert_relay::outbox;
-use alert_relay::render::{Situation, context};
+use alert_relay::render::{Rendered, Situation, context};
 use alert_relay::samples;
 use alert_relay::{Relay, run};
 
@@ -52,9 +53,14 @@ enum Command {
     /// Print what each destination would receive for an event; sends nothing. Exits 1 when a
     /// template failed and the fallback is shown.
     Render {
-        /// A ThousandEyes webhook body (JSON).
+        /// A webhook body (JSON).
         #[arg(long, required_unless_present = "all", conflicts_with = "all")]
         event: Option<PathBuf>,
+        /// What reads the body: a source's name in [sources], or a source kind (thousandeyes,
+        /// thousandeyes-custom, alertmanager, grafana). Default: the only source, or
+        /// thousandeyes.
+        #[arg(long, conflicts_with = "all")]
+        source: Option<String>,
         /// Only this destination (default: the ones the routes choose).
         #[arg(long)]
         to: Option<String>,
@@ -69,6 +75,9 @@ enum Command {
     Send {
         #[arg(long)]
         event: PathBuf,
+        /// What reads the body, as for `render`.
+        #[arg(long)]
+        source: Option<String>,
         #[arg(long)]
         to: Option<String>,
     },
@@ -128,11 +137,20 @@ fn main() -> ExitCode {
                 Command::Check { online } => check(&cli.config, online),
                 Command::Render {
                     event,
+                    source,
                     to,
                     context,
                     all,
-                } => render(&cli.config, event.as_deref(), to.as_deref(), context, all),
-                Command::Send { event, to } => send(&cli.config, &event, to.as_deref()),
+                } => render(
+                    &cli.config,
+                    event.as_deref().map(|path| (path, source.as_deref())),
+                    to.as_deref(),
+                    context,
+                    all,
+                ),
+                Command::Send { event, source, to } => {
+                    send(&cli.config, &event, source.as_deref(), to.as_deref())
+                }
                 Command::Deliveries { state, limit } => deliveries(&cli.config, state, limit),
                 // clap makes sure that without an id, --dead was given.
                 Command::Retry { id, dead: _ } => retry(&cli.config, id),
@@ -256,29 +274,39 @@ fn load(config_path: &Path) -> anyhow::Result<(Config, Relay)> {
     Ok((config, relay))
 }
 
-fn read_event(path: &Path) -> anyhow::Result<Event> {
+/// The events the body at `path` holds, read by `source` (see `Command::Render`).
+fn read_events(relay: &Relay, path: &Path, source: Option<&str>) -> anyhow::Result<Vec<Event>> {
     let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Event::parse(&body, chrono::Utc::now())
-        .with_context(|| format!("{} is not an event", path.display()))
+    let only = match relay.sources.iter().collect::<Vec<_>>()[..] {
+        [only] => only.origin.name.as_str(),
+        _ => SourceKind::Thousandeyes.as_str(),
+    };
+    relay
+        .sources
+        .read(source.unwrap_or(only), &body, chrono::Utc::now())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 fn render(
     config_path: &Path,
-    event_path: Option<&Path>,
+    event_path: Option<(&Path, Option<&str>)>,
     to: Option<&str>,
     show_context: bool,
     all: bool,
 ) -> anyhow::Result<ExitCode> {
     let (config, relay) = load(config_path)?;
-    let events = match event_path {
-        Some(path) => vec![(path.display().to_string(), read_event(path)?)],
+    let events: Vec<(String, Event)> = match event_path {
+        Some((path, source)) => read_events(&relay, path, source)?
+            .into_iter()
+            .map(|event| (path.display().to_string(), event))
+            .collect(),
         None => samples::events()
             .into_iter()
             .map(|(file, e)| (file.to_owned(), e))
             .collect(),
     };
     if show_context {
-        let (_, event) = &events[0];
+        let (_, event) = events.first().context("the body holds no event")?;
         let targets = relay.targets(event, to).map_err(anyhow::Error::msg)?;
         let name = targets
             .first()
@@ -322,15 +350,33 @@ fn render(
     })
 }
 
-fn send(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Result<ExitCode> {
+fn send(
+    config_path: &Path,
+    event_path: &Path,
+    source: Option<&str>,
+    to: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let (_, relay) = load(config_path)?;
-    let event = read_event(event_path)?;
-    let answers = runtime()?
-        .block_on(relay.send(&event, to))
-        .map_err(anyhow::Error::msg)?;
-    if answers.is_empty() {
-        eprintln!("no route matches this {} event", event.kind.as_str());
+    let runtime = runtime()?;
+    let mut failed = false;
+    for event in read_events(&relay, event_path, source)? {
+        let answers = runtime
+            .block_on(relay.send(&event, to))
+            .map_err(anyhow::Error::msg)?;
+        if answers.is_empty() {
+            eprintln!("no route matches this {} event", event.kind.as_str());
+        }
+        failed |= print_answers(answers);
     }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Prints each destination's answer; whether any failed.
+fn print_answers(answers: Vec<(String, Rendered, Result<Sent, DeliveryError>)>) -> bool {
     let mut failed = false;
     for (name, rendered, answer) in answers {
         for failure in &rendered.failures {
@@ -349,11 +395,7 @@ fn send(config_path: &Path, event_path: &Path, to: Option<&str>) -> anyhow::Resu
             }
         }
     }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    failed
 }
 
 /// The store the config names: its PostgreSQL database, or its SQLite file.

@@ -38,8 +38,14 @@ pub const SAMPLES: &[Sample] = &[
         SourceKind::Thousandeyes,
         "thousandeyes/alert_trigger_network_e2e.json"
     ),
-    sample!(SourceKind::Thousandeyes, "thousandeyes/agent_alert_trigger.json"),
-    sample!(SourceKind::Thousandeyes, "thousandeyes/agent_alert_clear.json"),
+    sample!(
+        SourceKind::Thousandeyes,
+        "thousandeyes/agent_alert_trigger.json"
+    ),
+    sample!(
+        SourceKind::Thousandeyes,
+        "thousandeyes/agent_alert_clear.json"
+    ),
     sample!(
         SourceKind::Thousandeyes,
         "thousandeyes/agent_alert_trigger_v2021.json"

@@ -578,7 +578,10 @@ impl Facts for SlackFacts {
     fn fallback(&self, event: &Event) -> Message {
         let mut text = slack_entities(&super::headline(event));
         if let Some(link) = event.summary.link.as_deref() {
-            text.push_str(&format!("\n<{link}|Open in ThousandEyes>"));
+            text.push_str(&format!(
+                "\n<{link}|Open in {}>",
+                slack_entities(event.source.label())
+            ));
         }
         Message::Json(json!({ "text": text }))
     }

@@ -128,8 +128,8 @@ impl Facts for TeamsFacts {
             "body": [{ "type": "TextBlock", "text": super::headline(event), "wrap": true, "weight": "Bolder" }]
         });
         if let Some(link) = event.summary.link.as_deref() {
-            card["actions"] =
-                json!([{ "type": "Action.OpenUrl", "title": "Open in ThousandEyes", "url": link }]);
+            let title = format!("Open in {}", event.source.label());
+            card["actions"] = json!([{ "type": "Action.OpenUrl", "title": title, "url": link }]);
         }
         Message::Json(card)
     }

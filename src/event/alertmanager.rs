@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use super::source::{Arrival, Origin, SourceKind};
 use super::{
-    Event, EventError, EventKind, State, Summary, date_field, duration_between, is_http_url, rfc3339,
-    text_field, text_value,
+    Event, EventError, EventKind, State, Summary, date_field, duration_between, is_http_url,
+    rfc3339, text_field, text_value,
 };
 
 /// The one alert of a stored event's body.
@@ -25,11 +25,13 @@ pub(super) fn events(
     origin: &Origin,
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Arrival>, EventError> {
-    let what = origin.kind.label();
+    let what = origin.label();
     let alerts = match raw.remove("alerts") {
         Some(Value::Array(alerts)) if !alerts.is_empty() => alerts,
         Some(Value::Array(_)) => {
-            return Err(EventError::Invalid(format!("body has no alerts ({what} webhook)")));
+            return Err(EventError::Invalid(format!(
+                "body has no alerts ({what} webhook)"
+            )));
         }
         _ => {
             return Err(EventError::Invalid(format!(

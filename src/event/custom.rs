@@ -59,7 +59,12 @@ pub(super) fn event(
     let strings = |value: Option<&Value>| -> Vec<String> {
         value
             .and_then(Value::as_array)
-            .map(|list| list.iter().filter_map(super::text_value).map(unescape).collect())
+            .map(|list| {
+                list.iter()
+                    .filter_map(super::text_value)
+                    .map(unescape)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let targets = strings(alert.get("targets"));

@@ -58,14 +58,15 @@ pub(super) struct Map {
 impl MapConfig {
     /// Checks every pointer; `key` is the map's place in the config.
     pub(super) fn compile(&self, key: &str) -> Result<Map, ConfigError> {
-        let pointer = |field: &str, value: &Option<String>| -> Result<Option<String>, ConfigError> {
-            match value {
-                Some(p) => check_pointer(p)
-                    .map(|()| Some(p.clone()))
-                    .map_err(|reason| ConfigError::new(format!("{key}.{field}"), reason)),
-                None => Ok(None),
-            }
-        };
+        let pointer =
+            |field: &str, value: &Option<String>| -> Result<Option<String>, ConfigError> {
+                match value {
+                    Some(p) => check_pointer(p)
+                        .map(|()| Some(p.clone()))
+                        .map_err(|reason| ConfigError::new(format!("{key}.{field}"), reason)),
+                    None => Ok(None),
+                }
+            };
         let title = pointer("title", &self.title)?.ok_or_else(|| {
             ConfigError::new(
                 format!("{key}.title"),
@@ -139,12 +140,15 @@ impl Map {
                 .and_then(text_value)
         };
         let required = |field: &str, pointer: &str| {
-            body_value.pointer(pointer).and_then(text_value).ok_or_else(|| {
-                EventError::Invalid(format!(
-                    "body has no text or number at {pointer} ({}.{field})",
-                    self.key
-                ))
-            })
+            body_value
+                .pointer(pointer)
+                .and_then(text_value)
+                .ok_or_else(|| {
+                    EventError::Invalid(format!(
+                        "body has no text or number at {pointer} ({}.{field})",
+                        self.key
+                    ))
+                })
         };
         let title = required("title", &self.title)?;
         let id = match &self.id {

@@ -19,9 +19,7 @@ pub use shape::{MAX_DEPTH, MAX_STRING_BYTES, MAX_VALUES, Measured, Shape, measur
 pub use source::{Origin, Source, SourceConfig, SourceKind, Sources};
 
 /// What an event is, which picks its template (`templates/<destination>/<kind>.hbs`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventKind {
     #[serde(rename = "test")]
     Test,

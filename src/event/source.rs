@@ -45,13 +45,14 @@ impl SourceKind {
         }
     }
 
-    /// What messages call the sender ("Open in ThousandEyes").
-    pub fn label(self) -> &'static str {
+    /// What messages call the sender ("Open in ThousandEyes"); a generic source goes by its
+    /// name.
+    fn label(self) -> Option<&'static str> {
         match self {
-            Self::Thousandeyes | Self::ThousandeyesCustom => "ThousandEyes",
-            Self::Alertmanager => "Alertmanager",
-            Self::Grafana => "Grafana",
-            Self::Generic => "the source",
+            Self::Thousandeyes | Self::ThousandeyesCustom => Some("ThousandEyes"),
+            Self::Alertmanager => Some("Alertmanager"),
+            Self::Grafana => Some("Grafana"),
+            Self::Generic => None,
         }
     }
 
@@ -69,6 +70,12 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// What messages call the sender ("Open in ThousandEyes"): the kind's product, or a generic
+    /// source's name.
+    pub fn label(&self) -> &str {
+        self.kind.label().unwrap_or(&self.name)
+    }
+
     /// The source a config without `[sources]` has.
     pub fn thousandeyes() -> Self {
         Self {
@@ -133,9 +140,7 @@ impl Source {
                 &self.origin,
                 received_at,
             )?),
-            SourceKind::ThousandeyesCustom => {
-                one(custom::event(raw, &self.origin, received_at)?)
-            }
+            SourceKind::ThousandeyesCustom => one(custom::event(raw, &self.origin, received_at)?),
             SourceKind::Alertmanager | SourceKind::Grafana => {
                 alertmanager::events(raw, &self.origin, received_at)
             }
@@ -172,7 +177,10 @@ impl Sources {
             if let Some(other) = sources.iter().find(|s| s.path == config.path) {
                 return Err(ConfigError::new(
                     key("path"),
-                    format!("{} is already the path of source {}", config.path, other.origin.name),
+                    format!(
+                        "{} is already the path of source {}",
+                        config.path, other.origin.name
+                    ),
                 ));
             }
             let map = match (config.kind, &config.map) {
@@ -215,6 +223,42 @@ impl Sources {
 
     pub fn iter(&self) -> impl Iterator<Item = &Source> {
         self.0.iter()
+    }
+
+    /// The events `body` holds, read as `source` reads it: the source of that name, else a
+    /// source of that kind (not `generic`, which needs a map); for tools that take a body from
+    /// outside a request (the `render` and `send` commands, the studio).
+    pub fn read(
+        &self,
+        source: &str,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Event>, String> {
+        let of_kind;
+        let source = match self.named(source) {
+            Some(named) => named,
+            None => {
+                let kind = serde_json::from_value::<SourceKind>(source.into())
+                    .ok()
+                    .filter(|kind| *kind != SourceKind::Generic)
+                    .ok_or_else(|| format!("no source named {source:?}"))?;
+                of_kind = Source::of_kind(kind);
+                &of_kind
+            }
+        };
+        let refused = |e: EventError| {
+            format!(
+                "not an event the {} source accepts: {e}",
+                source.origin.name
+            )
+        };
+        let measured = super::measure(body).map_err(refused)?;
+        Ok(source
+            .events(measured, received_at)
+            .map_err(refused)?
+            .into_iter()
+            .map(|arrival| arrival.event)
+            .collect())
     }
 }
 

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{
-    Event, EventError, EventKind, MAX_TARGETS, Origin, State, Summary, Target, body_id,
-    date_field, duration_between, is_http_url, rfc3339, text_field,
+    Event, EventError, EventKind, MAX_TARGETS, Origin, State, Summary, Target, body_id, date_field,
+    duration_between, is_http_url, rfc3339, text_field,
 };
 
 /// Normalizes one classic body. Its dedup key is `eventId` as JSON text, so that `123` and

@@ -301,6 +301,11 @@ pub fn context(
         "agentAlert": event.raw.get("agentAlert"),
         "raw": event.raw,
         "summary": event.summary,
+        "source": {
+            "name": event.source.name,
+            "kind": event.source.kind.as_str(),
+            "label": event.source.label(),
+        },
         "destination": { "name": destination, "kind": kind.as_str() },
         "correlation": event.correlation(),
         "thread": {

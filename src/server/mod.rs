@@ -297,7 +297,11 @@ impl Ingest {
         let mut answers = Vec::with_capacity(arrivals.len());
         for arrival in &arrivals {
             match self
-                .store(relay, &arrival.event, arrival.body.as_deref().unwrap_or(&body))
+                .store(
+                    relay,
+                    &arrival.event,
+                    arrival.body.as_deref().unwrap_or(&body),
+                )
                 .await
             {
                 Ok(answer) => answers.push(answer),

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 use crate::auth::{Auth, AuthConfig, BasicCredential};
 use crate::deliver::{Destination, DestinationKind, Message, Outgoing, Part};
 use crate::error::ConfigError;
-use crate::event::{Event, EventError, EventKind, Source, SourceKind, Sources};
+use crate::event::{Event, EventKind, SourceKind, Sources};
 use crate::outbox::Outbox;
 use crate::relay::Live;
 use crate::render::{self, Situation};
@@ -555,26 +555,10 @@ impl Edit {
     /// The event the edited JSON is, read as `source` reads it: a configured source by name, or
     /// a source kind (the bundled samples); the first event of a body holding several.
     fn event(&self, sources: &Sources) -> Result<Event, String> {
-        let of_kind;
-        let source = match sources.named(&self.source) {
-            Some(source) => source,
-            None => {
-                let kind = serde_json::from_value::<SourceKind>(Value::from(self.source.as_str()))
-                    .ok()
-                    .filter(|kind| *kind != SourceKind::Generic)
-                    .ok_or_else(|| format!("no source named {:?}", self.source))?;
-                of_kind = Source::of_kind(kind);
-                &of_kind
-            }
-        };
-        let refused = |e: EventError| format!("the event is not one the relay accepts: {e}");
-        let measured = crate::event::measure(self.event.as_bytes()).map_err(refused)?;
-        source
-            .events(measured, chrono::Utc::now())
-            .map_err(refused)?
+        sources
+            .read(&self.source, self.event.as_bytes(), chrono::Utc::now())?
             .into_iter()
             .next()
-            .map(|arrival| arrival.event)
             .ok_or_else(|| "the body holds no event".to_owned())
     }
 

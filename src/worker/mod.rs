@@ -335,13 +335,7 @@ impl Worker {
             None => (None, None),
         };
         let finish = match self
-            .render(
-                relay,
-                body,
-                &claim,
-                thread.as_ref(),
-                trigger.as_ref(),
-            )
+            .render(relay, body, &claim, thread.as_ref(), trigger.as_ref())
             .await
         {
             Ok((event, messages, _room)) => {

@@ -57,9 +57,14 @@ pub fn sample_names() -> Vec<String> {
 
 /// A ThousandEyes sample event from `samples/thousandeyes/`.
 pub fn sample(name: &str) -> String {
+    sample_at(&format!("thousandeyes/{name}"))
+}
+
+/// A sample body from `samples/` (`alertmanager/firing.json`).
+pub fn sample_at(path: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("samples/thousandeyes")
-        .join(name);
+        .join("samples")
+        .join(path);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -483,9 +488,14 @@ impl TestRelay {
 
     /// POSTs `body` as JSON to the ingest path; returns the status and the JSON answer.
     pub async fn post(&self, body: &str) -> (u16, Value) {
+        self.post_to("/", body).await
+    }
+
+    /// POSTs `body` as JSON to `path`; returns the status and the JSON answer.
+    pub async fn post_to(&self, path: &str, body: &str) -> (u16, Value) {
         let response = self
             .http
-            .post(self.url("/"))
+            .post(self.url(path))
             .header("content-type", "application/json")
             .body(body.to_owned())
             .send()

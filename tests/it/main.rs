@@ -23,6 +23,7 @@ mod replicas;
 mod retry;
 mod routing;
 mod secrets;
+mod sources;
 mod studio;
 mod templates;
 mod tls;

@@ -47,7 +47,12 @@ to = ["fallback"]
 
 fn router(toml: &str) -> Router {
     let config: Config = Figment::from(Toml::string(toml)).extract().expect("config");
-    Router::new(&config.routes, config.destinations.keys(), &config.sources().expect("sources")).expect("routes")
+    Router::new(
+        &config.routes,
+        config.destinations.keys(),
+        &config.sources().expect("sources"),
+    )
+    .expect("routes")
 }
 
 fn event(body: Value) -> Event {

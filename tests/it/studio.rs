@@ -350,7 +350,9 @@ async fn the_page_previews_every_kind_as_the_template_is_typed_and_saves_it() {
     let (relay, url) = studio_relay(&peer, "write = true").await;
     let browser = Browser::start().await;
     browser.client.goto(&format!("{url}/")).await.unwrap();
-    browser.select("event", "sample:thousandeyes/alert_trigger.json").await;
+    browser
+        .select("event", "sample:thousandeyes/alert_trigger.json")
+        .await;
     let title = "Default Page Load Alert Rule on http://www.thousandeyes111.com";
     browser
         .until(

@@ -27,9 +27,8 @@ use tokio::sync::mpsc;
 
 use super::writes::{Applied, NewEvent, Write, Writer, answer};
 use super::{
-    StoredBody,
-    Accepted, Claim, DeliveryRow, DeliveryState, Finish, RecentEvent, Requeue, StoreError, Wakers,
-    display_id, now_ms,
+    Accepted, Claim, DeliveryRow, DeliveryState, Finish, RecentEvent, Requeue, StoreError,
+    StoredBody, Wakers, display_id, now_ms,
 };
 
 use crate::secret::Secret;

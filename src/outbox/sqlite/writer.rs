@@ -4,7 +4,6 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
-
 use crate::outbox::writes::{Applied, NewEvent, Write, answer};
 use crate::outbox::{Accepted, Finish, StoreError, Wakers, now_ms};
 
