@@ -267,6 +267,34 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
 }
 
+/// A token the relay's OAuth server issued, as the store keeps it: its id, whom it went to and
+/// when; never the token itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuedToken {
+    /// The token's `jti`.
+    pub id: String,
+    pub client: String,
+    /// Who approved the consent; none for `client_credentials`.
+    pub operator: Option<String>,
+    /// `authorization_code`, `implicit` or `client_credentials`.
+    pub grant: String,
+    /// Unix milliseconds, as the three below.
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A one-use authorization code, as the store keeps it: its SHA-256, never the code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthorizationCode {
+    pub hash: String,
+    pub client: String,
+    pub redirect_uri: String,
+    pub operator: String,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+}
+
 /// Which deliveries `alert-relay retry` requeues.
 #[derive(Debug, Clone, Copy)]
 pub enum Requeue {
@@ -299,6 +327,22 @@ pub async fn requeue(location: &Location, which: Requeue) -> Result<usize, Store
     match location {
         Location::Sqlite(path) => sqlite::requeue(path, which),
         Location::Postgres(url) => postgres::requeue(url, which).await,
+    }
+}
+
+/// Every token the OAuth server issued, newest first, for `alert-relay tokens`.
+pub async fn tokens(location: &Location) -> Result<Vec<IssuedToken>, StoreError> {
+    match location {
+        Location::Sqlite(path) => sqlite::tokens(path),
+        Location::Postgres(url) => postgres::tokens(url).await,
+    }
+}
+
+/// Revokes the token `id` (from its next use on); whether it was there and not yet revoked.
+pub async fn revoke_token(location: &Location, id: &str) -> Result<bool, StoreError> {
+    match location {
+        Location::Sqlite(path) => sqlite::revoke_token(path, id),
+        Location::Postgres(url) => postgres::revoke_token(url, id).await,
     }
 }
 
@@ -402,6 +446,47 @@ impl Outbox {
         match self {
             Self::Sqlite(store) => store.recent_events(limit).await,
             Self::Postgres(store) => store.recent_events(limit).await,
+        }
+    }
+
+    /// The OAuth server's signing key: the one kept in the store, or `candidate`, kept now if
+    /// there is none (replicas starting together agree on the first one written).
+    pub async fn signing_key(&self, candidate: String) -> Result<String, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.signing_key(candidate).await,
+            Self::Postgres(store) => store.signing_key(candidate).await,
+        }
+    }
+
+    /// Records a token the OAuth server issued.
+    pub async fn issue_token(&self, token: IssuedToken) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(store) => store.issue_token(token).await,
+            Self::Postgres(store) => store.issue_token(token).await,
+        }
+    }
+
+    /// The token `id`, if the OAuth server issued it (revoked or not).
+    pub async fn token(&self, id: &str) -> Result<Option<IssuedToken>, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.token(id.to_owned()).await,
+            Self::Postgres(store) => store.token(id).await,
+        }
+    }
+
+    /// Keeps an authorization code until it is taken (and forgets codes past their time).
+    pub async fn keep_code(&self, code: AuthorizationCode) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(store) => store.keep_code(code).await,
+            Self::Postgres(store) => store.keep_code(code).await,
+        }
+    }
+
+    /// Takes the code whose SHA-256 is `hash`: once only, whatever replica asks.
+    pub async fn take_code(&self, hash: &str) -> Result<Option<AuthorizationCode>, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.take_code(hash.to_owned()).await,
+            Self::Postgres(store) => store.take_code(hash).await,
         }
     }
 

@@ -39,6 +39,7 @@ on_every_store!(
     prune_in_small_transactions,
     clear_waits_for_its_trigger,
     recent_events,
+    oauth_key_tokens_and_codes,
 );
 
 /// A fresh PostgreSQL database, migrated, and where the commands find it.
@@ -342,4 +343,55 @@ async fn clear_waits_for_its_trigger(outbox: Outbox, _: Location) {
         .unwrap()
         .unwrap();
     assert_eq!((again.event_id.as_str(), again.thread), ("c1", None));
+}
+
+async fn oauth_key_tokens_and_codes(outbox: Outbox, location: Location) {
+    use crate::outbox::{AuthorizationCode, IssuedToken, revoke_token, tokens};
+    let key = outbox.signing_key("first".into()).await.unwrap();
+    assert_eq!(key, "first");
+    assert_eq!(
+        outbox.signing_key("second".into()).await.unwrap(),
+        "first",
+        "the key first kept stays"
+    );
+    let token = IssuedToken {
+        id: "t1".into(),
+        client: "thousandeyes".into(),
+        operator: Some("alice".into()),
+        grant: "implicit".into(),
+        issued_at: 1,
+        expires_at: 2,
+        revoked_at: None,
+    };
+    outbox.issue_token(token.clone()).await.unwrap();
+    assert_eq!(outbox.token("t1").await.unwrap(), Some(token.clone()));
+    assert_eq!(outbox.token("t2").await.unwrap(), None);
+    assert_eq!(tokens(&location).await.unwrap(), [token]);
+    assert!(revoke_token(&location, "t1").await.unwrap());
+    assert!(!revoke_token(&location, "t1").await.unwrap(), "once");
+    assert!(!revoke_token(&location, "nope").await.unwrap());
+    assert!(
+        outbox
+            .token("t1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+
+    let code = AuthorizationCode {
+        hash: "h".into(),
+        client: "thousandeyes".into(),
+        redirect_uri: "https://example.com/cb".into(),
+        operator: "alice".into(),
+        expires_at: now_ms() + 60_000,
+    };
+    outbox.keep_code(code.clone()).await.unwrap();
+    assert_eq!(outbox.take_code("h").await.unwrap(), Some(code));
+    assert_eq!(
+        outbox.take_code("h").await.unwrap(),
+        None,
+        "a code is taken once"
+    );
 }

@@ -17,6 +17,12 @@
 //!   runs on the replica that gets the prune lock, the others skip it.
 //! - A database that does not answer fails a request within [`WAIT`], not after a pool's
 //!   default 30 s: the server answers 503 and workers back off.
+//! - The OAuth server's key, tokens and codes (`oauth`) are shared by every replica: a code issued
+//!   on one is taken once, on whichever replica the token request lands.
+
+mod oauth;
+
+pub use oauth::{revoke_token, tokens};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,9 +89,27 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX threads_created ON threads (created_at);
 ",
-    // Sources: beside its body, an event keeps what its source made of it (see SQLite's
-    // migration 4).
-    "ALTER TABLE events ADD COLUMN normalized TEXT;",
+    // Sources and the OAuth server (see SQLite's migration 4).
+    "
+    ALTER TABLE events ADD COLUMN normalized TEXT;
+    CREATE TABLE alert_relay_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE oauth_tokens (
+        id TEXT PRIMARY KEY,
+        client TEXT NOT NULL,
+        operator TEXT,
+        grant_type TEXT NOT NULL,
+        issued_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        revoked_at BIGINT
+    );
+    CREATE TABLE oauth_codes (
+        hash TEXT PRIMARY KEY,
+        client TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+",
 ];
 
 pub struct Postgres {

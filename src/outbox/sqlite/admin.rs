@@ -14,7 +14,7 @@ use crate::outbox::{DeliveryRow, DeliveryState, Requeue, StoreError, display_id,
 /// Runs `work` on the store at `path`. When no server runs, the command holds the store's lock
 /// meanwhile and marks the store closed before it lets go: closing the last connection merges and
 /// removes the write-ahead log, and the next server start must not take that for a lost log.
-fn with_store<T>(
+pub(super) fn with_store<T>(
     path: &Path,
     work: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {

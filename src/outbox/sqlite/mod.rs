@@ -6,10 +6,12 @@
 //! - `schema`: opening, pragmas, versioned migrations.
 //! - `writer`: the writer thread and the statements it runs.
 //! - `admin`: what `alert-relay deliveries` and `retry` do to the store.
+//! - `oauth`: what the OAuth server keeps (its rare writes go through a read connection).
 //! - `lock`: one server per store.
 
 mod admin;
 mod lock;
+mod oauth;
 mod schema;
 mod writer;
 
@@ -23,6 +25,7 @@ use super::writes::{Write, Writer};
 use super::{Claim, DeliveryState, RecentEvent, StoreError, StoredBody, display_id};
 pub use admin::{list, requeue};
 pub use lock::StoreLock;
+pub use oauth::{revoke_token, tokens};
 pub use schema::SCHEMA_VERSION;
 use schema::{connect, left_open, mark_open, migrate, wal_path};
 use writer::write_loop;

@@ -56,8 +56,28 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ",
     // Sources: beside its body, an event keeps what its source made of it (kind, summary,
     // correlation), so that sending it needs neither that source's config nor its parser.
-    // Events stored before are ThousandEyes classic bodies.
-    "ALTER TABLE events ADD COLUMN normalized TEXT;",
+    // Events stored before are ThousandEyes classic bodies. The OAuth server: the tokens it issued
+    // (their ids, never the tokens) and its one-use authorization codes (their SHA-256); its
+    // signing key is kept in `meta`.
+    "
+    ALTER TABLE events ADD COLUMN normalized TEXT;
+    CREATE TABLE oauth_tokens (
+        id TEXT PRIMARY KEY,
+        client TEXT NOT NULL,
+        operator TEXT,
+        grant_type TEXT NOT NULL,
+        issued_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE TABLE oauth_codes (
+        hash TEXT PRIMARY KEY,
+        client TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+",
 ];
 
 /// A command that finds the store locked by the server waits this long.
