@@ -1,6 +1,30 @@
-//! The HTTP client the relay sends with, and how much of an answer it reads.
+//! The HTTP client the relay sends with, and how much of an answer it reads; the answers the
+//! relay's servers give.
 
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+
+/// Every answer the relay's HTTP servers give (ingest, OAuth and studio).
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// A JSON answer.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `{"error": message}` with `status`.
+pub fn error(status: StatusCode, message: &str) -> HttpResponse {
+    json_response(status, &serde_json::json!({ "error": message }))
+}
 
 /// The HTTP client the relay makes requests with (destinations, the JWKS): rustls on the relay's
 /// crypto provider, no redirects (a redirected webhook is a misconfiguration, and following it

@@ -89,6 +89,11 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// List the tokens the relay's OAuth server issued, or revoke one.
+    Tokens {
+        #[command(subcommand)]
+        action: Option<TokensAction>,
+    },
     /// Make a delivery (or every dead one) due again now; a running server picks it up.
     Retry {
         /// The delivery id, from `deliveries`.
@@ -97,6 +102,15 @@ enum Command {
         /// Every dead delivery.
         #[arg(long)]
         dead: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensAction {
+    /// Refuse the token from its next use on (works while the server runs).
+    Revoke {
+        /// The token's id, from `tokens`.
+        id: String,
     },
 }
 
@@ -152,6 +166,7 @@ fn main() -> ExitCode {
                     send(&cli.config, &event, source.as_deref(), to.as_deref())
                 }
                 Command::Deliveries { state, limit } => deliveries(&cli.config, state, limit),
+                Command::Tokens { action } => tokens(&cli.config, action),
                 // clap makes sure that without an id, --dead was given.
                 Command::Retry { id, dead: _ } => retry(&cli.config, id),
             }
@@ -438,6 +453,51 @@ fn deliveries(
             row.attempts,
             next,
             printable(row.last_error.as_deref().unwrap_or("-"))
+        );
+    }
+    if rows.is_empty() {
+        println!("(none)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tokens(config_path: &Path, action: Option<TokensAction>) -> anyhow::Result<ExitCode> {
+    let location = store_location(config_path)?;
+    let runtime = runtime()?;
+    if let Some(TokensAction::Revoke { id }) = action {
+        return Ok(if runtime.block_on(outbox::revoke_token(&location, &id))? {
+            println!("token {id} is revoked: it is refused from its next use on");
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("no token {id} that is not revoked already (see `alert-relay tokens`)");
+            ExitCode::FAILURE
+        });
+    }
+    let rows = runtime.block_on(outbox::tokens(&location))?;
+    let when = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    };
+    println!(
+        "{:<32}  {:<16}  {:<16}  {:<18}  {:<16}  {:<16}  state",
+        "id", "client", "approved by", "grant", "issued (UTC)", "expires (UTC)"
+    );
+    let now = outbox::now_ms();
+    for row in &rows {
+        let state = match row.revoked_at {
+            Some(at) => format!("revoked {}", when(at)),
+            None if row.expires_at <= now => "expired".into(),
+            None => "active".into(),
+        };
+        println!(
+            "{:<32}  {:<16}  {:<16}  {:<18}  {:<16}  {:<16}  {state}",
+            row.id,
+            printable(&row.client),
+            printable(row.operator.as_deref().unwrap_or("-")),
+            row.grant,
+            when(row.issued_at),
+            when(row.expires_at),
         );
     }
     if rows.is_empty() {

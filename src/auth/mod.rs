@@ -1,8 +1,10 @@
 //! Who may post events: Basic and Bearer credentials (several of each, for rotation), OAuth
-//! bearer JWTs (see [`jwt`]) and the source allowlist. When any credential is configured, every
+//! bearer JWTs from an identity provider (see [`jwt`]) or from the relay's own authorization
+//! server (see [`oauth`]), and the source allowlist. When any credential is configured, every
 //! POST must present one.
 
 pub mod jwt;
+pub mod oauth;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::error::ConfigError;
+use crate::outbox::Outbox;
 use crate::secret::{self, Secret};
 
 #[derive(Debug, Default, Deserialize)]
@@ -28,6 +31,8 @@ pub struct AuthConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// OAuth: bearer JWTs checked against a JWKS URL or configured keys.
     pub jwt: Option<jwt::JwtConfig>,
+    /// OAuth: the relay's own authorization server, issuing the tokens it accepts.
+    pub oauth: Option<oauth::OAuthConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +83,8 @@ pub enum Denied {
     Unauthorized,
     /// 403: the source address is not allowed, or cannot be known.
     Forbidden(Source),
+    /// 503: the store, which knows the tokens the relay issued, cannot say now.
+    Unavailable,
 }
 
 /// Where a request comes from, as the allowlist sees it.
@@ -102,6 +109,7 @@ pub struct Auth {
     basic: Vec<(String, Secret)>,
     bearer: Vec<Secret>,
     jwt: Option<jwt::JwtVerifier>,
+    oauth: Option<oauth::OAuth>,
     allow_from: Vec<IpNet>,
     trusted_proxies: Vec<IpNet>,
 }
@@ -112,30 +120,22 @@ impl Auth {
         base_dir: &Path,
         http: &reqwest::Client,
     ) -> Result<Self, ConfigError> {
-        let basic = config
-            .basic
-            .iter()
-            .enumerate()
-            .map(|(i, credential)| {
-                let file = credential.password_file.as_ref().map(|f| base_dir.join(f));
-                secret::from_value_or_file(
-                    "password",
-                    credential.password.as_ref(),
-                    file.as_deref(),
-                )
-                .map(|password| (credential.username.clone(), password))
-                .map_err(|reason| ConfigError::new(format!("server.auth.basic[{i}]"), reason))
-            })
-            .collect::<Result<_, _>>()?;
+        let basic = basic_credentials(&config.basic, base_dir, "server.auth.basic")?;
         let jwt = config
             .jwt
             .as_ref()
             .map(|jwt| jwt::JwtVerifier::new(jwt, base_dir, http))
             .transpose()?;
+        let oauth = config
+            .oauth
+            .as_ref()
+            .map(|oauth| oauth::OAuth::new(oauth, base_dir))
+            .transpose()?;
         Ok(Self {
             basic,
             bearer: config.bearer.clone(),
             jwt,
+            oauth,
             allow_from: config.allow_from.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
         })
@@ -148,8 +148,19 @@ impl Auth {
         }
     }
 
-    /// Checks the source address of a request, then its credentials.
-    pub async fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Result<(), Denied> {
+    /// The relay's own authorization server, when `[server.auth.oauth]` is set.
+    pub fn oauth(&self) -> Option<&oauth::OAuth> {
+        self.oauth.as_ref()
+    }
+
+    /// Checks the source address of a request, then its credentials; `store` knows the tokens
+    /// the relay issued.
+    pub async fn check(
+        &self,
+        peer: IpAddr,
+        headers: &HeaderMap,
+        store: &Outbox,
+    ) -> Result<(), Denied> {
         if !self.allow_from.is_empty() {
             let source = self.client_address(peer, headers);
             let allowed = match &source {
@@ -160,7 +171,11 @@ impl Auth {
                 return Err(Denied::Forbidden(source));
             }
         }
-        if self.basic.is_empty() && self.bearer.is_empty() && self.jwt.is_none() {
+        if self.basic.is_empty()
+            && self.bearer.is_empty()
+            && self.jwt.is_none()
+            && self.oauth.is_none()
+        {
             return Ok(());
         }
         let presented = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -170,9 +185,10 @@ impl Auth {
         let credential = credential.trim();
         let ok = if scheme.eq_ignore_ascii_case("bearer") {
             any_equal(self.bearer.iter().map(Secret::expose), credential)
+                || self.issued(credential, store).await?
                 || self.jwt_accepts(credential).await
         } else if scheme.eq_ignore_ascii_case("basic") {
-            self.basic_matches(credential)
+            basic_matches(&self.basic, credential).is_some()
         } else {
             false
         };
@@ -181,6 +197,17 @@ impl Auth {
         } else {
             Err(Denied::Unauthorized)
         }
+    }
+
+    /// Whether `token` is one the relay's authorization server issued and has not revoked.
+    async fn issued(&self, token: &str, store: &Outbox) -> Result<bool, Denied> {
+        let Some(oauth) = &self.oauth else {
+            return Ok(false);
+        };
+        oauth.accepts(token, store).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot look up a token the relay issued; answering 503");
+            Denied::Unavailable
+        })
     }
 
     async fn jwt_accepts(&self, token: &str) -> bool {
@@ -194,26 +221,6 @@ impl Auth {
                 false
             }
         }
-    }
-
-    fn basic_matches(&self, credential: &str) -> bool {
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credential) else {
-            return false;
-        };
-        let Ok(decoded) = String::from_utf8(decoded) else {
-            return false;
-        };
-        let Some((user, password)) = decoded.split_once(':') else {
-            return false;
-        };
-        // Compare against every entry so that timing does not tell which user exists.
-        let mut ok = false;
-        for (name, secret) in &self.basic {
-            let user_ok = name.as_bytes().ct_eq(user.as_bytes());
-            let password_ok = secret.expose().as_bytes().ct_eq(password.as_bytes());
-            ok |= bool::from(user_ok & password_ok);
-        }
-        ok
     }
 
     /// The client's address: the peer, or, when the peer is a trusted proxy, the last hop in
@@ -242,6 +249,44 @@ impl Auth {
         }
         Source::Address(peer)
     }
+}
+
+/// Usernames and passwords as configured at `key` (`server.auth.basic`, the OAuth operators),
+/// each password read from its value or its file.
+fn basic_credentials(
+    list: &[BasicCredential],
+    base_dir: &Path,
+    key: &str,
+) -> Result<Vec<(String, Secret)>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, credential)| {
+            let file = credential.password_file.as_ref().map(|f| base_dir.join(f));
+            secret::from_value_or_file("password", credential.password.as_ref(), file.as_deref())
+                .map(|password| (credential.username.clone(), password))
+                .map_err(|reason| ConfigError::new(format!("{key}[{i}]"), reason))
+        })
+        .collect()
+}
+
+/// The user of `list` whose name and password a Basic `credential` (base64 `user:password`)
+/// holds, if one's does. Every entry is compared, in constant time, so that timing does not tell
+/// which user exists.
+fn basic_matches(list: &[(String, Secret)], credential: &str) -> Option<String> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credential)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    let mut found = None;
+    for (name, secret) in list {
+        let user_ok = name.as_bytes().ct_eq(user.as_bytes());
+        let password_ok = secret.expose().as_bytes().ct_eq(password.as_bytes());
+        if bool::from(user_ok & password_ok) {
+            found = Some(name.clone());
+        }
+    }
+    found
 }
 
 /// One `X-Forwarded-For` hop: an address, with or without a port (`203.0.113.9:50123`,

@@ -38,8 +38,7 @@ const READY_ROOM_EVENTS: u64 = 4;
 /// Told to clients when the relay cannot take an event now; ThousandEyes retries anyway.
 const RETRY_AFTER_SECS: &str = "30";
 
-/// Every answer the relay's HTTP servers give (ingest and studio).
-pub type HttpResponse = Response<Full<Bytes>>;
+pub use crate::http::{HttpResponse, error, json_response};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -165,6 +164,15 @@ impl Ingest {
         // The relay in force for this whole request, even if a reload happens meanwhile.
         let relay = self.live.current();
         let path = request.uri().path();
+        if path.starts_with("/oauth/") {
+            return match relay.auth.oauth() {
+                Some(oauth) => oauth.handle(request, &self.outbox).await,
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "no such path: [server.auth.oauth] is not configured",
+                ),
+            };
+        }
         let source = relay.sources.at(path);
         match (request.method(), source) {
             (&Method::POST, Some(source)) => self.ingest(&relay, source, request, peer).await,
@@ -244,8 +252,16 @@ impl Ingest {
         if self.closing.load(Ordering::SeqCst) {
             return unavailable("shutting down; post again later");
         }
-        if let Err(denied) = relay.auth.check(peer.ip(), request.headers()).await {
-            self.metrics.event("none", EventOutcome::RejectedAuth);
+        if let Err(denied) = relay
+            .auth
+            .check(peer.ip(), request.headers(), &self.outbox)
+            .await
+        {
+            let outcome = match denied {
+                Denied::Unavailable => EventOutcome::RejectedUnavailable,
+                _ => EventOutcome::RejectedAuth,
+            };
+            self.metrics.event("none", outcome);
             return match denied {
                 Denied::Unauthorized => {
                     let mut response =
@@ -263,6 +279,7 @@ impl Ingest {
                         "this source address may not post here",
                     )
                 }
+                Denied::Unavailable => unavailable("cannot check the token now; post again later"),
             };
         }
         if let Some(other) = not_json(request.headers().get(CONTENT_TYPE)) {
@@ -454,21 +471,6 @@ fn not_json(content_type: Option<&HeaderValue>) -> Option<String> {
             .iter()
             .any(|prefix| essence.starts_with(prefix));
     clearly_other.then_some(essence)
-}
-
-/// A JSON answer.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-/// `{"error": message}` with `status`.
-pub fn error(status: StatusCode, message: &str) -> HttpResponse {
-    json_response(status, &json!({ "error": message }))
 }
 
 fn unavailable(message: &str) -> HttpResponse {

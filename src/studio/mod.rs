@@ -30,10 +30,10 @@ use crate::auth::{Auth, AuthConfig, BasicCredential};
 use crate::deliver::{Destination, DestinationKind, Message, Outgoing, Part};
 use crate::error::ConfigError;
 use crate::event::{Event, EventKind, SourceKind, Sources};
+use crate::http::{HttpResponse, error, json_response};
 use crate::outbox::Outbox;
 use crate::relay::Live;
 use crate::render::{self, Situation};
-use crate::server::{HttpResponse, error, json_response};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -197,7 +197,10 @@ impl Studio {
 
     async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
         if let Some(auth) = &self.auth
-            && auth.check(peer.ip(), request.headers()).await.is_err()
+            && auth
+                .check(peer.ip(), request.headers(), &self.outbox)
+                .await
+                .is_err()
         {
             let mut response = error(StatusCode::UNAUTHORIZED, "sign in to use the studio");
             response.headers_mut().insert(

@@ -17,6 +17,7 @@ mod lifecycle;
 mod logs;
 mod memory;
 mod metrics;
+mod oauth;
 mod relay;
 mod reload;
 mod replicas;

@@ -1,0 +1,848 @@
+//! The relay's own OAuth 2.0 authorization server, for ThousandEyes' "OAuth" webhook auth
+//! (`[server.auth.oauth]`): ThousandEyes is a client; the people listed as `operators` approve
+//! its consent.
+//!
+//! - `GET /oauth/authorize` (`response_type=token`, the implicit grant ThousandEyes' classic
+//!   webhooks use, or `code`): the client and its `redirect_uri` (an exact match) are checked
+//!   first, and nothing is redirected before they are; then an operator signs in (HTTP Basic)
+//!   and sees a consent page; approving redirects with the token in the fragment, or with a
+//!   one-use code valid for [`CODE_LIFETIME`]. `state` is optional and echoed.
+//! - `POST /oauth/token`: `authorization_code` and `client_credentials` (custom webhooks), the
+//!   client authenticated by HTTP Basic or `client_id` and `client_secret` in the form; answers
+//!   and errors as RFC 6749 section 5 says.
+//!
+//! Tokens are JWTs (HS256) signed with a key the relay generates and keeps in the store (shared
+//! by replicas), or one read from `signing_key_file`. The store keeps each token's id, client,
+//! approver and times, never the token; a code only as its SHA-256. Every use of a token looks it
+//! up, so `alert-relay tokens revoke ID` refuses it from the next request on.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, PRAGMA,
+    WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+
+use super::{BasicCredential, basic_matches};
+use crate::error::ConfigError;
+use crate::http::{HttpResponse, json_response};
+use crate::outbox::{AuthorizationCode, IssuedToken, Outbox, StoreError, now_ms};
+use crate::secret::{self, Secret};
+
+/// ThousandEyes receives tokens at these (classic webhooks, and the integrations page).
+const THOUSANDEYES_CALLBACKS: [&str; 2] = [
+    "https://app.thousandeyes.com/webhooks-oauth-callback/",
+    "https://app.thousandeyes.com/namespace/integrations/AuthCallbackPage.html",
+];
+/// An authorization code must be exchanged within this time.
+pub const CODE_LIFETIME: Duration = Duration::from_secs(600);
+/// A consent page must be answered within this time.
+const CONSENT_LIFETIME: Duration = Duration::from_secs(600);
+/// The `kid` of the relay's own tokens, which tells them from an identity provider's.
+const KID: &str = "alert-relay";
+const ISSUER: &str = "alert-relay";
+const AUDIENCE: &str = "alert-relay ingest";
+const CONSENT_AUDIENCE: &str = "alert-relay consent";
+/// Forms are a few hundred bytes.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+/// A signing key file must hold at least this many bytes (HS256 wants 256 bits).
+const MIN_KEY_BYTES: usize = 32;
+const REALM: &str = "Basic realm=\"alert-relay OAuth\", charset=\"UTF-8\"";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    pub clients: Vec<ClientConfig>,
+    /// The people who may approve a consent.
+    #[serde(default)]
+    pub operators: Vec<BasicCredential>,
+    /// ThousandEyes never refreshes a token: it uses one until it fails.
+    #[serde(default = "default_lifetime", with = "humantime_serde")]
+    pub token_lifetime: Duration,
+    /// At least 32 bytes to sign tokens with, instead of the key kept in the store.
+    pub signing_key_file: Option<PathBuf>,
+}
+
+fn default_lifetime() -> Duration {
+    Duration::from_secs(365 * 86_400)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub id: String,
+    /// Required for the token endpoint (codes and client credentials); a client without one may
+    /// only use the implicit grant.
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    #[serde(default = "default_redirect_uris")]
+    pub redirect_uris: Vec<String>,
+}
+
+fn default_redirect_uris() -> Vec<String> {
+    THOUSANDEYES_CALLBACKS.map(str::to_owned).to_vec()
+}
+
+struct Client {
+    id: String,
+    secret: Option<Secret>,
+    redirect_uris: Vec<String>,
+}
+
+/// The authorization server one config describes. Its signing key is read once, at first use.
+pub struct OAuth {
+    clients: Vec<Client>,
+    operators: Vec<(String, Secret)>,
+    lifetime: Duration,
+    key_file: Option<Secret>,
+    key: tokio::sync::OnceCell<Vec<u8>>,
+}
+
+/// What a relay token says.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: String,
+    /// The client it was issued to.
+    sub: String,
+    jti: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// What a consent page asks, signed so that the form cannot be forged or changed, and bound to
+/// the operator who saw it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Consent {
+    aud: String,
+    exp: i64,
+    operator: String,
+    client_id: String,
+    redirect_uri: String,
+    response_type: String,
+    state: Option<String>,
+}
+
+impl OAuth {
+    pub fn new(config: &OAuthConfig, base_dir: &Path) -> Result<Self, ConfigError> {
+        let key = |field: &str| format!("server.auth.oauth.{field}");
+        if config.clients.is_empty() {
+            return Err(ConfigError::new(
+                key("clients"),
+                "name at least one client (ThousandEyes)",
+            ));
+        }
+        let mut clients: Vec<Client> = Vec::new();
+        for (i, client) in config.clients.iter().enumerate() {
+            let at = |field: &str| key(&format!("clients[{i}].{field}"));
+            if client.id.trim().is_empty() {
+                return Err(ConfigError::new(at("id"), "is empty"));
+            }
+            if clients.iter().any(|c| c.id == client.id) {
+                return Err(ConfigError::new(
+                    at("id"),
+                    format!("{:?} is listed twice", client.id),
+                ));
+            }
+            if client.redirect_uris.is_empty() {
+                return Err(ConfigError::new(
+                    at("redirect_uris"),
+                    "name at least one, or leave the key out for ThousandEyes' callbacks",
+                ));
+            }
+            if let Some(bad) = client.redirect_uris.iter().find(|u| !is_redirect_uri(u)) {
+                return Err(ConfigError::new(
+                    at("redirect_uris"),
+                    format!("{bad:?} is not an absolute http(s) URL without a fragment"),
+                ));
+            }
+            let secret = match (&client.secret, &client.secret_file) {
+                (None, None) => None,
+                (value, file) => Some(
+                    secret::from_value_or_file(
+                        "secret",
+                        value.as_ref(),
+                        file.as_ref().map(|f| base_dir.join(f)).as_deref(),
+                    )
+                    .map_err(|reason| ConfigError::new(key(&format!("clients[{i}]")), reason))?,
+                ),
+            };
+            clients.push(Client {
+                id: client.id.clone(),
+                secret,
+                redirect_uris: client.redirect_uris.clone(),
+            });
+        }
+        let operators = super::basic_credentials(&config.operators, base_dir, &key("operators"))?;
+        let key_file = match &config.signing_key_file {
+            Some(file) => {
+                let path = base_dir.join(file);
+                let text = secret::from_value_or_file("signing_key", None, Some(&path))
+                    .map_err(|reason| ConfigError::new(key("signing_key_file"), reason))?;
+                if text.expose().len() < MIN_KEY_BYTES {
+                    return Err(ConfigError::new(
+                        key("signing_key_file"),
+                        format!("holds fewer than {MIN_KEY_BYTES} bytes"),
+                    ));
+                }
+                Some(text)
+            }
+            None => None,
+        };
+        if config.token_lifetime.is_zero() {
+            return Err(ConfigError::new(
+                key("token_lifetime"),
+                "must be longer than 0s",
+            ));
+        }
+        Ok(Self {
+            clients,
+            operators,
+            lifetime: config.token_lifetime,
+            key_file,
+            key: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// The signing key: the configured file's, or the one kept in the store (made now if the
+    /// store has none).
+    async fn key(&self, store: &Outbox) -> Result<&[u8], StoreError> {
+        self.key
+            .get_or_try_init(|| async {
+                if let Some(file) = &self.key_file {
+                    return Ok(file.expose().as_bytes().to_vec());
+                }
+                let kept = store.signing_key(STANDARD.encode(random::<32>())).await?;
+                Ok(STANDARD
+                    .decode(kept.as_bytes())
+                    .unwrap_or_else(|_| kept.into_bytes()))
+            })
+            .await
+            .map(Vec::as_slice)
+    }
+
+    /// Whether `token` is one this relay issued, still valid and not revoked. `Err` when the store
+    /// cannot say.
+    pub async fn accepts(&self, token: &str, store: &Outbox) -> Result<bool, StoreError> {
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return Ok(false);
+        };
+        if header.kid.as_deref() != Some(KID) || header.alg != Algorithm::HS256 {
+            return Ok(false);
+        }
+        let key = DecodingKey::from_secret(self.key(store).await?);
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let Ok(data) = jsonwebtoken::decode::<Claims>(token, &key, &validation) else {
+            return Ok(false);
+        };
+        let claims = data.claims;
+        Ok(match store.token(&claims.jti).await? {
+            Some(kept) => kept.revoked_at.is_none() && kept.client == claims.sub,
+            None => false,
+        })
+    }
+
+    /// Answers a request under `/oauth/`.
+    pub async fn handle(&self, request: Request<Incoming>, store: &Outbox) -> HttpResponse {
+        let path = request.uri().path().to_owned();
+        match (request.method().clone(), path.as_str()) {
+            (Method::GET, "/oauth/authorize") => {
+                let query = request.uri().query().unwrap_or("").to_owned();
+                self.authorize(&params(query.as_bytes()), request.headers(), store)
+                    .await
+            }
+            (Method::POST, "/oauth/authorize") => {
+                let headers = request.headers().clone();
+                match read_form(request).await {
+                    Ok(form) => self.decide(&form, &headers, store).await,
+                    Err(response) => response,
+                }
+            }
+            (Method::POST, "/oauth/token") => {
+                let headers = request.headers().clone();
+                match read_form(request).await {
+                    Ok(form) => self.token(&form, &headers, store).await,
+                    Err(response) => response,
+                }
+            }
+            (_, "/oauth/authorize") => not_allowed("GET, POST"),
+            (_, "/oauth/token") => not_allowed("POST"),
+            _ => crate::http::error(StatusCode::NOT_FOUND, "no such path"),
+        }
+    }
+
+    /// `GET /oauth/authorize`: checks the request, then asks an operator to sign in and approve.
+    async fn authorize(
+        &self,
+        params: &[(String, String)],
+        headers: &HeaderMap,
+        store: &Outbox,
+    ) -> HttpResponse {
+        let (client, redirect_uri) = match self.client_and_redirect(params) {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+        let state = param(params, "state").map(str::to_owned);
+        let response_type = param(params, "response_type").unwrap_or("");
+        let back = Redirect {
+            uri: redirect_uri.clone(),
+            state: state.clone(),
+            fragment: response_type == "token",
+        };
+        match response_type {
+            "token" => {}
+            "code" if client.secret.is_some() => {}
+            "code" => {
+                return back.error(
+                    "unauthorized_client",
+                    "this client has no secret, so it may only use response_type=token",
+                );
+            }
+            _ => {
+                return back.error(
+                    "unsupported_response_type",
+                    "response_type must be token or code",
+                );
+            }
+        }
+        let Some(operator) = self.operator(headers) else {
+            return sign_in();
+        };
+        let consent = Consent {
+            aud: CONSENT_AUDIENCE.into(),
+            exp: (now_ms() / 1000) + CONSENT_LIFETIME.as_secs() as i64,
+            operator: operator.clone(),
+            client_id: client.id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            response_type: response_type.to_owned(),
+            state,
+        };
+        let signed = match self.key(store).await {
+            Ok(key) => jsonwebtoken::encode(&header(), &consent, &EncodingKey::from_secret(key)),
+            Err(e) => return unavailable(&e),
+        };
+        match signed {
+            Ok(signed) => consent_page(&consent, &signed),
+            Err(e) => {
+                warn!(error = %e, "cannot sign a consent form");
+                crate::http::error(StatusCode::INTERNAL_SERVER_ERROR, "cannot sign the form")
+            }
+        }
+    }
+
+    /// `POST /oauth/authorize`: the operator's answer to a consent page.
+    async fn decide(
+        &self,
+        form: &[(String, String)],
+        headers: &HeaderMap,
+        store: &Outbox,
+    ) -> HttpResponse {
+        let Some(operator) = self.operator(headers) else {
+            return sign_in();
+        };
+        let key = match self.key(store).await {
+            Ok(key) => key,
+            Err(e) => return unavailable(&e),
+        };
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[CONSENT_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        let consent = param(form, "consent")
+            .and_then(|c| {
+                jsonwebtoken::decode::<Consent>(c, &DecodingKey::from_secret(key), &validation).ok()
+            })
+            .map(|data| data.claims)
+            .filter(|consent| consent.operator == operator);
+        let Some(consent) = consent else {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "This approval is not valid",
+                "<p>The form is older than ten minutes, was changed, or was shown to another \
+                 operator. Start again from ThousandEyes.</p>",
+            );
+        };
+        let Some(client) = self.clients.iter().find(|c| c.id == consent.client_id) else {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "This client is gone",
+                "<p>The relay no longer lists this client.</p>",
+            );
+        };
+        let back = Redirect {
+            uri: consent.redirect_uri.clone(),
+            state: consent.state.clone(),
+            fragment: consent.response_type == "token",
+        };
+        if param(form, "decision") != Some("approve") {
+            info!(client = %client.id, %operator, "an operator denied an OAuth consent");
+            return back.error("access_denied", "the operator denied the request");
+        }
+        if consent.response_type == "code" {
+            let code = URL_SAFE_NO_PAD.encode(random::<32>());
+            let kept = store
+                .keep_code(AuthorizationCode {
+                    hash: crate::tls::sha256_hex(code.as_bytes()),
+                    client: client.id.clone(),
+                    redirect_uri: consent.redirect_uri.clone(),
+                    operator: operator.clone(),
+                    expires_at: now_ms() + CODE_LIFETIME.as_millis() as i64,
+                })
+                .await;
+            if let Err(e) = kept {
+                return unavailable(&e);
+            }
+            info!(client = %client.id, %operator, "an operator approved an OAuth consent; a code was issued");
+            return back.with(&[("code", &code)]);
+        }
+        match self
+            .issue(&client.id, Some(&operator), "implicit", store)
+            .await
+        {
+            Ok((token, expires_in)) => back.with(&[
+                ("access_token", &token),
+                ("token_type", "Bearer"),
+                ("expires_in", &expires_in.to_string()),
+            ]),
+            Err(e) => unavailable(&e),
+        }
+    }
+
+    /// `POST /oauth/token`.
+    async fn token(
+        &self,
+        form: &[(String, String)],
+        headers: &HeaderMap,
+        store: &Outbox,
+    ) -> HttpResponse {
+        let client = match self.client_credentials(form, headers) {
+            Ok(client) => client,
+            Err(response) => return response,
+        };
+        let (operator, grant) = match param(form, "grant_type") {
+            Some("client_credentials") => (None, "client_credentials"),
+            Some("authorization_code") => {
+                let Some(code) = param(form, "code") else {
+                    return token_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "code is missing",
+                    );
+                };
+                let taken = match store
+                    .take_code(&crate::tls::sha256_hex(code.as_bytes()))
+                    .await
+                {
+                    Ok(taken) => taken,
+                    Err(e) => return unavailable(&e),
+                };
+                let redirect_uri = param(form, "redirect_uri");
+                match taken {
+                    Some(code)
+                        if code.client == client.id
+                            && code.expires_at > now_ms()
+                            && redirect_uri.is_none_or(|uri| uri == code.redirect_uri) =>
+                    {
+                        (Some(code.operator), "authorization_code")
+                    }
+                    _ => {
+                        return token_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "the code is unknown, used, expired, or was issued to another client or redirect_uri",
+                        );
+                    }
+                }
+            }
+            Some(_) => {
+                return token_error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "grant_type must be authorization_code or client_credentials",
+                );
+            }
+            None => {
+                return token_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "grant_type is missing",
+                );
+            }
+        };
+        match self
+            .issue(&client.id, operator.as_deref(), grant, store)
+            .await
+        {
+            Ok((token, expires_in)) => {
+                let mut response = json_response(
+                    StatusCode::OK,
+                    &json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in}),
+                );
+                no_store(response.headers_mut());
+                response
+            }
+            Err(e) => unavailable(&e),
+        }
+    }
+
+    /// Signs a token for `client` and records it; the token and its lifetime in seconds.
+    async fn issue(
+        &self,
+        client: &str,
+        operator: Option<&str>,
+        grant: &str,
+        store: &Outbox,
+    ) -> Result<(String, u64), StoreError> {
+        let key = self.key(store).await?;
+        let now = now_ms();
+        let id = random::<16>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        let expires_in = self.lifetime.as_secs();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub: client.to_owned(),
+            jti: id.clone(),
+            iat: now / 1000,
+            exp: now / 1000 + expires_in as i64,
+        };
+        let token = jsonwebtoken::encode(&header(), &claims, &EncodingKey::from_secret(key))
+            .map_err(|e| StoreError::Write(format!("cannot sign a token: {e}")))?;
+        store
+            .issue_token(IssuedToken {
+                id: id.clone(),
+                client: client.to_owned(),
+                operator: operator.map(str::to_owned),
+                grant: grant.to_owned(),
+                issued_at: now,
+                expires_at: now + expires_in as i64 * 1000,
+                revoked_at: None,
+            })
+            .await?;
+        info!(client, operator, grant, token = %id, "issued an OAuth token");
+        Ok((token, expires_in))
+    }
+
+    /// The client and the redirect URI of an authorization request, or the page that says why
+    /// not: these are checked before anything is redirected.
+    fn client_and_redirect(
+        &self,
+        params: &[(String, String)],
+    ) -> Result<(&Client, String), HttpResponse> {
+        let refuse = |problem: &str| {
+            Err(page(
+                StatusCode::BAD_REQUEST,
+                "This authorization request is not valid",
+                &format!("<p>{}</p>", handlebars::html_escape(problem)),
+            ))
+        };
+        let Some(id) = param(params, "client_id") else {
+            return refuse("client_id is missing.");
+        };
+        let Some(client) = self.clients.iter().find(|c| c.id == id) else {
+            return refuse(
+                "No client with this client_id is configured in server.auth.oauth.clients.",
+            );
+        };
+        let redirect_uri = match (param(params, "redirect_uri"), &client.redirect_uris[..]) {
+            (Some(uri), allowed) if allowed.iter().any(|a| a == uri) => uri.to_owned(),
+            (Some(_), _) => {
+                return refuse(
+                    "redirect_uri is not one of this client's redirect_uris (it must match exactly).",
+                );
+            }
+            (None, [only]) => only.clone(),
+            (None, _) => return refuse("redirect_uri is missing."),
+        };
+        Ok((client, redirect_uri))
+    }
+
+    /// The client a token request authenticates as (HTTP Basic, or `client_id` and
+    /// `client_secret` in the form), compared in constant time.
+    fn client_credentials(
+        &self,
+        form: &[(String, String)],
+        headers: &HeaderMap,
+    ) -> Result<&Client, HttpResponse> {
+        let basic = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .and_then(|(_, encoded)| STANDARD.decode(encoded.trim()).ok())
+            .and_then(|decoded| String::from_utf8(decoded).ok())
+            .and_then(|decoded| {
+                let (id, secret) = decoded.split_once(':')?;
+                // RFC 6749 2.3.1: both form-urlencoded before Basic encodes them.
+                Some((form_decode(id), form_decode(secret)))
+            });
+        let in_form = param(form, "client_secret").map(|secret| {
+            (
+                param(form, "client_id").unwrap_or("").to_owned(),
+                secret.to_owned(),
+            )
+        });
+        let (id, secret) = match (basic, in_form) {
+            (Some(_), Some(_)) => {
+                return Err(token_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "authenticate the client one way: HTTP Basic or client_secret, not both",
+                ));
+            }
+            (Some(pair), None) | (None, Some(pair)) => pair,
+            (None, None) => ("".to_owned(), "".to_owned()),
+        };
+        let mut found = None;
+        for client in &self.clients {
+            let id_ok = client.id.as_bytes().ct_eq(id.as_bytes());
+            let secret_ok = match &client.secret {
+                Some(kept) => kept.expose().as_bytes().ct_eq(secret.as_bytes()),
+                None => subtle::Choice::from(0),
+            };
+            if bool::from(id_ok & secret_ok) {
+                found = Some(client);
+            }
+        }
+        found.ok_or_else(|| {
+            let mut response = token_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "unknown client or wrong client secret",
+            );
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+            response
+        })
+    }
+
+    /// The operator signed in with HTTP Basic, if one is.
+    fn operator(&self, headers: &HeaderMap) -> Option<String> {
+        let credential = headers
+            .get(AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))?
+            .1
+            .trim();
+        basic_matches(&self.operators, credential)
+    }
+}
+
+/// Where an authorization request goes back to, and how (a fragment for the implicit grant).
+struct Redirect {
+    uri: String,
+    state: Option<String>,
+    fragment: bool,
+}
+
+impl Redirect {
+    /// A 303 to the redirect URI with `pairs` and the request's `state`.
+    fn with(&self, pairs: &[(&str, &str)]) -> HttpResponse {
+        let mut encoder = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in pairs {
+            encoder.append_pair(name, value);
+        }
+        if let Some(state) = &self.state {
+            encoder.append_pair("state", state);
+        }
+        let encoded = encoder.finish();
+        let separator = if self.fragment {
+            '#'
+        } else if self.uri.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let location = format!("{}{separator}{encoded}", self.uri);
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SEE_OTHER;
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(LOCATION, value);
+        }
+        no_store(response.headers_mut());
+        response
+    }
+
+    fn error(&self, code: &str, description: &str) -> HttpResponse {
+        self.with(&[("error", code), ("error_description", description)])
+    }
+}
+
+fn header() -> Header {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(KID.into());
+    header
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut bytes = [0u8; N];
+    // The system's random source does not fail on the systems the relay runs on.
+    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes);
+    bytes
+}
+
+/// An absolute http(s) URL without a fragment (RFC 6749 3.1.2).
+fn is_redirect_uri(uri: &str) -> bool {
+    url::Url::parse(uri).is_ok_and(|u| {
+        matches!(u.scheme(), "https" | "http") && u.fragment().is_none() && u.has_host()
+    })
+}
+
+fn params(bytes: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn form_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The form body of a request, up to [`MAX_FORM_BYTES`].
+async fn read_form(request: Request<Incoming>) -> Result<Vec<(String, String)>, HttpResponse> {
+    match Limited::new(request.into_body(), MAX_FORM_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => Ok(params(&body.to_bytes())),
+        Err(_) => Err(token_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("the form is unreadable or larger than {MAX_FORM_BYTES} bytes"),
+        )),
+    }
+}
+
+/// An RFC 6749 section 5.2 error.
+fn token_error(status: StatusCode, code: &str, description: &str) -> HttpResponse {
+    let mut response = json_response(
+        status,
+        &json!({"error": code, "error_description": description}),
+    );
+    no_store(response.headers_mut());
+    response
+}
+
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+fn not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response =
+        crate::http::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
+    response
+        .headers_mut()
+        .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn unavailable(e: &StoreError) -> HttpResponse {
+    warn!(error = %e, "the OAuth server cannot reach the store");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The relay cannot answer now",
+        "<p>Its store is not available. Try again in a moment.</p>",
+    )
+}
+
+fn sign_in() -> HttpResponse {
+    let mut response = page(
+        StatusCode::UNAUTHORIZED,
+        "Sign in to approve",
+        "<p>An operator of this relay (server.auth.oauth.operators) must sign in to approve \
+         this request.</p>",
+    );
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+    response
+}
+
+/// The consent page: what asks for a token, where it goes, and two buttons.
+fn consent_page(consent: &Consent, signed: &str) -> HttpResponse {
+    let e = handlebars::html_escape;
+    let grant = match consent.response_type.as_str() {
+        "code" => "an authorization code, which it exchanges for a token",
+        _ => "a token, in the address it is sent back to",
+    };
+    let body = format!(
+        r#"<p><strong>{client}</strong> asks for a token to post alerts to this relay.</p>
+<dl>
+<dt>Signed in as</dt><dd>{operator}</dd>
+<dt>It receives</dt><dd>{grant}, at <code>{redirect}</code></dd>
+</dl>
+<p>The token is valid until it expires or is revoked (<code>alert-relay tokens revoke ID</code>).</p>
+<form method="post" action="/oauth/authorize">
+<input type="hidden" name="consent" value="{signed}">
+<button type="submit" name="decision" value="approve">Approve</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>"#,
+        client = e(&consent.client_id),
+        operator = e(&consent.operator),
+        redirect = e(&consent.redirect_uri),
+        signed = e(signed),
+    );
+    page(StatusCode::OK, "Approve a token for alert-relay", &body)
+}
+
+/// A small HTML page, never cached, never framed, running no script.
+fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
+    let html = format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>{title}</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem}}
+button{{font:inherit;padding:.4rem 1.2rem;margin-right:.5rem}}code{{word-break:break-all}}</style>
+</head><body><main><h1>{title}</h1>
+{body}
+</main></body></html>"#,
+        title = handlebars::html_escape(title),
+    );
+    let mut response = Response::new(Full::new(Bytes::from(html)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    no_store(headers);
+    response
+}
