@@ -1,6 +1,6 @@
-//! alert-relay receives alert webhooks (ThousandEyes first), renders each event through Handlebars
-//! templates chosen per event kind and per destination, and delivers the result to Slack,
-//! Microsoft Teams, email, generic webhooks and the console.
+//! alert-relay receives alert webhooks (ThousandEyes, Alertmanager, Grafana, any JSON), renders
+//! each event through Handlebars templates chosen per event kind and per destination, and delivers
+//! the result to Slack, Microsoft Teams, email, generic webhooks and the console.
 //!
 //! Data flows one way: the server accepts a request, `event` normalizes it, `route` picks the
 //! destinations, the `outbox` keeps one delivery per destination, and one `worker` per destination
@@ -13,25 +13,32 @@
 //! - [`error`]: `ConfigError`, what every component's config check returns.
 //! - [`secret`]: a string that never prints itself (webhook URLs, passwords, tokens).
 //! - [`tls`]: the one crypto provider (aws-lc-rs), passed to every TLS configuration; `[server.tls]`.
-//! - [`http`]: the HTTP client the relay sends with, and how much of an answer it reads.
+//! - [`http`]: the HTTP client the relay sends with, and how much of an answer it reads; the
+//!   answers the relay's servers give.
 //! - [`memory`]: the budget that bounds what bodies and parsed events hold in memory at once.
 //! - [`testing`]: support for the tests (a fresh PostgreSQL database); the relay does not use it.
 //! - [`metrics`]: Prometheus metrics served at `/metrics`.
 //! - [`logs`]: `[log]` and the log output (text on a terminal, JSON lines otherwise).
-//! - [`event`]: measures a ThousandEyes body against the limits, parses it and normalizes it into a
-//!   kind and a summary.
-//! - [`samples`]: the ThousandEyes sample events bundled for `check`.
+//! - [`event`]: `[sources]` and the one normalized event: each source kind's module
+//!   (ThousandEyes classic and custom webhooks, Alertmanager and Grafana, generic JSON) measures
+//!   a body against the limits and turns it into events with a kind, a summary, a correlation key
+//!   and a dedup key.
+//! - [`samples`]: the sample events of every source kind bundled for `check` and the studio.
 //! - [`route`]: `[[routes]]`: which destinations receive an event.
-//! - [`auth`]: who may post: Basic, Bearer and JWT credentials, the source allowlist.
 //! - [`outbox`]: the store: accepted events and one delivery per destination until each is done;
-//!   SQLite (`outbox/sqlite`) or PostgreSQL (`outbox/postgres`) behind one interface.
+//!   SQLite (`outbox/sqlite`) or PostgreSQL (`outbox/postgres`) behind one interface; what the
+//!   OAuth server keeps.
+//! - [`auth`]: who may post: Basic, Bearer and JWT credentials, the source allowlist, and the
+//!   relay's own OAuth authorization server for ThousandEyes (`auth/oauth`), whose tokens the
+//!   store knows.
 //! - [`deliver`]: the destination kinds, one module each, with everything a kind is (its config,
 //!   sending, escaping, built-in templates, validation, fallback message, pace) behind the
 //!   `Destination` and `Facts` traits; the message, escaping and pacing they share.
 //! - [`render`]: templates: lookup, the Handlebars registries and helpers, the context; the kind
 //!   facts decide escaping, validation and fallback.
 //! - [`relay`]: the relay's state: everything one config describes, and the one in force.
-//! - [`server`]: the hyper HTTP server: ingest endpoint, health, metrics, JSON errors; which
+//! - [`server`]: the hyper HTTP server: each source's ingest path, the OAuth endpoints, health,
+//!   metrics, JSON errors; which
 //!   connections hold a slot and for how long.
 //! - [`worker`]: one loop per destination: claim, render, deliver, record; the destination's
 //!   health (pause, probe, backoff); the pool of workers.

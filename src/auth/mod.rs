@@ -475,8 +475,12 @@ mod tests {
             ),
         ];
         let peer_ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Outbox::open(&dir.path().join("store.db")).unwrap();
         for (case, auth, peer, forwarded, expected) in cases {
-            let got = auth.check(peer_ip(peer), &headers(*forwarded)).await;
+            let got = auth
+                .check(peer_ip(peer), &headers(*forwarded), &store)
+                .await;
             assert_eq!(&got, expected, "{case}");
         }
     }

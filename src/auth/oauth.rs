@@ -269,15 +269,15 @@ impl OAuth {
             (Method::POST, "/oauth/authorize") => {
                 let headers = request.headers().clone();
                 match read_form(request).await {
-                    Ok(form) => self.decide(&form, &headers, store).await,
-                    Err(response) => response,
+                    Some(form) => self.decide(&form, &headers, store).await,
+                    None => unreadable_form(),
                 }
             }
             (Method::POST, "/oauth/token") => {
                 let headers = request.headers().clone();
                 match read_form(request).await {
-                    Ok(form) => self.token(&form, &headers, store).await,
-                    Err(response) => response,
+                    Some(form) => self.token(&form, &headers, store).await,
+                    None => unreadable_form(),
                 }
             }
             (_, "/oauth/authorize") => not_allowed("GET, POST"),
@@ -295,7 +295,7 @@ impl OAuth {
     ) -> HttpResponse {
         let (client, redirect_uri) = match self.client_and_redirect(params) {
             Ok(found) => found,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         let state = param(params, "state").map(str::to_owned);
         let response_type = param(params, "response_type").unwrap_or("");
@@ -431,7 +431,7 @@ impl OAuth {
     ) -> HttpResponse {
         let client = match self.client_credentials(form, headers) {
             Ok(client) => client,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         let (operator, grant) = match param(form, "grant_type") {
             Some("client_credentials") => (None, "client_credentials"),
@@ -544,13 +544,13 @@ impl OAuth {
     fn client_and_redirect(
         &self,
         params: &[(String, String)],
-    ) -> Result<(&Client, String), HttpResponse> {
+    ) -> Result<(&Client, String), Box<HttpResponse>> {
         let refuse = |problem: &str| {
-            Err(page(
+            Err(Box::new(page(
                 StatusCode::BAD_REQUEST,
                 "This authorization request is not valid",
                 &format!("<p>{}</p>", handlebars::html_escape(problem)),
-            ))
+            )))
         };
         let Some(id) = param(params, "client_id") else {
             return refuse("client_id is missing.");
@@ -579,7 +579,7 @@ impl OAuth {
         &self,
         form: &[(String, String)],
         headers: &HeaderMap,
-    ) -> Result<&Client, HttpResponse> {
+    ) -> Result<&Client, Box<HttpResponse>> {
         let basic = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -600,11 +600,11 @@ impl OAuth {
         });
         let (id, secret) = match (basic, in_form) {
             (Some(_), Some(_)) => {
-                return Err(token_error(
+                return Err(Box::new(token_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     "authenticate the client one way: HTTP Basic or client_secret, not both",
-                ));
+                )));
             }
             (Some(pair), None) | (None, Some(pair)) => pair,
             (None, None) => ("".to_owned(), "".to_owned()),
@@ -629,7 +629,7 @@ impl OAuth {
             response
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
-            response
+            Box::new(response)
         })
     }
 
@@ -728,18 +728,20 @@ fn form_decode(text: &str) -> String {
 }
 
 /// The form body of a request, up to [`MAX_FORM_BYTES`].
-async fn read_form(request: Request<Incoming>) -> Result<Vec<(String, String)>, HttpResponse> {
-    match Limited::new(request.into_body(), MAX_FORM_BYTES)
+async fn read_form(request: Request<Incoming>) -> Option<Vec<(String, String)>> {
+    let body = Limited::new(request.into_body(), MAX_FORM_BYTES)
         .collect()
         .await
-    {
-        Ok(body) => Ok(params(&body.to_bytes())),
-        Err(_) => Err(token_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &format!("the form is unreadable or larger than {MAX_FORM_BYTES} bytes"),
-        )),
-    }
+        .ok()?;
+    Some(params(&body.to_bytes()))
+}
+
+fn unreadable_form() -> HttpResponse {
+    token_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &format!("the form is unreadable or larger than {MAX_FORM_BYTES} bytes"),
+    )
 }
 
 /// An RFC 6749 section 5.2 error.
