@@ -162,6 +162,14 @@ impl Config {
         self.delivery.validate()?;
         self.studio.validate()?;
         self.storage.postgres_url(&self.base_dir)?;
+        if !self.sources.is_empty()
+            && self.server.ingest_path != ServerConfig::default().ingest_path
+        {
+            return Err(ConfigError::new(
+                "server.ingest_path",
+                "is not used once [sources] are set: give the ThousandEyes source that path instead",
+            ));
+        }
         crate::deliver::validate_names(&self.destinations)?;
         crate::route::Router::new(&self.routes, self.destinations.keys(), &self.sources()?)?;
         if self.destinations.is_empty() {

@@ -487,7 +487,11 @@ async fn a_malformed_body_for_each_source_is_refused_by_name_and_the_server_keep
 
 #[test]
 fn check_refuses_what_sources_cannot_mean() {
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 6] = [
+        (
+            "[server]\ningest_path = \"/te\"\n[sources.a]\nkind = \"alertmanager\"\npath = \"/am\"\n",
+            "server.ingest_path: is not used once [sources] are set",
+        ),
         (
             "[sources.x]\nkind = \"generic\"\npath = \"/x\"\n[sources.x.map]\ntitle = \"/t\"\nid = \"incident/id\"\n",
             "sources.x.map.id: \"incident/id\" is not a JSON Pointer",
