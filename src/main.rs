@@ -429,11 +429,7 @@ fn deliveries(
 ) -> anyhow::Result<ExitCode> {
     let location = store_location(config_path)?;
     let rows = runtime()?.block_on(outbox::list(&location, state, limit))?;
-    let when = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_default()
-    };
+    let when = |ms| utc(ms, "%Y-%m-%d %H:%M:%S");
     println!(
         "{:>6}  {:<34}  {:<16}  {:<7}  {:>8}  {:<19}  last error",
         "id", "event", "destination", "state", "attempts", "next attempt (UTC)"
@@ -474,11 +470,7 @@ fn tokens(config_path: &Path, action: Option<TokensAction>) -> anyhow::Result<Ex
         });
     }
     let rows = runtime.block_on(outbox::tokens(&location))?;
-    let when = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-            .unwrap_or_default()
-    };
+    let when = |ms| utc(ms, "%Y-%m-%d %H:%M");
     println!(
         "{:<32}  {:<16}  {:<16}  {:<18}  {:<16}  {:<16}  state",
         "id", "client", "approved by", "grant", "issued (UTC)", "expires (UTC)"
@@ -504,6 +496,13 @@ fn tokens(config_path: &Path, action: Option<TokensAction>) -> anyhow::Result<Ex
         println!("(none)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Unix milliseconds as a UTC time in `format`.
+fn utc(ms: i64, format: &str) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format(format).to_string())
+        .unwrap_or_default()
 }
 
 /// `text` safe for a terminal: control characters (escape sequences, bells, line breaks) and the

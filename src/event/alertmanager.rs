@@ -11,8 +11,7 @@ use serde_json::{Map, Value};
 
 use super::source::{Arrival, Origin, SourceKind};
 use super::{
-    Event, EventError, EventKind, State, Summary, date_field, duration_between, is_http_url,
-    rfc3339, text_field, text_value,
+    Event, EventError, EventKind, State, Summary, date_field, is_http_url, text_field, text_value,
 };
 
 /// The one alert of a stored event's body.
@@ -138,7 +137,7 @@ fn summarize(
             .or_else(|| link_of("generatorURL")),
         _ => link_of("generatorURL"),
     };
-    Ok(Summary {
+    let summary = Summary {
         state,
         title,
         rule: name,
@@ -147,19 +146,14 @@ fn summarize(
             .or_else(|| text_field(annotations, "message")),
         severity: text_field(labels, "severity"),
         alert_id: Some(fingerprint),
-        duration: match (&started_at, &ended_at) {
-            (Some(start), Some(end)) => duration_between(start, end),
-            _ => None,
-        },
-        started_at: started_at.map(rfc3339),
-        ended_at: ended_at.map(rfc3339),
         link,
         labels: labels
             .iter()
             .filter_map(|(name, value)| Some(format!("{name}={}", text_value(value)?)))
             .collect(),
         ..Summary::default()
-    })
+    };
+    Ok(summary.timed(started_at, ended_at))
 }
 
 /// Alertmanager writes an unset time as the year 1 (`0001-01-01T00:00:00Z`).

@@ -13,8 +13,7 @@ use serde_json::{Map, Value};
 
 use super::source::Origin;
 use super::{
-    Event, EventError, EventKind, MAX_TARGETS, Summary, Target, duration_between, is_http_url,
-    parse_date, rfc3339, text_field,
+    Event, EventError, EventKind, MAX_TARGETS, Summary, Target, is_http_url, parse_date, text_field,
 };
 
 pub(super) fn event(
@@ -77,12 +76,6 @@ pub(super) fn event(
         test: test_name,
         alert_type: text(rule, "alertType").or_else(|| text(test, "type")),
         alert_id: Some(alert_id),
-        duration: match (&started_at, &ended_at) {
-            (Some(start), Some(end)) => duration_between(start, end),
-            _ => None,
-        },
-        started_at: started_at.map(rfc3339),
-        ended_at: ended_at.map(rfc3339),
         link: text(alert, "link").filter(|l| is_http_url(l)),
         labels: strings(test.get("labels")),
         targets_total: text_field(alert, "details")
@@ -97,7 +90,8 @@ pub(super) fn event(
             })
             .collect(),
         ..Summary::default()
-    };
+    }
+    .timed(started_at, ended_at);
     Ok(Event {
         key: format!("{}:{id}", origin.kind.as_str()),
         event_type: match kind {

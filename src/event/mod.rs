@@ -314,6 +314,21 @@ pub struct Summary {
     pub targets_total: usize,
 }
 
+impl Summary {
+    /// Sets when the alert started and ended (RFC 3339), and the duration between them.
+    fn timed(self, started: Option<DateTime<Utc>>, ended: Option<DateTime<Utc>>) -> Self {
+        Self {
+            duration: match (&started, &ended) {
+                (Some(start), Some(end)) => duration_between(start, end),
+                _ => None,
+            },
+            started_at: started.map(rfc3339),
+            ended_at: ended.map(rfc3339),
+            ..self
+        }
+    }
+}
+
 /// An agent or BGP monitor that saw the problem.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{
     Event, EventError, EventKind, MAX_TARGETS, Origin, State, Summary, Target, body_id, date_field,
-    duration_between, is_http_url, rfc3339, text_field,
+    is_http_url, rfc3339, text_field,
 };
 
 /// Normalizes one classic body. Its dedup key is `eventId` as JSON text, so that `123` and
@@ -111,10 +111,6 @@ fn summarize(kind: EventKind, event_type: &str, raw: &Map<String, Value>) -> Sum
         },
         (_, None) => test.clone().unwrap_or_else(|| event_type.to_owned()),
     };
-    let duration = match (&started_at, &ended_at) {
-        (Some(start), Some(end)) => duration_between(start, end),
-        _ => None,
-    };
     Summary {
         state,
         title,
@@ -125,9 +121,6 @@ fn summarize(kind: EventKind, event_type: &str, raw: &Map<String, Value>) -> Sum
         test,
         alert_type: text("type").or_else(|| kind.is_agent().then(|| "Agent".to_owned())),
         alert_id: text("alertId"),
-        started_at: started_at.map(rfc3339),
-        ended_at: ended_at.map(rfc3339),
-        duration,
         disabled: active == Some(2),
         link: text("permalink").filter(|l| is_http_url(l)),
         labels: alert
@@ -141,7 +134,9 @@ fn summarize(kind: EventKind, event_type: &str, raw: &Map<String, Value>) -> Sum
             .unwrap_or_default(),
         targets_total,
         targets,
+        ..Summary::default()
     }
+    .timed(started_at, ended_at)
 }
 
 fn objects(values: &[Value]) -> impl Iterator<Item = &Map<String, Value>> {
