@@ -81,6 +81,8 @@ label_value!(ReloadOutcome {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
+    /// The `[sources]` name of the path it was posted to.
+    pub source: String,
     /// The event kind, or `none` when the body was refused before it was read as an event.
     pub kind: String,
     pub outcome: EventOutcome,
@@ -201,9 +203,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn event(&self, kind: &str, outcome: EventOutcome) {
+    pub fn event(&self, source: &str, kind: &str, outcome: EventOutcome) {
         self.events
             .get_or_create(&EventLabels {
+                source: source.to_owned(),
                 kind: kind.to_owned(),
                 outcome,
             })

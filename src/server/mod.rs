@@ -261,7 +261,7 @@ impl Ingest {
                 Denied::Unavailable => EventOutcome::RejectedUnavailable,
                 _ => EventOutcome::RejectedAuth,
             };
-            self.metrics.event("none", outcome);
+            self.metrics.event(&source.origin.name, "none", outcome);
             return match denied {
                 Denied::Unauthorized => {
                     let mut response =
@@ -283,20 +283,26 @@ impl Ingest {
             };
         }
         if let Some(other) = not_json(request.headers().get(CONTENT_TYPE)) {
-            self.metrics
-                .event("none", EventOutcome::RejectedContentType);
+            self.metrics.event(
+                &source.origin.name,
+                "none",
+                EventOutcome::RejectedContentType,
+            );
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 &format!("Content-Type {other} is not JSON; send application/json"),
             );
         }
-        let (body, _body_room) = match self.read_body(request.into_body()).await {
+        let (body, _body_room) = match self
+            .read_body(&source.origin.name, request.into_body())
+            .await
+        {
             Ok(read) => read,
             Err(response) => return response,
         };
         let measured = match crate::event::measure(&body) {
             Ok(measured) => measured,
-            Err(e) => return self.refuse(e),
+            Err(e) => return self.refuse(&source.origin.name, e),
         };
         // Room for the parsed event and the copy of the body that goes to the store.
         let _event_room = self
@@ -306,7 +312,7 @@ impl Ingest {
             .await;
         let arrivals = match source.events(measured, chrono::Utc::now()) {
             Ok(arrivals) => arrivals,
-            Err(e) => return self.refuse(e),
+            Err(e) => return self.refuse(&source.origin.name, e),
         };
         // Each event is stored on its own (a body of several alerts is taken alert by alert): if
         // the store fails midway, the sender posts the body again and the events already stored
@@ -364,43 +370,51 @@ impl Ingest {
         {
             Ok(Accepted::New { deliveries: 0 }) => {
                 warn!(event = %id, kind, %source, "accepted, but no route matches this event: it goes nowhere");
-                self.metrics.event(kind, EventOutcome::Unrouted);
+                self.metrics.event(source, kind, EventOutcome::Unrouted);
                 Ok(json!({"status": "accepted", "eventId": id, "deliveries": 0}))
             }
             Ok(Accepted::New { deliveries }) => {
                 info!(event = %id, kind, %source, deliveries, destinations = %to.join(","), "accepted");
-                self.metrics.event(kind, EventOutcome::Accepted);
+                self.metrics.event(source, kind, EventOutcome::Accepted);
                 Ok(json!({"status": "accepted", "eventId": id, "deliveries": deliveries}))
             }
             Ok(Accepted::Duplicate) => {
                 info!(event = %id, kind, %source, "duplicate; already accepted");
-                self.metrics.event(kind, EventOutcome::Duplicate);
+                self.metrics.event(source, kind, EventOutcome::Duplicate);
                 Ok(json!({"status": "duplicate", "eventId": id}))
             }
             Err(e) => {
                 warn!(event = %id, error = %e, "cannot store the event; answering 503");
-                self.metrics.event(kind, EventOutcome::RejectedUnavailable);
+                self.metrics
+                    .event(source, kind, EventOutcome::RejectedUnavailable);
                 Err(unavailable("cannot store the event now; post again later"))
             }
         }
     }
 
     /// 413 for a body too large to parse, 400 for one that is not an event.
-    fn refuse(&self, e: EventError) -> HttpResponse {
+    fn refuse(&self, source: &str, e: EventError) -> HttpResponse {
         if e.too_large() {
-            self.metrics.event("none", EventOutcome::RejectedTooLarge);
+            self.metrics
+                .event(source, "none", EventOutcome::RejectedTooLarge);
             error(StatusCode::PAYLOAD_TOO_LARGE, &e.to_string())
         } else {
-            self.metrics.event("none", EventOutcome::RejectedInvalid);
+            self.metrics
+                .event(source, "none", EventOutcome::RejectedInvalid);
             error(StatusCode::BAD_REQUEST, &e.to_string())
         }
     }
 
     /// Reads the body, refusing it as soon as it is known to be over the limit. Room for it in
     /// the memory budget is reserved first: its announced length, or the most it may be.
-    async fn read_body(&self, body: Incoming) -> Result<(Bytes, Reservation<'_>), HttpResponse> {
+    async fn read_body(
+        &self,
+        source: &str,
+        body: Incoming,
+    ) -> Result<(Bytes, Reservation<'_>), HttpResponse> {
         let too_large = || {
-            self.metrics.event("none", EventOutcome::RejectedTooLarge);
+            self.metrics
+                .event(source, "none", EventOutcome::RejectedTooLarge);
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("body is larger than {} bytes", self.limits.max_body_bytes),

@@ -185,12 +185,12 @@ async fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
     );
     let (_, metrics) = relay.get("/metrics").await;
     assert!(
-        metrics.contains("alert_relay_events_total{kind=\"none\",outcome=\"rejected_invalid\"} 6"),
+        metrics.contains("alert_relay_events_total{source=\"thousandeyes\",kind=\"none\",outcome=\"rejected_invalid\"} 6"),
         "{metrics}"
     );
     assert!(
         metrics
-            .contains("alert_relay_events_total{kind=\"none\",outcome=\"rejected_too_large\"} 2"),
+            .contains("alert_relay_events_total{source=\"thousandeyes\",kind=\"none\",outcome=\"rejected_too_large\"} 2"),
         "{metrics}"
     );
     relay.stop().await;
@@ -265,7 +265,7 @@ async fn an_event_no_route_matches_is_accepted_and_counted_as_unrouted() {
     );
     let (_, metrics) = relay.get("/metrics").await;
     assert!(
-        metrics.contains("alert_relay_events_total{kind=\"alert.trigger\",outcome=\"unrouted\"} 1"),
+        metrics.contains("alert_relay_events_total{source=\"thousandeyes\",kind=\"alert.trigger\",outcome=\"unrouted\"} 1"),
         "{metrics}"
     );
     relay.stop().await;

@@ -89,27 +89,27 @@ async fn counters_match_what_happened() {
         .to_string();
     let expected: Vec<(String, f64)> = vec![
         (
-            "alert_relay_events_total{kind=\"alert.trigger\",outcome=\"accepted\"}".into(),
+            "alert_relay_events_total{source=\"thousandeyes\",kind=\"alert.trigger\",outcome=\"accepted\"}".into(),
             1.0,
         ),
         (
-            "alert_relay_events_total{kind=\"alert.clear\",outcome=\"accepted\"}".into(),
+            "alert_relay_events_total{source=\"thousandeyes\",kind=\"alert.clear\",outcome=\"accepted\"}".into(),
             1.0,
         ),
         (
-            "alert_relay_events_total{kind=\"test\",outcome=\"accepted\"}".into(),
+            "alert_relay_events_total{source=\"thousandeyes\",kind=\"test\",outcome=\"accepted\"}".into(),
             1.0,
         ),
         (
-            "alert_relay_events_total{kind=\"alert.trigger\",outcome=\"duplicate\"}".into(),
+            "alert_relay_events_total{source=\"thousandeyes\",kind=\"alert.trigger\",outcome=\"duplicate\"}".into(),
             1.0,
         ),
         (
-            "alert_relay_events_total{kind=\"none\",outcome=\"rejected_invalid\"}".into(),
+            "alert_relay_events_total{source=\"thousandeyes\",kind=\"none\",outcome=\"rejected_invalid\"}".into(),
             1.0,
         ),
         (
-            "alert_relay_events_total{kind=\"none\",outcome=\"rejected_content_type\"}".into(),
+            "alert_relay_events_total{source=\"thousandeyes\",kind=\"none\",outcome=\"rejected_content_type\"}".into(),
             1.0,
         ),
         (

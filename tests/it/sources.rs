@@ -134,6 +134,13 @@ async fn an_alertmanager_body_is_one_event_per_alert_routed_by_source() {
     assert_eq!(alerts[0]["labels"]["instance"], "api-1:9100");
     assert_eq!(first["payload"]["receiver"], "alert-relay");
     assert!(got.contains_key("8c0d2e4f6a1b3c5d:firing:2025-03-17T19:44:30Z"));
+    let (_, metrics) = relay.get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "alert_relay_events_total{source=\"prometheus\",kind=\"alert.trigger\",outcome=\"accepted\"} 2"
+        ),
+        "one count per alert: {metrics}"
+    );
 
     // Alertmanager repeats a firing group every repeat_interval: the same alerts are duplicates.
     let (status, again) = relay
@@ -461,6 +468,19 @@ async fn a_malformed_body_for_each_source_is_refused_by_name_and_the_server_keep
         assert_eq!(status, 400, "{path} {body}: {answer}");
         let error = answer["error"].as_str().unwrap();
         assert!(error.contains(problem), "{path} {body}: {error}");
+    }
+    let (_, metrics) = relay.get("/metrics").await;
+    for (source, refused) in [
+        ("te", 2),
+        ("te_custom", 2),
+        ("prometheus", 2),
+        ("grafana", 1),
+        ("incidents", 2),
+    ] {
+        let line = format!(
+            "alert_relay_events_total{{source=\"{source}\",kind=\"none\",outcome=\"rejected_invalid\"}} {refused}"
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
     // Still serving, every source.
     assert_eq!(
