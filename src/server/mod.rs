@@ -304,11 +304,13 @@ impl Ingest {
             Ok(measured) => measured,
             Err(e) => return self.refuse(&source.origin.name, e),
         };
-        // Room for the parsed event and the copy of the body that goes to the store.
+        // Room for the parsed event and the copy of the body that goes to the store; a body of
+        // several alerts is stored once per alert, each copy with the group's fields: about twice.
+        let copies = if source.origin.kind.batches() { 2 } else { 1 };
         let _event_room = self
             .memory
             .events
-            .reserve(measured.shape.parsed_bytes() + body.len())
+            .reserve((measured.shape.parsed_bytes() + body.len()) * copies)
             .await;
         let arrivals = match source.events(measured, chrono::Utc::now()) {
             Ok(arrivals) => arrivals,
@@ -331,17 +333,12 @@ impl Ingest {
                 Err(response) => return response,
             }
         }
-        match answers.pop() {
-            Some(only) if answers.is_empty() && !source.origin.kind.batches() => {
-                json_response(StatusCode::OK, &only)
-            }
-            last => {
-                answers.extend(last);
-                json_response(
-                    StatusCode::OK,
-                    &json!({"status": "accepted", "events": answers}),
-                )
-            }
+        match &answers[..] {
+            [only] if !source.origin.kind.batches() => json_response(StatusCode::OK, only),
+            _ => json_response(
+                StatusCode::OK,
+                &json!({"status": "accepted", "events": answers}),
+            ),
         }
     }
 
