@@ -113,7 +113,9 @@ pub enum EventError {
     NotJson(#[from] serde_json::Error),
     #[error("body must be a JSON object")]
     NotObject,
-    #[error("body has no string field \"eventType\"")]
+    #[error(
+        "body has no string field \"eventType\": not a ThousandEyes classic webhook (other senders need a [sources] entry of their kind)"
+    )]
     NoEventType,
     #[error("body nests deeper than {MAX_DEPTH} levels")]
     TooDeep,
