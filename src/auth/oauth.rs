@@ -186,6 +186,17 @@ impl OAuth {
             });
         }
         let operators = super::basic_credentials(&config.operators, base_dir, &key("operators"))?;
+        if let Some(client) = clients.iter().find(|c| c.secret.is_none())
+            && operators.is_empty()
+        {
+            return Err(ConfigError::new(
+                key("operators"),
+                format!(
+                    "name at least one: client {:?} has no secret, so only an operator's consent can give it a token",
+                    client.id
+                ),
+            ));
+        }
         let key_file = match &config.signing_key_file {
             Some(file) => {
                 let path = base_dir.join(file);

@@ -441,6 +441,32 @@ async fn bad_authorization_requests_are_refused_without_redirecting() {
     );
 }
 
+#[test]
+fn check_refuses_an_oauth_server_no_one_could_use() {
+    for (oauth, problem) in [
+        (
+            "clients = [{ id = \"te\" }]\n",
+            "server.auth.oauth.operators: name at least one: client \"te\" has no secret",
+        ),
+        (
+            "clients = []\n",
+            "server.auth.oauth.clients: name at least one client",
+        ),
+        (
+            "clients = [{ id = \"te\", secret = \"s\", redirect_uris = [\"app.example.com/cb\"] }]\n",
+            "server.auth.oauth.clients[0].redirect_uris: \"app.example.com/cb\" is not an absolute http(s) URL",
+        ),
+    ] {
+        let dir = common::config_dir(
+            &format!("[server.auth.oauth]\n{oauth}\n[destinations.out]\nkind = \"console\"\n"),
+            &[],
+        );
+        let (ok, out) = command(dir.path(), &["check"]);
+        assert!(!ok, "{oauth}");
+        assert!(out.contains(problem), "{oauth}\n{out}");
+    }
+}
+
 fn assert_no_secret_in_logs(dir: &Path, secrets: &[&str]) {
     let logs = relay_logs(dir);
     assert!(
