@@ -63,8 +63,8 @@ pub(super) fn events(
         stored.insert("alerts".into(), Value::Array(vec![Value::Object(alert)]));
         let body = serde_json::to_vec(&stored).map_err(EventError::NotJson)?;
         arrivals.push(Arrival {
+            key: format!("{}:{id}", origin.kind.as_str()),
             event: Event {
-                key: format!("{}:{id}", origin.kind.as_str()),
                 id,
                 event_type: status.to_owned(),
                 kind: if status == "resolved" {

@@ -11,16 +11,17 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::source::Origin;
+use super::source::{Arrival, Origin};
 use super::{
     Event, EventError, EventKind, MAX_TARGETS, Summary, Target, is_http_url, parse_date, text_field,
 };
 
-pub(super) fn event(
+/// Normalizes one body; its dedup key is the notification id.
+pub(super) fn arrival(
     raw: Map<String, Value>,
     origin: &Origin,
     received_at: DateTime<Utc>,
-) -> Result<Event, EventError> {
+) -> Result<Arrival, EventError> {
     let invalid = |problem: &str| EventError::Invalid(problem.to_owned());
     let kind = match raw.get("type").and_then(super::text_value).as_deref() {
         Some("2") => EventKind::AlertTrigger,
@@ -92,18 +93,21 @@ pub(super) fn event(
         ..Summary::default()
     }
     .timed(started_at, ended_at);
-    Ok(Event {
+    Ok(Arrival {
         key: format!("{}:{id}", origin.kind.as_str()),
-        event_type: match kind {
-            EventKind::AlertClear => "clear".into(),
-            _ => "trigger".into(),
+        event: Event {
+            event_type: match kind {
+                EventKind::AlertClear => "clear".into(),
+                _ => "trigger".into(),
+            },
+            id,
+            kind,
+            received_at,
+            source: origin.clone(),
+            raw,
+            summary,
         },
-        id,
-        kind,
-        received_at,
-        source: origin.clone(),
-        raw,
-        summary,
+        body: None,
     })
 }
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map as Object, Value};
 
-use super::source::Origin;
+use super::source::{Arrival, Origin};
 use super::{
     Event, EventError, EventKind, State, Summary, body_id, is_http_url, parse_date, rfc3339,
     text_value,
@@ -125,13 +125,14 @@ fn check_pointer(pointer: &str) -> Result<(), String> {
 }
 
 impl Map {
-    pub(super) fn event(
+    /// Normalizes one body; its dedup key is the source, `id` and the state value.
+    pub(super) fn arrival(
         &self,
         raw: Object<String, Value>,
         body: &[u8],
         origin: &Origin,
         received_at: DateTime<Utc>,
-    ) -> Result<Event, EventError> {
+    ) -> Result<Arrival, EventError> {
         let body_value = Value::Object(raw);
         let at = |pointer: &Option<String>| {
             pointer
@@ -192,18 +193,21 @@ impl Map {
             Value::Object(raw) => raw,
             _ => Object::new(),
         };
-        Ok(Event {
+        Ok(Arrival {
             key: match &self.state {
                 Some(_) => format!("generic:{}:{id}:{event_type}", origin.name),
                 None => format!("generic:{}:{id}", origin.name),
             },
-            id,
-            event_type,
-            kind,
-            received_at,
-            source: origin.clone(),
-            raw,
-            summary,
+            event: Event {
+                id,
+                event_type,
+                kind,
+                received_at,
+                source: origin.clone(),
+                raw,
+                summary,
+            },
+            body: None,
         })
     }
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use shape::{MAX_DEPTH, MAX_STRING_BYTES, MAX_VALUES, Measured, Shape, measure};
-pub use source::{Origin, Source, SourceConfig, SourceKind, Sources};
+pub use source::{Arrival, Origin, Source, SourceConfig, SourceKind, Sources};
 
 /// What an event is, which picks its template (`templates/<destination>/<kind>.hbs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -162,8 +162,6 @@ pub struct Event {
     /// The event's id as its sender gives it (ThousandEyes' `eventId`; for Alertmanager the
     /// fingerprint, status and start), shown in answers and logs.
     pub id: String,
-    /// What dedup compares (see each source for what it holds).
-    pub key: String,
     /// The sender's own name for what happened (`eventType`, an Alertmanager `status`, ...).
     pub event_type: String,
     pub kind: EventKind,
@@ -212,7 +210,8 @@ impl Event {
     pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Self, EventError> {
         let measured = measure(body)?;
         let raw = object(measured.body)?;
-        thousandeyes::event(raw, measured.body, &Origin::thousandeyes(), received_at)
+        thousandeyes::arrival(raw, measured.body, &Origin::thousandeyes(), received_at)
+            .map(|arrival| arrival.event)
     }
 
     /// The normalized part of this event, as the store keeps it beside the body.
@@ -233,18 +232,17 @@ impl Event {
     pub fn from_store(
         measured: Measured<'_>,
         normalized: Option<&str>,
-        key: &str,
         received_at: DateTime<Utc>,
     ) -> Result<Self, EventError> {
         let raw = object(measured.body)?;
         let Some(normalized) = normalized else {
-            return thousandeyes::event(raw, measured.body, &Origin::thousandeyes(), received_at);
+            return thousandeyes::arrival(raw, measured.body, &Origin::thousandeyes(), received_at)
+                .map(|arrival| arrival.event);
         };
         let stored: Stored = serde_json::from_str(normalized)
             .map_err(|e| EventError::Invalid(format!("its normalized form is unreadable: {e}")))?;
         Ok(Self {
             id: stored.id,
-            key: key.to_owned(),
             event_type: stored.event_type,
             kind: stored.kind,
             received_at,
@@ -546,7 +544,6 @@ mod tests {
         let back = Event::from_store(
             measure(body).unwrap(),
             Some(&event.stored_form()),
-            &event.key,
             event.received_at,
         )
         .unwrap();
@@ -555,8 +552,7 @@ mod tests {
             ("e1", EventKind::AlertTrigger, "R on T")
         );
         assert_eq!(back.lifecycle(), Some(("7", Phase::Trigger)));
-        let legacy =
-            Event::from_store(measure(body).unwrap(), None, &event.key, Utc::now()).unwrap();
+        let legacy = Event::from_store(measure(body).unwrap(), None, Utc::now()).unwrap();
         assert_eq!(legacy.summary.title, "R on T", "rows stored before sources");
     }
 }

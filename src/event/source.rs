@@ -103,11 +103,12 @@ pub struct Source {
     map: Option<generic::Map>,
 }
 
-/// One event a body holds, with the body to store for it when that is not the body as sent
-/// (an Alertmanager body holding several alerts is stored once per alert, each copy holding
-/// that alert alone).
+/// One event a body holds, as it is accepted: with what dedup compares (each source says what
+/// it holds), and the body to store for it when that is not the body as sent (an Alertmanager
+/// body holding several alerts is stored once per alert, each copy holding that alert alone).
 pub struct Arrival {
     pub event: Event,
+    pub key: String,
     pub body: Option<Vec<u8>>,
 }
 
@@ -132,23 +133,19 @@ impl Source {
         received_at: DateTime<Utc>,
     ) -> Result<Vec<Arrival>, EventError> {
         let raw = object(measured.body)?;
-        let one = |event| Ok(vec![Arrival { event, body: None }]);
-        match self.origin.kind {
-            SourceKind::Thousandeyes => one(thousandeyes::event(
-                raw,
-                measured.body,
-                &self.origin,
-                received_at,
-            )?),
-            SourceKind::ThousandeyesCustom => one(custom::event(raw, &self.origin, received_at)?),
+        let (origin, body) = (&self.origin, measured.body);
+        let one = match origin.kind {
+            SourceKind::Thousandeyes => thousandeyes::arrival(raw, body, origin, received_at)?,
+            SourceKind::ThousandeyesCustom => custom::arrival(raw, origin, received_at)?,
             SourceKind::Alertmanager | SourceKind::Grafana => {
-                alertmanager::events(raw, &self.origin, received_at)
+                return alertmanager::events(raw, origin, received_at);
             }
             SourceKind::Generic => match &self.map {
-                Some(map) => one(map.event(raw, measured.body, &self.origin, received_at)?),
-                None => Err(EventError::Invalid("this source has no map".into())),
+                Some(map) => map.arrival(raw, body, origin, received_at)?,
+                None => return Err(EventError::Invalid("this source has no map".into())),
             },
-        }
+        };
+        Ok(vec![one])
     }
 }
 

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::source::Arrival;
 use super::{
     Event, EventError, EventKind, MAX_TARGETS, Origin, State, Summary, Target, body_id, date_field,
     is_http_url, rfc3339, text_field,
@@ -12,12 +13,12 @@ use super::{
 
 /// Normalizes one classic body. Its dedup key is `eventId` as JSON text, so that `123` and
 /// `"123"` are two events, or the body hash when there is no `eventId`.
-pub(super) fn event(
+pub(super) fn arrival(
     raw: Map<String, Value>,
     body: &[u8],
     origin: &Origin,
     received_at: DateTime<Utc>,
-) -> Result<Event, EventError> {
+) -> Result<Arrival, EventError> {
     let event_type = raw
         .get("eventType")
         .and_then(Value::as_str)
@@ -33,15 +34,18 @@ pub(super) fn event(
     };
     let kind = kind_of(&event_type, &raw);
     let summary = summarize(kind, &event_type, &raw);
-    Ok(Event {
-        id,
+    Ok(Arrival {
+        event: Event {
+            id,
+            event_type,
+            kind,
+            received_at,
+            source: origin.clone(),
+            raw,
+            summary,
+        },
         key,
-        event_type,
-        kind,
-        received_at,
-        source: origin.clone(),
-        raw,
-        summary,
+        body: None,
     })
 }
 
@@ -171,6 +175,17 @@ mod tests {
         Event::parse(value.to_string().as_bytes(), Utc::now()).expect("valid event")
     }
 
+    /// The dedup key `value` is accepted under.
+    fn key(value: Value) -> String {
+        let body = value.to_string();
+        let Value::Object(raw) = value else {
+            panic!("an object")
+        };
+        arrival(raw, body.as_bytes(), &Origin::thousandeyes(), Utc::now())
+            .expect("valid event")
+            .key
+    }
+
     #[test]
     fn kinds_of_both_agent_eras() {
         let old = parse(
@@ -191,7 +206,11 @@ mod tests {
         assert_eq!((other.kind, other.id.as_str()), (EventKind::Unknown, "7"));
         let text = parse(json!({"eventType": "SOMETHING_NEW", "eventId": "7"}));
         assert_eq!(text.id, other.id, "both show as 7");
-        assert_ne!(text.key, other.key, "but they are two events");
+        assert_ne!(
+            key(json!({"eventType": "SOMETHING_NEW", "eventId": "7"})),
+            key(json!({"eventType": "SOMETHING_NEW", "eventId": 7})),
+            "but they are two events"
+        );
     }
 
     #[test]

@@ -172,6 +172,45 @@ pub struct RecentEvent {
     pub received_at: i64,
 }
 
+/// An event to store, with one delivery per destination in `to`.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// What dedup compares: while an event with the same key is kept, this one is a duplicate.
+    pub key: String,
+    /// Unix milliseconds.
+    pub received_at: i64,
+    pub body: Vec<u8>,
+    /// The event as its source normalized it (see `Event::stored_form`).
+    pub normalized: Option<String>,
+    pub to: Vec<String>,
+    /// The correlation key and phase: a clear is not claimed for a destination while its trigger
+    /// waits there.
+    pub lifecycle: Option<(String, Phase)>,
+}
+
+impl NewEvent {
+    /// The correlation key and phase, as the stores keep them.
+    pub(crate) fn lifecycle(&self) -> (Option<&str>, Option<&'static str>) {
+        match &self.lifecycle {
+            Some((key, phase)) => (Some(key.as_str()), Some(phase.as_str())),
+            None => (None, None),
+        }
+    }
+
+    /// An empty body stored under `key` for `to`, received at 1 (tests change what they need).
+    #[cfg(test)]
+    pub(crate) fn for_test(key: &str, to: &[&str]) -> Self {
+        Self {
+            key: key.to_owned(),
+            received_at: 1,
+            body: b"{}".to_vec(),
+            normalized: None,
+            to: to.iter().map(|s| s.to_string()).collect(),
+            lifecycle: None,
+        }
+    }
+}
+
 /// A stored event's body and its normalized form (see [`Claim::normalized`]).
 pub type StoredBody = (Vec<u8>, Option<String>);
 
@@ -366,21 +405,11 @@ impl Outbox {
         ))
     }
 
-    /// Stores the event (its `body` and, beside it, its `normalized` form) and one delivery per
-    /// destination in `to`, unless an event with the same dedup `key` is already stored. `lifecycle` is the event's correlation key and phase: a
-    /// clear is not claimed for a destination while its trigger waits there. Returns once the
-    /// transaction is committed and on disk.
-    pub async fn accept(
-        &self,
-        event_id: &str,
-        received_at: i64,
-        body: &[u8],
-        normalized: Option<&str>,
-        to: &[String],
-        lifecycle: Option<(&str, Phase)>,
-    ) -> Result<Accepted, StoreError> {
+    /// Stores the event and its deliveries, unless an event with the same key is already
+    /// stored. Returns once the transaction is committed and on disk.
+    pub async fn accept(&self, event: NewEvent) -> Result<Accepted, StoreError> {
         self.writer()
-            .accept(event_id, received_at, body, normalized, to, lifecycle)
+            .send(|reply| writes::Write::Accept { event, reply })
             .await
     }
 

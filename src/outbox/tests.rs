@@ -54,15 +54,20 @@ async fn postgres() -> (Outbox, Location) {
 }
 
 async fn dedup_claim_and_finish(outbox: Outbox, location: Location) {
-    let destinations = names(&["a", "b"]);
     let accepted = outbox
-        .accept("\"e1\"", 1, b"{}", Some("{\"n\":1}"), &destinations, None)
+        .accept(NewEvent {
+            normalized: Some("{\"n\":1}".into()),
+            ..NewEvent::for_test("\"e1\"", &["a", "b"])
+        })
         .await
         .unwrap();
     assert_eq!(accepted, Accepted::New { deliveries: 2 });
     assert_eq!(
         outbox
-            .accept("\"e1\"", 2, b"{}", None, &destinations, None)
+            .accept(NewEvent {
+                received_at: 2,
+                ..NewEvent::for_test("\"e1\"", &["a", "b"])
+            })
             .await
             .unwrap(),
         Accepted::Duplicate
@@ -169,10 +174,7 @@ async fn dedup_claim_and_finish(outbox: Outbox, location: Location) {
 async fn one_replica_drives_a_destination_and_a_lease_outlives_it() {
     let (outbox, _) = postgres().await;
     for id in ["\"l1\"", "\"l2\""] {
-        outbox
-            .accept(id, 1, b"{}", None, &names(&["a"]), None)
-            .await
-            .unwrap();
+        outbox.accept(NewEvent::for_test(id, &["a"])).await.unwrap();
     }
     // Two replicas: each its own reader, neither knowing what the other has in flight.
     let (one, two) = (outbox.reader().unwrap(), outbox.reader().unwrap());
@@ -212,14 +214,12 @@ async fn one_replica_drives_a_destination_and_a_lease_outlives_it() {
 async fn recent_events(outbox: Outbox, _: Location) {
     for i in 0..3 {
         outbox
-            .accept(
-                &format!("\"r{i}\""),
-                1000 + i,
-                format!("{{\"n\":{i}}}").as_bytes(),
-                Some(&format!("{{\"normalized\":{i}}}")),
-                &names(&["a"]),
-                None,
-            )
+            .accept(NewEvent {
+                received_at: 1000 + i,
+                body: format!("{{\"n\":{i}}}").into_bytes(),
+                normalized: Some(format!("{{\"normalized\":{i}}}")),
+                ..NewEvent::for_test(&format!("\"r{i}\""), &["a"])
+            })
             .await
             .unwrap();
     }
@@ -238,7 +238,7 @@ async fn prune_in_small_transactions(outbox: Outbox, _: Location) {
     let events = 2 * PRUNE_BATCH + 10;
     for i in 0..events {
         outbox
-            .accept(&format!("\"e{i}\""), 1, b"{}", None, &names(&["a"]), None)
+            .accept(NewEvent::for_test(&format!("\"e{i}\""), &["a"]))
             .await
             .unwrap();
     }
@@ -277,12 +277,14 @@ async fn prune_in_small_transactions(outbox: Outbox, _: Location) {
 
 async fn clear_waits_for_its_trigger(outbox: Outbox, _: Location) {
     let reader = outbox.reader().unwrap();
-    let to = names(&["a"]);
     let accept = |id: &'static str, key: &'static str, phase| {
-        let (outbox, to) = (&outbox, &to);
+        let outbox = &outbox;
         async move {
             outbox
-                .accept(id, 1, b"{}", None, to, Some((key, phase)))
+                .accept(NewEvent {
+                    lifecycle: Some((key.to_owned(), phase)),
+                    ..NewEvent::for_test(id, &["a"])
+                })
                 .await
                 .unwrap()
         }

@@ -4,8 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Accepted, Finish, StoreError, Wakers};
-use crate::event::Phase;
+use super::{Accepted, Finish, NewEvent, StoreError, Wakers};
 
 /// Writes waiting for the writer; past it, callers wait (back-pressure, not memory).
 pub(super) const WRITE_QUEUE: usize = 4096;
@@ -32,27 +31,6 @@ pub(super) enum Write {
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-}
-
-/// An event to store, with its deliveries.
-pub(super) struct NewEvent {
-    pub event_id: String,
-    pub received_at: i64,
-    pub body: Vec<u8>,
-    /// The event as its source normalized it (see `Event::stored_form`).
-    pub normalized: Option<String>,
-    pub to: Vec<String>,
-    pub lifecycle: Option<(String, Phase)>,
-}
-
-impl NewEvent {
-    /// The correlation key and phase, as the stores keep them.
-    pub fn lifecycle(&self) -> (Option<&str>, Option<&'static str>) {
-        match &self.lifecycle {
-            Some((key, phase)) => (Some(key.as_str()), Some(phase.as_str())),
-            None => (None, None),
-        }
-    }
 }
 
 /// What one write in a batch did.
@@ -83,29 +61,6 @@ impl Writer {
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
-    }
-
-    pub(super) async fn accept(
-        &self,
-        event_id: &str,
-        received_at: i64,
-        body: &[u8],
-        normalized: Option<&str>,
-        to: &[String],
-        lifecycle: Option<(&str, Phase)>,
-    ) -> Result<Accepted, StoreError> {
-        self.send(|reply| Write::Accept {
-            event: NewEvent {
-                event_id: event_id.to_owned(),
-                received_at,
-                body: body.to_vec(),
-                normalized: normalized.map(str::to_owned),
-                to: to.to_vec(),
-                lifecycle: lifecycle.map(|(key, phase)| (key.to_owned(), phase)),
-            },
-            reply,
-        })
-        .await
     }
 
     pub(super) async fn finish(

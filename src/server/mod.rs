@@ -23,10 +23,10 @@ use tracing::{info, warn};
 
 use crate::auth::Denied;
 use crate::error::ConfigError;
-use crate::event::{Event, EventError, Source};
+use crate::event::{Arrival, EventError, Source};
 use crate::memory::{Memory, Reservation};
 use crate::metrics::{EventOutcome, Metrics};
-use crate::outbox::{Accepted, Outbox};
+use crate::outbox::{Accepted, NewEvent, Outbox};
 use crate::relay::{Live, Relay};
 use crate::secret::Secret;
 
@@ -320,15 +320,8 @@ impl Ingest {
         // the store fails midway, the sender posts the body again and the events already stored
         // are recognised as duplicates.
         let mut answers = Vec::with_capacity(arrivals.len());
-        for arrival in &arrivals {
-            match self
-                .store(
-                    relay,
-                    &arrival.event,
-                    arrival.body.as_deref().unwrap_or(&body),
-                )
-                .await
-            {
+        for arrival in arrivals {
+            match self.store(relay, arrival, &body).await {
                 Ok(answer) => answers.push(answer),
                 Err(response) => return response,
             }
@@ -342,29 +335,28 @@ impl Ingest {
         }
     }
 
-    /// Stores one event with its deliveries; what the sender is told of it, or the refusal.
+    /// Stores one event with its deliveries (with `sent`, the body as sent, unless the arrival
+    /// brings its own); what the sender is told of it, or the refusal.
     async fn store(
         &self,
         relay: &Relay,
-        event: &Event,
-        body: &[u8],
+        arrival: Arrival,
+        sent: &[u8],
     ) -> Result<serde_json::Value, HttpResponse> {
+        let event = &arrival.event;
         let (id, kind, source) = (&event.id, event.kind.as_str(), &event.source.name);
         let to = relay.router.destinations_for(event);
-        let received_at = event.received_at.timestamp_millis();
-        let normalized = event.stored_form();
-        match self
-            .outbox
-            .accept(
-                &event.key,
-                received_at,
-                body,
-                Some(&normalized),
-                &to,
-                event.lifecycle(),
-            )
-            .await
-        {
+        let stored = NewEvent {
+            key: arrival.key.clone(),
+            received_at: event.received_at.timestamp_millis(),
+            body: arrival.body.unwrap_or_else(|| sent.to_vec()),
+            normalized: Some(event.stored_form()),
+            to: to.clone(),
+            lifecycle: event
+                .lifecycle()
+                .map(|(key, phase)| (key.to_owned(), phase)),
+        };
+        match self.outbox.accept(stored).await {
             Ok(Accepted::New { deliveries: 0 }) => {
                 warn!(event = %id, kind, %source, "accepted, but no route matches this event: it goes nowhere");
                 self.metrics.event(source, kind, EventOutcome::Unrouted);

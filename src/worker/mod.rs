@@ -379,13 +379,8 @@ impl Worker {
             .await;
         let received_at =
             chrono::DateTime::from_timestamp_millis(claim.received_at).unwrap_or_default();
-        let mut event = Event::from_store(
-            measured,
-            claim.normalized.as_deref(),
-            &claim.event_id,
-            received_at,
-        )
-        .map_err(cannot)?;
+        let mut event = Event::from_store(measured, claim.normalized.as_deref(), received_at)
+            .map_err(cannot)?;
         drop(body);
         let destination = &relay.destinations[&self.name].destination;
         let mut messages = Vec::new();

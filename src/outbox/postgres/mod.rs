@@ -31,10 +31,10 @@ use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Timeouts};
 use tokio::sync::mpsc;
 
-use super::writes::{Applied, NewEvent, Write, Writer, answer};
+use super::writes::{Applied, Write, Writer, answer};
 use super::{
-    Accepted, Claim, DeliveryRow, DeliveryState, Finish, RecentEvent, Requeue, StoreError,
-    StoredBody, Wakers, display_id, now_ms,
+    Accepted, Claim, DeliveryRow, DeliveryState, Finish, NewEvent, RecentEvent, Requeue,
+    StoreError, StoredBody, Wakers, display_id, now_ms,
 };
 
 use crate::secret::Secret;
@@ -496,7 +496,7 @@ async fn insert_event(
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (event_id) DO NOTHING RETURNING id",
             &[
-                &new.event_id,
+                &new.key,
                 &new.received_at,
                 &new.body,
                 &new.normalized,

@@ -297,11 +297,7 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{Accepted, Outbox, now_ms};
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::outbox::{Accepted, NewEvent, Outbox, now_ms};
 
     #[tokio::test]
     async fn keys_stored_by_schema_1_still_deduplicate() {
@@ -319,7 +315,10 @@ mod tests {
         let outbox = Outbox::open(&path).unwrap();
         assert_eq!(
             outbox
-                .accept("\"49-35541\"", 2, b"{}", None, &names(&["a"]), None)
+                .accept(NewEvent {
+                    received_at: 2,
+                    ..NewEvent::for_test("\"49-35541\"", &["a"])
+                })
                 .await
                 .unwrap(),
             Accepted::Duplicate
@@ -362,7 +361,7 @@ mod tests {
         let path = dir.path().join("prepared.db");
         let outbox = Outbox::open(&path).unwrap();
         outbox
-            .accept("\"e\"", 1, b"{}", None, &names(&["a"]), None)
+            .accept(NewEvent::for_test("\"e\"", &["a"]))
             .await
             .unwrap();
         let conn = connect(&path, false).unwrap();

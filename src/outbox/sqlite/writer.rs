@@ -4,7 +4,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
-use crate::outbox::writes::{Applied, NewEvent, Write, answer};
+use crate::outbox::NewEvent;
+use crate::outbox::writes::{Applied, Write, answer};
 use crate::outbox::{Accepted, Finish, StoreError, Wakers, now_ms};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
@@ -124,7 +125,7 @@ fn insert_event(
         )?
         .query_row(
             params![
-                new.event_id,
+                new.key,
                 new.received_at,
                 new.body,
                 new.normalized,
