@@ -11,6 +11,8 @@ mod shape;
 pub mod source;
 mod thousandeyes;
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -175,14 +177,15 @@ pub struct Event {
 
 /// What the store keeps beside a body: the event as its source normalized it, so that a worker
 /// needs neither the source's config nor its parser to send it, whatever changed since.
+/// Borrowed from the event when written, owned when read back.
 #[derive(Debug, Serialize, Deserialize)]
-struct Stored {
-    source: Origin,
-    id: String,
+struct Stored<'a> {
+    source: Cow<'a, Origin>,
+    id: Cow<'a, str>,
     #[serde(rename = "type")]
-    event_type: String,
+    event_type: Cow<'a, str>,
     kind: EventKind,
-    summary: Summary,
+    summary: Cow<'a, Summary>,
 }
 
 impl Event {
@@ -217,11 +220,11 @@ impl Event {
     /// The normalized part of this event, as the store keeps it beside the body.
     pub fn stored_form(&self) -> String {
         serde_json::to_string(&Stored {
-            source: self.source.clone(),
-            id: self.id.clone(),
-            event_type: self.event_type.clone(),
+            source: Cow::Borrowed(&self.source),
+            id: Cow::Borrowed(&self.id),
+            event_type: Cow::Borrowed(&self.event_type),
             kind: self.kind,
-            summary: self.summary.clone(),
+            summary: Cow::Borrowed(&self.summary),
         })
         .unwrap_or_default()
     }
@@ -242,13 +245,13 @@ impl Event {
         let stored: Stored = serde_json::from_str(normalized)
             .map_err(|e| EventError::Invalid(format!("its normalized form is unreadable: {e}")))?;
         Ok(Self {
-            id: stored.id,
-            event_type: stored.event_type,
+            id: stored.id.into_owned(),
+            event_type: stored.event_type.into_owned(),
             kind: stored.kind,
             received_at,
-            source: stored.source,
+            source: stored.source.into_owned(),
             raw,
-            summary: stored.summary,
+            summary: stored.summary.into_owned(),
         })
     }
 
