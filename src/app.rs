@@ -128,15 +128,9 @@ pub async fn run(
         closing: AtomicBool::new(false),
     });
     if let Ok(address) = listener.local_addr() {
-        let paths: Vec<String> = config
-            .sources()
-            .map(|sources| {
-                sources
-                    .iter()
-                    .map(|s| format!("{}={}", s.origin.name, s.path))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let paths: Vec<String> = (ingest.live.current().sources.iter())
+            .map(|s| format!("{}={}", s.origin.name, s.path))
+            .collect();
         info!(%address, sources = %paths.join(","), destinations = config.destinations.len(), store = %store, "listening");
     }
     server::serve(listener, ingest, shutdown).await;

@@ -5,60 +5,46 @@
 use crate::event::{Event, Source, SourceKind};
 
 macro_rules! sample {
-    ($kind:expr, $file:literal) => {
+    ($kind:literal, $file:literal) => {
         Sample {
-            file: $file,
-            kind: $kind,
-            body: include_str!(concat!("../samples/", $file)),
+            file: concat!($kind, "/", $file),
+            body: include_str!(concat!("../samples/", $kind, "/", $file)),
         }
     };
 }
 
-/// One bundled body, as its source kind sends it.
+/// One bundled body, as its source kind sends it: `samples/<kind>/<file>`.
 pub struct Sample {
-    /// Its path under `samples/`.
+    /// Its path under `samples/`, which starts with the source kind that sends it.
     pub file: &'static str,
-    pub kind: SourceKind,
     pub body: &'static str,
 }
 
 pub const SAMPLES: &[Sample] = &[
-    sample!(SourceKind::Thousandeyes, "thousandeyes/webhook_test.json"),
-    sample!(SourceKind::Thousandeyes, "thousandeyes/alert_trigger.json"),
-    sample!(SourceKind::Thousandeyes, "thousandeyes/alert_clear.json"),
-    sample!(
-        SourceKind::Thousandeyes,
-        "thousandeyes/alert_clear_rule_disabled.json"
-    ),
-    sample!(
-        SourceKind::Thousandeyes,
-        "thousandeyes/alert_trigger_http_many_agents.json"
-    ),
-    sample!(
-        SourceKind::Thousandeyes,
-        "thousandeyes/alert_trigger_network_e2e.json"
-    ),
-    sample!(
-        SourceKind::Thousandeyes,
-        "thousandeyes/agent_alert_trigger.json"
-    ),
-    sample!(
-        SourceKind::Thousandeyes,
-        "thousandeyes/agent_alert_clear.json"
-    ),
-    sample!(
-        SourceKind::Thousandeyes,
-        "thousandeyes/agent_alert_trigger_v2021.json"
-    ),
-    sample!(SourceKind::Alertmanager, "alertmanager/firing.json"),
-    sample!(SourceKind::Alertmanager, "alertmanager/resolved.json"),
-    sample!(SourceKind::Grafana, "grafana/firing.json"),
+    sample!("thousandeyes", "webhook_test.json"),
+    sample!("thousandeyes", "alert_trigger.json"),
+    sample!("thousandeyes", "alert_clear.json"),
+    sample!("thousandeyes", "alert_clear_rule_disabled.json"),
+    sample!("thousandeyes", "alert_trigger_http_many_agents.json"),
+    sample!("thousandeyes", "alert_trigger_network_e2e.json"),
+    sample!("thousandeyes", "agent_alert_trigger.json"),
+    sample!("thousandeyes", "agent_alert_clear.json"),
+    sample!("thousandeyes", "agent_alert_trigger_v2021.json"),
+    sample!("alertmanager", "firing.json"),
+    sample!("alertmanager", "resolved.json"),
+    sample!("grafana", "firing.json"),
 ];
 
 impl Sample {
+    /// The source kind that sends it: its folder.
+    pub fn kind(&self) -> SourceKind {
+        let folder = self.file.split('/').next().unwrap_or_default();
+        serde_json::from_value(folder.into()).expect("each samples folder is named for its kind")
+    }
+
     /// The events this sample holds (an Alertmanager body holds one per alert).
     pub fn events(&self) -> Vec<Event> {
-        Source::of_kind(self.kind)
+        Source::of_kind(self.kind())
             .events(
                 crate::event::measure(self.body.as_bytes()).expect("the bundled samples measure"),
                 chrono::Utc::now(),

@@ -34,7 +34,7 @@ pub(super) fn events(
         }
         _ => {
             return Err(EventError::Invalid(format!(
-                "body has no array \"alerts\": not an {what} webhook"
+                "body has no array \"alerts\": not a webhook body from {what}"
             )));
         }
     };
