@@ -30,6 +30,7 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -244,24 +245,47 @@ impl OAuth {
             .map(Vec::as_slice)
     }
 
-    /// Whether `token` is one this relay issued, still valid and not revoked. `Err` when the store
-    /// cannot say.
-    pub async fn accepts(&self, token: &str, store: &Outbox) -> Result<bool, StoreError> {
-        let Ok(header) = jsonwebtoken::decode_header(token) else {
-            return Ok(false);
-        };
-        if header.kid.as_deref() != Some(KID) || header.alg != Algorithm::HS256 {
-            return Ok(false);
+    /// `claims` signed with the relay's key (HS256, the relay's `kid`).
+    async fn sign(&self, claims: &impl Serialize, store: &Outbox) -> Result<String, StoreError> {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(KID.into());
+        let key = EncodingKey::from_secret(self.key(store).await?);
+        // HMAC signing of claims that serialize (all of the relay's do) does not fail.
+        jsonwebtoken::encode(&header, claims, &key)
+            .map_err(|e| StoreError::Write(format!("cannot sign: {e}")))
+    }
+
+    /// What `signed` says, if the relay signed it (its `kid`, HS256, the key) for `audience`, and
+    /// it has not expired. `Err` when the key cannot be read from the store.
+    async fn verify<T: DeserializeOwned>(
+        &self,
+        signed: &str,
+        audience: &str,
+        store: &Outbox,
+    ) -> Result<Option<T>, StoreError> {
+        let ours = jsonwebtoken::decode_header(signed)
+            .is_ok_and(|h| h.kid.as_deref() == Some(KID) && h.alg == Algorithm::HS256);
+        if !ours {
+            return Ok(None);
         }
         let key = DecodingKey::from_secret(self.key(store).await?);
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let Ok(data) = jsonwebtoken::decode::<Claims>(token, &key, &validation) else {
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        Ok(jsonwebtoken::decode::<T>(signed, &key, &validation)
+            .ok()
+            .map(|data| data.claims))
+    }
+
+    /// Whether `token` is one this relay issued, still valid and not revoked. `Err` when the store
+    /// cannot say.
+    pub async fn accepts(&self, token: &str, store: &Outbox) -> Result<bool, StoreError> {
+        let Some(claims) = self.verify::<Claims>(token, AUDIENCE, store).await? else {
             return Ok(false);
         };
-        let claims = data.claims;
+        if claims.iss != ISSUER {
+            return Ok(false);
+        }
         Ok(match store.token(&claims.jti).await? {
             Some(kept) => kept.revoked_at.is_none() && kept.client == claims.sub,
             None => false,
@@ -343,16 +367,9 @@ impl OAuth {
             response_type: response_type.to_owned(),
             state,
         };
-        let signed = match self.key(store).await {
-            Ok(key) => jsonwebtoken::encode(&header(), &consent, &EncodingKey::from_secret(key)),
-            Err(e) => return unavailable(&e),
-        };
-        match signed {
+        match self.sign(&consent, store).await {
             Ok(signed) => consent_page(&consent, &signed),
-            Err(e) => {
-                warn!(error = %e, "cannot sign a consent form");
-                crate::http::error(StatusCode::INTERNAL_SERVER_ERROR, "cannot sign the form")
-            }
+            Err(e) => unavailable(&e),
         }
     }
 
@@ -366,19 +383,17 @@ impl OAuth {
         let Some(operator) = self.operator(headers) else {
             return sign_in();
         };
-        let key = match self.key(store).await {
-            Ok(key) => key,
+        let consent = match self
+            .verify::<Consent>(
+                param(form, "consent").unwrap_or(""),
+                CONSENT_AUDIENCE,
+                store,
+            )
+            .await
+        {
+            Ok(consent) => consent.filter(|consent| consent.operator == operator),
             Err(e) => return unavailable(&e),
         };
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[CONSENT_AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "aud"]);
-        let consent = param(form, "consent")
-            .and_then(|c| {
-                jsonwebtoken::decode::<Consent>(c, &DecodingKey::from_secret(key), &validation).ok()
-            })
-            .map(|data| data.claims)
-            .filter(|consent| consent.operator == operator);
         let Some(consent) = consent else {
             return page(
                 StatusCode::BAD_REQUEST,
@@ -459,7 +474,7 @@ impl OAuth {
                     .await
                 {
                     Ok(taken) => taken,
-                    Err(e) => return unavailable(&e),
+                    Err(e) => return store_unavailable(&e),
                 };
                 let redirect_uri = param(form, "redirect_uri");
                 match taken {
@@ -506,7 +521,7 @@ impl OAuth {
                 no_store(response.headers_mut());
                 response
             }
-            Err(e) => unavailable(&e),
+            Err(e) => store_unavailable(&e),
         }
     }
 
@@ -518,12 +533,8 @@ impl OAuth {
         grant: &str,
         store: &Outbox,
     ) -> Result<(String, u64), StoreError> {
-        let key = self.key(store).await?;
         let now = now_ms();
-        let id = random::<16>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>();
+        let id = crate::tls::hex(&random::<16>());
         let expires_in = self.lifetime.as_secs();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -533,8 +544,7 @@ impl OAuth {
             iat: now / 1000,
             exp: now / 1000 + expires_in as i64,
         };
-        let token = jsonwebtoken::encode(&header(), &claims, &EncodingKey::from_secret(key))
-            .map_err(|e| StoreError::Write(format!("cannot sign a token: {e}")))?;
+        let token = self.sign(&claims, store).await?;
         store
             .issue_token(IssuedToken {
                 id: id.clone(),
@@ -698,12 +708,6 @@ impl Redirect {
     }
 }
 
-fn header() -> Header {
-    let mut header = Header::new(Algorithm::HS256);
-    header.kid = Some(KID.into());
-    header
-}
-
 fn random<const N: usize>() -> [u8; N] {
     use aws_lc_rs::rand::SecureRandom;
     let mut bytes = [0u8; N];
@@ -779,6 +783,21 @@ fn not_allowed(allow: &'static str) -> HttpResponse {
     response
 }
 
+/// A 503 for the token endpoint, in its JSON.
+fn store_unavailable(e: &StoreError) -> HttpResponse {
+    warn!(error = %e, "the OAuth server cannot reach the store");
+    let mut response = token_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "the relay's store is not available; try again in a moment",
+    );
+    response
+        .headers_mut()
+        .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("30"));
+    response
+}
+
+/// A 503 for the pages an operator's browser shows.
 fn unavailable(e: &StoreError) -> HttpResponse {
     warn!(error = %e, "the OAuth server cannot reach the store");
     page(
