@@ -318,12 +318,17 @@ impl Studio {
         } else if let Some(row) = id.strip_prefix("recent:").and_then(|n| n.parse().ok()) {
             match self.outbox.event_body(row).await {
                 Ok(stored) => stored.map(|(body, normalized)| {
-                    // The source that accepted it; events stored before sources are
-                    // ThousandEyes classic bodies.
-                    let source = normalized
-                        .and_then(|n| serde_json::from_str::<Value>(&n).ok())
-                        .and_then(|n| n["source"]["name"].as_str().map(str::to_owned))
-                        .unwrap_or_else(|| SourceKind::Thousandeyes.as_str().to_owned());
+                    // The source that accepted it, as the store kept the event.
+                    let source = crate::event::measure(&body)
+                        .ok()
+                        .and_then(|measured| {
+                            Event::from_store(measured, normalized.as_deref(), chrono::Utc::now())
+                                .ok()
+                        })
+                        .map_or_else(
+                            || SourceKind::Thousandeyes.as_str().to_owned(),
+                            |e| e.source.name,
+                        );
                     (body, source)
                 }),
                 Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),

@@ -219,6 +219,51 @@ async fn the_studio_lists_recent_events_and_sends_a_test() {
     relay.stop().await;
 }
 
+#[tokio::test]
+async fn a_stored_event_is_read_again_by_the_source_that_accepted_it() {
+    let peer = Peer::start().await;
+    let (relay, url) = studio_relay(
+        &peer,
+        "[sources.prom]\nkind = \"alertmanager\"\npath = \"/am\"\n\n[sources.te]\nkind = \"thousandeyes\"\npath = \"/\"",
+    )
+    .await;
+    let resolved = common::sample_at("alertmanager/resolved.json");
+    assert_eq!(relay.post_to("/am", &resolved).await.0, 200);
+    let catalog = get_json(&format!("{url}/api/catalog")).await;
+    let recent = catalog["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["label"]
+                .as_str()
+                .unwrap()
+                .contains("3a9f1c2b7d4e5f60:resolved")
+        })
+        .expect("the accepted alert is offered");
+    let event = get_json(&format!(
+        "{url}/api/event?id={}",
+        recent["id"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(event["source"], "prom");
+    let edit = json!({
+        "event": event["json"],
+        "source": event["source"],
+        "template": "slack/default.hbs",
+        "text": "{\"text\": \"{{source.name}} {{summary.title}} {{summary.state}}\"}",
+    });
+    let token = token(&url).await;
+    let (status, answer) = post(&url, "/api/render", &[("x-csrf-token", &token)], &edit).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["previews"]["slack"]["message"]["json"]["text"],
+        "prom HighLatency: p99 latency above 500 ms cleared",
+        "{answer}"
+    );
+    relay.stop().await;
+}
+
 #[test]
 fn a_studio_off_loopback_needs_auth() {
     let dir = common::config_dir(
