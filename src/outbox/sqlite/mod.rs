@@ -5,11 +5,13 @@
 //!
 //! - `schema`: opening, pragmas, versioned migrations.
 //! - `writer`: the writer thread and the statements it runs.
+//! - `checkpoint`: the thread that copies the write-ahead log into the store, off the writer's path.
 //! - `admin`: what `alert-relay deliveries` and `retry` do to the store.
 //! - `oauth`: what the OAuth server keeps (its rare writes go through a read connection).
 //! - `lock`: one server per store.
 
 mod admin;
+mod checkpoint;
 mod lock;
 mod oauth;
 mod schema;
@@ -76,6 +78,7 @@ impl Sqlite {
             );
         }
         mark_open(&conn, true)?;
+        checkpoint::start(&mut conn, path)?;
         let wakers: Arc<Wakers> = Arc::default();
         let (writer, queue) = Writer::new();
         let thread_wakers = wakers.clone();
@@ -353,6 +356,42 @@ mod tests {
             list(&dir.path().join("none.db"), None, 1),
             Err(StoreError::Missing(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_log_is_copied_into_a_new_store_of_8_kib_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.db");
+        let outbox = Outbox::open(&path).unwrap();
+        let conn = connect(&path, false).unwrap();
+        let page_size: i64 = conn
+            .pragma_query_value(None, "page_size", |row| row.get(0))
+            .unwrap();
+        assert_eq!(page_size, 8192);
+        let stored_before = std::fs::metadata(&path).unwrap().len();
+        // About 1,200 pages of log: past the size at which the checkpoint thread is asked.
+        for i in 0..1200 {
+            outbox
+                .accept(NewEvent {
+                    body: vec![b' '; 7000],
+                    ..NewEvent::for_test(&format!("\"{i}\""), &["a"])
+                })
+                .await
+                .unwrap();
+        }
+        // The thread copies the log into the store file while no one writes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::fs::metadata(&path).unwrap().len() < stored_before + 1000 * 8192 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log was never copied into the store"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let events: i64 = conn
+            .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(events, 1200);
     }
 
     #[tokio::test]

@@ -80,6 +80,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
 ",
 ];
 
+/// The page size of a new store.
+const PAGE_SIZE: i64 = 8192;
+
 /// A command that finds the store locked by the server waits this long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -118,6 +121,13 @@ pub(super) fn connect(path: &Path, create: bool) -> Result<Connection, StoreErro
         },
     };
     conn.busy_timeout(BUSY_TIMEOUT).map_err(not_a_store)?;
+    if create && std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        // A new store: pages of 8 KiB hold three events of a few KB where pages of 4 KiB hold
+        // one, so each event costs a third less to write, log and checkpoint. Fixed once the
+        // first table is made; stores made before keep theirs.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)
+            .map_err(not_a_store)?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(not_a_store)?;
     // FULL: a commit is on disk before the relay answers 200.
