@@ -19,7 +19,7 @@ use crate::outbox::{Outbox, StoreError};
 use crate::relay::Live;
 use crate::server::{self, Ingest};
 use crate::studio::Studio;
-use crate::worker::Pool;
+use crate::worker::{DeliveryRuntime, Pool};
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot start the delivery threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// How often delivered and dead deliveries older than `storage.retention` are pruned.
@@ -75,7 +77,10 @@ pub async fn run(
     let memory = Arc::new(Memory::new(config.server.max_body_bytes));
     let live = Arc::new(Live::new(relay));
     let (stop_tasks, stop) = watch::channel(false);
+    // Dropped last, when this function returns: after the workers have stopped.
+    let delivery = DeliveryRuntime::start().map_err(StartError::Threads)?;
     let workers = Arc::new(Pool {
+        runtime: delivery.handle(),
         live: live.clone(),
         outbox: outbox.clone(),
         metrics: metrics.clone(),

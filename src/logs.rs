@@ -53,6 +53,9 @@ impl LogConfig {
 /// `RUST_LOG` overrides `[log] level`. Lines are written by a thread of their own, several at a
 /// time, so that a request never waits for standard error; none is dropped (a full queue makes
 /// the logging wait instead). Keep the guard until the end: dropping it writes what is left.
+/// Log lines waiting to be written, at most.
+const BUFFERED_LINES: usize = 4096;
+
 pub fn init(log: &LogConfig) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -63,6 +66,9 @@ pub fn init(log: &LogConfig) -> tracing_appender::non_blocking::WorkerGuard {
     };
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        // Lines waiting for the thread; past it, loggers wait (nothing is dropped). The default,
+        // 128,000, sets aside 4 MB at start for a queue that a relay never fills.
+        .buffered_lines_limit(BUFFERED_LINES)
         .thread_name("logs")
         .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()

@@ -116,8 +116,63 @@ pub struct Worker {
     pub health: Mutex<Health>,
 }
 
+/// How much lower than the server's the delivery threads' CPU priority is (a nice value).
+const DELIVERY_NICENESS: i32 = 10;
+
+/// Threads for the workers' store reads.
+const DELIVERY_BLOCKING_THREADS: usize = 4;
+
+/// The runtime the delivery workers run on, apart from the server's. Its threads yield the
+/// processor to the server's: a sender waits for its answer and a destination does not, so when a
+/// burst of alerts fills every core, accepting keeps its pace and the deliveries, stored and safe,
+/// catch up as soon as the burst eases. With a core to spare, nothing changes. Shut down when
+/// dropped, wherever that is.
+pub struct DeliveryRuntime(Option<tokio::runtime::Runtime>);
+
+impl DeliveryRuntime {
+    pub fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("delivery")
+            // For the workers' store reads, each a short query: a few threads serve any number
+            // of destinations, where one each would hold memory for each.
+            .max_blocking_threads(DELIVERY_BLOCKING_THREADS)
+            .enable_all()
+            .on_thread_start(|| {
+                // Raising one's own niceness needs no privilege; where it fails, deliveries
+                // merely compete with the server as equals.
+                let this_thread = Some(rustix::thread::gettid());
+                let niceness = rustix::process::getpriority_process(this_thread)
+                    .map_or(DELIVERY_NICENESS, |now| (now + DELIVERY_NICENESS).min(19));
+                if let Err(e) = rustix::process::setpriority_process(this_thread, niceness) {
+                    tracing::debug!(error = %e, "cannot lower the priority of a delivery thread");
+                }
+            })
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("present until dropped")
+            .handle()
+            .clone()
+    }
+}
+
+impl Drop for DeliveryRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its threads, which an async context may not do.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// The delivery workers, one per destination, started for destinations that appear on reload.
 pub struct Pool {
+    /// Where the workers run (see [`DeliveryRuntime`]).
+    pub runtime: tokio::runtime::Handle,
     pub live: Arc<Live>,
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
@@ -156,7 +211,8 @@ impl Pool {
             };
             running.insert(
                 name.clone(),
-                tokio::spawn(worker.run(self.stop.clone(), self.grace)),
+                self.runtime
+                    .spawn(worker.run(self.stop.clone(), self.grace)),
             );
         }
     }
@@ -523,4 +579,30 @@ fn kept_thread(event: &Event, thread: Option<Value>) -> Option<outbox::Thread> {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The set holds plain ids; one panicking attempt must not stop the worker.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_threads_yield_to_the_server() {
+        let server_niceness = rustix::process::getpriority_process(None).unwrap();
+        let delivery = DeliveryRuntime::start().unwrap();
+        let (niceness, name) = delivery.handle().block_on(async {
+            tokio::spawn(async {
+                (
+                    rustix::process::getpriority_process(Some(rustix::thread::gettid())),
+                    std::thread::current().name().map(str::to_owned),
+                )
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(name.as_deref(), Some("delivery"));
+        assert_eq!(
+            niceness.unwrap(),
+            (server_niceness + DELIVERY_NICENESS).min(19)
+        );
+    }
 }

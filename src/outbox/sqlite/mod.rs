@@ -198,8 +198,17 @@ impl Sqlite {
 
     /// A read connection for one worker.
     pub fn reader(&self) -> Result<Reader, StoreError> {
+        let conn = connect(&self.path, false)?;
+        // A worker reads the head of its destination's queue and one event at a time: a small
+        // cache holds that, where SQLite's default of 2 MB per connection adds up over many
+        // destinations.
+        conn.pragma_update(None, "cache_size", READER_CACHE_KIB)
+            .map_err(|e| StoreError::Open {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(Reader {
-            conn: Arc::new(Mutex::new(connect(&self.path, false)?)),
+            conn: Arc::new(Mutex::new(conn)),
         })
     }
 
@@ -246,6 +255,9 @@ const BACKLOG: &str = "SELECT state, COUNT(*) FROM deliveries
      WHERE destination = +?1 AND state IN ('pending', 'dead') GROUP BY state";
 const NEXT_DUE_AT: &str =
     "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = +?1 AND state = 'pending'";
+
+/// The page cache of a worker's read connection, in KiB (as SQLite takes it: negative).
+const READER_CACHE_KIB: i64 = -256;
 
 /// A worker's read connection; its queries run off the runtime's threads.
 pub struct Reader {
