@@ -78,7 +78,7 @@ pub async fn run(
     let live = Arc::new(Live::new(relay));
     let (stop_tasks, stop) = watch::channel(false);
     // Dropped last, when this function returns: after the workers have stopped.
-    let delivery = DeliveryRuntime::start().map_err(StartError::Threads)?;
+    let delivery = DeliveryRuntime::start(config.delivery.niceness).map_err(StartError::Threads)?;
     let workers = Arc::new(Pool {
         runtime: delivery.handle(),
         live: live.clone(),

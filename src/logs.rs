@@ -48,14 +48,14 @@ impl LogConfig {
     }
 }
 
+/// Log lines waiting to be written, at most.
+const BUFFERED_LINES: usize = 4096;
+
 /// Logs go to standard error: standard output belongs to the console destination and to the
 /// commands' own output. Text on a terminal, JSON lines otherwise (or as `[log] format` says);
 /// `RUST_LOG` overrides `[log] level`. Lines are written by a thread of their own, several at a
 /// time, so that a request never waits for standard error; none is dropped (a full queue makes
 /// the logging wait instead). Keep the guard until the end: dropping it writes what is left.
-/// Log lines waiting to be written, at most.
-const BUFFERED_LINES: usize = 4096;
-
 pub fn init(log: &LogConfig) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -49,6 +49,7 @@ impl StartOnly {
             ("delivery.backoff_min", format!("{:?}", d.backoff_min)),
             ("delivery.backoff_max", format!("{:?}", d.backoff_max)),
             ("delivery.shutdown_grace", format!("{:?}", d.shutdown_grace)),
+            ("delivery.niceness", d.niceness.to_string()),
             ("log", format!("{:?}", config.log)),
         ])
     }

@@ -12,13 +12,19 @@ const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// Creates a new, empty database on the test server and returns its URL; each call its own.
 pub async fn fresh_postgres_database() -> Result<Secret, String> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
     let base = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
-    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+    fresh_postgres_database_on(&base)
         .await
-        .map_err(|e| {
-            format!("cannot reach PostgreSQL at {POSTGRES_ENV} or {DEFAULT_POSTGRES}: {e}")
-        })?;
+        .map_err(|e| format!("{e} ({POSTGRES_ENV}, else {DEFAULT_POSTGRES})"))
+}
+
+/// Creates a new, empty database on the server at `base` (a URL to any database on it) and
+/// returns its URL.
+pub async fn fresh_postgres_database_on(base: &str) -> Result<Secret, String> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("cannot reach PostgreSQL: {e:?}"))?;
     tokio::spawn(connection);
     let name = format!(
         "alert_relay_test_{}_{}_{}",
@@ -32,7 +38,7 @@ pub async fn fresh_postgres_database() -> Result<Secret, String> {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .map_err(|e| format!("cannot create a database: {e}"))?;
-    let mut url = url::Url::parse(&base).map_err(|e| e.to_string())?;
+    let mut url = url::Url::parse(base).map_err(|e| e.to_string())?;
     url.set_path(&format!("/{name}"));
     Ok(Secret::new(url.as_str()))
 }

@@ -46,6 +46,9 @@ pub struct DeliveryConfig {
     /// The longest wait between two attempts, `Retry-After` included.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// How much lower than the server's the delivery threads' CPU priority is (a nice value,
+    /// 0 to 19; 0: deliveries compete with accepting as equals).
+    pub niceness: i32,
 }
 
 impl Default for DeliveryConfig {
@@ -58,6 +61,7 @@ impl Default for DeliveryConfig {
             shutdown_grace: Duration::from_secs(10),
             backoff_min: backoff.min,
             backoff_max: backoff.max,
+            niceness: 10,
         }
     }
 }
@@ -74,6 +78,12 @@ impl DeliveryConfig {
             return Err(ConfigError::new(
                 "delivery.timeout",
                 "must be longer than 0s",
+            ));
+        }
+        if !(0..=19).contains(&self.niceness) {
+            return Err(ConfigError::new(
+                "delivery.niceness",
+                "must be from 0 (as the server) to 19 (yield the most)",
             ));
         }
         if self.backoff_min.is_zero() || self.backoff_max < self.backoff_min {
@@ -116,34 +126,35 @@ pub struct Worker {
     pub health: Mutex<Health>,
 }
 
-/// How much lower than the server's the delivery threads' CPU priority is (a nice value).
-const DELIVERY_NICENESS: i32 = 10;
-
 /// Threads for the workers' store reads.
 const DELIVERY_BLOCKING_THREADS: usize = 4;
 
 /// The runtime the delivery workers run on, apart from the server's. Its threads yield the
-/// processor to the server's: a sender waits for its answer and a destination does not, so when a
-/// burst of alerts fills every core, accepting keeps its pace and the deliveries, stored and safe,
-/// catch up as soon as the burst eases. With a core to spare, nothing changes. Shut down when
-/// dropped, wherever that is.
+/// processor to the server's (by `delivery.niceness`): a sender waits for its answer and a
+/// destination does not, so when a burst of alerts fills every core, accepting keeps its pace and
+/// the deliveries, stored and safe, catch up as soon as the burst eases. With a core to spare,
+/// nothing changes. Shut down when dropped, wherever that is.
 pub struct DeliveryRuntime(Option<tokio::runtime::Runtime>);
 
 impl DeliveryRuntime {
-    pub fn start() -> std::io::Result<Self> {
+    /// Delivery threads `niceness` below the starting thread's priority (0 to 19).
+    pub fn start(niceness: i32) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("delivery")
             // For the workers' store reads, each a short query: a few threads serve any number
             // of destinations, where one each would hold memory for each.
             .max_blocking_threads(DELIVERY_BLOCKING_THREADS)
             .enable_all()
-            .on_thread_start(|| {
+            .on_thread_start(move || {
+                if niceness == 0 {
+                    return;
+                }
                 // Raising one's own niceness needs no privilege; where it fails, deliveries
                 // merely compete with the server as equals.
                 let this_thread = Some(rustix::thread::gettid());
-                let niceness = rustix::process::getpriority_process(this_thread)
-                    .map_or(DELIVERY_NICENESS, |now| (now + DELIVERY_NICENESS).min(19));
-                if let Err(e) = rustix::process::setpriority_process(this_thread, niceness) {
+                let lower = rustix::process::getpriority_process(this_thread)
+                    .map_or(niceness, |now| (now + niceness).min(19));
+                if let Err(e) = rustix::process::setpriority_process(this_thread, lower) {
                     tracing::debug!(error = %e, "cannot lower the priority of a delivery thread");
                 }
             })
@@ -586,9 +597,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn niceness_is_from_0_to_19() {
+        for (niceness, valid) in [(-1, false), (0, true), (19, true), (20, false)] {
+            let config = DeliveryConfig {
+                niceness,
+                ..DeliveryConfig::default()
+            };
+            match config.validate() {
+                Ok(()) => assert!(valid, "{niceness} accepted"),
+                Err(e) => {
+                    assert!(!valid, "{niceness} refused: {e}");
+                    assert!(e.to_string().contains("delivery.niceness"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn delivery_threads_yield_to_the_server() {
         let server_niceness = rustix::process::getpriority_process(None).unwrap();
-        let delivery = DeliveryRuntime::start().unwrap();
+        let delivery = DeliveryRuntime::start(10).unwrap();
         let (niceness, name) = delivery.handle().block_on(async {
             tokio::spawn(async {
                 (
@@ -600,9 +628,6 @@ mod tests {
             .unwrap()
         });
         assert_eq!(name.as_deref(), Some("delivery"));
-        assert_eq!(
-            niceness.unwrap(),
-            (server_niceness + DELIVERY_NICENESS).min(19)
-        );
+        assert_eq!(niceness.unwrap(), (server_niceness + 10).min(19));
     }
 }

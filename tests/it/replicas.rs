@@ -16,6 +16,15 @@ async fn replicas(count: usize, config: &str) -> (tempfile::TempDir, Vec<ChildRe
     let url = alert_relay::testing::fresh_postgres_database()
         .await
         .expect("a PostgreSQL server (RELAY_TEST_POSTGRES)");
+    replicas_on(url, count, config).await
+}
+
+/// Child relays on the database at `url`, sharing `config` (written into `dir`).
+async fn replicas_on(
+    url: alert_relay::secret::Secret,
+    count: usize,
+    config: &str,
+) -> (tempfile::TempDir, Vec<ChildRelay>) {
     let dir = common::config_dir(config, &[]);
     let env = [("ALERT_RELAY_STORAGE__URL", url.expose().to_owned())];
     let mut relays = Vec::new();
@@ -178,13 +187,15 @@ async fn pacing_holds_for_the_destination_across_replicas() {
     }
 }
 
-/// Runs `pg_ctl` on the test server (`.ci/run` sets where it is).
+/// The PostgreSQL server this test may stop: one of its own, so that the other tests' server
+/// never goes away under them (`.ci/run` starts it and says where it is).
+const STOPPABLE: &str = "RELAY_TEST_PG_CTL, RELAY_TEST_PG_DATA and RELAY_TEST_PG_STOPPABLE: a PostgreSQL server this test may stop (.ci/run starts one)";
+
+/// Runs `pg_ctl` on the server this test may stop.
 fn pg_ctl(action: &str) {
-    let pg_ctl = std::env::var("RELAY_TEST_PG_CTL").expect(
-        "RELAY_TEST_PG_CTL and RELAY_TEST_PG_DATA: a PostgreSQL server this test may stop (.ci/run starts one)",
-    );
-    let data = std::path::PathBuf::from(std::env::var("RELAY_TEST_PG_DATA").unwrap());
-    let url = url::Url::parse(&std::env::var("RELAY_TEST_POSTGRES").unwrap()).unwrap();
+    let pg_ctl = std::env::var("RELAY_TEST_PG_CTL").expect(STOPPABLE);
+    let data = std::path::PathBuf::from(std::env::var("RELAY_TEST_PG_DATA").expect(STOPPABLE));
+    let url = url::Url::parse(&std::env::var("RELAY_TEST_PG_STOPPABLE").expect(STOPPABLE)).unwrap();
     let options = format!(
         "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
         url.port().unwrap_or(5432),
@@ -206,10 +217,14 @@ fn pg_ctl(action: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a PostgreSQL server it may stop (RELAY_TEST_PG_CTL, RELAY_TEST_PG_DATA): .ci/run starts one"]
+#[ignore = "needs a PostgreSQL server it may stop (RELAY_TEST_PG_CTL, RELAY_TEST_PG_DATA, RELAY_TEST_PG_STOPPABLE): .ci/run starts one"]
 async fn postgres_down_for_10_s_answers_503_loses_nothing_and_resumes() {
     let peer = Peer::start().await;
-    let (_dir, relays) = replicas(1, &webhook(&peer)).await;
+    let server = std::env::var("RELAY_TEST_PG_STOPPABLE").expect(STOPPABLE);
+    let url = alert_relay::testing::fresh_postgres_database_on(&server)
+        .await
+        .expect(STOPPABLE);
+    let (_dir, relays) = replicas_on(url, 1, &webhook(&peer)).await;
     let relay = &relays[0];
     let started = tokio::time::Instant::now();
     let mut answers = Vec::new();

@@ -130,9 +130,12 @@ impl Postgres {
     /// for TLS) and migrates it under an advisory lock. `lease` is how long a claim holds.
     pub async fn connect(url: &Secret, lease: Duration) -> Result<Self, StoreError> {
         let (config, tls) = client_config(url)?;
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             config,
-            tls,
+            OnRuntime {
+                tls,
+                runtime: tokio::runtime::Handle::current(),
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -313,6 +316,50 @@ fn client_config(
     }
     let tls = tokio_postgres_rustls::MakeRustlsConnect::new(crate::tls::client_config());
     Ok((config, tls))
+}
+
+/// Makes the pool's connections on the runtime that opened the store (the server's), whoever
+/// asks for one: a connection that a delivery worker happened to open would otherwise live on the
+/// delivery threads, whose priority is lower, and slow the accepts that use it after.
+struct OnRuntime {
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    runtime: tokio::runtime::Handle,
+}
+
+impl deadpool_postgres::Connect for OnRuntime {
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<
+                        (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+                        tokio_postgres::Error,
+                    >,
+                > + Send
+                + '_,
+        >,
+    > {
+        let (config, tls, runtime) = (config.clone(), self.tls.clone(), self.runtime.clone());
+        Box::pin(async move {
+            let there = (config.clone(), tls.clone());
+            let connected = runtime
+                .spawn(async move { there.0.connect(there.1).await })
+                .await;
+            let (client, connection) = match connected {
+                Ok(connected) => connected?,
+                // That runtime is shutting down: connect here.
+                Err(_) => config.connect(tls).await?,
+            };
+            let task = runtime.spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "a PostgreSQL connection failed");
+                }
+            });
+            Ok((client, task))
+        })
+    }
 }
 
 /// One connection for a command (`deliveries`, `retry`), without a pool.

@@ -83,6 +83,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
 /// The page size of a new store.
 const PAGE_SIZE: i64 = 8192;
 
+/// What the write-ahead log's file keeps of its size once the log starts over.
+const WAL_KEPT_BYTES: i64 = 4 * 1024 * 1024;
+
 /// A command that finds the store locked by the server waits this long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -129,6 +132,10 @@ pub(super) fn connect(path: &Path, create: bool) -> Result<Connection, StoreErro
             .map_err(not_a_store)?;
     }
     conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(not_a_store)?;
+    // Once merged into the store, the log starts over from its beginning, its file cut back to
+    // this size: a burst can grow the log far beyond it, and the disk gets that room back.
+    conn.pragma_update(None, "journal_size_limit", WAL_KEPT_BYTES)
         .map_err(not_a_store)?;
     // FULL: a commit is on disk before the relay answers 200.
     conn.pragma_update(None, "synchronous", "FULL")
