@@ -70,7 +70,7 @@ fn trigger(id: &str) -> String {
 #[ignore = "needs root: mounts a small tmpfs and fills it; .ci/run runs it"]
 async fn an_outcome_that_cannot_be_recorded_pauses_the_worker_instead_of_resending() {
     const EVENTS: usize = 26;
-    let disk = SmallDisk::mount("16m");
+    let disk = SmallDisk::mount("32m");
     let peer = Peer::start().await;
     let dir = common::config_dir(&webhook_config(&peer, &disk.path("relay.db")), &[]);
     let relay = ChildRelay::start(dir.path()).await;
@@ -104,15 +104,15 @@ async fn an_outcome_that_cannot_be_recorded_pauses_the_worker_instead_of_resendi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root: mounts a small tmpfs and fills it; .ci/run runs it"]
 async fn readyz_fails_every_time_while_the_disk_is_full() {
-    let disk = SmallDisk::mount("16m");
+    let disk = SmallDisk::mount("32m");
     let peer = Peer::start().await;
     let dir = common::config_dir(&webhook_config(&peer, &disk.path("relay.db")), &[]);
     let relay = ChildRelay::start(dir.path()).await;
-    // Enough events for the store's log to be written back and started over (SQLite does so
-    // every 1,000 pages): a small write can then reuse its space even with the disk full, and
-    // proves nothing about room for the next event.
+    // Enough events for the store's log to be written back and started over (every 1,000
+    // pages, 8 MiB in a new store): a small write can then reuse its space even with the disk
+    // full, and proves nothing about room for the next event.
     let padding = "p".repeat(16 * 1024);
-    for i in 0..400 {
+    for i in 0..700 {
         let body = format!(
             r#"{{"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": "fill-{i}", "alert": {{"ruleName": "R", "padding": "{padding}"}}}}"#
         );

@@ -381,7 +381,7 @@ mod tests {
             .unwrap();
         assert_eq!(page_size, 8192);
         let stored_before = std::fs::metadata(&path).unwrap().len();
-        // About 9 MiB of log: past the 4 MiB at which the checkpoint thread is asked.
+        // About 1,200 pages of log: past the 1,000 at which the checkpoint thread is asked.
         for i in 0..1200 {
             outbox
                 .accept(NewEvent {
@@ -393,7 +393,7 @@ mod tests {
         }
         // The thread copies the log into the store file while no one writes.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::fs::metadata(&path).unwrap().len() < stored_before + 4 * 1024 * 1024 {
+        while std::fs::metadata(&path).unwrap().len() < stored_before + 1000 * 8192 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the log was never copied into the store"

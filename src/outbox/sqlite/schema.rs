@@ -83,8 +83,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
 /// The page size of a new store.
 const PAGE_SIZE: i64 = 8192;
 
-/// What the write-ahead log's file keeps of its size once the log starts over.
-const WAL_KEPT_BYTES: i64 = 4 * 1024 * 1024;
+/// What the write-ahead log's file keeps of its size once the log starts over: above the 8 MiB at
+/// which it is merged (a log cut back below its working size grows again at every turn), below
+/// what a burst can make it.
+const WAL_KEPT_BYTES: i64 = 16 * 1024 * 1024;
 
 /// A command that finds the store locked by the server waits this long.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -134,7 +136,7 @@ pub(super) fn connect(path: &Path, create: bool) -> Result<Connection, StoreErro
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(not_a_store)?;
     // Once merged into the store, the log starts over from its beginning, its file cut back to
-    // this size: a burst can grow the log far beyond it, and the disk gets that room back.
+    // this size if a burst made it larger, so that the disk gets that room back.
     conn.pragma_update(None, "journal_size_limit", WAL_KEPT_BYTES)
         .map_err(not_a_store)?;
     // FULL: a commit is on disk before the relay answers 200.
