@@ -128,7 +128,7 @@ fn tune_allocator() {
         ("MIMALLOC_PURGE_DELAY", 15),
     ];
     // mimalloc asks for transparent huge pages for its arena: the resident memory then grows 2 MiB
-    // at a time, and was 10 MiB higher at rest (27.7 MiB against 17.3 MiB with one destination)
+    // at a time, and was 10 MiB higher at rest (27.7 MiB against 17.7 MiB with one destination)
     // and under load. The relay's heap is small; it does without them. Where the call fails, the
     // relay merely uses more memory.
     let _ = rustix::thread::disable_transparent_huge_pages(true);

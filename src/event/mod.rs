@@ -229,6 +229,23 @@ impl Event {
         .unwrap_or_default()
     }
 
+    /// The source that accepted a stored event, from its normalized form alone (see
+    /// [`Event::stored_form`]): ThousandEyes classic for events stored before sources existed.
+    pub fn stored_origin(normalized: Option<&str>) -> Result<Origin, EventError> {
+        #[derive(Deserialize)]
+        struct Source {
+            source: Origin,
+        }
+        match normalized {
+            Some(normalized) => serde_json::from_str::<Source>(normalized)
+                .map(|stored| stored.source)
+                .map_err(|e| {
+                    EventError::Invalid(format!("its normalized form is unreadable: {e}"))
+                }),
+            None => Ok(Origin::thousandeyes()),
+        }
+    }
+
     /// The event the store kept: the body as stored and, beside it, its normalized form (see
     /// [`Event::stored_form`]). Events stored before sources existed have none and are
     /// ThousandEyes classic bodies.
@@ -557,5 +574,18 @@ mod tests {
         assert_eq!(back.lifecycle(), Some(("7", Phase::Trigger)));
         let legacy = Event::from_store(measure(body).unwrap(), None, Utc::now()).unwrap();
         assert_eq!(legacy.summary.title, "R on T", "rows stored before sources");
+        let mut elsewhere = Event::parse(body, Utc::now()).unwrap();
+        elsewhere.source.name = "prom".into();
+        elsewhere.source.kind = SourceKind::Alertmanager;
+        let origin = Event::stored_origin(Some(&elsewhere.stored_form())).unwrap();
+        assert_eq!(
+            (origin.name.as_str(), origin.kind),
+            ("prom", SourceKind::Alertmanager)
+        );
+        assert_eq!(
+            Event::stored_origin(None).unwrap().kind,
+            SourceKind::Thousandeyes
+        );
+        assert!(Event::stored_origin(Some("{}")).is_err());
     }
 }

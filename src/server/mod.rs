@@ -343,13 +343,13 @@ impl Ingest {
         arrival: Arrival,
         sent: &[u8],
     ) -> Result<serde_json::Value, HttpResponse> {
-        let event = &arrival.event;
+        let Arrival { event, key, body } = arrival;
         let (id, kind, source) = (&event.id, event.kind.as_str(), &event.source.name);
-        let to = relay.router.destinations_for(event);
+        let to = relay.router.destinations_for(&event);
         let stored = NewEvent {
-            key: arrival.key.clone(),
+            key,
             received_at: event.received_at.timestamp_millis(),
-            body: arrival.body.unwrap_or_else(|| sent.to_vec()),
+            body: body.unwrap_or_else(|| sent.to_vec()),
             normalized: Some(event.stored_form()),
             to: to.clone(),
             lifecycle: event

@@ -319,16 +319,10 @@ impl Studio {
             match self.outbox.event_body(row).await {
                 Ok(stored) => stored.map(|(body, normalized)| {
                     // The source that accepted it, as the store kept the event.
-                    let source = crate::event::measure(&body)
-                        .ok()
-                        .and_then(|measured| {
-                            Event::from_store(measured, normalized.as_deref(), chrono::Utc::now())
-                                .ok()
-                        })
-                        .map_or_else(
-                            || SourceKind::Thousandeyes.as_str().to_owned(),
-                            |e| e.source.name,
-                        );
+                    let source = Event::stored_origin(normalized.as_deref()).map_or_else(
+                        |_| SourceKind::Thousandeyes.as_str().to_owned(),
+                        |origin| origin.name,
+                    );
                     (body, source)
                 }),
                 Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
