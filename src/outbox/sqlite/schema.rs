@@ -144,6 +144,11 @@ pub(super) fn connect(path: &Path, create: bool) -> Result<Connection, StoreErro
         .map_err(not_a_store)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(not_a_store)?;
+    // Each statement of a batch that may fail midway keeps the pages it changes in a statement
+    // journal, so that its failure undoes it alone. In a temporary file (the default), every
+    // commit opened, wrote and closed one: a third of the writer's writes under load.
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(not_a_store)?;
     Ok(conn)
 }
 
