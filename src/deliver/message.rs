@@ -7,8 +7,11 @@ use serde_json::Value;
 /// What a destination receives, before it is put on the wire.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
-    /// Slack message, Teams card (the envelope is added on delivery) or webhook body.
+    /// Slack message or Teams card (the envelope is added on delivery).
     Json(Value),
+    /// A webhook body as its template wrote it, checked to be one JSON value: sent as it is,
+    /// without being parsed into a value and written out again.
+    JsonText(String),
     Email(EmailMessage),
     /// Console output.
     Text(String),
@@ -26,6 +29,7 @@ impl Message {
     pub fn memory_bytes(&self) -> usize {
         match self {
             Self::Json(value) => crate::memory::value_bytes(value),
+            Self::JsonText(text) => text.len(),
             Self::Email(email) => email.subject.len() + email.text.len() + email.html.len(),
             Self::Text(text) => text.len(),
         }
@@ -39,6 +43,7 @@ impl fmt::Display for Message {
                 Ok(text) => f.write_str(&text),
                 Err(_) => write!(f, "{value}"),
             },
+            Self::JsonText(text) => f.write_str(text),
             Self::Email(email) => write!(
                 f,
                 "Subject: {}\n\n--- text/plain ---\n{}\n--- text/html ---\n{}",

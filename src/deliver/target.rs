@@ -73,7 +73,7 @@ impl HttpTarget {
 
     /// POSTs `body` and turns any answer other than 2xx into a [`DeliveryError`]. The answer is
     /// kept for logs with the URL, and its path and query, cut out in case the peer echoes them.
-    pub async fn post_json(&self, body: &serde_json::Value) -> Result<Receipt, DeliveryError> {
+    pub async fn post_json(&self, body: String) -> Result<Receipt, DeliveryError> {
         let answer = self.exchange(body, MAX_ANSWER_BYTES).await?;
         let text: String = self
             .redact(answer.text.trim())
@@ -93,13 +93,9 @@ impl HttpTarget {
         }
     }
 
-    /// POSTs `body` and returns the answer, whatever its status, with at most `max` bytes of its
-    /// body, as sent: redact before showing it.
-    pub async fn exchange(
-        &self,
-        body: &serde_json::Value,
-        max: usize,
-    ) -> Result<Answer, DeliveryError> {
+    /// POSTs `body` (JSON text) and returns the answer, whatever its status, with at most `max`
+    /// bytes of its body, as sent: redact before showing it.
+    pub async fn exchange(&self, body: String, max: usize) -> Result<Answer, DeliveryError> {
         let mut headers = self.headers.clone();
         headers.entry(reqwest::header::CONTENT_TYPE).or_insert(
             reqwest::header::HeaderValue::from_static("application/json"),
@@ -108,7 +104,7 @@ impl HttpTarget {
             .http
             .post(self.url.expose())
             .headers(headers)
-            .body(body.to_string())
+            .body(body)
             .send()
             .await
             .map_err(request_error)?;

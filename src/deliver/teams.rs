@@ -90,7 +90,7 @@ impl Destination for Teams {
             ));
         };
         let envelope = envelope(card, outgoing.event.correlation());
-        Ok(self.target.post_json(&envelope).await?.into())
+        Ok(self.target.post_json(envelope.to_string()).await?.into())
     }
 }
 

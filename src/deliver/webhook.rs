@@ -74,12 +74,12 @@ impl Webhook {
 
 impl Destination for Webhook {
     async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
-        let Message::Json(body) = outgoing.first()? else {
+        let Message::JsonText(body) = outgoing.first()? else {
             return Err(DeliveryError::Rejected(
                 "a webhook takes a JSON body".into(),
             ));
         };
-        Ok(self.target.post_json(body).await?.into())
+        Ok(self.target.post_json(body.clone()).await?.into())
     }
 }
 
@@ -101,15 +101,21 @@ impl Facts for WebhookFacts {
     }
 
     fn message(&self, texts: Vec<String>) -> Result<Message, String> {
-        super::json_body(texts).map(Message::Json)
+        let [text] = <[String; 1]>::try_from(texts).map_err(|_| "one part expected".to_owned())?;
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            .map_err(|e| format!("not valid JSON: {e}"))?;
+        Ok(Message::JsonText(text))
     }
 
     fn fallback(&self, event: &Event) -> Message {
-        Message::Json(json!({
-            "event": { "id": event.id, "type": event.event_type, "kind": event.kind },
-            "summary": event.summary,
-            "payload": Value::Object(event.raw.clone()),
-        }))
+        Message::JsonText(
+            json!({
+                "event": { "id": event.id, "type": event.event_type, "kind": event.kind },
+                "summary": event.summary,
+                "payload": Value::Object(event.raw.clone()),
+            })
+            .to_string(),
+        )
     }
 
     fn pace(&self) -> Pace {

@@ -560,9 +560,21 @@ impl Reader {
         now: i64,
         in_flight: Vec<i64>,
     ) -> Result<Option<Claim>, StoreError> {
+        Ok(self.due(destination, now, in_flight, 1).await?.pop())
+    }
+
+    /// Up to `limit` deliveries for `destination` due at `now`, the first due first, as
+    /// [`Reader::next_due`] gives one: one query for several attempts.
+    pub async fn due(
+        &self,
+        destination: &str,
+        now: i64,
+        in_flight: Vec<i64>,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
         match self {
-            Self::Sqlite(reader) => reader.next_due(destination, now, in_flight).await,
-            Self::Postgres(reader) => reader.next_due(destination, now, in_flight).await,
+            Self::Sqlite(reader) => reader.due(destination, now, in_flight, limit).await,
+            Self::Postgres(reader) => reader.due(destination, now, in_flight, limit).await,
         }
     }
 

@@ -38,6 +38,7 @@ on_every_store!(
     dedup_claim_and_finish,
     prune_in_small_transactions,
     clear_waits_for_its_trigger,
+    several_due_in_one_claim,
     recent_events,
     oauth_key_tokens_and_codes,
 );
@@ -345,6 +346,44 @@ async fn clear_waits_for_its_trigger(outbox: Outbox, _: Location) {
         .unwrap()
         .unwrap();
     assert_eq!((again.event_id.as_str(), again.thread), ("c1", None));
+}
+
+async fn several_due_in_one_claim(outbox: Outbox, _: Location) {
+    for (id, lifecycle) in [
+        ("\"t1\"", Some(("A1", Phase::Trigger))),
+        ("\"c1\"", Some(("A1", Phase::Clear))),
+        ("\"e2\"", None),
+        ("\"e3\"", None),
+    ] {
+        outbox
+            .accept(NewEvent {
+                lifecycle: lifecycle.map(|(key, phase)| (key.to_owned(), phase)),
+                ..NewEvent::for_test(id, &["a"])
+            })
+            .await
+            .unwrap();
+    }
+    let reader = outbox.reader().unwrap();
+    let ids = |claims: &[Claim]| {
+        claims
+            .iter()
+            .map(|c| c.event_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let first = reader.due("a", now_ms(), vec![], 2).await.unwrap();
+    assert_eq!(
+        ids(&first),
+        ["t1", "e2"],
+        "the first two due; the clear waits for its trigger"
+    );
+    assert!(first.iter().all(|c| c.body == b"{}"), "each with its body");
+    let in_flight = first.iter().map(|c| c.id).collect();
+    let rest = reader.due("a", now_ms(), in_flight, 10).await.unwrap();
+    assert_eq!(
+        ids(&rest),
+        ["e3"],
+        "the clear waits while its trigger is in flight"
+    );
 }
 
 async fn oauth_key_tokens_and_codes(outbox: Outbox, location: Location) {

@@ -590,6 +590,10 @@ impl Edit {
 fn message_json(message: &Message) -> Value {
     match message {
         Message::Json(value) => json!({ "json": value }),
+        // Checked to be JSON when it was rendered.
+        Message::JsonText(text) => json!({
+            "json": serde_json::from_str::<Value>(text).unwrap_or_else(|_| json!(text))
+        }),
         Message::Email(email) => {
             json!({ "subject": email.subject, "text": email.text, "html": email.html })
         }

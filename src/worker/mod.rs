@@ -4,7 +4,7 @@
 
 mod health;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -257,13 +257,14 @@ impl Worker {
         let this = Arc::new(self);
         let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let slots = Arc::new(Semaphore::new(this.concurrency.max(1)));
+        let mut ready = VecDeque::new();
         let mut attempts = JoinSet::new();
         loop {
             let stop = shutdown.wait_for(|stop| *stop);
             let claimed = tokio::select! {
                 biased;
                 _ = stop => break,
-                claimed = this.claim(&reader, &slots, &in_flight) => claimed,
+                claimed = this.claim(&reader, &slots, &in_flight, &mut ready) => claimed,
             };
             // Taken after the claim: a reload while the worker waited applies to this attempt.
             let relay = this.live.current();
@@ -336,12 +337,16 @@ impl Worker {
     }
 
     /// Waits for a free slot and a due delivery that is not already in flight; `None` once the
-    /// destination is no longer configured.
+    /// destination is no longer configured. Where the destination is unpaced and healthy, one
+    /// query claims a delivery for each free slot: the others wait in `ready`, counted in flight,
+    /// and start as soon as they get their slots (claimed ahead of a pace, they would wait for
+    /// it, and for PostgreSQL their leases would run meanwhile).
     async fn claim(
         &self,
         reader: &Reader,
         slots: &Arc<Semaphore>,
         in_flight: &Mutex<HashSet<i64>>,
+        ready: &mut VecDeque<Claim>,
     ) -> Option<(OwnedSemaphorePermit, Claim)> {
         let permit = slots
             .clone()
@@ -349,13 +354,35 @@ impl Worker {
             .await
             .expect("the semaphore is never closed");
         loop {
-            if !self.live.current().destinations.contains_key(&self.name) {
+            let relay = self.live.current();
+            let Some(target) = relay.destinations.get(&self.name) else {
                 return None;
+            };
+            if let Some(claim) = ready.pop_front() {
+                return Some((permit, claim));
             }
+            let healthy = {
+                let health = lock(&self.health);
+                !health.probing()
+                    && health
+                        .paused_until()
+                        .is_none_or(|until| until <= Instant::now())
+            };
+            let limit = if target.pace.is_none() && healthy {
+                1 + slots.available_permits()
+            } else {
+                1
+            };
             // Registered before looking, so that a change between the look and the wait counts.
             let changed = self.outbox.changed(&self.name);
             let now = outbox::now_ms();
-            if let Some(claim) = self.first_due(reader, in_flight, now).await {
+            let mut due = self.due(reader, in_flight, now, limit).await.into_iter();
+            if let Some(claim) = due.next() {
+                let mut in_flight = lock(in_flight);
+                for claim in due {
+                    in_flight.insert(claim.id);
+                    ready.push_back(claim);
+                }
                 return Some((permit, claim));
             }
             let wait = match reader.next_due_at(&self.name).await {
@@ -369,21 +396,22 @@ impl Worker {
         }
     }
 
-    /// The first due delivery not in flight. The set is copied before the query: an attempt
-    /// leaves it only after its outcome is committed, so an id missing from the copy has its
-    /// outcome committed before the query starts, and the query sees it.
-    async fn first_due(
+    /// Up to `limit` due deliveries not in flight, the first due first. The set is copied before
+    /// the query: an attempt leaves it only after its outcome is committed, so an id missing from
+    /// the copy has its outcome committed before the query starts, and the query sees it.
+    async fn due(
         &self,
         reader: &Reader,
         in_flight: &Mutex<HashSet<i64>>,
         now: i64,
-    ) -> Option<Claim> {
+        limit: usize,
+    ) -> Vec<Claim> {
         let claimed: Vec<i64> = lock(in_flight).iter().copied().collect();
-        match reader.next_due(&self.name, now, claimed).await {
+        match reader.due(&self.name, now, claimed, limit).await {
             Ok(due) => due,
             Err(e) => {
                 error!(destination = %self.name, error = %e, "cannot read due deliveries");
-                None
+                Vec::new()
             }
         }
     }

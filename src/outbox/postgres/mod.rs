@@ -662,18 +662,19 @@ impl Reader {
         Ok(driver.holds)
     }
 
-    /// Claims the delivery for `destination` due first at `now`, not leased by anyone and not in
-    /// `in_flight` here, and leases it for the lease time, if this replica drives the
-    /// destination (else none); with its event and, for a clear,
-    /// what was kept of its trigger. A clear waits while its trigger waits for the destination.
-    pub async fn next_due(
+    /// Claims up to `limit` deliveries for `destination` due at `now`, the first due first, not
+    /// leased by anyone and not in `in_flight` here, and leases them for the lease time, if this
+    /// replica drives the destination (else none); each with its event and, for a clear, what
+    /// was kept of its trigger. A clear waits while its trigger waits for the destination.
+    pub async fn due(
         &self,
         destination: &str,
         now: i64,
         in_flight: Vec<i64>,
-    ) -> Result<Option<Claim>, StoreError> {
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
         if !self.drives(destination).await? {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let mut conn = connection(&self.pool).await?;
         let tx = conn.transaction().await.map_err(pg)?;
@@ -683,8 +684,9 @@ impl Reader {
             .await
             .map_err(pg)?;
         let until = now + self.lease.as_millis() as i64;
-        let claimed = tx
-            .query_opt(
+        let limit = limit as i64;
+        let rows = tx
+            .query(
                 "WITH due AS (
                      SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event
                      WHERE d.destination = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
@@ -695,44 +697,38 @@ impl Reader {
                            WHERE te.correlation = e.correlation AND te.phase = 'trigger'
                              AND te.id < e.id AND t.destination = d.destination
                              AND t.state = 'pending'))
-                     ORDER BY d.next_attempt_at, d.id LIMIT 1
-                     FOR UPDATE OF d SKIP LOCKED)
-                 UPDATE deliveries SET lease_until = $3 FROM due WHERE deliveries.id = due.id
-                 RETURNING deliveries.id, deliveries.attempts, deliveries.event",
-                &[&destination, &now, &until, &in_flight],
-            )
-            .await
-            .map_err(pg)?;
-        let Some(row) = claimed else {
-            tx.commit().await.map_err(pg)?;
-            return Ok(None);
-        };
-        let (id, attempts, event): (i64, i32, i64) = (row.get(0), row.get(1), row.get(2));
-        let row = tx
-            .query_one(
-                "SELECT e.event_id, e.received_at, e.body, th.thread, th.trigger_summary,
-                     e.normalized
-                 FROM events e LEFT JOIN threads th ON e.phase = 'clear'
-                     AND th.destination = $2 AND th.correlation = e.correlation
-                 WHERE e.id = $1",
-                &[&event, &destination],
+                     ORDER BY d.next_attempt_at, d.id LIMIT $5
+                     FOR UPDATE OF d SKIP LOCKED),
+                 leased AS (
+                     UPDATE deliveries SET lease_until = $3 FROM due WHERE deliveries.id = due.id
+                     RETURNING deliveries.id, deliveries.attempts, deliveries.event,
+                         deliveries.next_attempt_at)
+                 SELECT l.id, l.attempts, e.event_id, e.received_at, e.body, th.thread,
+                     th.trigger_summary, e.normalized
+                 FROM leased l JOIN events e ON e.id = l.event
+                 LEFT JOIN threads th ON e.phase = 'clear'
+                     AND th.destination = $1 AND th.correlation = e.correlation
+                 ORDER BY l.next_attempt_at, l.id",
+                &[&destination, &now, &until, &in_flight, &limit],
             )
             .await
             .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
-        let thread = match (row.get(3), row.get(4)) {
-            (Some(thread), Some(trigger)) => Some((thread, trigger)),
-            _ => None,
-        };
-        Ok(Some(Claim {
-            id,
-            attempts: attempts as u32,
-            event_id: display_id(row.get(0)),
-            received_at: row.get(1),
-            body: row.get(2),
-            normalized: row.get(5),
-            thread,
-        }))
+        Ok(rows
+            .into_iter()
+            .map(|row| Claim {
+                id: row.get(0),
+                attempts: row.get::<_, i32>(1) as u32,
+                event_id: display_id(row.get(2)),
+                received_at: row.get(3),
+                body: row.get(4),
+                normalized: row.get(7),
+                thread: match (row.get(5), row.get(6)) {
+                    (Some(thread), Some(trigger)) => Some((thread, trigger)),
+                    _ => None,
+                },
+            })
+            .collect())
     }
 
     /// When the next pending delivery for `destination` is due, a lease counting as due then.

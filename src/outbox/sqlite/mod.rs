@@ -231,11 +231,12 @@ async fn off_runtime<T: Send + 'static>(
         .map_err(|_| StoreError::Closed)?
 }
 
-// A worker runs the first two for every delivery, a scrape the third for every destination.
+// A worker runs the first two for every few deliveries, a scrape the third for every destination.
 // `+?1`, not `?1`: SQLite propagates a column's equality to a bound parameter into the rest of a
 // query ordered by another column, and then
 // prepares the statement again each time that parameter is bound (once per call, as much work
 // as the query itself). The unary plus stops that propagation; the index is used all the same.
+// `LIMIT +?4` likewise: a bare parameter there is read by the planner, and prepared again.
 //
 // A clear waits while its trigger, accepted before it, waits for the same destination (a reply
 // needs the trigger's message); it comes with what the destination kept of that message.
@@ -250,7 +251,7 @@ const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.bo
            SELECT 1 FROM events te JOIN deliveries t ON t.event = te.id
            WHERE te.correlation = e.correlation AND te.phase = 'trigger' AND te.id < e.id
              AND t.destination = d.destination AND t.state = 'pending'))
-     ORDER BY d.next_attempt_at, d.id LIMIT 1";
+     ORDER BY d.next_attempt_at, d.id LIMIT +?4";
 const BACKLOG: &str = "SELECT state, COUNT(*) FROM deliveries
      WHERE destination = +?1 AND state IN ('pending', 'dead') GROUP BY state";
 const NEXT_DUE_AT: &str =
@@ -265,20 +266,21 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// The delivery for `destination` due first at `now` (unix ms), leaving out the ids in
-    /// `in_flight`. Only that one row's body is read.
-    pub async fn next_due(
+    /// Up to `limit` deliveries for `destination` due at `now` (unix ms), the first due first,
+    /// leaving out the ids in `in_flight`. Only those rows' bodies are read.
+    pub async fn due(
         &self,
         destination: &str,
         now: i64,
         in_flight: Vec<i64>,
-    ) -> Result<Option<Claim>, StoreError> {
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
         let destination = destination.to_owned();
         off_runtime(&self.conn, move |conn| {
             let mut statement = conn.prepare_cached(NEXT_DUE)?;
             let in_flight = serde_json::to_string(&in_flight).unwrap_or_else(|_| "[]".into());
-            let claim = statement
-                .query_row(params![destination, now, in_flight], |row| {
+            let claims = statement
+                .query_map(params![destination, now, in_flight, limit as i64], |row| {
                     Ok(Claim {
                         id: row.get(0)?,
                         attempts: row.get(1)?,
@@ -291,9 +293,9 @@ impl Reader {
                             _ => None,
                         },
                     })
-                })
-                .optional()?;
-            Ok(claim)
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(claims)
         })
         .await
     }
@@ -417,7 +419,7 @@ mod tests {
             .unwrap();
         let conn = connect(&path, false).unwrap();
         for (sql, params) in [
-            (NEXT_DUE, params!["a", now_ms(), "[]"].to_vec()),
+            (NEXT_DUE, params!["a", now_ms(), "[]", 1].to_vec()),
             (NEXT_DUE_AT, params!["a"].to_vec()),
             (BACKLOG, params!["a"].to_vec()),
         ] {
