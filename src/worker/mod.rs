@@ -355,9 +355,8 @@ impl Worker {
             .expect("the semaphore is never closed");
         loop {
             let relay = self.live.current();
-            let Some(target) = relay.destinations.get(&self.name) else {
-                return None;
-            };
+            // `None` once the destination is no longer configured.
+            let target = relay.destinations.get(&self.name)?;
             if let Some(claim) = ready.pop_front() {
                 return Some((permit, claim));
             }
