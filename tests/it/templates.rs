@@ -157,3 +157,33 @@ fn the_shipped_config_passes_check() {
     assert!(ok, "{output}");
     assert!(output.contains("ok"), "{output}");
 }
+
+#[tokio::test]
+async fn a_webhook_body_is_sent_as_its_template_wrote_it() {
+    let peer = Peer::start().await;
+    let config = format!(
+        "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        peer.url("/h")
+    );
+    let trigger = "{\n  \"rule\": \"{{summary.rule}}\",\n  \"n\": 1\n}\n";
+    let relay = TestRelay::start_with_files(
+        &config,
+        &[
+            ("templates/webhook/alert.trigger.hbs", trigger),
+            ("templates/webhook/alert.clear.hbs", INVALID_JSON),
+        ],
+    )
+    .await;
+    relay.post(&sample("alert_trigger.json")).await;
+    relay.post(&sample("alert_clear.json")).await;
+    assert_eq!(
+        std::str::from_utf8(&peer.next().await.body).unwrap(),
+        "{\n  \"rule\": \"Default Page Load Alert Rule\",\n  \"n\": 1\n}\n",
+        "the layout is the template's"
+    );
+    // A body that is not JSON is never sent: the fallback goes instead.
+    let clear = peer.next().await.json();
+    assert_eq!(clear["event"]["kind"], "alert.clear");
+    assert!(clear["payload"].is_object(), "{clear}");
+    relay.stop().await;
+}
