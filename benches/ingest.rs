@@ -4,8 +4,9 @@
 //!       sink with pacing off; routing the events nowhere (accept only); delivering each to 16
 //!       webhooks, and
 //!   (b) a bare hyper server from this file that reads the body and parses it as JSON,
-//! each in its own process, one after the other in the same run, each after 2 s of load that is
-//! not counted (the relay's store grows its write-ahead log then). Reports accepted events/s for
+//! each in its own process, one after the other in the same run, each after the disk has written
+//! back what was pending (`sync`) and 2 s of load that is not counted (the relay's store grows
+//! its write-ahead log then). Reports accepted events/s for
 //! each and its ratio to the bare server, p50 and p99 accept latency, end-to-end deliveries/s and
 //! the relay's peak RSS. Then `GET /metrics` on a store with no history and with 1,000,000
 //! finished deliveries.
@@ -312,8 +313,16 @@ struct Relay {
 /// This build's relay binary.
 const RELAY: &str = env!("CARGO_BIN_EXE_alert-relay");
 
+/// Has the system write back every dirty page first (`sync`): a run that starts while the disk
+/// still writes what the build or the run before left behind sees each commit's flush wait for
+/// that (the first relay measured straight after a build once took a third fewer posts).
+fn settle_disk() {
+    let _ = Command::new("sync").status();
+}
+
 /// Starts the relay binary at `binary` on the config in `dir`, on a new address.
 async fn start_relay_in(binary: &str, dir: &std::path::Path) -> (Stopped, SocketAddr) {
+    settle_disk();
     let addr = free_addr();
     let process = Stopped(
         Command::new(binary)
@@ -369,6 +378,7 @@ async fn start_relay_binary(binary: &str, destinations: &str) -> Relay {
 
 /// The bare server, in a process of its own.
 async fn start_bare() -> (Stopped, SocketAddr) {
+    settle_disk();
     let addr = free_addr();
     let bare = Stopped(
         Command::new(std::env::current_exe().expect("this binary"))

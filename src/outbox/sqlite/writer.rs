@@ -17,7 +17,7 @@ const MAX_BATCH: usize = 1024;
 /// than a few milliseconds: the caller sends prune writes until one deletes fewer.
 pub(super) const PRUNE_BATCH: usize = 1000;
 
-/// How long the outcomes of attempts may wait for a disk flush: see [`Sync`].
+/// How long the outcomes of attempts may wait for a disk flush: see [`Flush`].
 const OUTCOMES_UNSYNCED_FOR: Duration = Duration::from_millis(100);
 
 /// When a commit waits for the disk. An accepted event is on disk before its sender hears so: a
@@ -27,14 +27,14 @@ const OUTCOMES_UNSYNCED_FOR: Duration = Duration::from_millis(100);
 /// [`OUTCOMES_UNSYNCED_FOR`] old: only a power cut can lose those outcomes, and the deliveries
 /// they record are then made again, as at-least-once allows. Under a steady flow of deliveries
 /// this spares most of their commits a flush, each a trip to the disk.
-struct Sync {
+struct Flush {
     /// When a commit last flushed the log.
     flushed: Instant,
     /// Whether the connection is set to flush at each commit.
     full: bool,
 }
 
-impl Sync {
+impl Flush {
     /// Whether a commit of `batch` at `now` flushes the log.
     fn flushes(&self, batch: &[Write], now: Instant) -> bool {
         now.duration_since(self.flushed) >= OUTCOMES_UNSYNCED_FOR
@@ -59,7 +59,7 @@ impl Sync {
 /// The writer thread: takes every write waiting, applies them in one transaction, commits, then
 /// answers each caller and wakes the workers concerned.
 pub(super) fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Write>, wakers: &Wakers) {
-    let mut sync = Sync {
+    let mut flush = Flush {
         flushed: Instant::now(),
         full: true,
     };
@@ -76,7 +76,7 @@ pub(super) fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Write>,
             match write {
                 // A checkpoint cannot run inside a transaction: what came before commits first.
                 Write::Close { reply } => {
-                    commit(&mut conn, &mut sync, std::mem::take(&mut pending), wakers);
+                    commit(&mut conn, &mut flush, std::mem::take(&mut pending), wakers);
                     let closed = super::schema::mark_open(&conn, false)
                         .map_err(|e| StoreError::Write(e.to_string()));
                     let _ = reply.send(closed);
@@ -84,16 +84,16 @@ pub(super) fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Write>,
                 write => pending.push(write),
             }
         }
-        commit(&mut conn, &mut sync, pending, wakers);
+        commit(&mut conn, &mut flush, pending, wakers);
     }
 }
 
 /// Applies `batch` in one transaction, then answers each caller and wakes the workers concerned.
-fn commit(conn: &mut Connection, sync: &mut Sync, batch: Vec<Write>, wakers: &Wakers) {
+fn commit(conn: &mut Connection, flush: &mut Flush, batch: Vec<Write>, wakers: &Wakers) {
     if batch.is_empty() {
         return;
     }
-    let applied = sync
+    let applied = flush
         .before(conn, &batch)
         .and_then(|()| apply(conn, &batch))
         .map_err(|e| StoreError::Write(e.to_string()));
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn outcomes_alone_wait_at_most_a_tenth_of_a_second_for_the_disk() {
         let flushed = Instant::now();
-        let sync = Sync {
+        let flush = Flush {
             flushed,
             full: true,
         };
@@ -260,20 +260,20 @@ mod tests {
             event: NewEvent::for_test("\"e\"", &["a"]),
             reply: oneshot::channel().0,
         };
-        assert!(!sync.flushes(&[finish(), finish()], flushed));
+        assert!(!flush.flushes(&[finish(), finish()], flushed));
         assert!(
-            !sync.flushes(&[finish()], flushed + OUTCOMES_UNSYNCED_FOR / 2),
+            !flush.flushes(&[finish()], flushed + OUTCOMES_UNSYNCED_FOR / 2),
             "flushed recently"
         );
         assert!(
-            sync.flushes(&[finish()], flushed + OUTCOMES_UNSYNCED_FOR),
+            flush.flushes(&[finish()], flushed + OUTCOMES_UNSYNCED_FOR),
             "the last flush is too old"
         );
         assert!(
-            sync.flushes(&[finish(), accept], flushed),
+            flush.flushes(&[finish(), accept], flushed),
             "an accepted event is on disk before its sender hears so"
         );
-        assert!(sync.flushes(
+        assert!(flush.flushes(
             &[Write::Probe {
                 reply: oneshot::channel().0
             }],
