@@ -552,9 +552,8 @@ pub enum Reader {
 }
 
 impl Reader {
-    /// The delivery for `destination` due first at `now` (unix ms), leaving out the ids in
-    /// `in_flight`, with its event's body and, for a clear, what was kept of its trigger. Workers
-    /// claim several at once ([`Reader::due`]); the store's tests look at one at a time.
+    /// The first of [`Reader::due`]: workers claim several at once, the store's tests look at
+    /// one at a time.
     #[cfg(test)]
     pub async fn next_due(
         &self,
@@ -565,8 +564,9 @@ impl Reader {
         Ok(self.due(destination, now, in_flight, 1).await?.pop())
     }
 
-    /// Up to `limit` deliveries for `destination` due at `now`, the first due first, as
-    /// [`Reader::next_due`] gives one: one query for several attempts.
+    /// Up to `limit` deliveries for `destination` due at `now` (unix ms), the first due first,
+    /// leaving out the ids in `in_flight`, each with its event's body and, for a clear, what was
+    /// kept of its trigger: one query for several attempts.
     pub async fn due(
         &self,
         destination: &str,
