@@ -5,7 +5,7 @@
 //! starts one refresh in the background and is checked against the cached keys meanwhile, so that
 //! a slow or hanging identity provider never holds a request. A token naming a key id the cache
 //! does not know waits for a fetch (the provider may have rotated its keys), but such fetches
-//! happen at most every [`MIN_REFETCH`], and a failed fetch is not tried again before that either.
+//! happen at most every `MIN_REFETCH`, and a failed fetch is not tried again before that either.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

@@ -150,7 +150,7 @@ impl Destination for Slack {
 
     /// A webhook answers `200 ok`; errors come as 4xx with a reason in the body
     /// (`invalid_payload`, `channel_not_found`, …) and are permanent, 429 asks us to slow down.
-    /// The Web API: see [`Api::deliver`].
+    /// The Web API: see `Api::deliver`.
     async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
         match &self.mode {
             Mode::Webhook(target) => {
@@ -509,7 +509,7 @@ const ERRORS: &[(&str, Class, Option<&str>)] = &[
     ("edit_window_closed", Class::Gone, None),
 ];
 
-/// The error for `code`; a code not in [`ERRORS`] is permanent, with no hint.
+/// The error for `code`; a code not in `ERRORS` is permanent, with no hint.
 pub fn api_error(method: &'static str, code: &str) -> DeliveryError {
     let (retryable, hint) = match ERRORS.iter().find(|(c, _, _)| *c == code) {
         Some((_, class, hint)) => (*class == Class::Retry, *hint),
@@ -523,7 +523,7 @@ pub fn api_error(method: &'static str, code: &str) -> DeliveryError {
     }
 }
 
-/// What to do about a Web API error (see [`ERRORS`]); `Retry` or `Permanent` for other errors as
+/// What to do about a Web API error (see `ERRORS`); `Retry` or `Permanent` for other errors as
 /// [`DeliveryError::is_retryable`] says.
 pub trait Classify {
     fn class(&self) -> Class;

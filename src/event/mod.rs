@@ -2,7 +2,7 @@
 //! so that templates need not know any payload's quirks, a correlation key that ties a clear to
 //! its trigger, and a dedup key. Each sender's body is read by its own module ([`source`] names
 //! them: ThousandEyes classic and custom webhooks, Alertmanager, Grafana, any JSON with a
-//! mapping); all of them measure the body first ([`shape`]).
+//! mapping); all of them measure the body first (`shape`).
 
 mod alertmanager;
 mod custom;

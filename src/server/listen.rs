@@ -47,7 +47,7 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-/// Binds `addr` with a backlog of [`BACKLOG`].
+/// Binds `addr` with a backlog of `BACKLOG`.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?

@@ -1,5 +1,5 @@
 //! The HTTP server (hyper 1, no framework): the ingest endpoint, health, metrics, and a JSON body
-//! naming the problem for every refusal, hyper's own included ([`refusals`]).
+//! naming the problem for every refusal, hyper's own included (`refusals`).
 
 mod listen;
 mod refusals;
