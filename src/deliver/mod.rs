@@ -295,8 +295,24 @@ impl DestinationKind {
 
 /// The one rendered text of a JSON kind, parsed.
 fn json_body(texts: Vec<String>) -> Result<Value, String> {
+    let text = one_part(texts)?;
+    serde_json::from_str(&text).map_err(not_json)
+}
+
+/// The one rendered text of a JSON kind, checked to be one JSON value and kept as written.
+fn json_text(texts: Vec<String>) -> Result<String, String> {
+    let text = one_part(texts)?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(not_json)?;
+    Ok(text)
+}
+
+fn one_part(texts: Vec<String>) -> Result<String, String> {
     let [text] = <[String; 1]>::try_from(texts).map_err(|_| "one part expected".to_owned())?;
-    serde_json::from_str(&text).map_err(|e| format!("not valid JSON: {e}"))
+    Ok(text)
+}
+
+fn not_json(e: serde_json::Error) -> String {
+    format!("not valid JSON: {e}")
 }
 
 /// Long enough for any rule and test name, short enough for every destination's limits.

@@ -101,10 +101,7 @@ impl Facts for WebhookFacts {
     }
 
     fn message(&self, texts: Vec<String>) -> Result<Message, String> {
-        let [text] = <[String; 1]>::try_from(texts).map_err(|_| "one part expected".to_owned())?;
-        serde_json::from_str::<serde::de::IgnoredAny>(&text)
-            .map_err(|e| format!("not valid JSON: {e}"))?;
-        Ok(Message::JsonText(text))
+        super::json_text(texts).map(Message::JsonText)
     }
 
     fn fallback(&self, event: &Event) -> Message {

@@ -66,9 +66,9 @@ impl Health {
         self.round
     }
 
-    /// When attempts may start again.
-    pub fn paused_until(&self) -> Option<Instant> {
-        self.paused_until
+    /// When attempts may start again, if a pause is still running at `now`.
+    pub fn paused_until(&self, now: Instant) -> Option<Instant> {
+        self.paused_until.filter(|until| *until > now)
     }
 
     pub fn pause(&mut self, delay: Duration) {

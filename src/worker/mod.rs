@@ -274,8 +274,8 @@ impl Worker {
                 info!(destination = %this.name, "the destination left the config; its worker stops and what waits for it stays in the store");
                 break;
             };
-            let paused_until = lock(&this.health).paused_until();
-            if let Some(until) = paused_until.filter(|until| *until > Instant::now()) {
+            let paused_until = lock(&this.health).paused_until(Instant::now());
+            if let Some(until) = paused_until {
                 tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|stop| *stop) => break,
@@ -362,10 +362,7 @@ impl Worker {
             }
             let healthy = {
                 let health = lock(&self.health);
-                !health.probing()
-                    && health
-                        .paused_until()
-                        .is_none_or(|until| until <= Instant::now())
+                !health.probing() && health.paused_until(Instant::now()).is_none()
             };
             let limit = if target.pace.is_none() && healthy {
                 1 + slots.available_permits()

@@ -280,4 +280,30 @@ mod tests {
             flushed
         ));
     }
+
+    #[test]
+    fn the_connection_flushes_as_the_batch_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::schema::connect(&dir.path().join("s.db"), true).unwrap();
+        let synchronous = || -> i64 {
+            conn.pragma_query_value(None, "synchronous", |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(synchronous(), 2, "FULL from the start");
+        let earlier = Instant::now() - Duration::from_millis(1);
+        let mut flush = Flush {
+            flushed: earlier,
+            full: true,
+        };
+        flush.before(&conn, &[finish()]).unwrap();
+        assert_eq!(synchronous(), 1, "NORMAL for outcomes alone");
+        assert_eq!(flush.flushed, earlier, "no flush to note");
+        let accept = Write::Accept {
+            event: NewEvent::for_test("\"e\"", &["a"]),
+            reply: oneshot::channel().0,
+        };
+        flush.before(&conn, &[finish(), accept]).unwrap();
+        assert_eq!(synchronous(), 2, "FULL again for an accept");
+        assert!(flush.flushed > earlier, "the flush is noted");
+    }
 }
