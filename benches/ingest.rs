@@ -19,7 +19,8 @@
 //! Run: `cargo bench --bench ingest` (`BENCH_SECONDS=N` to change the 10 s per server,
 //! `BENCH_LARGE_POSTS=N` the large events per connection, 3 by default; `BENCH_BASELINE_BIN=PATH`
 //! runs the delivering and the memory runs against an earlier build too; `BENCH_PARTS` picks
-//! among `throughput,memory,metrics`; with a PostgreSQL server at `RELAY_TEST_POSTGRES`, else
+//! among `throughput,memory,metrics`; `BENCH_LOAD=wrk` makes the throughput load with `wrk`, as
+//! issue 9 measured it, instead of this file's own generator; with a PostgreSQL server at `RELAY_TEST_POSTGRES`, else
 //! 127.0.0.1:5432, the delivering run also runs on PostgreSQL, in a fresh database).
 
 use std::convert::Infallible;
@@ -158,7 +159,8 @@ async fn wait_until_listening(addr: SocketAddr) {
 struct Load {
     accepted: u64,
     other: u64,
-    latencies_micros: Vec<u64>,
+    p50_ms: f64,
+    p99_ms: f64,
     elapsed: Duration,
 }
 
@@ -169,8 +171,12 @@ enum Until {
     Posts(u64),
 }
 
-/// `CONNECTIONS` keep-alive connections posting for `duration`; counts 200 answers.
+/// `CONNECTIONS` keep-alive connections posting for `duration`; counts 200 answers. With
+/// `BENCH_LOAD=wrk`, `wrk` makes the load instead of this file's own generator.
 async fn load(addr: SocketAddr, duration: Duration, run: &str) -> Load {
+    if std::env::var("BENCH_LOAD").is_ok_and(|l| l == "wrk") {
+        return wrk(addr, duration, run).await;
+    }
     let run = run.to_owned();
     load_with(
         addr,
@@ -218,21 +224,92 @@ async fn load_with(
             (accepted, other, latencies)
         });
     }
-    let mut total = Load {
-        accepted: 0,
-        other: 0,
-        latencies_micros: Vec::new(),
-        elapsed: Duration::ZERO,
-    };
+    let (mut accepted, mut other, mut latencies_micros) = (0, 0, Vec::new());
     while let Some(result) = tasks.join_next().await {
-        let (accepted, other, latencies) = result.expect("load task");
-        total.accepted += accepted;
-        total.other += other;
-        total.latencies_micros.extend(latencies);
+        let (a, o, latencies) = result.expect("load task");
+        accepted += a;
+        other += o;
+        latencies_micros.extend(latencies);
     }
-    total.elapsed = started.elapsed();
-    total.latencies_micros.sort_unstable();
-    total
+    latencies_micros.sort_unstable();
+    Load {
+        accepted,
+        other,
+        p50_ms: percentile(&latencies_micros, 0.50),
+        p99_ms: percentile(&latencies_micros, 0.99),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The load issue 9 was measured with: `wrk` (2 threads, `CONNECTIONS` connections) posting the
+/// trigger sample with a fresh `eventId` each time, from a Lua script. `wrk` spends more of the
+/// two cores than this file's generator, so every server gets less of them.
+async fn wrk(addr: SocketAddr, duration: Duration, run: &str) -> Load {
+    let (before, after) = SAMPLE
+        .split_once("\"49-35541\"")
+        .expect("the sample's eventId");
+    let lua = |s: &str| serde_json::to_string(s).expect("a string");
+    let script = format!(
+        "local before, after = {}, {}\n\
+         local thread_id, n = 0, 0\n\
+         function setup(thread) thread_id = thread_id + 1; thread:set(\"id\", thread_id) end\n\
+         function request()\n\
+           n = n + 1\n\
+           return wrk.format(\"POST\", \"/\", {{[\"Content-Type\"] = \"application/json\"}},\n\
+             before .. '\"{run}-' .. id .. '-' .. n .. '\"' .. after)\n\
+         end\n",
+        lua(before),
+        lua(after)
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("post.lua");
+    std::fs::write(&path, script).expect("write the wrk script");
+    let mut command = Command::new("wrk");
+    command
+        .args(["-t2", &format!("-c{CONNECTIONS}"), "--latency", "-s"])
+        .arg(&path)
+        .arg(format!("-d{}s", duration.as_secs().max(1)))
+        .arg(format!("http://{addr}/"));
+    // Blocking: on a thread of the blocking pool, so that the sink keeps serving meanwhile.
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("wrk's thread")
+        .expect("run wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "wrk failed: {text}");
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+    };
+    let millis = |value: Option<String>| {
+        let value = value.expect("a latency in wrk's output");
+        let (number, factor) = if let Some(n) = value.strip_suffix("us") {
+            (n, 1e-3)
+        } else if let Some(n) = value.strip_suffix("ms") {
+            (n, 1.0)
+        } else if let Some(n) = value.strip_suffix('s') {
+            (n, 1e3)
+        } else {
+            (value.as_str(), 1.0)
+        };
+        number.parse::<f64>().expect("a number") * factor
+    };
+    // "123456 requests in 10.00s, 250.00MB read"
+    let (requests, took) = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, rest)| Some((n.parse::<u64>().ok()?, rest.split(',').next()?.to_owned())))
+        .expect("a request count in wrk's output");
+    let other: u64 = field("Non-2xx or 3xx responses:").map_or(0, |n| n.parse().expect("a count"));
+    Load {
+        accepted: requests - other,
+        other,
+        p50_ms: millis(field("50%")),
+        p99_ms: millis(field("99%")),
+        elapsed: Duration::from_secs_f64(millis(Some(took)) / 1e3),
+    }
 }
 
 /// POSTs `body` as JSON on a kept-alive connection, written and read by hand (a status line,
@@ -672,8 +749,8 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
             "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} |",
             rate(l),
             rate(l) / rate(&bare_load),
-            percentile(&l.latencies_micros, 0.50),
-            percentile(&l.latencies_micros, 0.99),
+            l.p50_ms,
+            l.p99_ms,
             l.other,
             rss
         );
