@@ -20,8 +20,9 @@
 //! `BENCH_LARGE_POSTS=N` the large events per connection, 3 by default; `BENCH_BASELINE_BIN=PATH`
 //! runs the delivering and the memory runs against an earlier build too; `BENCH_PARTS` picks
 //! among `throughput,memory,metrics`; `BENCH_LOAD=wrk` makes the throughput load with `wrk`, as
-//! issue 9 measured it, instead of this file's own generator; with a PostgreSQL server at `RELAY_TEST_POSTGRES`, else
-//! 127.0.0.1:5432, the delivering run also runs on PostgreSQL, in a fresh database).
+//! issue 9 measured it, instead of this file's own generator; with a PostgreSQL server at
+//! `RELAY_TEST_POSTGRES`, else 127.0.0.1:5432, the delivering run also runs on PostgreSQL, in a
+//! fresh database).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -302,10 +303,22 @@ async fn wrk(addr: SocketAddr, duration: Duration, run: &str) -> Load {
         .find_map(|l| l.trim().split_once(" requests in "))
         .and_then(|(n, rest)| Some((n.parse::<u64>().ok()?, rest.split(',').next()?.to_owned())))
         .expect("a request count in wrk's output");
-    let other: u64 = field("Non-2xx or 3xx responses:").map_or(0, |n| n.parse().expect("a count"));
+    // wrk counts answers other than 2xx among its requests; its socket errors ("Socket errors:
+    // connect 0, read 0, write 0, timeout 0") apart.
+    let refused: u64 =
+        field("Non-2xx or 3xx responses:").map_or(0, |n| n.parse().expect("a count"));
+    let failed: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map_or(0, |errors| {
+            errors
+                .split(',')
+                .filter_map(|e| e.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        });
     Load {
-        accepted: requests - other,
-        other,
+        accepted: requests.saturating_sub(refused),
+        other: refused + failed,
         p50_ms: millis(field("50%")),
         p99_ms: millis(field("99%")),
         elapsed: Duration::from_secs_f64(millis(Some(took)) / 1e3),

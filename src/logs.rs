@@ -63,7 +63,7 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 /// Logs go to standard error: standard output belongs to the console destination and to the
 /// commands' own output. Text on a terminal, JSON lines otherwise (or as `[log] format` says);
 /// `RUST_LOG` overrides `[log] level`. Lines are written by a thread of their own, so that a
-/// request never waits for standard error; none is dropped (past [`WAITING_BYTES`] waiting, the
+/// request never waits for standard error; none is dropped (past `WAITING_BYTES` waiting, the
 /// logging waits instead). Keep the guard until the end: dropping it writes what is left.
 pub fn init(log: &LogConfig) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
@@ -90,7 +90,7 @@ pub fn init(log: &LogConfig) -> LogGuard {
 }
 
 /// Where loggers put their lines: one buffer that a thread of its own empties into the output,
-/// what came in the [`GATHER`] after a first line in one `write`. A logger wakes the thread only
+/// what came in the `GATHER` after a first line in one `write`. A logger wakes the thread only
 /// when it sleeps. (`tracing-appender`'s queue, used before, woke its thread for each line, which
 /// then spun and yielded waiting for the next: 1.5 to 2.9 µs of CPU per accepted event against
 /// 0.2 to 0.3 for this, measured per thread under `wrk`.)
