@@ -90,13 +90,14 @@ pub fn init(log: &LogConfig) -> LogGuard {
     guard
 }
 
-/// Where loggers put their lines: one buffer that a thread of its own empties into the output,
-/// what came in the `GATHER` after a first line in one `write` (at once for an error, and a
-/// warning per accepted event, as an unrouted one has, would wake the thread as often as the old
-/// queue did). A logger wakes the thread only when it sleeps or has an error. (`tracing-appender`'s queue, used before, woke its thread for each line, which
-/// then spun and yielded waiting for the next: 1.5 to 2.9 µs of CPU per accepted event against
-/// 0.2 to 0.3 for this, measured per thread under `wrk`.)
-pub struct Lines(Arc<Shared>);
+/// Where loggers put their lines: one buffer that a thread of its own empties into the output, in
+/// one `write` for whatever came in the `GATHER` after a first line. A logger wakes the thread
+/// only when it sleeps, or to write at once: for an error, or when half of `WAITING_BYTES` waits.
+/// (Warnings are gathered too: an unrouted event has one each.) `tracing-appender`'s queue, used
+/// before, woke its thread for each line, which then spun and yielded waiting for the next: 1.5
+/// to 2.9 µs of CPU per accepted event against 0.2 to 0.3 for this, measured per thread under
+/// `wrk`.
+struct Lines(Arc<Shared>);
 
 struct Shared {
     waiting: Mutex<Waiting>,
@@ -111,8 +112,8 @@ struct Waiting {
     bytes: Vec<u8>,
     /// The thread waits for lines (and needs waking).
     asleep: bool,
-    /// An error waits: the thread writes without gathering more.
-    urgent: bool,
+    /// An error, or half of `WAITING_BYTES`, waits: the thread writes without gathering more.
+    write_now: bool,
     /// The guard is dropped: the thread writes what is left and ends.
     closing: bool,
 }
@@ -126,7 +127,7 @@ pub struct LogGuard {
 impl Lines {
     /// The loggers' end, and the guard of the thread that writes to `out`, gathering lines for
     /// `gather` after a first one.
-    pub fn start(mut out: impl Write + Send + 'static, gather: Duration) -> (Self, LogGuard) {
+    fn start(mut out: impl Write + Send + 'static, gather: Duration) -> (Self, LogGuard) {
         let lines = Lines(Arc::new(Shared {
             waiting: Mutex::new(Waiting::default()),
             more: Condvar::new(),
@@ -155,12 +156,10 @@ impl Lines {
                         // and one wake-up for them all.
                         waiting = shared
                             .more
-                            .wait_timeout_while(waiting, gather, |w| {
-                                !w.closing && !w.urgent && w.bytes.len() < WAITING_BYTES / 2
-                            })
+                            .wait_timeout_while(waiting, gather, |w| !w.closing && !w.write_now)
                             .unwrap_or_else(PoisonError::into_inner)
                             .0;
-                        waiting.urgent = false;
+                        waiting.write_now = false;
                         std::mem::swap(&mut writing, &mut waiting.bytes);
                     }
                     shared.room.notify_all();
@@ -185,7 +184,7 @@ fn lock(waiting: &Mutex<Waiting>) -> MutexGuard<'_, Waiting> {
 }
 
 /// A logger's end for one line: written at once when it is an error.
-pub struct Line<'a> {
+struct Line<'a> {
     lines: &'a Lines,
     urgent: bool,
 }
@@ -201,12 +200,11 @@ impl Write for Line<'_> {
                 .wait(waiting)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        let half = WAITING_BYTES / 2;
-        let crossed_half = waiting.bytes.len() < half && waiting.bytes.len() + line.len() >= half;
         waiting.bytes.extend_from_slice(line);
-        let hurry = self.urgent && !waiting.urgent;
-        waiting.urgent |= self.urgent;
-        let wake = std::mem::take(&mut waiting.asleep) || crossed_half || hurry;
+        let write_now = self.urgent || waiting.bytes.len() >= WAITING_BYTES / 2;
+        // Woken once: a gathering thread already told to write needs no second call.
+        let wake = std::mem::take(&mut waiting.asleep) || (write_now && !waiting.write_now);
+        waiting.write_now |= write_now;
         drop(waiting);
         if wake {
             shared.more.notify_one();
@@ -252,10 +250,12 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
-    /// An output that keeps what it gets, holds its first write until `gate` says go, and says
-    /// on `written` when it wrote.
+    /// An output that keeps what it gets and the size of each write, holds its first write until
+    /// `gate` says go, and says on `written` when it wrote.
+    #[derive(Default)]
     struct Kept {
         bytes: Arc<Mutex<Vec<u8>>>,
+        sizes: Arc<Mutex<Vec<usize>>>,
         gate: Option<mpsc::Receiver<()>>,
         written: Option<mpsc::Sender<()>>,
     }
@@ -266,6 +266,7 @@ mod tests {
                 let _ = gate.recv();
             }
             self.bytes.lock().unwrap().extend_from_slice(bytes);
+            self.sizes.lock().unwrap().push(bytes.len());
             if let Some(written) = &self.written {
                 let _ = written.send(());
             }
@@ -279,16 +280,13 @@ mod tests {
 
     #[test]
     fn every_line_arrives_whole_and_in_order_and_a_full_queue_makes_loggers_wait() {
-        let bytes = Arc::new(Mutex::new(Vec::new()));
         let (go, gate) = mpsc::channel();
-        let (lines, guard) = Lines::start(
-            Kept {
-                bytes: bytes.clone(),
-                gate: Some(gate),
-                written: None,
-            },
-            GATHER,
-        );
+        let kept = Kept {
+            gate: Some(gate),
+            ..Kept::default()
+        };
+        let (bytes, sizes) = (kept.bytes.clone(), kept.sizes.clone());
+        let (lines, guard) = Lines::start(kept, GATHER);
         let lines = Arc::new(lines);
         let line = |logger: usize, n: usize| format!("{{\"logger\":{logger},\"n\":{n:08}}}\n");
         let per_logger = 2 * WAITING_BYTES / line(0, 0).len();
@@ -328,31 +326,33 @@ mod tests {
             }
         }
         assert_eq!(written.lines().count(), 2 * per_logger, "no broken line");
+        let most = sizes.lock().unwrap().iter().copied().max().unwrap();
+        assert!(
+            most < WAITING_BYTES + line(0, 0).len(),
+            "never more waiting than the limit and one line: {most}"
+        );
     }
 
     #[test]
     fn an_error_is_written_without_waiting_for_more_lines() {
-        let bytes = Arc::new(Mutex::new(Vec::new()));
         let (written, writes) = mpsc::channel();
+        let kept = Kept {
+            written: Some(written),
+            ..Kept::default()
+        };
+        let bytes = kept.bytes.clone();
         // Gathering for a minute: only a line that ends the gathering is written before it.
-        let (lines, guard) = Lines::start(
-            Kept {
-                bytes: bytes.clone(),
-                gate: None,
-                written: Some(written),
-            },
-            Duration::from_secs(60),
-        );
-        let info = Line {
+        let (lines, guard) = Lines::start(kept, Duration::from_secs(60));
+        let mut info = Line {
             lines: &lines,
             urgent: false,
         };
-        let error = Line {
+        let mut error = Line {
             lines: &lines,
             urgent: true,
         };
-        { info }.write_all(b"info\n").unwrap();
-        { error }.write_all(b"error\n").unwrap();
+        info.write_all(b"info\n").unwrap();
+        error.write_all(b"error\n").unwrap();
         writes
             .recv_timeout(Duration::from_secs(30))
             .expect("written long before the minute is over");
