@@ -7,7 +7,8 @@
 //! each in its own process, one after the other in the same run, each after the disk has written
 //! back what was pending (`sync`) and 2 s of load that is not counted (the relay's store grows
 //! its write-ahead log then). Reports accepted events/s for
-//! each and its ratio to the bare server, p50 and p99 accept latency, end-to-end deliveries/s and
+//! each and its ratio to the bare server, the CPU its process spent per accepted post during the
+//! load, p50 and p99 accept latency, end-to-end deliveries/s and
 //! the relay's peak RSS. Then `GET /metrics` on a store with no history and with 1,000,000
 //! finished deliveries.
 //!
@@ -163,6 +164,9 @@ struct Load {
     p50_ms: f64,
     p99_ms: f64,
     elapsed: Duration,
+    /// CPU time the server's process spent during the load, all threads, per accepted post (see
+    /// [`load_on`]; NaN where not measured).
+    cpu_us_per_post: f64,
 }
 
 /// How long each connection keeps posting.
@@ -239,6 +243,7 @@ async fn load_with(
         p50_ms: percentile(&latencies_micros, 0.50),
         p99_ms: percentile(&latencies_micros, 0.99),
         elapsed: started.elapsed(),
+        cpu_us_per_post: f64::NAN,
     }
 }
 
@@ -322,6 +327,7 @@ async fn wrk(addr: SocketAddr, duration: Duration, run: &str) -> Load {
         p50_ms: millis(field("50%")),
         p99_ms: millis(field("99%")),
         elapsed: Duration::from_secs_f64(millis(Some(took)) / 1e3),
+        cpu_us_per_post: f64::NAN,
     }
 }
 
@@ -372,6 +378,36 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     }
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index] as f64 / 1000.0
+}
+
+/// `load` against the server process `server`, with the CPU time it spent meanwhile per accepted
+/// post: the cost behind its rate, steadier from run to run than the rate. A relay's includes
+/// whatever it delivered during the load.
+async fn load_on(server: &Child, addr: SocketAddr, duration: Duration, run: &str) -> Load {
+    let before = cpu_time(server);
+    let mut load = load(addr, duration, run).await;
+    load.cpu_us_per_post =
+        (cpu_time(server) - before).as_secs_f64() * 1e6 / load.accepted.max(1) as f64;
+    load
+}
+
+/// The CPU time `child` has used so far, user and system, all its threads (`/proc/<pid>/stat`).
+fn cpu_time(child: &Child) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    // After the command name, which is in parentheses and may hold spaces, the fields from the
+    // third on: utime and stime are the 14th and the 15th.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, fields)| {
+            fields
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
 }
 
 fn peak_rss_mb(child: &Child) -> f64 {
@@ -510,7 +546,7 @@ async fn measure_relay(
     wait_for_sink(sink, before_warm, warm.accepted * per_event).await;
     let before = sink.received.load(Ordering::SeqCst);
     let first_post = sink.started.elapsed();
-    let load = load(relay.addr, duration, run).await;
+    let load = load_on(&relay.process.0, relay.addr, duration, run).await;
     let mut delivered = 0;
     let mut seconds = 0.0;
     if per_event > 0 {
@@ -713,14 +749,16 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
     }
     let (bare, bare_addr) = start_bare().await;
     load(bare_addr, WARM_UP, "bare-warm").await;
-    let bare_load = load(bare_addr, duration, "bare").await;
+    let bare_load = load_on(&bare.0, bare_addr, duration, "bare").await;
     let bare_rss = peak_rss_mb(&bare.0);
     drop(bare);
 
     let rate = |l: &Load| l.accepted as f64 / l.elapsed.as_secs_f64();
     println!();
-    println!("| server | accepted/s | ratio to bare | p50 ms | p99 ms | non-200 | peak RSS MB |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| server | accepted/s | ratio to bare | CPU µs per post | p50 ms | p99 ms | non-200 | peak RSS MB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = vec![
         (
             "alert-relay, durable accept, delivering to a webhook".to_owned(),
@@ -759,9 +797,10 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
     }
     for (name, l, rss) in rows {
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} |",
+            "| {name} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {} | {:.1} |",
             rate(l),
             rate(l) / rate(&bare_load),
+            l.cpu_us_per_post,
             l.p50_ms,
             l.p99_ms,
             l.other,
