@@ -381,8 +381,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 /// `load` against the server process `server`, with the CPU time it spent meanwhile per accepted
-/// post: the cost behind its rate, steadier from run to run than the rate. A relay's includes
-/// whatever it delivered during the load.
+/// post: what its rate costs. A relay's includes whatever it delivered during the load.
 async fn load_on(server: &Child, addr: SocketAddr, duration: Duration, run: &str) -> Load {
     let before = cpu_time(server);
     let mut load = load(addr, duration, run).await;
