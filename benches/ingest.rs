@@ -386,7 +386,7 @@ async fn load_on(server: &Child, addr: SocketAddr, duration: Duration, run: &str
     let before = cpu_time(server);
     let mut load = load(addr, duration, run).await;
     load.cpu_us_per_post =
-        (cpu_time(server) - before).as_secs_f64() * 1e6 / load.accepted.max(1) as f64;
+        cpu_time(server).saturating_sub(before).as_secs_f64() * 1e6 / load.accepted.max(1) as f64;
     load
 }
 
