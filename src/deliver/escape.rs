@@ -34,7 +34,7 @@ impl Escape {
     pub fn apply(self, text: &str) -> String {
         match self {
             Self::Json => json_content(text),
-            Self::Teams => json_content(&text.replace(']', "]\u{200B}")),
+            Self::Teams => json_content(&teams_markdown(text)),
             Self::Slack => json_content(&slack_entities(text)),
             Self::Html => handlebars::html_escape(text),
             Self::Line => one_line(text),
@@ -56,6 +56,12 @@ impl Escape {
 pub fn json_content(text: &str) -> String {
     let quoted = serde_json::Value::from(text).to_string();
     quoted[1..quoted.len() - 1].to_owned()
+}
+
+/// Text that Teams' markdown shows as written: every `]` is followed by an invisible space, so
+/// that it cannot close the text of a link, an image or a reference.
+pub fn teams_markdown(text: &str) -> String {
+    text.replace(']', "]\u{200B}")
 }
 
 /// Slack's own escaping for mrkdwn text: only `&`, `<` and `>`.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::escape::Escape;
+use super::escape::{Escape, teams_markdown};
 use super::{CommonOptions, RateLimit};
 use super::{DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Sent};
 use crate::error::ConfigError;
@@ -125,7 +125,7 @@ impl Facts for TeamsFacts {
         let mut card = json!({
             "type": "AdaptiveCard",
             "version": "1.4",
-            "body": [{ "type": "TextBlock", "text": super::headline(event), "wrap": true, "weight": "Bolder" }]
+            "body": [{ "type": "TextBlock", "text": teams_markdown(&super::headline(event)), "wrap": true, "weight": "Bolder" }]
         });
         if let Some(link) = event.summary.link.as_deref() {
             let title = format!("Open in {}", event.source.label());
@@ -160,4 +160,27 @@ fn validate(card: &Value) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_resort_card_shows_a_hostile_title_as_text() {
+        let body = br#"{"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": "1",
+            "alert": {"alertId": 7, "ruleName": "[click](https://evil.example) ![x](https://evil.example/x.png) [r]",
+                      "testName": "t\n[r]: https://evil.example", "active": 1}}"#;
+        let event = Event::parse(body, chrono::Utc::now()).unwrap();
+        let Message::Json(card) = FACTS.fallback(&event) else {
+            panic!("a card")
+        };
+        let text = card["body"][0]["text"].as_str().unwrap();
+        assert!(text.contains("click"), "{text}");
+        // No `]` is followed by what would close a link, an image or a reference.
+        for closing in ["](", "][", "]:"] {
+            assert!(!text.contains(closing), "{closing} in {text}");
+        }
+        validate(&card).unwrap();
+    }
 }
