@@ -58,8 +58,10 @@ pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
-    /// `<key>.<destination>@<domain>` for a trigger's `Message-ID`, when threading.
-    thread: Option<MessageIds>,
+    /// Every email's `Message-ID` (RFC 5322 3.6.4: every message should have one).
+    ids: MessageIds,
+    /// Whether a clear answers its trigger's email.
+    thread: bool,
     /// Cuts the URL and the password, as written and as `AUTH` sends it, out of what the server
     /// answers: some servers quote the command they refuse.
     redactor: Redactor,
@@ -110,10 +112,11 @@ impl Email {
         Ok(Self {
             redactor: redactor(&url),
             transport,
-            thread: config.thread.then(|| MessageIds {
+            ids: MessageIds {
                 destination: name.to_owned(),
                 domain,
-            }),
+            },
+            thread: config.thread,
             from,
             to: config
                 .to
@@ -193,14 +196,15 @@ fn redactor(url: &Secret) -> Redactor {
 impl Destination for Email {
     fn steps(&self, event: &Event, thread: Option<&Value>) -> Vec<Step> {
         match (event.lifecycle(), thread) {
-            (Some((_, Phase::Clear)), Some(_)) if self.thread.is_some() => vec![Step::Reply],
+            (Some((_, Phase::Clear)), Some(_)) if self.thread => vec![Step::Reply],
             _ => vec![Step::New],
         }
     }
 
-    /// A trigger goes with a `Message-ID` of its own, kept with its subject; its clear answers
-    /// it with `In-Reply-To` and `References` and the subject `Re: ` + the trigger's as sent
-    /// (Gmail threads only on a matching subject).
+    /// Every email has a `Message-ID`, the same at every attempt. When threading, a trigger's is
+    /// made from its alert's key and kept with its subject; its clear answers it with
+    /// `In-Reply-To` and `References` and the subject `Re: ` + the trigger's as sent (Gmail
+    /// threads only on a matching subject). Any other email's is made from its event's id.
     async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
         let (step, Message::Email(email)) = outgoing
             .messages
@@ -217,23 +221,22 @@ impl Destination for Email {
             .and_then(|t| Some((t.get("message_id")?.as_str()?, t.get("subject")?.as_str()?)));
         let mut builder = lettre::Message::builder().from(self.from.clone());
         let mut kept = None;
-        match (step, trigger, &self.thread) {
-            (Step::Reply, Some((message_id, subject)), Some(_)) => {
+        let mut message_id = self.ids.for_event(&outgoing.event.id);
+        match (step, trigger, outgoing.event.lifecycle()) {
+            (Step::Reply, Some((trigger_id, subject)), _) if self.thread => {
                 builder = builder
                     .subject(format!("Re: {subject}"))
-                    .in_reply_to(message_id.to_owned())
-                    .references(message_id.to_owned());
+                    .in_reply_to(trigger_id.to_owned())
+                    .references(trigger_id.to_owned());
             }
-            (_, _, Some(ids)) => {
+            (_, _, Some((key, Phase::Trigger))) if self.thread => {
                 builder = builder.subject(email.subject.clone());
-                if let Some((key, Phase::Trigger)) = outgoing.event.lifecycle() {
-                    let message_id = ids.for_alert(key);
-                    builder = builder.message_id(Some(message_id.clone()));
-                    kept = Some(json!({ "message_id": message_id, "subject": email.subject }));
-                }
+                message_id = self.ids.for_alert(key);
+                kept = Some(json!({ "message_id": message_id, "subject": email.subject }));
             }
             _ => builder = builder.subject(email.subject.clone()),
         }
+        builder = builder.message_id(Some(message_id));
         for to in &self.to {
             builder = builder.to(to.clone());
         }
@@ -262,28 +265,37 @@ impl Destination for Email {
     }
 }
 
-/// Makes the `Message-ID` of an alert's trigger, the same at every attempt.
+/// Makes this destination's `Message-ID`s, the same at every attempt of a delivery.
 struct MessageIds {
     destination: String,
     domain: String,
 }
 
 impl MessageIds {
-    /// `<key.destination@domain>`, with any character a `Message-ID` cannot hold in `key` as `-`.
+    /// A threading trigger's: `<key.destination@domain>`.
     fn for_alert(&self, key: &str) -> String {
-        let key: String = key
-            .chars()
-            .take(200)
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        format!("<{key}.{}@{}>", self.destination, self.domain)
+        format!("<{}.{}@{}>", id_part(key), self.destination, self.domain)
     }
+
+    /// Any other email's: `<event-id.destination@domain>`.
+    fn for_event(&self, id: &str) -> String {
+        format!("<event-{}.{}@{}>", id_part(id), self.destination, self.domain)
+    }
+}
+
+/// `text` as the left part of a `Message-ID` may hold it: at most 200 characters, any character
+/// other than letters, digits, `-`, `_` and `.` as `-`.
+fn id_part(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn valid_domain(domain: &str) -> bool {

@@ -352,18 +352,33 @@ to = ["oncall@example.com"]
             .unwrap()
     };
     assert_eq!(subject(&clear), format!("Re: {}", subject(&trigger)));
+    // Every email has a Message-ID of its own (RFC 5322 3.6.4), clears and tests included.
+    assert_eq!(
+        header(&clear, "Message-ID").as_deref(),
+        Some("<event-49-35546.mail@example.com>")
+    );
+    assert_eq!(relay.post(&sample("webhook_test.json")).await.0, 200);
+    let test = smtp.next().await;
+    assert_eq!(
+        header(&test, "Message-ID").as_deref(),
+        Some("<event-1415733887743.mail@example.com>")
+    );
     relay.stop().await;
 
     let relay = TestRelay::start(&config("thread = false")).await;
     assert_eq!(relay.post(&sample("alert_trigger.json")).await.0, 200);
     let trigger = smtp.next().await;
-    assert_ne!(
+    assert_eq!(
         header(&trigger, "Message-ID").as_deref(),
-        Some("<35541.mail@example.com>")
+        Some("<event-49-35541.mail@example.com>")
     );
     assert_eq!(relay.post(&sample("alert_clear.json")).await.0, 200);
     let clear = smtp.next().await;
     assert_eq!(header(&clear, "In-Reply-To"), None);
+    assert_eq!(
+        header(&clear, "Message-ID").as_deref(),
+        Some("<event-49-35546.mail@example.com>")
+    );
     relay.stop().await;
 }
 
