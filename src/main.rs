@@ -1,5 +1,6 @@
 //! The `alert-relay` command: `serve` (default), `check`, `render` and `send`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,6 +15,21 @@ use alert_relay::outbox;
 use alert_relay::render::{Rendered, Situation, context};
 use alert_relay::samples;
 use alert_relay::{Relay, run};
+
+/// Writes a line to standard output. A reader that has gone (`alert-relay render --all | head -1`)
+/// is an error that ends the command quietly (see `main`), not a panic as `println!` would.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    };
+}
+
+/// Writes a line to standard error, if it is still open.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    };
+}
 
 /// The relay allocates many short-lived JSON values per event; mimalloc serves them with far less
 /// time in the allocator than glibc's malloc (measured with `cargo bench --bench ingest`).
@@ -179,11 +195,22 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of standard output has gone: what it wanted, it has.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            note!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `error` is a write to a pipe whose reader has gone.
+fn closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -227,7 +254,7 @@ async fn shutdown_signal() {
 
 fn check(config_path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     let (config, relay) = load(config_path)?;
-    println!(
+    out!(
         "config {}: ok ({} destinations, {} routes)",
         config_path.display(),
         config.destinations.len(),
@@ -236,8 +263,8 @@ fn check(config_path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     let problems = relay.problems();
     for (place, failure) in &problems {
         match place.is_empty() {
-            true => println!("template {failure}"),
-            false => println!("{place}: template {failure}"),
+            true => out!("template {failure}"),
+            false => out!("{place}: template {failure}"),
         }
     }
     let samples = samples::events();
@@ -251,9 +278,9 @@ fn check(config_path: &Path, online: bool) -> anyhow::Result<ExitCode> {
         }
     }
     for (template, variable) in relay.renderer.unknown_variables(&contexts) {
-        println!("warning: template {template} uses {variable}, which no sample event provides");
+        out!("warning: template {template} uses {variable}, which no sample event provides");
     }
-    println!(
+    out!(
         "rendered {} sample events for {} destinations ({} messages)",
         samples.len(),
         relay.destinations.len(),
@@ -270,20 +297,20 @@ fn check(config_path: &Path, online: bool) -> anyhow::Result<ExitCode> {
         });
         for (name, answer) in answers {
             match answer {
-                Some(Ok(who)) => println!("{name}: {who}"),
+                Some(Ok(who)) => out!("{name}: {who}"),
                 Some(Err(e)) => {
                     problems += 1;
-                    println!("{name}: {e}");
+                    out!("{name}: {e}");
                 }
                 None => {}
             }
         }
     }
     if problems > 0 {
-        println!("{problems} problem(s)");
+        out!("{problems} problem(s)");
         return Ok(ExitCode::FAILURE);
     }
-    println!("ok");
+    out!("ok");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -334,7 +361,7 @@ fn render(
             .context("no destination to show the context for")?;
         let kind = config.destinations[name].kind();
         let context = context(event, name, kind, Situation::default());
-        println!("{}", serde_json::to_string_pretty(&context)?);
+        out!("{}", serde_json::to_string_pretty(&context)?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = false;
@@ -344,7 +371,7 @@ fn render(
             _ => relay.targets(event, to).map_err(anyhow::Error::msg)?,
         };
         if targets.is_empty() {
-            eprintln!(
+            note!(
                 "{source}: no route matches this {} event",
                 event.kind.as_str()
             );
@@ -353,14 +380,14 @@ fn render(
             let result = relay.renderer.render(event, &name);
             let kind = config.destinations[&name].kind().as_str();
             match all {
-                true => println!("== {source} -> {name} ({kind}) =="),
-                false => println!("== {name} ({kind}) =="),
+                true => out!("== {source} -> {name} ({kind}) =="),
+                false => out!("== {name} ({kind}) =="),
             }
             for failure in &result.failures {
                 failed = true;
-                eprintln!("warning: {source} -> {name}: template {failure}; the fallback is shown");
+                note!("warning: {source} -> {name}: template {failure}; the fallback is shown");
             }
-            println!("{}", result.message);
+            out!("{}", result.message);
         }
     }
     Ok(if failed {
@@ -384,9 +411,9 @@ fn send(
             .block_on(relay.send(&event, to))
             .map_err(anyhow::Error::msg)?;
         if answers.is_empty() {
-            eprintln!("no route matches this {} event", event.kind.as_str());
+            note!("no route matches this {} event", event.kind.as_str());
         }
-        failed |= print_answers(answers);
+        failed |= print_answers(answers)?;
     }
     Ok(if failed {
         ExitCode::FAILURE
@@ -396,14 +423,16 @@ fn send(
 }
 
 /// Prints each destination's answer; whether any failed.
-fn print_answers(answers: Vec<(String, Rendered, Result<Sent, DeliveryError>)>) -> bool {
+fn print_answers(
+    answers: Vec<(String, Rendered, Result<Sent, DeliveryError>)>,
+) -> std::io::Result<bool> {
     let mut failed = false;
     for (name, rendered, answer) in answers {
         for failure in &rendered.failures {
-            eprintln!("warning: {name}: template {failure}; the fallback was sent");
+            note!("warning: {name}: template {failure}; the fallback was sent");
         }
         match answer {
-            Ok(sent) => println!("{name}: delivered ({})", sent.receipt.0),
+            Ok(sent) => out!("{name}: delivered ({})", sent.receipt.0),
             Err(e) => {
                 failed = true;
                 let retry = if e.is_retryable() {
@@ -411,11 +440,11 @@ fn print_answers(answers: Vec<(String, Rendered, Result<Sent, DeliveryError>)>) 
                 } else {
                     "permanent"
                 };
-                println!("{name}: failed: {e} ({retry})");
+                out!("{name}: failed: {e} ({retry})");
             }
         }
     }
-    failed
+    Ok(failed)
 }
 
 /// The store the config names: its PostgreSQL database, or its SQLite file.
@@ -435,7 +464,7 @@ fn deliveries(
     let location = store_location(config_path)?;
     let rows = runtime()?.block_on(outbox::list(&location, state, limit))?;
     let when = |ms| utc(ms, "%Y-%m-%d %H:%M:%S");
-    println!(
+    out!(
         "{:>6}  {:<34}  {:<16}  {:<7}  {:>8}  {:<19}  last error",
         "id", "event", "destination", "state", "attempts", "next attempt (UTC)"
     );
@@ -445,7 +474,7 @@ fn deliveries(
         } else {
             "-".into()
         };
-        println!(
+        out!(
             "{:>6}  {:<34}  {:<16}  {:<7}  {:>8}  {:<19}  {}",
             row.id,
             printable(&row.event_id),
@@ -457,7 +486,7 @@ fn deliveries(
         );
     }
     if rows.is_empty() {
-        println!("(none)");
+        out!("(none)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -467,16 +496,16 @@ fn tokens(config_path: &Path, action: Option<TokensAction>) -> anyhow::Result<Ex
     let runtime = runtime()?;
     if let Some(TokensAction::Revoke { id }) = action {
         return Ok(if runtime.block_on(outbox::revoke_token(&location, &id))? {
-            println!("token {id} is revoked: it is refused from its next use on");
+            out!("token {id} is revoked: it is refused from its next use on");
             ExitCode::SUCCESS
         } else {
-            eprintln!("no token {id} that is not revoked already (see `alert-relay tokens`)");
+            note!("no token {id} that is not revoked already (see `alert-relay tokens`)");
             ExitCode::FAILURE
         });
     }
     let rows = runtime.block_on(outbox::tokens(&location))?;
     let when = |ms| utc(ms, "%Y-%m-%d %H:%M");
-    println!(
+    out!(
         "{:<32}  {:<16}  {:<16}  {:<18}  {:<16}  {:<16}  state",
         "id", "client", "approved by", "grant", "issued (UTC)", "expires (UTC)"
     );
@@ -487,7 +516,7 @@ fn tokens(config_path: &Path, action: Option<TokensAction>) -> anyhow::Result<Ex
             None if row.expires_at <= now => "expired".into(),
             None => "active".into(),
         };
-        println!(
+        out!(
             "{:<32}  {:<16}  {:<16}  {:<18}  {:<16}  {:<16}  {state}",
             row.id,
             printable(&row.client),
@@ -498,7 +527,7 @@ fn tokens(config_path: &Path, action: Option<TokensAction>) -> anyhow::Result<Ex
         );
     }
     if rows.is_empty() {
-        println!("(none)");
+        out!("(none)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -532,11 +561,11 @@ fn retry(config_path: &Path, id: Option<i64>) -> anyhow::Result<ExitCode> {
     let count = runtime()?.block_on(outbox::requeue(&location, which))?;
     match (which, count) {
         (outbox::Requeue::One(id), 0) => {
-            eprintln!("no delivery {id} that is done or dead");
+            note!("no delivery {id} that is done or dead");
             Ok(ExitCode::FAILURE)
         }
         _ => {
-            println!(
+            out!(
                 "{count} deliver{} due again",
                 if count == 1 { "y is" } else { "ies are" }
             );

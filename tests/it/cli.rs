@@ -144,6 +144,37 @@ fn render_all_renders_every_sample_for_every_destination() {
     );
 }
 
+/// `alert-relay … | head -1`: the reader of standard output goes away before the command has
+/// written all it has. Every command ends quietly, without a panic or a backtrace.
+#[test]
+fn every_command_ends_quietly_when_its_reader_has_gone() {
+    let dir = every_kind(&[]);
+    let config = dir.path().join("config.toml");
+    let trigger = sample_path("alert_trigger.json");
+    for args in [
+        &["render", "--all"][..],
+        &["render", "--event", &trigger, "--context"],
+        &["check"],
+        &["--help"],
+    ] {
+        // The reading end is closed before the command starts: its first write finds no reader.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+        assert!(output.status.success(), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn check_passes_the_shipped_templates_and_names_unknown_variables() {
     let dir = every_kind(&[]);
