@@ -466,7 +466,12 @@ fn deliveries(
     let when = |ms| utc(ms, "%Y-%m-%d %H:%M:%S");
     out!(
         "{:>6}  {:<34}  {:<16}  {:<7}  {:>8}  {:<19}  last error",
-        "id", "event", "destination", "state", "attempts", "next attempt (UTC)"
+        "id",
+        "event",
+        "destination",
+        "state",
+        "attempts",
+        "next attempt (UTC)"
     );
     for row in &rows {
         let next = if row.state == outbox::DeliveryState::Pending {
@@ -507,7 +512,12 @@ fn tokens(config_path: &Path, action: Option<TokensAction>) -> anyhow::Result<Ex
     let when = |ms| utc(ms, "%Y-%m-%d %H:%M");
     out!(
         "{:<32}  {:<16}  {:<16}  {:<18}  {:<16}  {:<16}  state",
-        "id", "client", "approved by", "grant", "issued (UTC)", "expires (UTC)"
+        "id",
+        "client",
+        "approved by",
+        "grant",
+        "issued (UTC)",
+        "expires (UTC)"
     );
     let now = outbox::now_ms();
     for row in &rows {

@@ -76,11 +76,17 @@ impl AuthConfig {
 
 /// Sent with every 401 so that clients know which schemes are accepted.
 pub const WWW_AUTHENTICATE: &str = "Basic realm=\"alert-relay\", Bearer realm=\"alert-relay\"";
+/// Sent with the 401 for a bearer token that is refused (RFC 6750 3.1), so that a client that
+/// can get a new one knows to.
+pub const WWW_AUTHENTICATE_INVALID_TOKEN: &str = "Basic realm=\"alert-relay\", Bearer realm=\"alert-relay\", \
+     error=\"invalid_token\", error_description=\"the token is unknown, expired or revoked\"";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Denied {
     /// 401: no credential, or a wrong one.
     Unauthorized,
+    /// 401: a bearer token that is not (or no longer) accepted.
+    InvalidToken,
     /// 403: the source address is not allowed, or cannot be known.
     Forbidden(Source),
     /// 503: the store, which knows the tokens the relay issued, cannot say now.
@@ -183,20 +189,21 @@ impl Auth {
             return Err(Denied::Unauthorized);
         };
         let credential = credential.trim();
-        let ok = if scheme.eq_ignore_ascii_case("bearer") {
-            any_equal(self.bearer.iter().map(Secret::expose), credential)
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let accepted = any_equal(self.bearer.iter().map(Secret::expose), credential)
                 || self.issued(credential, store).await?
-                || self.jwt_accepts(credential).await
-        } else if scheme.eq_ignore_ascii_case("basic") {
-            basic_matches(&self.basic, credential).is_some()
-        } else {
-            false
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(Denied::Unauthorized)
+                || self.jwt_accepts(credential).await;
+            return if accepted {
+                Ok(())
+            } else {
+                Err(Denied::InvalidToken)
+            };
         }
+        if scheme.eq_ignore_ascii_case("basic") && basic_matches(&self.basic, credential).is_some()
+        {
+            return Ok(());
+        }
+        Err(Denied::Unauthorized)
     }
 
     /// Whether `token` is one the relay's authorization server issued and has not revoked.

@@ -6,7 +6,9 @@
 //!   webhooks use, or `code`): the client and its `redirect_uri` (an exact match) are checked
 //!   first, and nothing is redirected before they are; then an operator signs in (HTTP Basic)
 //!   and sees a consent page; approving redirects with the token in the fragment, or with a
-//!   one-use code valid for [`CODE_LIFETIME`]. `state` is optional and echoed.
+//!   one-use code valid for [`CODE_LIFETIME`]. `state` is optional and echoed. A code may be
+//!   bound to a PKCE challenge (RFC 7636, `S256` only), and is then exchanged only with its
+//!   `code_verifier`.
 //! - `POST /oauth/token`: `authorization_code` and `client_credentials` (custom webhooks), the
 //!   client authenticated by HTTP Basic or `client_id` and `client_secret` in the form; answers
 //!   and errors as RFC 6749 section 5 says.
@@ -134,6 +136,9 @@ struct Consent {
     redirect_uri: String,
     response_type: String,
     state: Option<String>,
+    /// PKCE (RFC 7636): the S256 challenge the code is bound to, for `response_type=code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code_challenge: Option<String>,
 }
 
 impl OAuth {
@@ -355,6 +360,11 @@ impl OAuth {
                 );
             }
         }
+        let code_challenge = match (response_type, pkce_challenge(params)) {
+            ("code", Ok(challenge)) => challenge,
+            ("code", Err(problem)) => return back.error("invalid_request", problem),
+            _ => None,
+        };
         let Some(operator) = self.operator(headers) else {
             return sign_in();
         };
@@ -366,6 +376,7 @@ impl OAuth {
             redirect_uri: redirect_uri.clone(),
             response_type: response_type.to_owned(),
             state,
+            code_challenge,
         };
         match self.sign(&consent, store).await {
             Ok(signed) => consent_page(&consent, &signed),
@@ -422,7 +433,7 @@ impl OAuth {
             let code = URL_SAFE_NO_PAD.encode(random::<32>());
             let kept = store
                 .keep_code(AuthorizationCode {
-                    hash: crate::tls::sha256_hex(code.as_bytes()),
+                    hash: code_key(&code, consent.code_challenge.as_deref()),
                     client: client.id.clone(),
                     redirect_uri: consent.redirect_uri.clone(),
                     operator: operator.clone(),
@@ -469,10 +480,14 @@ impl OAuth {
                         "code is missing",
                     );
                 };
-                let taken = match store
-                    .take_code(&crate::tls::sha256_hex(code.as_bytes()))
-                    .await
-                {
+                let challenge = match param(form, "code_verifier").map(pkce_s256) {
+                    Some(Ok(challenge)) => Some(challenge),
+                    Some(Err(problem)) => {
+                        return token_error(StatusCode::BAD_REQUEST, "invalid_request", problem);
+                    }
+                    None => None,
+                };
+                let taken = match store.take_code(&code_key(code, challenge.as_deref())).await {
                     Ok(taken) => taken,
                     Err(e) => return store_unavailable(&e),
                 };
@@ -489,7 +504,7 @@ impl OAuth {
                         return token_error(
                             StatusCode::BAD_REQUEST,
                             "invalid_grant",
-                            "the code is unknown, used, expired, or was issued to another client or redirect_uri",
+                            "the code is unknown, used, expired, was issued to another client or redirect_uri, or its code_verifier does not match",
                         );
                     }
                 }
@@ -706,6 +721,47 @@ impl Redirect {
     fn error(&self, code: &str, description: &str) -> HttpResponse {
         self.with(&[("error", code), ("error_description", description)])
     }
+}
+
+/// What the store keeps of a code: its SHA-256, with the PKCE challenge it is bound to (if any)
+/// hashed in, so that only the matching `code_verifier` (or, for a code without one, no verifier)
+/// finds it.
+fn code_key(code: &str, challenge: Option<&str>) -> String {
+    match challenge {
+        Some(challenge) => crate::tls::sha256_hex(format!("{code}.{challenge}").as_bytes()),
+        None => crate::tls::sha256_hex(code.as_bytes()),
+    }
+}
+
+/// The PKCE challenge of an authorization request (RFC 7636 4.3), if it has one. Only `S256` is
+/// taken: `plain` (the default when no method is named) protects nothing once the request is seen.
+fn pkce_challenge(params: &[(String, String)]) -> Result<Option<String>, &'static str> {
+    let Some(challenge) = param(params, "code_challenge") else {
+        return match param(params, "code_challenge_method") {
+            Some(_) => Err("code_challenge_method without a code_challenge"),
+            None => Ok(None),
+        };
+    };
+    if param(params, "code_challenge_method") != Some("S256") {
+        return Err("code_challenge_method must be S256 (plain is not accepted)");
+    }
+    // The BASE64URL of a SHA-256: 43 characters.
+    let decoded = URL_SAFE_NO_PAD.decode(challenge);
+    if !decoded.is_ok_and(|bytes| bytes.len() == 32) {
+        return Err("code_challenge is not the BASE64URL of a SHA-256 (43 characters)");
+    }
+    Ok(Some(challenge.to_owned()))
+}
+
+/// The S256 challenge of a `code_verifier` (RFC 7636 4.1 and 4.2): 43 to 128 unreserved
+/// characters, hashed and BASE64URL-encoded.
+fn pkce_s256(verifier: &str) -> Result<String, &'static str> {
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+    if !(43..=128).contains(&verifier.len()) || !verifier.bytes().all(unreserved) {
+        return Err("code_verifier must be 43 to 128 letters, digits, '-', '.', '_' or '~'");
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    Ok(URL_SAFE_NO_PAD.encode(digest.as_ref()))
 }
 
 fn random<const N: usize>() -> [u8; N] {

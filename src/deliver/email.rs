@@ -279,7 +279,12 @@ impl MessageIds {
 
     /// Any other email's: `<event-id.destination@domain>`.
     fn for_event(&self, id: &str) -> String {
-        format!("<event-{}.{}@{}>", id_part(id), self.destination, self.domain)
+        format!(
+            "<event-{}.{}@{}>",
+            id_part(id),
+            self.destination,
+            self.domain
+        )
     }
 }
 

@@ -263,15 +263,14 @@ impl Ingest {
             };
             self.metrics.event(&source.origin.name, "none", outcome);
             return match denied {
-                Denied::Unauthorized => {
-                    let mut response =
-                        error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
-                    response.headers_mut().insert(
-                        WWW_AUTHENTICATE,
-                        HeaderValue::from_static(crate::auth::WWW_AUTHENTICATE),
-                    );
-                    response
-                }
+                Denied::Unauthorized => challenge(
+                    "missing or wrong credentials",
+                    crate::auth::WWW_AUTHENTICATE,
+                ),
+                Denied::InvalidToken => challenge(
+                    "the bearer token is unknown, expired or revoked",
+                    crate::auth::WWW_AUTHENTICATE_INVALID_TOKEN,
+                ),
                 Denied::Forbidden(source) => {
                     warn!(%source, "refused a post from a source not in server.auth.allow_from");
                     error(
@@ -474,6 +473,15 @@ fn not_json(content_type: Option<&HeaderValue>) -> Option<String> {
             .iter()
             .any(|prefix| essence.starts_with(prefix));
     clearly_other.then_some(essence)
+}
+
+/// A 401 that says which credentials are accepted.
+fn challenge(message: &str, www_authenticate: &'static str) -> HttpResponse {
+    let mut response = error(StatusCode::UNAUTHORIZED, message);
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(www_authenticate));
+    response
 }
 
 fn unavailable(message: &str) -> HttpResponse {

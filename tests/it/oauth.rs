@@ -137,6 +137,10 @@ impl Flow {
     }
 
     async fn post_event(&self, token: Option<&str>) -> u16 {
+        self.post_event_answer(token).await.status().as_u16()
+    }
+
+    async fn post_event_answer(&self, token: Option<&str>) -> reqwest::Response {
         let mut request = self
             .http
             .post(self.url("/"))
@@ -148,7 +152,7 @@ impl Flow {
         if let Some(token) = token {
             request = request.header(AUTHORIZATION, format!("Bearer {token}"));
         }
-        request.send().await.unwrap().status().as_u16()
+        request.send().await.unwrap()
     }
 }
 
@@ -243,10 +247,21 @@ async fn thousandeyes_gets_a_token_through_consent_and_posts_with_it_until_revok
 
     let (ok, said) = command(flow.dir.path(), &["tokens", "revoke", id]);
     assert!(ok, "{said}");
-    assert_eq!(
-        flow.post_event(Some(&token)).await,
-        401,
-        "refused from the next request on"
+    let refused = flow.post_event_answer(Some(&token)).await;
+    assert_eq!(refused.status(), 401, "refused from the next request on");
+    // RFC 6750 3.1: a client with a refused token is told it is the token.
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("Bearer realm=\"alert-relay\", error=\"invalid_token\""),
+        "{challenge}"
+    );
+    let without = flow.post_event_answer(None).await;
+    assert!(
+        !without.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error="),
+        "no error code when no token was sent (RFC 6750 3.1)"
     );
     let (ok, _) = command(flow.dir.path(), &["tokens", "revoke", id]);
     assert!(!ok, "revoked once");
@@ -374,6 +389,77 @@ async fn a_code_is_exchanged_once_by_the_authenticated_client() {
         flow.dir.path(),
         &[&token, &code, CUSTOM_SECRET, CLIENT_SECRET],
     );
+}
+
+/// PKCE (RFC 7636) with S256: a code bound to a challenge is exchanged only with its verifier.
+#[tokio::test]
+async fn a_pkce_code_needs_its_verifier() {
+    let peer = Peer::start().await;
+    let flow = Flow::start(&peer).await;
+    // RFC 7636 Appendix B's pair.
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let query = format!(
+        "response_type=code&client_id=custom&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    let code_for = async |query: &str| {
+        let consent = flow.consent(query, ALICE).await;
+        let to = location(&flow.decide(&consent, "approve", ALICE).await);
+        pair(&to, '?', "code").unwrap_or_else(|| panic!("{to}"))
+    };
+    let exchange = |code: &str, verifier: Option<&str>| {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+        ];
+        if let Some(verifier) = verifier {
+            form.push(("code_verifier", verifier.to_owned()));
+        }
+        form
+    };
+    let token = async |form: Vec<(&str, String)>| {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, answer, _) = flow.token(&form, Some(("custom", CUSTOM_SECRET))).await;
+        (status, answer["error"].as_str().unwrap_or("").to_owned())
+    };
+
+    let code = code_for(&query).await;
+    for wrong in [None, Some("x".repeat(43).as_str())] {
+        assert_eq!(
+            token(exchange(&code, wrong)).await,
+            (400, "invalid_grant".to_owned()),
+            "{wrong:?}"
+        );
+    }
+    assert_eq!(
+        token(exchange(&code, Some("short"))).await,
+        (400, "invalid_request".to_owned())
+    );
+    let (status, _) = token(exchange(&code, Some(verifier))).await;
+    assert_eq!(status, 200, "the right verifier, after the wrong ones");
+
+    // A code without a challenge is not exchanged with a verifier.
+    let code = code_for("response_type=code&client_id=custom").await;
+    assert_eq!(
+        token(exchange(&code, Some(verifier))).await,
+        (400, "invalid_grant".to_owned())
+    );
+
+    // Only S256: plain (the default method) goes back as invalid_request.
+    for method in ["&code_challenge_method=plain", ""] {
+        let refused = flow
+            .authorize(
+                &format!("response_type=code&client_id=custom&code_challenge={challenge}{method}"),
+                Some(ALICE),
+            )
+            .await;
+        let to = location(&refused);
+        assert_eq!(
+            pair(&to, '?', "error").as_deref(),
+            Some("invalid_request"),
+            "{to}"
+        );
+    }
 }
 
 #[tokio::test]
