@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 
 use super::source::{Arrival, Origin, SourceKind};
 use super::{
-    Event, EventError, EventKind, State, Summary, date_field, is_http_url, text_field, text_value,
+    Event, EventError, EventKind, Link, State, Summary, date_field, is_http_url, text_field,
+    text_value,
 };
 
 /// The one alert of a stored event's body.
@@ -44,7 +45,8 @@ pub(super) fn events(
         let Value::Object(alert) = alert else {
             return Err(EventError::Invalid(format!("alerts[{i}] is not an object")));
         };
-        let summary = summarize(&alert, group_status.as_deref(), origin.kind)
+        let external_url = raw.get("externalURL").and_then(Value::as_str);
+        let summary = summarize(&alert, group_status.as_deref(), external_url, origin.kind)
             .map_err(|problem| EventError::Invalid(format!("alerts[{i}] {problem}")))?;
         let status = if summary.state == State::Cleared {
             "resolved"
@@ -87,6 +89,7 @@ pub(super) fn events(
 fn summarize(
     alert: &Map<String, Value>,
     group_status: Option<&str>,
+    external_url: Option<&str>,
     kind: SourceKind,
 ) -> Result<Summary, String> {
     let status = alert
@@ -131,11 +134,27 @@ fn summarize(
         (None, None) => "Alert".to_owned(),
     };
     let link_of = |key: &str| text_field(alert, key).filter(|l| is_http_url(l));
-    let link = match kind {
-        SourceKind::Grafana => link_of("panelURL")
-            .or_else(|| link_of("dashboardURL"))
-            .or_else(|| link_of("generatorURL")),
-        _ => link_of("generatorURL"),
+    // Grafana's links all open Grafana. Alertmanager's `generatorURL` opens whatever evaluated
+    // the rule (Prometheus' graph of its expression): the alert itself is seen in Alertmanager.
+    let (link, links) = match kind {
+        SourceKind::Grafana => (
+            link_of("panelURL")
+                .or_else(|| link_of("dashboardURL"))
+                .or_else(|| link_of("generatorURL")),
+            Vec::new(),
+        ),
+        _ => (
+            external_url
+                .filter(|url| is_http_url(url))
+                .map(|url| alerts_page(url, labels)),
+            link_of("generatorURL")
+                .map(|url| Link {
+                    title: "Source".into(),
+                    url,
+                })
+                .into_iter()
+                .collect(),
+        ),
     };
     let summary = Summary {
         state,
@@ -147,6 +166,7 @@ fn summarize(
         severity: text_field(labels, "severity"),
         alert_id: Some(fingerprint),
         link,
+        links,
         labels: labels
             .iter()
             .filter_map(|(name, value)| Some(format!("{name}={}", text_value(value)?)))
@@ -154,6 +174,26 @@ fn summarize(
         ..Summary::default()
     };
     Ok(summary.timed(started_at, ended_at))
+}
+
+/// Alertmanager's page of the alerts that have exactly these labels:
+/// `<externalURL>/#/alerts?filter={name="value",…}`, as its UI writes a filter.
+fn alerts_page(external_url: &str, labels: &Map<String, Value>) -> String {
+    let matchers: Vec<String> = labels
+        .iter()
+        .filter_map(|(name, value)| {
+            let value = text_value(value)?;
+            let quoted = value.replace('\\', "\\\\").replace('"', "\\\"");
+            Some(format!("{name}=\"{quoted}\""))
+        })
+        .collect();
+    let filter = format!("{{{}}}", matchers.join(","));
+    let encoded =
+        percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC);
+    format!(
+        "{}/#/alerts?filter={encoded}",
+        external_url.trim_end_matches('/')
+    )
 }
 
 /// Alertmanager writes an unset time as the year 1 (`0001-01-01T00:00:00Z`).

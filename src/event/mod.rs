@@ -324,7 +324,12 @@ pub struct Summary {
     pub duration: Option<String>,
     /// `active: 2`: the alert cleared because its rule or test was modified or removed.
     pub disabled: bool,
+    /// Where the alert is seen in its sender (ThousandEyes, Alertmanager, Grafana): what
+    /// messages call "Open in <source.label>".
     pub link: Option<String>,
+    /// Other links, each named for what it opens (an Alertmanager alert's `generatorURL`, its
+    /// "Source").
+    pub links: Vec<Link>,
     /// ThousandEyes test label names (`testLabels`); Alertmanager and Grafana labels as
     /// `name=value`.
     pub labels: Vec<String>,
@@ -347,6 +352,14 @@ impl Summary {
             ..self
         }
     }
+}
+
+/// A link named for what it opens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Link {
+    pub title: String,
+    pub url: String,
 }
 
 /// An agent or BGP monitor that saw the problem.

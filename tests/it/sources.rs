@@ -117,8 +117,16 @@ async fn an_alertmanager_body_is_one_event_per_alert_routed_by_source() {
         "api-1 answers in 812 ms at p99 over 5 minutes."
     );
     assert_eq!(summary["started_at"], "2025-03-17T19:43:00Z");
+    // The alert in Alertmanager, found by its labels; Prometheus' graph is the "Source".
+    assert_eq!(
+        summary["link"],
+        "http://alertmanager.example.com:9093/#/alerts?filter=\
+         %7Balertname%3D%22HighLatency%22%2Cinstance%3D%22api%2D1%3A9100%22%2Cjob%3D%22api%22%2C\
+         severity%3D%22critical%22%2Cteam%3D%22netops%22%7D"
+    );
+    assert_eq!(summary["links"][0]["title"], "Source");
     assert!(
-        summary["link"]
+        summary["links"][0]["url"]
             .as_str()
             .unwrap()
             .starts_with("http://prometheus.example.com:9090/graph")
@@ -227,9 +235,28 @@ rate_limit = "unlimited"
     assert!(body.get("thread_ts").is_none(), "{body}");
     let header = body["blocks"][0]["text"]["text"].as_str().unwrap();
     assert!(header.contains("HighLatency"), "{body}");
+    let buttons = body["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .map(|b| b["elements"].clone())
+        .unwrap_or_else(|| panic!("buttons: {body}"));
+    assert_eq!(buttons[0]["text"]["text"], "Open in Alertmanager", "{body}");
     assert!(
-        body.to_string().contains("Open in Alertmanager"),
-        "the button names the source: {body}"
+        buttons[0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://alertmanager.example.com:9093/#/alerts?filter=%7B"),
+        "{body}"
+    );
+    assert_eq!(buttons[1]["text"]["text"], "Source", "{body}");
+    assert!(
+        buttons[1]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://prometheus.example.com:9090/graph"),
+        "{body}"
     );
     let ts = posted.ts.clone().unwrap();
 
