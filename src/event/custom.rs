@@ -5,16 +5,22 @@
 //! (epoch seconds), `rule {name, expression, alertType}`, `test {name, type, labels}`, `targets`
 //! and `details` (how many agents or monitors).
 //!
-//! ThousandEyes' Handlebars writes `{{value}}` HTML-escaped (`&amp;`, `&quot;`, ...), which keeps
-//! the JSON valid; the summary holds the text unescaped.
+//! ThousandEyes' Handlebars writes `{{value}}` HTML-escaped (`&amp;`, `&quot;`, ...), so data never
+//! ends a JSON string; the summary holds the text unescaped. It writes a backslash or a line break
+//! as it is, which JSON would read as an escape (`\n`, `\u0041`) or refuse: [`prepare`] escapes
+//! them first, so that a name arrives as it was written.
+//!
+//! The test's `targets` (what it tests: a URL, a server) are not agents: the summary lists no
+//! agents (ThousandEyes documents no agent fields for custom webhooks) and counts them from
+//! `details`; templates find the targets in `alert.targets`.
+
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::source::{Arrival, Origin};
-use super::{
-    Event, EventError, EventKind, MAX_TARGETS, Summary, Target, is_http_url, parse_date, text_field,
-};
+use super::{Event, EventError, EventKind, Summary, is_http_url, parse_date, text_field};
 
 /// Normalizes one body; its dedup key is the notification id.
 pub(super) fn arrival(
@@ -67,7 +73,6 @@ pub(super) fn arrival(
             })
             .unwrap_or_default()
     };
-    let targets = strings(alert.get("targets"));
     let summary = Summary {
         state: kind.state(),
         title,
@@ -81,15 +86,7 @@ pub(super) fn arrival(
         labels: strings(test.get("labels")),
         targets_total: text_field(alert, "details")
             .and_then(|n| n.parse().ok())
-            .unwrap_or(targets.len()),
-        targets: targets
-            .into_iter()
-            .take(MAX_TARGETS)
-            .map(|name| Target {
-                name,
-                ..Target::default()
-            })
-            .collect(),
+            .unwrap_or(0),
         ..Summary::default()
     }
     .timed(started_at, ended_at);
@@ -109,6 +106,40 @@ pub(super) fn arrival(
         },
         body: None,
     })
+}
+
+/// The body with every backslash and control character inside a JSON string escaped, as the data
+/// they are: the shipped template writes neither, and data cannot end a string (ThousandEyes
+/// writes a `"` in data as `&quot;`). Borrowed when there is nothing to escape.
+pub(super) fn prepare(body: &[u8]) -> Cow<'_, [u8]> {
+    let mut in_string = false;
+    let mut out: Option<Vec<u8>> = None;
+    for (at, &byte) in body.iter().enumerate() {
+        let escaped: Option<String> = match byte {
+            b'"' => {
+                in_string = !in_string;
+                None
+            }
+            b'\\' if in_string => Some("\\\\".into()),
+            b'\n' if in_string => Some("\\n".into()),
+            b'\r' if in_string => Some("\\r".into()),
+            b'\t' if in_string => Some("\\t".into()),
+            0..0x20 if in_string => Some(format!("\\u{byte:04x}")),
+            _ => None,
+        };
+        match (escaped, &mut out) {
+            (Some(escaped), Some(out)) => out.extend_from_slice(escaped.as_bytes()),
+            (Some(escaped), None) => {
+                let mut copy = Vec::with_capacity(body.len() + 16);
+                copy.extend_from_slice(&body[..at]);
+                copy.extend_from_slice(escaped.as_bytes());
+                out = Some(copy);
+            }
+            (None, Some(out)) => out.push(byte),
+            (None, None) => {}
+        }
+    }
+    out.map_or(Cow::Borrowed(body), Cow::Owned)
 }
 
 /// Undoes Handlebars' HTML escaping (the characters both ThousandEyes' and this relay's
@@ -150,6 +181,19 @@ fn unescape(text: String) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn backslashes_and_line_breaks_in_strings_are_data() {
+        let body = b"{\"name\": \"a\\nb \\u0041 \\ c\nd\",\n \"n\": 1}";
+        let prepared = super::prepare(body);
+        let value: serde_json::Value = serde_json::from_slice(&prepared).unwrap();
+        assert_eq!(value["name"], "a\\nb \\u0041 \\ c\nd");
+        let plain = b"{\"name\": \"x\"}";
+        assert!(matches!(
+            super::prepare(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
     #[test]
     fn html_escapes_are_undone_once() {
         assert_eq!(

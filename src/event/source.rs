@@ -11,6 +11,7 @@
 //! Without a `[sources]` table, one ThousandEyes source named `thousandeyes` listens at
 //! `server.ingest_path`, as before sources existed.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -123,6 +124,15 @@ impl Source {
             },
             path: String::new(),
             map: None,
+        }
+    }
+
+    /// The body as this source's kind reads it (a custom webhook's strings escaped as JSON; see
+    /// `custom.rs`): what is measured, read and stored.
+    pub fn prepare<'a>(&self, body: &'a [u8]) -> Cow<'a, [u8]> {
+        match self.origin.kind {
+            SourceKind::ThousandeyesCustom => custom::prepare(body),
+            _ => Cow::Borrowed(body),
         }
     }
 
@@ -249,7 +259,8 @@ impl Sources {
                 source.origin.name
             )
         };
-        let measured = super::measure(body).map_err(refused)?;
+        let body = source.prepare(body);
+        let measured = super::measure(&body).map_err(refused)?;
         Ok(source
             .events(measured, received_at)
             .map_err(refused)?

@@ -299,6 +299,7 @@ impl Ingest {
             Ok(read) => read,
             Err(response) => return response,
         };
+        let body = source.prepare(&body);
         let measured = match crate::event::measure(&body) {
             Ok(measured) => measured,
             Err(e) => return self.refuse(&source.origin.name, e),

@@ -393,6 +393,10 @@ async fn generic_json_reads_through_its_map() {
 
 /// `docs/thousandeyes-custom-webhook.hbs`, rendered as ThousandEyes would: with Handlebars, over
 /// a notification object made of the variables ThousandEyes documents.
+/// A test name with what ThousandEyes' Handlebars writes as it is: backslashes that would make
+/// JSON escapes (`\n`, `\u0041`) and a line break.
+const TEST_NAME: &str = "www.example.com \\nyc \\u0041\nsecond line";
+
 fn custom_webhook_body(type_id: u8) -> String {
     let template = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -409,7 +413,7 @@ fn custom_webhook_body(type_id: u8) -> String {
             "timeCleared": {"epochSecond": 1742241064_i64, "epochMilli": 1742241064000_i64},
             "rule": {"id": "9421", "name": "Packet loss > 10% & \"edge\" <pops>", "expression": "((loss >= 10%))",
                 "alertType": {"id": "end-to-end-server"}, "notes": "", "account": {"id": 75}},
-            "test": {"id": "1234", "name": "www.example.com", "description": "", "testType": "agent-to-server",
+            "test": {"id": "1234", "name": TEST_NAME, "description": "", "testType": "agent-to-server",
                 "labels": [{"name": "prod"}, {"name": "edge"}]},
             "details": {"size": 3},
             "targets": [{"description": "www.example.com"}],
@@ -431,8 +435,15 @@ async fn the_shipped_custom_webhook_template_makes_a_trigger_and_its_clear() {
     assert_eq!(got["event"]["kind"], "alert.trigger");
     let summary = &got["summary"];
     assert_eq!(
-        summary["title"], "Packet loss > 10% & \"edge\" <pops> on www.example.com",
-        "HTML escaping undone"
+        summary["title"],
+        format!("Packet loss > 10% & \"edge\" <pops> on {TEST_NAME}"),
+        "HTML escaping undone, backslashes and the line break kept as written"
+    );
+    assert_eq!(summary["test"], TEST_NAME);
+    assert_eq!(
+        summary["targets"],
+        json!([]),
+        "the test's target is not an agent"
     );
     assert_eq!(summary["severity"], "MAJOR");
     assert_eq!(summary["expression"], "((loss >= 10%))");
