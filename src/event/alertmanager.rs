@@ -9,11 +9,9 @@
 use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Map, Value};
 
-use super::source::{Arrival, Origin, SourceKind};
-use super::{
-    Event, EventError, EventKind, Link, State, Summary, date_field, is_http_url, text_field,
-    text_value,
-};
+use super::error::EventError;
+use super::fields::{date_field, is_http_url, text_field, text_value};
+use super::normal::{Arrival, Event, EventKind, Link, Origin, SourceKind, State, Summary};
 
 /// The one alert of a stored event's body.
 pub(super) fn alert(raw: &Map<String, Value>) -> Option<&Map<String, Value>> {

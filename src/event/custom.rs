@@ -19,8 +19,9 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::source::{Arrival, Origin};
-use super::{Event, EventError, EventKind, Summary, is_http_url, parse_date, text_field};
+use super::error::EventError;
+use super::fields::{is_http_url, parse_date, text_field, text_value};
+use super::normal::{Arrival, Event, EventKind, Origin, Summary};
 
 /// Normalizes one body; its dedup key is the notification id.
 pub(super) fn arrival(
@@ -29,7 +30,7 @@ pub(super) fn arrival(
     received_at: DateTime<Utc>,
 ) -> Result<Arrival, EventError> {
     let invalid = |problem: &str| EventError::Invalid(problem.to_owned());
-    let kind = match raw.get("type").and_then(super::text_value).as_deref() {
+    let kind = match raw.get("type").and_then(text_value).as_deref() {
         Some("2") => EventKind::AlertTrigger,
         Some("1") => EventKind::AlertClear,
         _ => {
@@ -65,12 +66,7 @@ pub(super) fn arrival(
     let strings = |value: Option<&Value>| -> Vec<String> {
         value
             .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(super::text_value)
-                    .map(unescape)
-                    .collect()
-            })
+            .map(|list| list.iter().filter_map(text_value).map(unescape).collect())
             .unwrap_or_default()
     };
     let summary = Summary {

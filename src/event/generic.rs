@@ -10,11 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map as Object, Value};
 
-use super::source::{Arrival, Origin};
-use super::{
-    Event, EventError, EventKind, State, Summary, body_id, is_http_url, parse_date, rfc3339,
-    text_value,
-};
+use super::error::EventError;
+use super::fields::{body_id, is_http_url, parse_date, rfc3339, text_value};
+use super::normal::{Arrival, Event, EventKind, Origin, State, Summary};
 use crate::error::ConfigError;
 
 #[derive(Debug, Deserialize)]

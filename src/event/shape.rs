@@ -7,15 +7,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::EventError;
-
-/// ThousandEyes bodies nest four levels deep; anything far deeper is not an alert.
-pub const MAX_DEPTH: usize = 32;
-/// Longer than any rule, test or metric text; bounds what a template may be asked to render.
-pub const MAX_STRING_BYTES: usize = 64 * 1024;
-/// JSON values (objects, arrays, strings, numbers, booleans, nulls) in one body. An alert with
-/// 3,000 agents holds about 25,000; each value costs about 110 bytes parsed, whatever its text.
-pub const MAX_VALUES: usize = 100_000;
+use super::error::{EventError, MAX_DEPTH, MAX_STRING_BYTES, MAX_VALUES};
 
 /// What a body holds, found without parsing it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

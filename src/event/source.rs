@@ -15,76 +15,19 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
-use super::{Event, EventError, Measured, alertmanager, custom, generic, object, thousandeyes};
+use super::error::EventError;
+use super::normal::{Arrival, Event, Origin, SourceKind};
+use super::shape::{Measured, measure};
+use super::{alertmanager, custom, generic, thousandeyes};
 use crate::error::ConfigError;
 
 /// Paths the relay answers itself.
 const RESERVED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 /// The OAuth endpoints live under this prefix.
 const RESERVED_PREFIX: &str = "/oauth/";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SourceKind {
-    Thousandeyes,
-    ThousandeyesCustom,
-    Alertmanager,
-    Grafana,
-    Generic,
-}
-
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Thousandeyes => "thousandeyes",
-            Self::ThousandeyesCustom => "thousandeyes-custom",
-            Self::Alertmanager => "alertmanager",
-            Self::Grafana => "grafana",
-            Self::Generic => "generic",
-        }
-    }
-
-    /// What messages call the sender ("Open in ThousandEyes"); a generic source goes by its
-    /// name.
-    fn label(self) -> Option<&'static str> {
-        match self {
-            Self::Thousandeyes | Self::ThousandeyesCustom => Some("ThousandEyes"),
-            Self::Alertmanager => Some("Alertmanager"),
-            Self::Grafana => Some("Grafana"),
-            Self::Generic => None,
-        }
-    }
-
-    /// Whether one body holds several alerts (answered with one entry per event).
-    pub fn batches(self) -> bool {
-        matches!(self, Self::Alertmanager | Self::Grafana)
-    }
-}
-
-/// Which source accepted an event: its name in the config and its kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
-    pub name: String,
-    pub kind: SourceKind,
-}
-
-impl Origin {
-    /// What messages call the sender ("Open in ThousandEyes"): the kind's product, or a generic
-    /// source's name.
-    pub fn label(&self) -> &str {
-        self.kind.label().unwrap_or(&self.name)
-    }
-
-    /// The source a config without `[sources]` has.
-    pub fn thousandeyes() -> Self {
-        Self {
-            name: "thousandeyes".into(),
-            kind: SourceKind::Thousandeyes,
-        }
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,15 +45,6 @@ pub struct Source {
     pub origin: Origin,
     pub path: String,
     map: Option<generic::Map>,
-}
-
-/// One event a body holds, as it is accepted: with what dedup compares (each source says what
-/// it holds), and the body to store for it when that is not the body as sent (an Alertmanager
-/// body holding several alerts is stored once per alert, each copy holding that alert alone).
-pub struct Arrival {
-    pub event: Event,
-    pub key: String,
-    pub body: Option<Vec<u8>>,
 }
 
 impl Source {
@@ -260,13 +194,60 @@ impl Sources {
             )
         };
         let body = source.prepare(body);
-        let measured = super::measure(&body).map_err(refused)?;
+        let measured = measure(&body).map_err(refused)?;
         Ok(source
             .events(measured, received_at)
             .map_err(refused)?
             .into_iter()
             .map(|arrival| arrival.event)
             .collect())
+    }
+}
+
+/// Reading an event: a body, or what the store kept, by the module of its source kind.
+impl Event {
+    /// Parses a ThousandEyes classic webhook body (a UTF-8 byte order mark in front is ignored),
+    /// after measuring it against the limits of [`Shape`](super::Shape).
+    pub fn parse(body: &[u8], received_at: DateTime<Utc>) -> Result<Self, EventError> {
+        let measured = measure(body)?;
+        let raw = object(measured.body)?;
+        thousandeyes::arrival(raw, measured.body, &Origin::thousandeyes(), received_at)
+            .map(|arrival| arrival.event)
+    }
+
+    /// The event the store kept: the body as stored and, beside it, its normalized form (see
+    /// [`Event::stored_form`]). Events stored before sources existed have none and are
+    /// ThousandEyes classic bodies.
+    pub fn from_store(
+        measured: Measured<'_>,
+        normalized: Option<&str>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Self, EventError> {
+        let raw = object(measured.body)?;
+        let Some(normalized) = normalized else {
+            return thousandeyes::arrival(raw, measured.body, &Origin::thousandeyes(), received_at)
+                .map(|arrival| arrival.event);
+        };
+        Event::from_stored_form(normalized, raw, received_at)
+    }
+
+    /// The object a template calls `alert`: ThousandEyes' `alert` (or `agentAlert`), the one
+    /// Alertmanager or Grafana alert, nothing for a generic body.
+    pub fn alert(&self) -> Option<&Map<String, Value>> {
+        match self.source.kind {
+            SourceKind::Thousandeyes => thousandeyes::alert_object(&self.raw),
+            SourceKind::ThousandeyesCustom => self.raw.get("alert").and_then(Value::as_object),
+            SourceKind::Alertmanager | SourceKind::Grafana => alertmanager::alert(&self.raw),
+            SourceKind::Generic => None,
+        }
+    }
+}
+
+/// Parses a measured body into a JSON object.
+fn object(body: &[u8]) -> Result<Map<String, Value>, EventError> {
+    match serde_json::from_slice(body)? {
+        Value::Object(raw) => Ok(raw),
+        _ => Err(EventError::NotObject),
     }
 }
 
@@ -279,4 +260,44 @@ pub fn check_path(path: &str) -> Result<(), String> {
         return Err(format!("{path} is reserved"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventKind, Phase};
+    use chrono::Utc;
+
+    #[test]
+    fn the_stored_form_gives_back_the_event() {
+        let body = br#"{"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": "e1",
+            "alert": {"alertId": 7, "ruleName": "R", "testName": "T"}}"#;
+        let event = Event::parse(body, Utc::now()).unwrap();
+        let back = Event::from_store(
+            measure(body).unwrap(),
+            Some(&event.stored_form()),
+            event.received_at,
+        )
+        .unwrap();
+        assert_eq!(
+            (back.id.as_str(), back.kind, back.summary.title.as_str()),
+            ("e1", EventKind::AlertTrigger, "R on T")
+        );
+        assert_eq!(back.lifecycle(), Some(("7", Phase::Trigger)));
+        let legacy = Event::from_store(measure(body).unwrap(), None, Utc::now()).unwrap();
+        assert_eq!(legacy.summary.title, "R on T", "rows stored before sources");
+        let mut elsewhere = Event::parse(body, Utc::now()).unwrap();
+        elsewhere.source.name = "prom".into();
+        elsewhere.source.kind = SourceKind::Alertmanager;
+        let origin = Event::stored_origin(Some(&elsewhere.stored_form())).unwrap();
+        assert_eq!(
+            (origin.name.as_str(), origin.kind),
+            ("prom", SourceKind::Alertmanager)
+        );
+        assert_eq!(
+            Event::stored_origin(None).unwrap().kind,
+            SourceKind::Thousandeyes
+        );
+        assert!(Event::stored_origin(Some("{}")).is_err());
+    }
 }

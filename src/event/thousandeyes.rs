@@ -5,11 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::source::Arrival;
-use super::{
-    Event, EventError, EventKind, MAX_TARGETS, Origin, State, Summary, Target, body_id, date_field,
-    is_http_url, rfc3339, text_field,
-};
+use super::error::EventError;
+use super::fields::{body_id, date_field, is_http_url, rfc3339, text_field};
+use super::normal::{Arrival, Event, EventKind, MAX_TARGETS, Origin, State, Summary, Target};
 
 /// Normalizes one classic body. Its dedup key is `eventId` as JSON text, so that `123` and
 /// `"123"` are two events, or the body hash when there is no `eventId`.
