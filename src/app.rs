@@ -3,7 +3,7 @@
 //! nothing imports it back.
 
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,7 +119,18 @@ pub async fn run(
                 live.clone(),
                 outbox.clone(),
             )?;
-            Some(tokio::spawn(Arc::new(studio).serve(listener, stop.clone())))
+            if let Ok(address) = listener.local_addr() {
+                info!(url = %format!("http://{address}/"), write = config.studio.write, "template studio");
+            }
+            let mut stop = stop.clone();
+            Some(tokio::spawn(server::serve(
+                listener,
+                Studio::limits(config.server.limits()),
+                Arc::new(studio),
+                async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                },
+            )))
         }
         false => None,
     };
@@ -138,7 +149,13 @@ pub async fn run(
             .collect();
         info!(%address, sources = %paths.join(","), destinations = config.destinations.len(), store = %store, "listening");
     }
-    server::serve(listener, ingest, shutdown).await;
+    let closing = ingest.clone();
+    server::serve(listener, server.limits(), ingest, async move {
+        shutdown.await;
+        // New posts on connections already open get 503, so that senders post them again later.
+        closing.closing.store(true, Ordering::SeqCst);
+    })
+    .await;
     info!("stopped accepting; finishing attempts in flight");
     let _ = stop_tasks.send(true);
     for task in background.into_iter().chain(studio) {

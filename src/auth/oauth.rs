@@ -24,13 +24,12 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::Full;
 use hyper::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, PRAGMA,
     WWW_AUTHENTICATE,
 };
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -40,7 +39,7 @@ use tracing::{info, warn};
 
 use super::{BasicCredential, basic_matches};
 use crate::error::ConfigError;
-use crate::http::{HttpResponse, json_response};
+use crate::http::{HttpRequest, HttpResponse, json_response, method_not_allowed};
 use crate::outbox::{AuthorizationCode, IssuedToken, Outbox, StoreError, now_ms};
 use crate::secret::{self, Secret};
 
@@ -298,7 +297,7 @@ impl OAuth {
     }
 
     /// Answers a request under `/oauth/`.
-    pub async fn handle(&self, request: Request<Incoming>, store: &Outbox) -> HttpResponse {
+    pub async fn handle(&self, request: HttpRequest, store: &Outbox) -> HttpResponse {
         let path = request.uri().path().to_owned();
         match (request.method().clone(), path.as_str()) {
             (Method::GET, "/oauth/authorize") => {
@@ -320,8 +319,8 @@ impl OAuth {
                     None => unreadable_form(),
                 }
             }
-            (_, "/oauth/authorize") => not_allowed("GET, POST"),
-            (_, "/oauth/token") => not_allowed("POST"),
+            (_, "/oauth/authorize") => method_not_allowed("GET, POST"),
+            (_, "/oauth/token") => method_not_allowed("POST"),
             _ => crate::http::error(StatusCode::NOT_FOUND, "no such path"),
         }
     }
@@ -799,12 +798,9 @@ fn form_decode(text: &str) -> String {
 }
 
 /// The form body of a request, up to [`MAX_FORM_BYTES`].
-async fn read_form(request: Request<Incoming>) -> Option<Vec<(String, String)>> {
-    let body = Limited::new(request.into_body(), MAX_FORM_BYTES)
-        .collect()
-        .await
-        .ok()?;
-    Some(params(&body.to_bytes()))
+async fn read_form(request: HttpRequest) -> Option<Vec<(String, String)>> {
+    let body = request.into_body().read(MAX_FORM_BYTES).await.ok()?;
+    Some(params(&body))
 }
 
 fn unreadable_form() -> HttpResponse {
@@ -828,15 +824,6 @@ fn token_error(status: StatusCode, code: &str, description: &str) -> HttpRespons
 fn no_store(headers: &mut HeaderMap) {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-}
-
-fn not_allowed(allow: &'static str) -> HttpResponse {
-    let mut response =
-        crate::http::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
-    response
-        .headers_mut()
-        .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
-    response
 }
 
 /// A 503 for the token endpoint, in its JSON.

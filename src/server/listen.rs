@@ -1,5 +1,8 @@
-//! Connections: the listening socket, which connections may hold a slot and for how long, TLS,
-//! and hyper.
+//! The one front door of every listener (ingest and OAuth, the studio, what comes next):
+//! [`serve`] takes a listener, its [`Limits`], a [`Handler`] and a shutdown, and owns the socket,
+//! which connections may hold a slot and for how long, TLS, hyper, each request's head (checked
+//! by `head.rs`), its body's bound and its time limit. A handler only turns a request into an
+//! answer, so it is tested without a socket.
 //!
 //! A connection that has sent nothing holds no slot: it waits for its first byte for at most
 //! `idle_timeout`, among at most [`WAITING_PER_SLOT`] × `max_connections` such connections; when
@@ -14,7 +17,6 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,9 +27,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-use super::{Ingest, error, refusals::JsonRefusals};
+use super::head::Guarded;
+use crate::http::{Body, HttpRequest, HttpResponse, error};
 
 /// Connections the kernel keeps waiting for `accept`: far above the 128 of the standard library,
 /// so that a burst of sockets (or a flood of idle ones) does not turn real clients away.
@@ -39,6 +43,7 @@ pub const WAITING_PER_SLOT: usize = 4;
 /// How much of the server one client may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// No request body is read past this, whatever its handler asks.
     pub max_body_bytes: usize,
     /// How long a new connection may stay silent before it is closed.
     pub idle_timeout: Duration,
@@ -118,10 +123,32 @@ impl Waiting {
     }
 }
 
-/// Serves `listener` until `shutdown` completes, then lets requests in flight finish.
-pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Future<Output = ()>) {
+/// What a listener answers: one request in, one answer out.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers `request` from `peer`. Its body is read with [`Body::read`], which never reads
+    /// past the listener's `max_body_bytes`; the whole answer must come within
+    /// `request_timeout`, else [`serve`] answers 408.
+    fn handle(
+        &self,
+        request: HttpRequest,
+        peer: SocketAddr,
+    ) -> impl Future<Output = HttpResponse> + Send;
+
+    /// The certificate for a new connection, when the listener serves HTTPS.
+    fn tls(&self) -> Option<TlsAcceptor> {
+        None
+    }
+}
+
+/// Serves `listener` with `handler` until `shutdown` completes, then lets requests in flight
+/// finish (at most `request_timeout`).
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    limits: Limits,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
-    let limits = ingest.limits;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let waiting = Arc::new(Waiting::new(limits.max_connections * WAITING_PER_SLOT));
     tokio::pin!(shutdown);
@@ -139,7 +166,7 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
             () = &mut shutdown => break,
         };
         let (id, evicted) = waiting.enter();
-        let (ingest, watcher) = (ingest.clone(), graceful.watcher());
+        let (handler, watcher) = (handler.clone(), graceful.watcher());
         let (slots, waiting) = (slots.clone(), waiting.clone());
         tokio::spawn(async move {
             // `peek` waits for a byte that is really there (`readable` may wake early).
@@ -158,11 +185,10 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
                 debug!(%peer, "no connection slot came free in time");
                 return;
             };
-            serve_stream(&ingest, stream, peer, watcher).await;
+            serve_stream(&handler, limits, stream, peer, watcher).await;
         });
     }
     waiting.close_all();
-    ingest.closing.store(true, Ordering::SeqCst);
     drop(listener);
     // No request may take longer than the request timeout anyway.
     tokio::select! {
@@ -171,16 +197,20 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
     }
 }
 
-/// Serves one accepted connection, plain or TLS as the current config says.
-async fn serve_stream(ingest: &Arc<Ingest>, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
-    // The current certificate: a reload with a renewed one applies to new connections.
-    let tls = ingest.live.current().tls.clone();
-    match tls {
-        None => serve_http(ingest, stream, peer, watcher).await,
+/// Serves one accepted connection, plain or TLS as the handler says.
+async fn serve_stream<H: Handler>(
+    handler: &Arc<H>,
+    limits: Limits,
+    stream: TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+) {
+    match handler.tls() {
+        None => serve_http(handler, limits, stream, peer, watcher).await,
         Some(tls) => {
             // The handshake counts as part of the headers: a client that stalls is cut.
-            match tokio::time::timeout(ingest.limits.header_timeout, tls.accept(stream)).await {
-                Ok(Ok(stream)) => serve_http(ingest, stream, peer, watcher).await,
+            match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_http(handler, limits, stream, peer, watcher).await,
                 Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => debug!(%peer, "TLS handshake timed out"),
             }
@@ -189,17 +219,22 @@ async fn serve_stream(ingest: &Arc<Ingest>, stream: TcpStream, peer: SocketAddr,
 }
 
 /// Serves HTTP/1.1 on one connection until it closes or shutdown drains it.
-async fn serve_http<I>(ingest: &Arc<Ingest>, io: I, peer: SocketAddr, watcher: Watcher)
-where
+async fn serve_http<H: Handler, I>(
+    handler: &Arc<H>,
+    limits: Limits,
+    io: I,
+    peer: SocketAddr,
+    watcher: Watcher,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = ingest.limits;
-    let handler = ingest.clone();
-    let service = service_fn(move |request| {
-        let ingest = handler.clone();
+    let handler = handler.clone();
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let handler = handler.clone();
         async move {
             let limit = limits.request_timeout;
-            let response = tokio::time::timeout(limit, ingest.handle(request, peer))
+            let request = request.map(|body| Body::incoming(body, limits.max_body_bytes));
+            let response = tokio::time::timeout(limit, handler.handle(request, peer))
                 .await
                 .unwrap_or_else(|_| {
                     error(
@@ -216,7 +251,10 @@ where
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .serve_connection(TokioIo::new(JsonRefusals::new(io)), service);
+        // When `head.rs` ends the reading after a refused head, the answers to the requests
+        // before it are still written.
+        .half_close(true)
+        .serve_connection(TokioIo::new(Guarded::new(io)), service);
     if let Err(e) = watcher.watch(connection).await {
         debug!(%peer, error = %e, "connection ended with an error");
     }

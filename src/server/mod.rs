@@ -1,10 +1,13 @@
-//! The HTTP server (hyper 1, no framework): the ingest endpoint, health, metrics, and a JSON body
-//! naming the problem for every refusal, hyper's own included (`refusals`).
+//! The HTTP server (hyper 1, no framework): the one front door every listener goes through
+//! (`listen.rs`, with each request's head checked by `head.rs`, so that every refusal has a JSON
+//! body naming the problem), and the ingest listener's handler: each source's path, the OAuth
+//! endpoints, health, metrics.
 
+mod head;
 mod listen;
-mod refusals;
 
-pub use listen::{Limits, bind, raise_open_files_limit, serve};
+pub use head::{MAX_HEAD_BYTES, MAX_HEADERS, MAX_URI_BYTES};
+pub use listen::{Handler, Limits, bind, raise_open_files_limit, serve};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,10 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::{Body, Incoming};
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use hyper::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
@@ -38,7 +40,8 @@ const READY_ROOM_EVENTS: u64 = 4;
 /// Told to clients when the relay cannot take an event now; ThousandEyes retries anyway.
 const RETRY_AFTER_SECS: &str = "30";
 
-pub use crate::http::{HttpResponse, error, json_response};
+use crate::http::{Body, BodyError, method_not_allowed};
+pub use crate::http::{HttpRequest, HttpResponse, error, json_response};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -159,8 +162,8 @@ pub struct Ingest {
     pub closing: AtomicBool,
 }
 
-impl Ingest {
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+impl Handler for Ingest {
+    async fn handle(&self, request: HttpRequest, peer: SocketAddr) -> HttpResponse {
         // The relay in force for this whole request, even if a reload happens meanwhile.
         let relay = self.live.current();
         let path = request.uri().path();
@@ -176,20 +179,20 @@ impl Ingest {
         let source = relay.sources.at(path);
         match (request.method(), source) {
             (&Method::POST, Some(source)) => self.ingest(&relay, source, request, peer).await,
-            (_, Some(_)) => {
-                let mut response =
-                    error(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted here");
-                response
-                    .headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static("POST"));
-                response
-            }
+            (_, Some(_)) => method_not_allowed("POST"),
             _ => self.answer(&relay, request).await,
         }
     }
 
+    /// The current certificate: a reload with a renewed one applies to new connections.
+    fn tls(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.live.current().tls.clone()
+    }
+}
+
+impl Ingest {
     /// The relay's own paths: health, readiness, metrics.
-    async fn answer(&self, relay: &Relay, request: Request<Incoming>) -> HttpResponse {
+    async fn answer(&self, relay: &Relay, request: HttpRequest) -> HttpResponse {
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.ready().await,
@@ -215,14 +218,7 @@ impl Ingest {
                 );
                 response
             }
-            (_, "/healthz" | "/readyz" | "/metrics") => {
-                let mut response =
-                    error(StatusCode::METHOD_NOT_ALLOWED, "only GET is accepted here");
-                response
-                    .headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static("GET"));
-                response
-            }
+            (_, "/healthz" | "/readyz" | "/metrics") => method_not_allowed("GET"),
             _ => error(StatusCode::NOT_FOUND, "no such path"),
         }
     }
@@ -246,7 +242,7 @@ impl Ingest {
         &self,
         relay: &Relay,
         source: &Source,
-        request: Request<Incoming>,
+        request: HttpRequest,
         peer: SocketAddr,
     ) -> HttpResponse {
         if self.closing.load(Ordering::SeqCst) {
@@ -399,45 +395,23 @@ impl Ingest {
     async fn read_body(
         &self,
         source: &str,
-        body: Incoming,
+        body: Body,
     ) -> Result<(Bytes, Reservation<'_>), HttpResponse> {
-        let too_large = || {
-            self.metrics
-                .event(source, "none", EventOutcome::RejectedTooLarge);
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("body is larger than {} bytes", self.limits.max_body_bytes),
-            )
-        };
         let max = self.limits.max_body_bytes;
-        if body.size_hint().lower() > max as u64 {
-            return Err(too_large());
-        }
-        let announced = body.size_hint().exact().map_or(max, |n| n as usize);
-        let room = self.memory.bodies.reserve(announced).await;
-        // Read into one buffer of the announced size: collecting chunks and joining them after
-        // would hold the body twice.
-        let mut body = Limited::new(body, max);
-        let mut read = Vec::with_capacity(announced);
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(frame) => {
-                    if let Ok(data) = frame.into_data() {
-                        read.extend_from_slice(&data);
-                    }
-                }
-                Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                    return Err(too_large());
-                }
-                Err(e) => {
-                    return Err(error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("cannot read the body: {e}"),
-                    ));
-                }
+        let refused = |refused: BodyError| {
+            if matches!(refused, BodyError::TooLarge(_)) {
+                self.metrics
+                    .event(source, "none", EventOutcome::RejectedTooLarge);
             }
-        }
-        Ok((Bytes::from(read), room))
+            refused.response()
+        };
+        let room = self
+            .memory
+            .bodies
+            .reserve(body.room(max).map_err(refused)?)
+            .await;
+        let read = body.read(max).await.map_err(refused)?;
+        Ok((read, room))
     }
 }
 

@@ -8,32 +8,27 @@
 //! Template files are named by kind, stem and part, each checked against the lists the relay
 //! knows, so that no request can name a path outside the template tree.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::Full;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::auth::{Auth, AuthConfig, BasicCredential};
 use crate::deliver::{Destination, DestinationKind, Message, Outgoing, Part};
 use crate::error::ConfigError;
 use crate::event::{Event, EventKind, SourceKind, Sources};
-use crate::http::{HttpResponse, error, json_response};
+use crate::http::{Body, HttpRequest, HttpResponse, error, json_response};
 use crate::outbox::Outbox;
 use crate::relay::Live;
 use crate::render::{self, Situation};
+use crate::server::{Handler, Limits};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -96,7 +91,7 @@ impl StudioConfig {
 /// How many of the events the store keeps the page offers.
 const RECENT_EVENTS: usize = 50;
 /// The largest request the API takes: an event and a template.
-const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
 const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/studio.js");
@@ -156,46 +151,15 @@ impl Studio {
         })
     }
 
-    /// Serves the studio on `listener` until `stop` turns true.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-        if let Ok(address) = listener.local_addr() {
-            info!(url = %format!("http://{address}/"), write = self.write, "template studio");
-        }
-        loop {
-            let accepted = tokio::select! {
-                _ = stop.wait_for(|stop| *stop) => return,
-                accepted = listener.accept() => accepted,
-            };
-            let Ok((stream, peer)) = accepted else {
-                continue;
-            };
-            let studio = self.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let studio = studio.clone();
-                    async move { Ok::<_, Infallible>(studio.handle(request, peer).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    /// The listener's limits: the ingest server's, with room for an event and a template.
+    pub fn limits(server: Limits) -> Limits {
+        Limits {
+            max_body_bytes: MAX_REQUEST_BYTES,
+            ..server
         }
     }
 
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
-        let mut response = self.route(request, peer).await;
-        let headers = response.headers_mut();
-        headers.insert("content-security-policy", HeaderValue::from_static(CSP));
-        headers.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
-        headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
-    }
-
-    async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    async fn route(&self, request: HttpRequest, peer: SocketAddr) -> HttpResponse {
         if let Some(auth) = &self.auth
             && auth
                 .check(peer.ip(), request.headers(), &self.outbox)
@@ -225,7 +189,7 @@ impl Studio {
                 }
                 let body = match read_json(request.into_body()).await {
                     Ok(body) => body,
-                    Err(refused) => return refused.response(),
+                    Err(refused) => return refused,
                 };
                 match path.as_str() {
                     "/api/render" => self.render(body),
@@ -248,7 +212,7 @@ impl Studio {
     }
 
     /// A POST comes from this page: the token it was given, and no other origin.
-    fn same_origin(&self, request: &Request<Incoming>) -> Result<(), Refused> {
+    fn same_origin(&self, request: &HttpRequest) -> Result<(), Refused> {
         let headers = request.headers();
         let token = headers
             .get("x-csrf-token")
@@ -478,6 +442,21 @@ impl Studio {
     }
 }
 
+impl Handler for Studio {
+    async fn handle(&self, request: HttpRequest, peer: SocketAddr) -> HttpResponse {
+        let mut response = self.route(request, peer).await;
+        let headers = response.headers_mut();
+        headers.insert("content-security-policy", HeaderValue::from_static(CSP));
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
 /// One template file, named as the relay looks it up: `<kind>/<stem><part suffix>`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct TemplateId {
@@ -608,14 +587,13 @@ fn query_value(query: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-async fn read_json(body: Incoming) -> Result<Value, Refused> {
-    let bytes = Limited::new(body, MAX_REQUEST_BYTES)
-        .collect()
+async fn read_json(body: Body) -> Result<Value, HttpResponse> {
+    let bytes = body
+        .read(MAX_REQUEST_BYTES)
         .await
-        .map_err(|_| Refused(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large"))?
-        .to_bytes();
+        .map_err(|refused| refused.response())?;
     serde_json::from_slice(&bytes)
-        .map_err(|_| Refused(StatusCode::BAD_REQUEST, "the request is not JSON"))
+        .map_err(|_| Refused(StatusCode::BAD_REQUEST, "the request is not JSON").response())
 }
 
 /// A request the API does not take, and why.

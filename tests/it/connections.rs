@@ -1,6 +1,7 @@
 //! Sockets that hold connections without posting: idle ones that never send a byte and slowloris
-//! ones that send their headers a byte at a time and reconnect when cut. A real post must still
-//! be answered promptly. Runs the real binary, which binds with its own backlog.
+//! ones that send their headers a byte at a time and reconnect when cut. A real post, or a real
+//! page load from the studio's listener, must still be answered promptly, and the idle sockets
+//! are closed by the relay. Runs the real binary, which binds with its own backlog.
 
 use crate::common;
 
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{ChildRelay, sample};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const IDLE: usize = 2000;
@@ -39,6 +40,92 @@ async fn slowloris(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) {
     }
 }
 
+/// `idle` connections that send nothing and `slow` slowloris ones, against `addr`, until the
+/// returned flag is set.
+async fn siege(
+    addr: std::net::SocketAddr,
+    idle: usize,
+    slow: usize,
+) -> (
+    Vec<TcpStream>,
+    Arc<AtomicBool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let mut sockets = Vec::with_capacity(idle);
+    for _ in 0..idle {
+        sockets.push(TcpStream::connect(addr).await.expect("an idle connection"));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let attackers = (0..slow)
+        .map(|_| tokio::spawn(slowloris(addr, stop.clone())))
+        .collect();
+    (sockets, stop, attackers)
+}
+
+/// Whether the relay closed `socket`, which never sent a byte, within `within`.
+async fn closed_by_the_relay(socket: &mut TcpStream, within: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(within, socket.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// The studio's listener goes through the same front door as ingest: a page still loads at once
+/// while a thousand idle sockets and two hundred slowloris ones are open, and the idle ones are
+/// closed after `server.idle_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_studio_keeps_answering_under_idle_and_slowloris_sockets() {
+    let studio_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = common::config_dir(
+        &format!(
+            "[server]\nidle_timeout = \"1s\"\nheader_timeout = \"2s\"\n\
+             [studio]\nenabled = true\nlisten = \"127.0.0.1:{studio_port}\"\n\
+             [destinations.console]\nkind = \"console\"\n"
+        ),
+        &[],
+    );
+    let relay = ChildRelay::start(dir.path()).await;
+    let studio: std::net::SocketAddr = ([127, 0, 0, 1], studio_port).into();
+    let (mut idle, stop, attackers) = siege(studio, 1000, 200).await;
+    let http = common::client();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..6 {
+        for path in ["/", "/api/catalog"] {
+            let started = tokio::time::Instant::now();
+            let answer = http
+                .get(format!("http://{studio}{path}"))
+                .send()
+                .await
+                .expect("the studio answers");
+            assert_eq!(answer.status(), 200, "{path}");
+            answer.bytes().await.expect("the whole page");
+            slowest = slowest.max(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // Idle for well over server.idle_timeout by now: each was closed by the relay.
+    for socket in idle.iter_mut().take(20) {
+        assert!(
+            closed_by_the_relay(socket, Duration::from_secs(3)).await,
+            "an idle socket on the studio's port is still open"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for attacker in attackers {
+        attacker.abort();
+    }
+    drop(relay);
+    assert!(
+        slowest < Duration::from_secs(2),
+        "with 1000 idle and 200 slowloris sockets, a studio page took {slowest:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slowloris_sockets_do_not_delay_real_posts() {
     // Short timeouts, so that idle sockets are closed and slowloris ones cut and back within
@@ -48,18 +135,7 @@ async fn idle_and_slowloris_sockets_do_not_delay_real_posts() {
         &[],
     );
     let relay = ChildRelay::start(dir.path()).await;
-    let mut idle = Vec::with_capacity(IDLE);
-    for _ in 0..IDLE {
-        idle.push(
-            TcpStream::connect(relay.addr)
-                .await
-                .expect("an idle connection"),
-        );
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let attackers: Vec<_> = (0..SLOWLORIS)
-        .map(|_| tokio::spawn(slowloris(relay.addr, stop.clone())))
-        .collect();
+    let (idle, stop, attackers) = siege(relay.addr, IDLE, SLOWLORIS).await;
     // Real posts over several seconds, while idle sockets time out and slowloris ones reconnect.
     let mut slowest = Duration::ZERO;
     for i in 0..8 {

@@ -196,6 +196,126 @@ async fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
     relay.stop().await;
 }
 
+/// Writes `requests` on one connection at once (pipelined) and reads every answer until the
+/// server closes it: each status and body, in order.
+async fn pipelined(addr: std::net::SocketAddr, requests: &[u8]) -> Vec<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(requests).await;
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(common::WAIT, stream.read_to_end(&mut bytes)).await;
+    let mut answers = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        let Ok(httparse::Status::Complete(head)) = response.parse(rest) else {
+            panic!("not an answer: {:?}", String::from_utf8_lossy(rest));
+        };
+        let length: usize = response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+            .expect("every answer has a Content-Length");
+        let body = String::from_utf8_lossy(&rest[head..head + length]).into_owned();
+        answers.push((response.code.unwrap_or(0), body));
+        rest = &rest[head + length..];
+    }
+    answers
+}
+
+/// Pipelined requests each get their own answer, in order, whether the relay refuses one
+/// (its handler, or a head hyper could not parse) or a chunked body stands between them.
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_around_a_refusal() {
+    let peer = Peer::start().await;
+    let relay = TestRelay::start(&format!(
+        "[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        peer.url("/h")
+    ))
+    .await;
+    let trigger = |id: &str| sample("alert_trigger.json").replace("49-35541", id);
+    let post = |id: &str| {
+        let body = trigger(id);
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let last = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+    // The handler refuses the first; the next two are answered behind it.
+    let answers = pipelined(
+        relay.addr,
+        format!(
+            "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n{}{last}",
+            post("pipe-1")
+        )
+        .as_bytes(),
+    )
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(statuses, [404, 200, 200], "{answers:?}");
+    assert!(answers[0].1.contains("no such path"), "{answers:?}");
+    assert!(answers[1].1.contains("\"accepted\""), "{answers:?}");
+
+    // A head hyper could not parse, first: one JSON refusal, and the connection ends there.
+    let answers = pipelined(
+        relay.addr,
+        format!("GET / HTTP/1.1\r\nBad Header\r\n\r\n{}", post("pipe-2")).as_bytes(),
+    )
+    .await;
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].0, 400);
+    let error: Value = serde_json::from_str(&answers[0].1).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("not valid HTTP"),
+        "{error}"
+    );
+
+    // Behind a good request and a chunked post: the answers to both come first.
+    let body = trigger("pipe-3");
+    let chunked = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+        10,
+        &body[..10],
+        body.len() - 10,
+        &body[10..]
+    );
+    let answers = pipelined(
+        relay.addr,
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n{chunked}POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n{last}"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(statuses, [200, 200, 400], "{answers:?}");
+    assert!(answers[1].1.contains("pipe-3"), "{answers:?}");
+    assert!(answers[2].1.contains("Content-Length"), "{answers:?}");
+
+    // The two posts that were answered 200 were delivered; the one behind the refusal was not.
+    let mut delivered: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        delivered.push(
+            peer.next().await.json()["event"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    delivered.sort();
+    assert_eq!(delivered, ["pipe-1", "pipe-3"]);
+    assert!(
+        peer.next_within(std::time::Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn the_same_event_id_is_accepted_once() {
     let peer = Peer::start().await;

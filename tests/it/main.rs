@@ -7,6 +7,7 @@ mod common;
 mod classify;
 mod cli;
 mod connections;
+mod docs;
 mod durable;
 mod faults;
 mod fuzz;

@@ -96,11 +96,84 @@ async fn post(url: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> 
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// The studio's handler alone, without a socket: a request in, an answer out (as axum's
+/// `oneshot` tests do). Its relay and store are real.
+struct Oneshot {
+    studio: alert_relay::studio::Studio,
+    _dir: tempfile::TempDir,
+}
+
+impl Oneshot {
+    fn new(peer: &Peer) -> Self {
+        let dir = common::config_dir(
+            &format!(
+                "[studio]\nenabled = true\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
+                peer.url("/slack")
+            ),
+            &[],
+        );
+        let config = alert_relay::config::Config::load(&dir.path().join("config.toml")).unwrap();
+        let live = std::sync::Arc::new(alert_relay::relay::Live::new(config.relay().unwrap()));
+        let outbox = alert_relay::outbox::Outbox::open(&dir.path().join("store.db")).unwrap();
+        let studio = alert_relay::studio::Studio::new(
+            &config.studio,
+            &config.base_dir,
+            config.path(&config.templates.dir),
+            live,
+            std::sync::Arc::new(outbox),
+        )
+        .unwrap();
+        Self { studio, _dir: dir }
+    }
+
+    /// The answer to `method path` with `headers` and `body`: its status, headers and body.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, hyper::HeaderMap, String) {
+        use alert_relay::server::Handler;
+        use http_body_util::BodyExt;
+        let mut request = hyper::Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(alert_relay::http::Body::from(body.to_owned()))
+            .unwrap();
+        let answer = self
+            .studio
+            .handle(request, ([127, 0, 0, 1], 50000).into())
+            .await;
+        let (parts, body) = answer.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status.as_u16(),
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    async fn post(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
+        let (status, _, text) = self.call("POST", path, headers, &body.to_string()).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The page's CSRF token.
+    async fn token(&self) -> String {
+        let (_, _, page) = self.call("GET", "/", &[], "").await;
+        let start = page.find("name=\"csrf-token\" content=\"").unwrap() + 27;
+        page[start..start + 64].to_owned()
+    }
+}
+
 #[tokio::test]
 async fn the_api_refuses_requests_from_elsewhere_and_paths_outside_the_tree() {
     let peer = Peer::start().await;
-    let (relay, url) = studio_relay(&peer, "").await;
-    let token = token(&url).await;
+    let studio = Oneshot::new(&peer);
+    let token = studio.token().await;
     let edit = json!({
         "event": sample("alert_trigger.json"),
         "template": "slack/default.hbs",
@@ -108,24 +181,27 @@ async fn the_api_refuses_requests_from_elsewhere_and_paths_outside_the_tree() {
     });
     // No token, a wrong one, or another origin: 403, whatever the endpoint.
     for path in ["/api/render", "/api/save", "/api/send"] {
-        assert_eq!(post(&url, path, &[], &edit).await.0, 403, "{path}");
+        assert_eq!(studio.post(path, &[], &edit).await.0, 403, "{path}");
         assert_eq!(
-            post(&url, path, &[("x-csrf-token", "0000")], &edit).await.0,
+            studio
+                .post(path, &[("x-csrf-token", "0000")], &edit)
+                .await
+                .0,
             403
         );
         let foreign = [
             ("x-csrf-token", token.as_str()),
             ("origin", "https://evil.example"),
         ];
-        assert_eq!(post(&url, path, &foreign, &edit).await.0, 403);
+        assert_eq!(studio.post(path, &foreign, &edit).await.0, 403);
         let cross = [
             ("x-csrf-token", token.as_str()),
             ("sec-fetch-site", "cross-site"),
         ];
-        assert_eq!(post(&url, path, &cross, &edit).await.0, 403);
+        assert_eq!(studio.post(path, &cross, &edit).await.0, 403);
     }
     let ok = [("x-csrf-token", token.as_str())];
-    let (status, answer) = post(&url, "/api/render", &ok, &edit).await;
+    let (status, answer) = studio.post("/api/render", &ok, &edit).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         answer["previews"]["slack"]["message"]["json"]["text"],
@@ -133,7 +209,7 @@ async fn the_api_refuses_requests_from_elsewhere_and_paths_outside_the_tree() {
     );
     assert_eq!(answer["context"]["summary"]["alert_id"], "35541");
     // Saving is off unless [studio] write = true.
-    let (status, answer) = post(&url, "/api/save", &ok, &edit).await;
+    let (status, answer) = studio.post("/api/save", &ok, &edit).await;
     assert_eq!(status, 403, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("write = true"));
     // A template is named from the relay's own list: nothing else becomes a path.
@@ -144,30 +220,21 @@ async fn the_api_refuses_requests_from_elsewhere_and_paths_outside_the_tree() {
         "slack/default.txt.hbs",
     ] {
         let bad = json!({ "event": "{}", "template": name, "text": "x" });
-        assert_eq!(post(&url, "/api/render", &ok, &bad).await.0, 400, "{name}");
-        let status = common::client()
-            .get(format!(
-                "{url}/api/template?id={}",
-                name.replace('/', "%2F")
-            ))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 404, "{name}");
+        assert_eq!(studio.post("/api/render", &ok, &bad).await.0, 400, "{name}");
+        let path = format!("/api/template?id={}", name.replace('/', "%2F"));
+        assert_eq!(studio.call("GET", &path, &[], "").await.0, 404, "{name}");
     }
+    // A request over the API's bound is refused before it is read whole.
+    let huge = "x".repeat(alert_relay::studio::MAX_REQUEST_BYTES + 1);
+    let (status, _, answer) = studio.call("POST", "/api/render", &ok, &huge).await;
+    assert_eq!(status, 413, "{answer}");
     // Strict headers on every answer.
-    let page = common::client()
-        .get(format!("{url}/"))
-        .send()
-        .await
-        .unwrap();
-    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    let (_, headers, _) = studio.call("GET", "/", &[], "").await;
+    let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(
         csp.contains("script-src 'self'") && csp.contains("default-src 'none'"),
         "{csp}"
     );
-    relay.stop().await;
 }
 
 #[tokio::test]
