@@ -445,6 +445,119 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Guarded<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What hyper's server answers to `head` (followed by the end of the stream): its status and
+    /// whether the answer has a body, or `None` when it answers nothing.
+    fn hyper_answers(head: &[u8]) -> Option<(u16, bool)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (mut client, server) = tokio::io::duplex(1 << 20);
+            let service = hyper::service::service_fn(|_request| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"ok"),
+                )))
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(server), service);
+            let served = tokio::spawn(connection);
+            client.write_all(head).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut answer = Vec::new();
+            let _ = client.read_to_end(&mut answer).await;
+            let _ = served.await;
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut response = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(length) = response.parse(&answer).ok()? else {
+                return None;
+            };
+            Some((response.code?, answer.len() > length))
+        })
+    }
+
+    /// Heads near valid ones: a request line, a few headers, with bytes replaced or inserted.
+    fn near_heads() -> impl Strategy<Value = Vec<u8>> {
+        let alphabet = prop::sample::select(b" :\r\n\t\0/,;\"{}a0\x7f\x80\xff-9Zx".to_vec());
+        let header = prop::sample::select(vec![
+            "Host: x",
+            "Content-Length: 3",
+            "Content-Length: 03",
+            "Content-Length: 3, 3",
+            "Transfer-Encoding: chunked",
+            "Transfer-Encoding: gzip",
+            "Content-Type: application/json",
+            "Connection: close",
+            "Expect: 100-continue",
+            "Upgrade: h2c",
+        ]);
+        let method = prop::sample::select(vec!["GET", "POST", "PUT", "CONNECT", "OPTIONS"]);
+        let target = prop::sample::select(vec!["/", "/a?b=c", "*", "http://x/y", "x:1", "/%zz"]);
+        let version = prop::sample::select(vec!["HTTP/1.1", "HTTP/1.0", "HTTP/1.2", "http/1.1"]);
+        (
+            method,
+            target,
+            version,
+            prop::collection::vec(header, 0..5),
+            prop::collection::vec(
+                (any::<prop::sample::Index>(), alphabet, any::<bool>()),
+                0..3,
+            ),
+        )
+            .prop_map(|(method, target, version, headers, edits)| {
+                let mut head = format!("{method} {target} {version}\r\n");
+                for header in headers {
+                    head.push_str(header);
+                    head.push_str("\r\n");
+                }
+                head.push_str("\r\n");
+                let mut head = head.into_bytes();
+                for (at, byte, insert) in edits {
+                    let at = at.index(head.len());
+                    match insert {
+                        true => head.insert(at, byte),
+                        false => head[at] = byte,
+                    }
+                }
+                head.extend_from_slice(b"abc");
+                head
+            })
+    }
+
+    #[test]
+    fn hyper_refuses_with_an_empty_answer_what_it_cannot_parse() {
+        assert_eq!(
+            hyper_answers(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some((200, true))
+        );
+        assert_eq!(hyper_answers(b"GARBAGE\r\n\r\n"), Some((400, false)));
+        assert_eq!(
+            hyper_answers(b"POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\nx"),
+            Some((400, false))
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever head the relay lets through, hyper serves: it never has to answer a refusal
+        /// of its own (an answer without a body).
+        #[test]
+        fn hyper_never_refuses_a_head_that_was_let_through(head in near_heads()) {
+            if let Ok(Some(_)) = check(&head) {
+                let answer = hyper_answers(&head);
+                prop_assert!(
+                    !matches!(answer, Some((400..=499, false))),
+                    "{:?} let through, hyper answered {answer:?}",
+                    String::from_utf8_lossy(&head)
+                );
+            }
+        }
+    }
 
     fn refused(head: &[u8]) -> (u16, String) {
         let refusal = check(head).expect_err("refused");
