@@ -10,7 +10,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 
 use crate::auth::Auth;
-use crate::deliver::{AnyDestination, DestinationConfig};
+use crate::deliver::DestinationConfig;
 pub use crate::error::ConfigError;
 use crate::event::{SourceConfig, Sources};
 use crate::logs::LogConfig;
@@ -94,9 +94,9 @@ impl Config {
             .iter()
             .map(|(name, destination)| {
                 let target = Target {
-                    kind: destination.kind(),
-                    destination: AnyDestination::build(name, destination, &config.base_dir, &http)?,
-                    pace: crate::deliver::limiter(destination.kind(), &destination.common()),
+                    kind: destination.kind,
+                    destination: destination.build(name, &config.base_dir, &http)?,
+                    pace: crate::deliver::limiter(destination.kind, &destination.common),
                 };
                 Ok((name.clone(), target))
             })
@@ -123,8 +123,8 @@ impl Config {
         let renderer = Renderer::new(
             config.path(&config.templates.dir),
             config.destinations.iter().map(|(name, destination)| {
-                let own_dir = destination.common().templates.map(|dir| config.path(&dir));
-                (name.as_str(), destination.kind(), own_dir)
+                let own_dir = (destination.common.templates.as_ref()).map(|dir| config.path(dir));
+                (name.as_str(), destination.kind, own_dir)
             }),
         );
         let sources = config.sources()?;
@@ -214,16 +214,7 @@ fn describe(error: figment::Error) -> String {
         },
         None => String::new(),
     };
-    use figment::error::{Actual, Kind};
-    let problem = match &error.kind {
-        Kind::InvalidType(Actual::Str(_), expected) => {
-            format!("invalid type: found a string, expected {expected}")
-        }
-        Kind::InvalidValue(Actual::Str(_), expected) => {
-            format!("invalid value: a string, expected {expected}")
-        }
-        other => other.to_string(),
-    };
+    let problem = crate::error::value_problem(&error.kind);
     if key.is_empty() {
         format!("{problem}{origin}")
     } else {

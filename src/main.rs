@@ -359,7 +359,7 @@ fn render(
             .first()
             .or(config.destinations.keys().next())
             .context("no destination to show the context for")?;
-        let kind = config.destinations[name].kind();
+        let kind = config.destinations[name].kind;
         let context = context(event, name, kind, Situation::default());
         out!("{}", serde_json::to_string_pretty(&context)?);
         return Ok(ExitCode::SUCCESS);
@@ -378,7 +378,7 @@ fn render(
         }
         for name in targets {
             let result = relay.renderer.render(event, &name);
-            let kind = config.destinations[&name].kind().as_str();
+            let kind = config.destinations[&name].kind.as_str();
             match all {
                 true => out!("== {source} -> {name} ({kind}) =="),
                 false => out!("== {name} ({kind}) =="),

@@ -10,9 +10,7 @@ use governor::DefaultDirectRateLimiter;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Auth;
-use crate::deliver::{
-    AnyDestination, DeliveryError, Destination, DestinationKind, Outgoing, Sent, Step,
-};
+use crate::deliver::{AnyDestination, DeliveryError, DestinationKind, Outgoing, Sent, Step};
 use crate::event::{Event, Sources};
 use crate::render::{Rendered, Renderer, Situation, TemplateFailure};
 use crate::route::Router;
@@ -21,7 +19,7 @@ use crate::secret::Secret;
 /// One destination as configured: where it goes and how fast.
 pub struct Target {
     pub kind: DestinationKind,
-    pub destination: AnyDestination,
+    pub destination: Box<dyn AnyDestination>,
     pub pace: Option<DefaultDirectRateLimiter>,
 }
 

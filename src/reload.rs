@@ -212,7 +212,7 @@ fn template_dirs(config: &Config) -> Vec<PathBuf> {
             config
                 .destinations
                 .values()
-                .filter_map(|d| d.common().templates.map(|dir| config.path(&dir))),
+                .filter_map(|d| d.common.templates.as_ref().map(|dir| config.path(dir))),
         )
         .collect()
 }

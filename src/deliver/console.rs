@@ -2,40 +2,31 @@
 //! external service at all.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use serde::Deserialize;
 
 use super::escape::Escape;
-use super::{CommonOptions, RateLimit};
-use super::{DeliveryError, Destination, Facts, Message, Outgoing, Pace, Part, Receipt, Sent};
+use super::{
+    AnyDestination, DeliveryError, Destination, Facts, Kind, Message, Options, Outgoing, Pace,
+    Part, Place, Receipt, Sent,
+};
+use crate::error::ConfigError;
 use crate::event::Event;
 
+/// The console has no keys of its own.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConsoleConfig {
-    pub templates: Option<PathBuf>,
-    pub rate_limit: Option<RateLimit>,
-    pub burst: Option<u32>,
-}
+pub struct ConsoleConfig {}
 
-impl ConsoleConfig {
-    pub fn common(&self) -> CommonOptions {
-        CommonOptions {
-            templates: self.templates.clone(),
-            rate_limit: self.rate_limit,
-            burst: self.burst,
-        }
+pub static KIND: Kind = Kind::new::<ConsoleConfig>("console", &FACTS);
+
+impl Options for ConsoleConfig {
+    fn build(&self, _: &Place<'_>) -> Result<Box<dyn AnyDestination>, ConfigError> {
+        Ok(Box::new(Console))
     }
 }
 
 pub struct Console;
-
-impl Console {
-    pub fn new(_config: &ConsoleConfig) -> Self {
-        Self
-    }
-}
 
 impl Destination for Console {
     async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {

@@ -2,7 +2,7 @@
 //! `smtp://` requires STARTTLS, `smtps://` is TLS from the first byte, and
 //! `smtp://…?tls=none` is plain SMTP for a relay on the same host or network.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use base64::Engine;
 use lettre::message::{Mailbox, MultiPart};
@@ -11,10 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::escape::Escape;
-use super::{CommonOptions, RateLimit};
 use super::{
-    DeliveryError, Destination, EmailMessage, Facts, Message, Outgoing, Pace, Part, Receipt, Sent,
-    Step,
+    AnyDestination, DeliveryError, Destination, EmailMessage, Facts, Kind, Message, Options,
+    Outgoing, Pace, Part, Place, Receipt, Sent, Step,
 };
 use crate::error::ConfigError;
 use crate::event::{Event, Phase};
@@ -35,23 +34,18 @@ pub struct EmailConfig {
     pub thread: bool,
     /// The domain of the `Message-ID`s the relay gives triggers; `from`'s by default.
     pub message_id_domain: Option<String>,
-    pub templates: Option<PathBuf>,
-    pub rate_limit: Option<RateLimit>,
-    pub burst: Option<u32>,
+}
+
+pub static KIND: Kind = Kind::new::<EmailConfig>("email", &FACTS);
+
+impl Options for EmailConfig {
+    fn build(&self, at: &Place<'_>) -> Result<Box<dyn AnyDestination>, ConfigError> {
+        Ok(Box::new(Email::new(self, at)?))
+    }
 }
 
 fn yes() -> bool {
     true
-}
-
-impl EmailConfig {
-    pub fn common(&self) -> CommonOptions {
-        CommonOptions {
-            templates: self.templates.clone(),
-            rate_limit: self.rate_limit,
-            burst: self.burst,
-        }
-    }
 }
 
 pub struct Email {
@@ -68,13 +62,9 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn new(
-        key: &str,
-        name: &str,
-        config: &EmailConfig,
-        base_dir: &Path,
-    ) -> Result<Self, ConfigError> {
-        let file = config.smtp_url_file.as_ref().map(|f| base_dir.join(f));
+    pub fn new(config: &EmailConfig, at: &Place<'_>) -> Result<Self, ConfigError> {
+        let (key, name) = (&at.key, at.name);
+        let file = config.smtp_url_file.as_ref().map(|f| at.base_dir.join(f));
         let url = crate::secret::from_value_or_file(
             "smtp_url",
             config.smtp_url.as_ref(),

@@ -1,6 +1,11 @@
 //! Delivery: the [`Destination`] trait, the errors an attempt can end in and whether each is worth
 //! retrying, and one file per destination kind, all of the same shape.
+//!
+//! [`KINDS`] is the registry: a destination kind is its module (its config, its destination, its
+//! [`Facts`], and a `KIND` naming them) plus one line there. Everything else (the config loader,
+//! the templates, pacing, the workers, the studio) reads the kinds from that table.
 
+mod config;
 pub mod console;
 pub mod email;
 pub mod escape;
@@ -13,85 +18,73 @@ pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::pin::Pin;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::ConfigError;
 use crate::event::Event;
-use console::ConsoleConfig;
-use email::EmailConfig;
+pub use config::{DestinationConfig, Kind, Options, Place};
 pub use escape::Escape;
 pub use message::{EmailMessage, Message, Part};
 pub use pace::{CommonOptions, Pace, RateLimit, limiter};
-use slack::SlackConfig;
 use target::HttpTarget;
 pub use target::{MAX_ANSWER_BYTES, MAX_ANSWER_CHARS, parse_retry_after};
-use teams::TeamsConfig;
-use webhook::WebhookConfig;
 
-/// One `[destinations.NAME]` table; `kind` picks the variant and the keys it accepts.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum DestinationConfig {
-    Slack(SlackConfig),
-    Teams(TeamsConfig),
-    Email(EmailConfig),
-    Webhook(WebhookConfig),
-    Console(ConsoleConfig),
-}
+/// Every destination kind, in the order the studio shows them.
+pub static KINDS: &[&Kind] = &[
+    &slack::KIND,
+    &teams::KIND,
+    &email::KIND,
+    &webhook::KIND,
+    &console::KIND,
+    #[cfg(test)]
+    &tests::pigeon::KIND,
+];
 
-/// The destination kinds, as written in `kind = "…"` and in template directory names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DestinationKind {
-    Slack,
-    Teams,
-    Email,
-    Webhook,
-    Console,
-}
+/// A destination kind, as written in `kind = "…"` and in template directory names: one entry of
+/// [`KINDS`].
+#[derive(Clone, Copy)]
+pub struct DestinationKind(&'static Kind);
 
 impl DestinationKind {
-    pub const ALL: [DestinationKind; 5] = [
-        Self::Slack,
-        Self::Teams,
-        Self::Email,
-        Self::Webhook,
-        Self::Console,
-    ];
+    /// Every kind of [`KINDS`].
+    pub fn all() -> impl Iterator<Item = DestinationKind> {
+        KINDS.iter().map(|kind| DestinationKind(kind))
+    }
+
+    /// The kind written `name`.
+    pub fn named(name: &str) -> Option<DestinationKind> {
+        Self::all().find(|kind| kind.as_str() == name)
+    }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Slack => "slack",
-            Self::Teams => "teams",
-            Self::Email => "email",
-            Self::Webhook => "webhook",
-            Self::Console => "console",
-        }
+        self.0.name
+    }
+
+    pub fn facts(self) -> &'static dyn Facts {
+        self.0.facts
     }
 }
 
-impl DestinationConfig {
-    pub fn kind(&self) -> DestinationKind {
-        match self {
-            Self::Slack(_) => DestinationKind::Slack,
-            Self::Teams(_) => DestinationKind::Teams,
-            Self::Email(_) => DestinationKind::Email,
-            Self::Webhook(_) => DestinationKind::Webhook,
-            Self::Console(_) => DestinationKind::Console,
-        }
+impl PartialEq for DestinationKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
     }
+}
 
-    pub fn common(&self) -> CommonOptions {
-        match self {
-            Self::Slack(c) => c.common(),
-            Self::Teams(c) => c.common(),
-            Self::Email(c) => c.common(),
-            Self::Webhook(c) => c.common(),
-            Self::Console(c) => c.common(),
-        }
+impl Eq for DestinationKind {}
+
+impl std::hash::Hash for DestinationKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::fmt::Debug for DestinationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -106,7 +99,7 @@ pub fn validate_names(
                 "destination names use lowercase letters, digits and _ only",
             ));
         }
-        if destination.common().burst == Some(0) {
+        if destination.common.burst == Some(0) {
             return Err(ConfigError::new(
                 format!("destinations.{name}.burst"),
                 "must be at least 1",
@@ -138,6 +131,38 @@ pub trait Destination {
         &self,
         outgoing: &Outgoing<'_>,
     ) -> impl Future<Output = Result<Sent, DeliveryError>> + Send;
+
+    /// Asks the peer whether the credentials work, for kinds that can tell (a Slack bot token),
+    /// and says who they are; sends no message. `None` when there is nothing to ask.
+    fn check_online(&self) -> impl Future<Output = Option<Result<String, DeliveryError>>> + Send {
+        async { None }
+    }
+}
+
+/// A future of a destination's, boxed so that destinations of every kind are one type.
+pub type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Any configured destination, whatever its kind: what [`Destination`] is, as an object.
+pub trait AnyDestination: Send + Sync {
+    fn steps(&self, event: &Event, thread: Option<&Value>) -> Vec<Step>;
+
+    fn deliver<'a>(&'a self, outgoing: &'a Outgoing<'a>) -> Boxed<'a, Result<Sent, DeliveryError>>;
+
+    fn check_online(&self) -> Boxed<'_, Option<Result<String, DeliveryError>>>;
+}
+
+impl<D: Destination + Send + Sync> AnyDestination for D {
+    fn steps(&self, event: &Event, thread: Option<&Value>) -> Vec<Step> {
+        Destination::steps(self, event, thread)
+    }
+
+    fn deliver<'a>(&'a self, outgoing: &'a Outgoing<'a>) -> Boxed<'a, Result<Sent, DeliveryError>> {
+        Box::pin(Destination::deliver(self, outgoing))
+    }
+
+    fn check_online(&self) -> Boxed<'_, Option<Result<String, DeliveryError>>> {
+        Box::pin(Destination::check_online(self))
+    }
 }
 
 /// How one message of a delivery stands to the earlier messages of the same alert.
@@ -281,18 +306,6 @@ pub trait Facts: Sync {
     fn pace(&self) -> Pace;
 }
 
-impl DestinationKind {
-    pub fn facts(self) -> &'static dyn Facts {
-        match self {
-            Self::Slack => &slack::FACTS,
-            Self::Teams => &teams::FACTS,
-            Self::Email => &email::FACTS,
-            Self::Webhook => &webhook::FACTS,
-            Self::Console => &console::FACTS,
-        }
-    }
-}
-
 /// The one rendered text of a JSON kind, parsed.
 fn json_body(texts: Vec<String>) -> Result<Value, String> {
     let text = one_part(texts)?;
@@ -319,81 +332,16 @@ fn not_json(e: serde_json::Error) -> String {
 const MAX_TITLE_CHARS: usize = 140;
 
 /// What every fallback message says: `[STATE] title`, the title cut to what every kind takes.
-fn headline(event: &Event) -> String {
+pub(crate) fn headline(event: &Event) -> String {
     let s = &event.summary;
     let title: String = s.title.chars().take(MAX_TITLE_CHARS).collect();
     format!("[{}] {title}", s.state.as_str().to_uppercase())
 }
 
-/// Every configured destination, one variant per kind.
-pub enum AnyDestination {
-    Slack(slack::Slack),
-    Teams(teams::Teams),
-    Email(email::Email),
-    Webhook(webhook::Webhook),
-    Console(console::Console),
-}
-
-impl AnyDestination {
-    /// Builds the destination called `name`; secrets given as files are read here.
-    pub fn build(
-        name: &str,
-        config: &DestinationConfig,
-        base_dir: &Path,
-        http: &reqwest::Client,
-    ) -> Result<Self, ConfigError> {
-        let key = format!("destinations.{name}");
-        Ok(match config {
-            DestinationConfig::Slack(c) => Self::Slack(slack::Slack::new(&key, c, base_dir, http)?),
-            DestinationConfig::Teams(c) => Self::Teams(teams::Teams::new(&key, c, base_dir, http)?),
-            DestinationConfig::Email(c) => Self::Email(email::Email::new(&key, name, c, base_dir)?),
-            DestinationConfig::Webhook(c) => {
-                Self::Webhook(webhook::Webhook::new(&key, c, base_dir, http)?)
-            }
-            DestinationConfig::Console(c) => Self::Console(console::Console::new(c)),
-        })
-    }
-}
-
-impl AnyDestination {
-    /// Asks the peer whether the credentials work, for destinations that can tell (a Slack bot
-    /// token); says who they are. Sends no message.
-    pub async fn check_online(&self) -> Option<Result<String, DeliveryError>> {
-        match self {
-            Self::Slack(d) => Some(
-                d.auth_test()
-                    .await?
-                    .map(|who| format!("Slack token is {who}")),
-            ),
-            Self::Teams(_) | Self::Email(_) | Self::Webhook(_) | Self::Console(_) => None,
-        }
-    }
-}
-
-impl Destination for AnyDestination {
-    fn steps(&self, event: &Event, thread: Option<&Value>) -> Vec<Step> {
-        match self {
-            Self::Slack(d) => d.steps(event, thread),
-            Self::Teams(d) => d.steps(event, thread),
-            Self::Email(d) => d.steps(event, thread),
-            Self::Webhook(d) => d.steps(event, thread),
-            Self::Console(d) => d.steps(event, thread),
-        }
-    }
-
-    async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
-        match self {
-            Self::Slack(d) => d.deliver(outgoing).await,
-            Self::Teams(d) => d.deliver(outgoing).await,
-            Self::Email(d) => d.deliver(outgoing).await,
-            Self::Webhook(d) => d.deliver(outgoing).await,
-            Self::Console(d) => d.deliver(outgoing).await,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    pub mod pigeon;
+
     use super::*;
 
     #[test]

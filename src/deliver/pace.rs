@@ -115,11 +115,15 @@ mod tests {
         assert!(RateLimit::try_from("5/h".to_string()).is_err());
         assert!(RateLimit::try_from("fast".to_string()).is_err());
     }
+    fn kind(name: &str) -> DestinationKind {
+        DestinationKind::named(name).unwrap()
+    }
+
     #[test]
     fn paces_by_kind_unless_configured() {
         let options = CommonOptions::default();
-        assert!(limiter(DestinationKind::Webhook, &options).is_none());
-        let slack = limiter(DestinationKind::Slack, &options).expect("slack is paced");
+        assert!(limiter(kind("webhook"), &options).is_none());
+        let slack = limiter(kind("slack"), &options).expect("slack is paced");
         // A burst of 3, then the bucket is empty.
         assert!((0..3).all(|_| slack.check().is_ok()));
         assert!(slack.check().is_err());
@@ -127,6 +131,6 @@ mod tests {
             rate_limit: Some(RateLimit::Unlimited),
             ..options
         };
-        assert!(limiter(DestinationKind::Slack, &unlimited).is_none());
+        assert!(limiter(kind("slack"), &unlimited).is_none());
     }
 }

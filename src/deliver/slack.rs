@@ -3,17 +3,16 @@
 //! message into its clear (`chat.update`) and reply in its thread, since `chat.postMessage`
 //! answers with the message's `ts`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::escape::{Escape, slack_entities};
 use super::target::Answer;
-use super::{CommonOptions, RateLimit};
 use super::{
-    DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Receipt, Sent,
-    Step,
+    AnyDestination, DeliveryError, Destination, Facts, HttpTarget, Kind, Message, Options,
+    Outgoing, Pace, Part, Place, Receipt, Sent, Step,
 };
 use crate::error::ConfigError;
 use crate::event::{Event, Phase};
@@ -37,9 +36,14 @@ pub struct SlackConfig {
     /// With `token`: a reply in a thread also shows in the channel.
     #[serde(default)]
     pub reply_broadcast: bool,
-    pub templates: Option<PathBuf>,
-    pub rate_limit: Option<RateLimit>,
-    pub burst: Option<u32>,
+}
+
+pub static KIND: Kind = Kind::new::<SlackConfig>("slack", &FACTS);
+
+impl Options for SlackConfig {
+    fn build(&self, at: &Place<'_>) -> Result<Box<dyn AnyDestination>, ConfigError> {
+        Ok(Box::new(Slack::new(self, at)?))
+    }
 }
 
 /// What a clear does to its trigger's message, in the Web API mode.
@@ -55,16 +59,6 @@ pub enum OnClear {
 /// Slack's Web API, unless `api_url` says otherwise.
 pub const DEFAULT_API_URL: &str = "https://slack.com/api/";
 
-impl SlackConfig {
-    pub fn common(&self) -> CommonOptions {
-        CommonOptions {
-            templates: self.templates.clone(),
-            rate_limit: self.rate_limit,
-            burst: self.burst,
-        }
-    }
-}
-
 pub struct Slack {
     mode: Mode,
 }
@@ -75,12 +69,8 @@ enum Mode {
 }
 
 impl Slack {
-    pub fn new(
-        key: &str,
-        config: &SlackConfig,
-        base_dir: &Path,
-        http: &reqwest::Client,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(config: &SlackConfig, at: &Place<'_>) -> Result<Self, ConfigError> {
+        let (key, base_dir, http) = (at.key.as_str(), at.base_dir, at.http);
         let has_token = config.token.is_some() || config.token_file.is_some();
         let has_url = config.url.is_some() || config.url_file.is_some();
         if has_token && has_url {
@@ -117,15 +107,6 @@ impl Slack {
             mode: Mode::Api(Box::new(Api::new(key, config, base_dir, http)?)),
         })
     }
-
-    /// The bot token's `auth.test` (`check --online`): the bot and team it names, or why not.
-    /// `None` for an incoming webhook, which has nothing to ask.
-    pub async fn auth_test(&self) -> Option<Result<String, DeliveryError>> {
-        match &self.mode {
-            Mode::Webhook(_) => None,
-            Mode::Api(api) => Some(api.auth_test().await),
-        }
-    }
 }
 
 impl Destination for Slack {
@@ -151,6 +132,19 @@ impl Destination for Slack {
     /// A webhook answers `200 ok`; errors come as 4xx with a reason in the body
     /// (`invalid_payload`, `channel_not_found`, …) and are permanent, 429 asks us to slow down.
     /// The Web API: see `Api::deliver`.
+    /// The bot token's `auth.test` (`check --online`): the bot and team it names, or why not.
+    /// `None` for an incoming webhook, which has nothing to ask.
+    async fn check_online(&self) -> Option<Result<String, DeliveryError>> {
+        match &self.mode {
+            Mode::Webhook(_) => None,
+            Mode::Api(api) => Some(
+                api.auth_test()
+                    .await
+                    .map(|who| format!("Slack token is {who}")),
+            ),
+        }
+    }
+
     async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
         match &self.mode {
             Mode::Webhook(target) => {
@@ -181,7 +175,7 @@ impl Api {
     fn new(
         key: &str,
         config: &SlackConfig,
-        base_dir: &Path,
+        base_dir: &std::path::Path,
         http: &reqwest::Client,
     ) -> Result<Self, ConfigError> {
         let file = config.token_file.as_ref().map(|f| base_dir.join(f));
@@ -717,8 +711,13 @@ mod tests {
     #[test]
     fn the_web_api_and_a_webhook_are_one_or_the_other() {
         let http = crate::http::client(std::time::Duration::from_secs(1));
-        let build =
-            |toml: &str| Slack::new("destinations.ops", &config(toml), Path::new("."), &http);
+        let at = Place {
+            name: "ops",
+            key: "destinations.ops".into(),
+            base_dir: std::path::Path::new("."),
+            http: &http,
+        };
+        let build = |toml: &str| Slack::new(&config(toml), &at);
         let refused = |toml: &str| build(toml).err().expect("refused").to_string();
         let both = refused(
             "url = \"https://hooks.slack.com/services/X\"\ntoken = \"xoxb-SECRET\"\nchannel = \"C1\"",

@@ -1,14 +1,16 @@
 //! Microsoft Teams Workflows webhooks: the rendered Adaptive Card is wrapped in the message
 //! envelope that the "Post to a channel when a webhook request is received" flow expects.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::escape::{Escape, teams_markdown};
-use super::{CommonOptions, RateLimit};
-use super::{DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Sent};
+use super::{
+    AnyDestination, DeliveryError, Destination, Facts, HttpTarget, Kind, Message, Options,
+    Outgoing, Pace, Part, Place, Sent,
+};
 use crate::error::ConfigError;
 use crate::event::{Correlation, Event};
 use crate::secret::Secret;
@@ -19,18 +21,13 @@ pub struct TeamsConfig {
     /// The Workflows webhook URL; a secret (it carries its own signature).
     pub url: Option<Secret>,
     pub url_file: Option<PathBuf>,
-    pub templates: Option<PathBuf>,
-    pub rate_limit: Option<RateLimit>,
-    pub burst: Option<u32>,
 }
 
-impl TeamsConfig {
-    pub fn common(&self) -> CommonOptions {
-        CommonOptions {
-            templates: self.templates.clone(),
-            rate_limit: self.rate_limit,
-            burst: self.burst,
-        }
+pub static KIND: Kind = Kind::new::<TeamsConfig>("teams", &FACTS);
+
+impl Options for TeamsConfig {
+    fn build(&self, at: &Place<'_>) -> Result<Box<dyn AnyDestination>, ConfigError> {
+        Ok(Box::new(Teams::new(self, at)?))
     }
 }
 
@@ -39,18 +36,13 @@ pub struct Teams {
 }
 
 impl Teams {
-    pub fn new(
-        key: &str,
-        config: &TeamsConfig,
-        base_dir: &Path,
-        http: &reqwest::Client,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(config: &TeamsConfig, at: &Place<'_>) -> Result<Self, ConfigError> {
         let target = HttpTarget::new(
-            key,
+            &at.key,
             config.url.as_ref(),
             config.url_file.as_deref(),
-            base_dir,
-            http,
+            at.base_dir,
+            at.http,
         )?;
         Ok(Self { target })
     }

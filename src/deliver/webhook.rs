@@ -1,16 +1,17 @@
 //! Generic webhooks: the rendered JSON body is POSTed with the configured headers.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
-
-use super::{CommonOptions, RateLimit};
 use serde_json::{Value, json};
 
 use super::escape::Escape;
-use super::{DeliveryError, Destination, Facts, HttpTarget, Message, Outgoing, Pace, Part, Sent};
+use super::{
+    AnyDestination, DeliveryError, Destination, Facts, HttpTarget, Kind, Message, Options,
+    Outgoing, Pace, Part, Place, Sent,
+};
 use crate::error::ConfigError;
 use crate::event::Event;
 use crate::secret::Secret;
@@ -23,18 +24,13 @@ pub struct WebhookConfig {
     /// Extra request headers (`Authorization = "Token …"`); values are secrets.
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
-    pub templates: Option<PathBuf>,
-    pub rate_limit: Option<RateLimit>,
-    pub burst: Option<u32>,
 }
 
-impl WebhookConfig {
-    pub fn common(&self) -> CommonOptions {
-        CommonOptions {
-            templates: self.templates.clone(),
-            rate_limit: self.rate_limit,
-            burst: self.burst,
-        }
+pub static KIND: Kind = Kind::new::<WebhookConfig>("webhook", &FACTS);
+
+impl Options for WebhookConfig {
+    fn build(&self, at: &Place<'_>) -> Result<Box<dyn AnyDestination>, ConfigError> {
+        Ok(Box::new(Webhook::new(self, at)?))
     }
 }
 
@@ -43,18 +39,14 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(
-        key: &str,
-        config: &WebhookConfig,
-        base_dir: &Path,
-        http: &reqwest::Client,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(config: &WebhookConfig, at: &Place<'_>) -> Result<Self, ConfigError> {
+        let key = &at.key;
         let target = HttpTarget::new(
             key,
             config.url.as_ref(),
             config.url_file.as_deref(),
-            base_dir,
-            http,
+            at.base_dir,
+            at.http,
         )?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {

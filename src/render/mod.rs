@@ -174,7 +174,7 @@ impl Renderer {
         let Some(templates) = self.destinations.get(destination) else {
             // Only reachable if a caller names a destination the config does not have.
             return Rendered {
-                message: DestinationKind::Console.facts().fallback(event),
+                message: crate::deliver::Facts::fallback(&crate::deliver::console::FACTS, event),
                 failures: vec![TemplateFailure {
                     template: destination.to_owned(),
                     line: None,

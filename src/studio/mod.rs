@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use crate::auth::{Auth, AuthConfig, BasicCredential};
-use crate::deliver::{Destination, DestinationKind, Message, Outgoing, Part};
+use crate::deliver::{DestinationKind, Message, Outgoing, Part};
 use crate::error::ConfigError;
 use crate::event::{Event, EventKind, SourceKind, Sources};
 use crate::http::{Body, HttpRequest, HttpResponse, error, json_response};
@@ -97,8 +97,17 @@ const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/studio.js");
 const STYLE: &str = include_str!("page/studio.css");
 
+/// How many rendered email bodies the studio keeps for its preview frames: the latest renders of
+/// the pages open at once.
+const PREVIEWS_KEPT: usize = 32;
+
+/// An email preview's policy: the inline styles email HTML needs, no script, nothing fetched
+/// (an image only from `data:`), framed only by the studio's page, and a sandbox of its own.
+const PREVIEW_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                           base-uri 'none'; form-action 'none'; frame-ancestors 'self'; sandbox";
+
 /// No inline script or style, nothing from another origin; the email preview is a sandboxed
-/// `srcdoc` frame, which inherits this policy.
+/// frame served from its own URL under [`PREVIEW_CSP`].
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; \
                    frame-ancestors 'none'";
@@ -112,6 +121,8 @@ pub struct Studio {
     auth: Option<Auth>,
     /// Put in the page; every POST must send it back.
     csrf: String,
+    /// The latest email previews, each by a random token (see [`PREVIEWS_KEPT`]).
+    previews: std::sync::Mutex<std::collections::VecDeque<(String, String)>>,
 }
 
 impl Studio {
@@ -148,6 +159,7 @@ impl Studio {
             write: config.write,
             auth,
             csrf: token.iter().map(|b| format!("{b:02x}")).collect(),
+            previews: Default::default(),
         })
     }
 
@@ -183,6 +195,9 @@ impl Studio {
             (&Method::GET, "/api/catalog") => self.catalog().await,
             (&Method::GET, "/api/event") => self.event(&query).await,
             (&Method::GET, "/api/template") => self.template(&query),
+            (&Method::GET, preview) if preview.starts_with("/preview/") => {
+                self.preview(&preview["/preview/".len()..])
+            }
             (&Method::POST, "/api/render" | "/api/save" | "/api/send") => {
                 if let Err(refused) = self.same_origin(&request) {
                     return refused.response();
@@ -329,13 +344,13 @@ impl Studio {
             }
         };
         let mut previews = serde_json::Map::new();
-        for kind in DestinationKind::ALL {
+        for kind in DestinationKind::all() {
             let destination = format!("studio_{}", kind.as_str());
             let texts = parsed.texts(kind, event.kind, &self.templates_dir);
             let names: Vec<&str> = texts.iter().map(|(name, _)| name.as_str()).collect();
             let mut preview = json!({ "templates": names });
             match render::render_texts(kind, &event, &destination, &texts, Situation::default()) {
-                Ok(message) => preview["message"] = message_json(&message),
+                Ok(message) => preview["message"] = self.message_json(&message),
                 Err(failure) => {
                     preview["failure"] = json!({
                         "template": failure.template,
@@ -344,7 +359,7 @@ impl Studio {
                         "reason": failure.reason,
                         "text": failure.to_string(),
                     });
-                    preview["fallback"] = message_json(&kind.facts().fallback(&event));
+                    preview["fallback"] = self.message_json(&kind.facts().fallback(&event));
                 }
             }
             previews.insert(kind.as_str().to_owned(), preview);
@@ -446,7 +461,10 @@ impl Handler for Studio {
     async fn handle(&self, request: HttpRequest, peer: SocketAddr) -> HttpResponse {
         let mut response = self.route(request, peer).await;
         let headers = response.headers_mut();
-        headers.insert("content-security-policy", HeaderValue::from_static(CSP));
+        // The page's policy, unless the answer has its own (an email preview).
+        headers
+            .entry("content-security-policy")
+            .or_insert(HeaderValue::from_static(CSP));
         headers.insert(
             "x-content-type-options",
             HeaderValue::from_static("nosniff"),
@@ -468,7 +486,7 @@ struct TemplateId {
 
 impl TemplateId {
     fn all() -> impl Iterator<Item = TemplateId> {
-        DestinationKind::ALL.into_iter().flat_map(|kind| {
+        DestinationKind::all().flat_map(|kind| {
             std::iter::once("default")
                 .chain(EventKind::ALL.map(EventKind::as_str))
                 .flat_map(move |stem| {
@@ -563,6 +581,48 @@ impl Edit {
                 }
             })
             .collect()
+    }
+}
+
+impl Studio {
+    /// A message as the page shows it; an email's HTML is kept for its frame, at `html_url`.
+    fn message_json(&self, message: &Message) -> Value {
+        let mut shown = message_json(message);
+        if let Message::Email(email) = message {
+            shown["html_url"] = json!(format!("/preview/{}", self.keep_preview(&email.html)));
+        }
+        shown
+    }
+
+    /// Keeps `html` for a preview frame; its token.
+    fn keep_preview(&self, html: &str) -> String {
+        let mut token = [0u8; 16];
+        // The system's random source does not fail on the systems the relay runs on.
+        let _ = aws_lc_rs::rand::fill(&mut token);
+        let token = crate::tls::hex(&token);
+        let mut previews = self.previews.lock().unwrap_or_else(|e| e.into_inner());
+        if previews.len() >= PREVIEWS_KEPT {
+            previews.pop_front();
+        }
+        previews.push_back((token.clone(), html.to_owned()));
+        token
+    }
+
+    /// `GET /preview/TOKEN`: a kept email body, under its own policy.
+    fn preview(&self, token: &str) -> HttpResponse {
+        let previews = self.previews.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((_, html)) = previews.iter().find(|(kept, _)| kept == token) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no such preview: it was replaced by later ones",
+            );
+        };
+        let mut response = asset(html.clone(), "text/html; charset=utf-8");
+        response.headers_mut().insert(
+            "content-security-policy",
+            HeaderValue::from_static(PREVIEW_CSP),
+        );
+        response
     }
 }
 

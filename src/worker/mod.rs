@@ -15,7 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::deliver::{DeliveryError, Destination, Message, Outgoing, Step};
+use crate::deliver::{DeliveryError, Message, Outgoing, Step};
 use crate::error::ConfigError;
 use crate::event::{Event, EventError, Phase};
 use crate::memory::{Memory, RENDER_COPIES, Reservation};

@@ -4,7 +4,7 @@
 use crate::common;
 
 use alert_relay::config::Config;
-use alert_relay::deliver::{DeliveryError, Destination};
+use alert_relay::deliver::DeliveryError;
 use alert_relay::event::Event;
 use common::{Peer, Reply, SmtpServer, sample};
 

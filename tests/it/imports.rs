@@ -17,7 +17,15 @@ fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
         }
         let relative = path.strip_prefix(&src).unwrap();
         let name = relative.to_string_lossy();
-        if path.extension().is_none_or(|e| e != "rs") || name == "lib.rs" || name == "main.rs" {
+        // Test-only files (`tests.rs`, a `tests/` folder) may reach anywhere, as `#[cfg(test)]`
+        // sections may.
+        let test_only = relative.components().any(|c| c.as_os_str() == "tests")
+            || relative.file_name().is_some_and(|f| f == "tests.rs");
+        if path.extension().is_none_or(|e| e != "rs")
+            || name == "lib.rs"
+            || name == "main.rs"
+            || test_only
+        {
             continue;
         }
         let module = relative

@@ -575,6 +575,53 @@ async fn the_page_previews_every_kind_as_the_template_is_typed_and_saves_it() {
     relay.stop().await;
 }
 
+/// The email preview is served from its own URL under a policy that lets its inline styles apply
+/// (the page's own forbids them): the trigger's header is the red the email has, and the page
+/// loads without a console error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (Debian packages chromium, chromium-driver); .ci/run installs and runs it"]
+async fn the_email_preview_is_styled_as_the_email_and_the_page_logs_no_error() {
+    let peer = Peer::start().await;
+    let (relay, url) = studio_relay(&peer, "").await;
+    let browser = Browser::start().await;
+    browser.client.goto(&format!("{url}/")).await.unwrap();
+    browser
+        .select("event", "sample:thousandeyes/alert_trigger.json")
+        .await;
+    browser
+        .until("#preview-email .subject", "the email preview", |t| {
+            t.contains("[TRIGGERED]")
+        })
+        .await;
+    let client = &browser.client;
+    let background = common::eventually("the email's header in its frame", async || {
+        let frame = client
+            .find(Locator::Css("#preview-email iframe"))
+            .await
+            .map_err(|e| e.to_string())?;
+        frame.enter_frame().await.map_err(|e| e.to_string())?;
+        let header = client.find(Locator::Css("table td")).await;
+        let colour = match header {
+            Ok(header) => header
+                .css_value("background-color")
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        client
+            .enter_parent_frame()
+            .await
+            .map_err(|e| e.to_string())?;
+        colour
+    })
+    .await;
+    // The built-in template's trigger header: background #c62828.
+    assert_eq!(background, "rgba(198, 40, 40, 1)");
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    relay.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and chromedriver (Debian packages chromium, chromium-driver); .ci/run installs and runs it"]
 async fn a_hostile_event_runs_no_script_in_any_preview() {

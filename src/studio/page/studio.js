@@ -4,7 +4,6 @@
 
 const $ = (id) => document.getElementById(id);
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
-const KINDS = ["slack", "teams", "email", "webhook", "console"];
 
 /** Makes an element with a class and text. */
 function el(tag, className, text) {
@@ -253,28 +252,73 @@ function setVerdict(region, preview) {
   }
 }
 
+/** How the kinds with a picture of their own are drawn; every other kind shows what it sends. */
+const VISUALS = {
+  slack: (message) => blockKit(message.json || {}),
+  teams: (message) => adaptiveCard(message.json || {}),
+};
+
+/** What a Teams card is sent in: the Workflows envelope. */
+const SENT = {
+  teams: (message) => ({ type: "message", attachments: [{ contentType: "application/vnd.microsoft.card.adaptive", contentUrl: null, content: message.json }] }),
+};
+
+function label(kind) {
+  return kind.charAt(0).toUpperCase() + kind.slice(1);
+}
+
+function disclosure(parent, title, content) {
+  const details = el("details");
+  details.appendChild(el("summary", null, title));
+  details.appendChild(content);
+  parent.appendChild(details);
+}
+
+/** The region of `kind`'s preview, made the first time the kind is shown, by what it sends. */
+function region(kind, message) {
+  const id = "preview-" + kind;
+  const found = $(id);
+  if (found) return found;
+  const section = el("section", "preview");
+  section.id = id;
+  section.setAttribute("role", "region");
+  section.setAttribute("aria-label", label(kind) + " preview");
+  section.appendChild(el("h2", null, label(kind)));
+  section.appendChild(el("div", "verdict"));
+  const source = el("pre", "source");
+  if (VISUALS[kind]) {
+    section.appendChild(el("div", "visual " + kind));
+    disclosure(section, "JSON as sent", source);
+  } else if (message.html !== undefined) {
+    section.appendChild(el("p", "subject"));
+    const frame = el("iframe", "html");
+    frame.setAttribute("sandbox", "");
+    frame.title = label(kind) + " HTML";
+    section.appendChild(frame);
+    disclosure(section, "Plain text", source);
+  } else {
+    section.appendChild(source);
+  }
+  $("previews").appendChild(section);
+  return section;
+}
+
 function show(previews) {
-  for (const kind of KINDS) {
-    const preview = previews[kind];
-    const region = $("preview-" + kind);
-    setVerdict(region, preview);
+  for (const [kind, preview] of Object.entries(previews)) {
     const message = preview.message || preview.fallback || {};
-    const source = region.querySelector("pre.source");
-    const visual = region.querySelector(".visual");
-    if (visual) visual.replaceChildren();
-    if (kind === "slack") {
-      visual.appendChild(blockKit(message.json || {}));
-      source.textContent = JSON.stringify(message.json, null, 2);
-    } else if (kind === "teams") {
-      visual.appendChild(adaptiveCard(message.json || {}));
-      const envelope = { type: "message", attachments: [{ contentType: "application/vnd.microsoft.card.adaptive", contentUrl: null, content: message.json }] };
-      source.textContent = JSON.stringify(envelope, null, 2);
-    } else if (kind === "email") {
-      region.querySelector(".subject").textContent = "Subject: " + (message.subject || "");
-      region.querySelector("iframe").srcdoc = message.html || "";
+    const section = region(kind, message);
+    setVerdict(section, preview);
+    const source = section.querySelector("pre.source");
+    const visual = section.querySelector(".visual");
+    if (visual) visual.replaceChildren(VISUALS[kind](message));
+    if (message.html !== undefined) {
+      section.querySelector(".subject").textContent = "Subject: " + (message.subject || "");
+      // Its own URL, under a policy that lets the email's inline styles apply.
+      section.querySelector("iframe").src = message.html_url;
       source.textContent = message.text || "";
-    } else if (kind === "webhook") {
-      source.textContent = JSON.stringify(message.json, null, 2);
+    } else if (message.json !== undefined) {
+      const sent = SENT[kind] ? SENT[kind](message) : message.json;
+      source.textContent = JSON.stringify(sent, null, 2);
     } else {
       source.textContent = message.text || "";
     }
