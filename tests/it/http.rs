@@ -20,16 +20,22 @@ async fn send(
     (status, headers, body)
 }
 
-/// Sends `request` as raw bytes on a new connection and reads the answer until the server closes
-/// it: the status, the head and the body.
-async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String, String) {
+/// Writes `request` (raw bytes, perhaps several requests) on a new connection and reads until the
+/// server closes it.
+async fn raw_bytes(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     // The server may answer and close before it has read everything (headers too large).
     let _ = stream.write_all(request).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(common::WAIT, stream.read_to_end(&mut answer)).await;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
+    answer
+}
+
+/// Sends `request` as raw bytes on a new connection and reads the answer until the server closes
+/// it: the status, the head and the body.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String, String) {
+    let answer = String::from_utf8_lossy(&raw_bytes(addr, request).await).into_owned();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
     let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, head.to_ascii_lowercase(), body.to_owned())
@@ -199,11 +205,7 @@ async fn bad_requests_get_a_json_error_and_the_server_keeps_serving() {
 /// Writes `requests` on one connection at once (pipelined) and reads every answer until the
 /// server closes it: each status and body, in order.
 async fn pipelined(addr: std::net::SocketAddr, requests: &[u8]) -> Vec<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let _ = stream.write_all(requests).await;
-    let mut bytes = Vec::new();
-    let _ = tokio::time::timeout(common::WAIT, stream.read_to_end(&mut bytes)).await;
+    let bytes = raw_bytes(addr, requests).await;
     let mut answers = Vec::new();
     let mut rest = &bytes[..];
     while !rest.is_empty() {
