@@ -296,20 +296,22 @@ impl<I: AsyncRead + Unpin> Guarded<I> {
 
     /// One step through a chunked body; see [`Guarded::advance`].
     fn chunk(&mut self, chunk: Chunk) -> Option<usize> {
-        let line = |buffer: &BytesMut| buffer.iter().position(|&b| b == b'\n').map(|at| at + 1);
         let broken = |guard: &mut Self| {
             tracing::debug!("a chunked body broke its framing; the connection ends there");
             guard.state = State::End;
             None
         };
+        // The length of the framing line at the front (a chunk size, a trailer), once it is whole.
+        let line = |guard: &mut Self| match guard.buffer.iter().position(|&b| b == b'\n') {
+            Some(at) => Ok(at + 1),
+            None if guard.buffer.len() > MAX_HEAD_BYTES => Err(broken(guard)),
+            None => Err(None),
+        };
         match chunk {
             Chunk::Size => {
-                let Some(length) = line(&self.buffer) else {
-                    return if self.buffer.len() > MAX_HEAD_BYTES {
-                        broken(self)
-                    } else {
-                        None
-                    };
+                let length = match line(self) {
+                    Ok(length) => length,
+                    Err(wait_or_end) => return wait_or_end,
                 };
                 match httparse::parse_chunk_size(&self.buffer[..length]) {
                     Ok(httparse::Status::Complete((_, 0))) => {
@@ -353,12 +355,9 @@ impl<I: AsyncRead + Unpin> Guarded<I> {
                 }
             }
             Chunk::Trailers => {
-                let Some(length) = line(&self.buffer) else {
-                    return if self.buffer.len() > MAX_HEAD_BYTES {
-                        broken(self)
-                    } else {
-                        None
-                    };
+                let length = match line(self) {
+                    Ok(length) => length,
+                    Err(wait_or_end) => return wait_or_end,
                 };
                 // An empty line ends the message; a trailer field is passed on.
                 if self.buffer[..length] == *b"\r\n" || self.buffer[..length] == *b"\n" {
@@ -526,6 +525,73 @@ mod tests {
                 head.extend_from_slice(b"abc");
                 head
             })
+    }
+
+    /// What hyper reads through [`Guarded`] from a connection that sends `bytes`, in reads of
+    /// `size` bytes; and the refusal written at shutdown, if any.
+    fn read_through(bytes: &[u8], size: usize) -> (Vec<u8>, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            client.write_all(bytes).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut guarded = Guarded::new(server);
+            let (mut read, mut chunk) = (Vec::new(), vec![0u8; size]);
+            loop {
+                let n = guarded.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                read.extend_from_slice(&chunk[..n]);
+            }
+            guarded.shutdown().await.unwrap();
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).await.unwrap();
+            (read, answer)
+        })
+    }
+
+    #[test]
+    fn hyper_reads_each_message_whole_and_nothing_after_a_refused_head() {
+        let messages = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
+            POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+            3;ext=1\r\nxyz\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: t\r\n\r\n\
+            GET /c HTTP/1.1\r\n\r\n";
+        for size in [1, 3, 7, 4096] {
+            let (read, refusal) = read_through(messages, size);
+            assert_eq!(read, messages, "reads of {size}");
+            assert!(refusal.is_empty());
+            let mut refused = messages.to_vec();
+            refused
+                .extend_from_slice(b"GET / HTTP/1.1\r\nBad Header\r\n\r\nGET /d HTTP/1.1\r\n\r\n");
+            let (read, refusal) = read_through(&refused, size);
+            assert_eq!(read, messages, "nothing of the refused head, nor after it");
+            assert!(
+                refusal.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+                "{refusal}"
+            );
+            assert!(
+                refusal.ends_with(
+                    "\"error\":\"the request is not valid HTTP: a malformed header name\"}"
+                ),
+                "{refusal}"
+            );
+        }
+        // A chunked body that breaks its framing ends what hyper reads, without a refusal: hyper
+        // answers that request itself.
+        let broken =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nGET / HTTP/1.1\r\n\r\n";
+        let (read, refusal) = read_through(broken, 5);
+        let head = broken.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(
+            read,
+            &broken[..head],
+            "the head, nothing of the broken body"
+        );
+        assert!(refusal.is_empty());
     }
 
     #[test]

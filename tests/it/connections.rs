@@ -40,26 +40,36 @@ async fn slowloris(addr: std::net::SocketAddr, stop: Arc<AtomicBool>) {
     }
 }
 
-/// `idle` connections that send nothing and `slow` slowloris ones, against `addr`, until the
-/// returned flag is set.
-async fn siege(
-    addr: std::net::SocketAddr,
-    idle: usize,
-    slow: usize,
-) -> (
-    Vec<TcpStream>,
-    Arc<AtomicBool>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
-    let mut sockets = Vec::with_capacity(idle);
-    for _ in 0..idle {
-        sockets.push(TcpStream::connect(addr).await.expect("an idle connection"));
+/// Connections that send nothing, and slowloris ones, against one address until lifted.
+struct Siege {
+    idle: Vec<TcpStream>,
+    stop: Arc<AtomicBool>,
+    attackers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Siege {
+    async fn start(addr: std::net::SocketAddr, idle: usize, slow: usize) -> Siege {
+        let mut sockets = Vec::with_capacity(idle);
+        for _ in 0..idle {
+            sockets.push(TcpStream::connect(addr).await.expect("an idle connection"));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let attackers = (0..slow)
+            .map(|_| tokio::spawn(slowloris(addr, stop.clone())))
+            .collect();
+        Siege {
+            idle: sockets,
+            stop,
+            attackers,
+        }
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let attackers = (0..slow)
-        .map(|_| tokio::spawn(slowloris(addr, stop.clone())))
-        .collect();
-    (sockets, stop, attackers)
+
+    fn lift(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for attacker in self.attackers {
+            attacker.abort();
+        }
+    }
 }
 
 /// Whether the relay closed `socket`, which never sent a byte, within `within`.
@@ -91,7 +101,7 @@ async fn the_studio_keeps_answering_under_idle_and_slowloris_sockets() {
     );
     let relay = ChildRelay::start(dir.path()).await;
     let studio: std::net::SocketAddr = ([127, 0, 0, 1], studio_port).into();
-    let (mut idle, stop, attackers) = siege(studio, 1000, 200).await;
+    let mut siege = Siege::start(studio, 1000, 200).await;
     let http = common::client();
     let mut slowest = Duration::ZERO;
     for _ in 0..6 {
@@ -109,16 +119,13 @@ async fn the_studio_keeps_answering_under_idle_and_slowloris_sockets() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     // Idle for well over server.idle_timeout by now: each was closed by the relay.
-    for socket in idle.iter_mut().take(20) {
+    for socket in siege.idle.iter_mut().take(20) {
         assert!(
             closed_by_the_relay(socket, Duration::from_secs(3)).await,
             "an idle socket on the studio's port is still open"
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    for attacker in attackers {
-        attacker.abort();
-    }
+    siege.lift();
     drop(relay);
     assert!(
         slowest < Duration::from_secs(2),
@@ -135,7 +142,7 @@ async fn idle_and_slowloris_sockets_do_not_delay_real_posts() {
         &[],
     );
     let relay = ChildRelay::start(dir.path()).await;
-    let (idle, stop, attackers) = siege(relay.addr, IDLE, SLOWLORIS).await;
+    let siege = Siege::start(relay.addr, IDLE, SLOWLORIS).await;
     // Real posts over several seconds, while idle sockets time out and slowloris ones reconnect.
     let mut slowest = Duration::ZERO;
     for i in 0..8 {
@@ -147,11 +154,7 @@ async fn idle_and_slowloris_sockets_do_not_delay_real_posts() {
         slowest = slowest.max(took);
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for attacker in attackers {
-        attacker.abort();
-    }
-    drop(idle);
+    siege.lift();
     // Not a speed test: without the limits, posts waited 3 to 9 s here, or never connected.
     assert!(
         slowest < Duration::from_secs(2),

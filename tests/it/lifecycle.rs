@@ -358,9 +358,9 @@ to = ["oncall@example.com"]
         Some("<event-49-35546.mail@example.com>")
     );
     assert_eq!(relay.post(&sample("webhook_test.json")).await.0, 200);
-    let test = smtp.next().await;
+    let id = header(&smtp.next().await, "Message-ID");
     assert_eq!(
-        header(&test, "Message-ID").as_deref(),
+        id.as_deref(),
         Some("<event-1415733887743.mail@example.com>")
     );
     relay.stop().await;

@@ -455,16 +455,23 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Chromium and chromedriver (Debian packages chromium, chromium-driver); .ci/run installs and runs it"]
-async fn the_page_previews_every_kind_as_the_template_is_typed_and_saves_it() {
-    let peer = Peer::start().await;
-    let (relay, url) = studio_relay(&peer, "write = true").await;
+/// A relay with the studio (and `extra` config), and the studio's page open in Chromium on the
+/// trigger sample.
+async fn studio_in_a_browser(peer: &Peer, extra: &str) -> (TestRelay, Browser) {
+    let (relay, url) = studio_relay(peer, extra).await;
     let browser = Browser::start().await;
     browser.client.goto(&format!("{url}/")).await.unwrap();
     browser
         .select("event", "sample:thousandeyes/alert_trigger.json")
         .await;
+    (relay, browser)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (Debian packages chromium, chromium-driver); .ci/run installs and runs it"]
+async fn the_page_previews_every_kind_as_the_template_is_typed_and_saves_it() {
+    let peer = Peer::start().await;
+    let (relay, browser) = studio_in_a_browser(&peer, "write = true").await;
     let title = "Default Page Load Alert Rule on http://www.thousandeyes111.com";
     browser
         .until(
@@ -582,12 +589,7 @@ async fn the_page_previews_every_kind_as_the_template_is_typed_and_saves_it() {
 #[ignore = "needs Chromium and chromedriver (Debian packages chromium, chromium-driver); .ci/run installs and runs it"]
 async fn the_email_preview_is_styled_as_the_email_and_the_page_logs_no_error() {
     let peer = Peer::start().await;
-    let (relay, url) = studio_relay(&peer, "").await;
-    let browser = Browser::start().await;
-    browser.client.goto(&format!("{url}/")).await.unwrap();
-    browser
-        .select("event", "sample:thousandeyes/alert_trigger.json")
-        .await;
+    let (relay, browser) = studio_in_a_browser(&peer, "").await;
     browser
         .until("#preview-email .subject", "the email preview", |t| {
             t.contains("[TRIGGERED]")
