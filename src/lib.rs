@@ -13,8 +13,8 @@
 //! - [`error`]: `ConfigError`, what every component's config check returns.
 //! - [`secret`]: a string that never prints itself (webhook URLs, passwords, tokens).
 //! - [`tls`]: the one crypto provider (aws-lc-rs), passed to every TLS configuration; `[server.tls]`.
-//! - [`http`]: the HTTP client the relay sends with, and how much of an answer it reads; the
-//!   answers the relay's servers give.
+//! - [`http`]: the HTTP client the relay sends with, and how much of an answer it reads; what the
+//!   relay's servers take (a request whose body is read, bounded, in one place) and give.
 //! - [`memory`]: the budget that bounds what bodies and parsed events hold in memory at once.
 //! - [`testing`]: support for the tests (a fresh PostgreSQL database); the relay does not use it.
 //! - [`metrics`]: Prometheus metrics served at `/metrics`.
@@ -33,17 +33,20 @@
 //!   store knows.
 //! - [`deliver`]: the destination kinds, one module each, with everything a kind is (its config,
 //!   sending, escaping, built-in templates, validation, fallback message, pace) behind the
-//!   `Destination` and `Facts` traits; the message, escaping and pacing they share.
+//!   `Destination` and `Facts` traits, registered by one line in `KINDS`; the message, escaping,
+//!   pacing and shared options they all have.
 //! - [`render`]: templates: lookup, the Handlebars registries and helpers, the context; the kind
 //!   facts decide escaping, validation and fallback.
 //! - [`relay`]: the relay's state: everything one config describes, and the one in force.
-//! - [`server`]: the hyper HTTP server: each source's ingest path, the OAuth endpoints, health,
-//!   metrics, JSON errors; which
-//!   connections hold a slot and for how long.
+//! - [`server`]: the one front door every listener goes through (`serve` with a `Handler`: which
+//!   connections hold a slot and for how long, each request's head checked before hyper reads it,
+//!   JSON refusals), and the ingest listener's handler: each source's path, the OAuth endpoints,
+//!   health, metrics.
 //! - [`worker`]: one loop per destination: claim, render, deliver, record; the destination's
 //!   health (pause, probe, backoff); the pool of workers.
-//! - [`studio`]: the template studio, on a listener of its own: edit a template in the browser and
-//!   see every destination kind's message for an event, checked as the relay checks it.
+//! - [`studio`]: the template studio, a handler on a listener of its own: edit a template in the
+//!   browser and see every destination kind's message for an event, checked as the relay checks
+//!   it.
 //! - [`config`]: the one config loader (defaults < file < `ALERT_RELAY_` env), its validation, and
 //!   the relay a config describes.
 //! - [`reload`]: SIGHUP and file changes load the config and templates again.
