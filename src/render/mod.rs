@@ -7,6 +7,7 @@
 //! the destination's own `templates` tree, then the main `[templates] dir`, in each first
 //! `<kind>/<event kind>` then `<kind>/default`; then the templates built into the binary.
 
+mod bounds;
 mod helpers;
 mod variables;
 
@@ -220,15 +221,11 @@ impl Renderer {
             if let Some(broken) = &slot.broken {
                 return Err(broken.clone());
             }
-            let text = self.registries[&slot.escape]
-                .render_with_context(&slot.name, context)
-                .map_err(|e| TemplateFailure {
-                    template: slot.name.clone(),
-                    line: e.line_no,
-                    column: e.column_no,
-                    reason: e.reason().to_string(),
-                })?;
-            texts.push(text);
+            texts.push(bounds::render(
+                &self.registries[&slot.escape],
+                &slot.name,
+                context,
+            )?);
         }
         kind.facts()
             .message(texts)
@@ -387,24 +384,9 @@ pub fn render_texts(
     let context = handlebars::Context::from(context(event, destination, kind, situation));
     let mut rendered = Vec::with_capacity(texts.len());
     for (&part, (name, text)) in facts.parts().iter().zip(texts) {
-        let escape = facts.escape(part);
-        let mut registry = registry(escape);
-        registry
-            .register_template_string(name, text)
-            .map_err(|e| TemplateFailure {
-                template: name.clone(),
-                line: e.pos().map(|(line, _)| line),
-                column: e.pos().map(|(_, column)| column),
-                reason: e.reason().to_string(),
-            })?;
-        rendered.push(registry.render_with_context(name, &context).map_err(|e| {
-            TemplateFailure {
-                template: name.clone(),
-                line: e.line_no,
-                column: e.column_no,
-                reason: e.reason().to_string(),
-            }
-        })?);
+        let mut registry = registry(facts.escape(part));
+        bounds::register(&mut registry, name, text)?;
+        rendered.push(bounds::render(&registry, name, &context)?);
     }
     facts.message(rendered).map_err(|reason| TemplateFailure {
         template: texts
@@ -516,14 +498,7 @@ impl Loader {
                     .registries
                     .get_mut(&escape)
                     .expect("a registry per escape");
-                registry
-                    .register_template_string(&name, source)
-                    .map_err(|e| TemplateFailure {
-                        template: name.clone(),
-                        line: e.pos().map(|(line, _)| line),
-                        column: e.pos().map(|(_, column)| column),
-                        reason: e.reason().to_string(),
-                    })
+                bounds::register(registry, &name, &source)
             })
             .err();
         let slot = Slot {

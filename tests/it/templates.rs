@@ -109,6 +109,38 @@ async fn a_broken_template_still_delivers_the_fallback_and_is_counted() {
     relay.stop().await;
 }
 
+/// A partial that includes itself: Handlebars has no depth limit of its own, so rendering it
+/// overflowed the stack and ended the process (at start, at reload, in `check`, in the studio).
+const SELF_INCLUDING: &str =
+    "{\n  \"text\": \"hi\"\n}\n{{#*inline \"again\"}}{{> again}}{{/inline}}{{> again}}\n";
+
+#[tokio::test]
+async fn a_self_including_partial_is_refused_not_rendered() {
+    let peer = Peer::start().await;
+    let relay = TestRelay::start_with_files(
+        &slack_config(&peer, ""),
+        &[("templates/slack/alert.trigger.hbs", SELF_INCLUDING)],
+    )
+    .await;
+    assert_eq!(relay.post(&sample("alert_trigger.json")).await.0, 200);
+    let message = peer.next().await.json();
+    assert!(message["blocks"].is_array(), "the built-in one: {message}");
+    let (_, health) = relay.get("/healthz").await;
+    assert!(health.contains("ok"), "still serving: {health}");
+    relay.stop().await;
+
+    let dir = common::config_dir(
+        &slack_config(&peer, ""),
+        &[("templates/slack/alert.trigger.hbs", SELF_INCLUDING)],
+    );
+    let (ok, output) = check(dir.path());
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("slack/alert.trigger.hbs:4:") && output.contains("includes itself"),
+        "{output}"
+    );
+}
+
 fn check(config_dir: &std::path::Path) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_alert-relay"))
         .arg("--config")
