@@ -40,6 +40,10 @@ pub struct StudioConfig {
     pub auth: Vec<BasicCredential>,
     /// Whether `Save` may write template files.
     pub write: bool,
+    /// Names the studio answers to besides its listen address and `localhost` (a name a proxy in
+    /// front of it is reached by): any other `Host` is refused, so that a web page cannot reach
+    /// it by pointing a name of its own at this address (DNS rebinding).
+    pub hosts: Vec<String>,
 }
 
 impl Default for StudioConfig {
@@ -49,6 +53,7 @@ impl Default for StudioConfig {
             listen: ([127, 0, 0, 1], 8081).into(),
             auth: Vec::new(),
             write: false,
+            hosts: Vec::new(),
         }
     }
 }
@@ -121,6 +126,9 @@ pub struct Studio {
     auth: Option<Auth>,
     /// Put in the page; every POST must send it back.
     csrf: String,
+    /// Its listen port, and the names it answers to besides its address (`hosts`, lowercase).
+    port: u16,
+    names: Vec<String>,
     /// The latest email previews, each by a random token (see [`PREVIEWS_KEPT`]).
     previews: std::sync::Mutex<std::collections::VecDeque<(String, String)>>,
 }
@@ -157,6 +165,12 @@ impl Studio {
             outbox,
             templates_dir,
             write: config.write,
+            port: config.listen.port(),
+            names: config
+                .hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
             auth,
             csrf: token.iter().map(|b| format!("{b:02x}")).collect(),
             previews: Default::default(),
@@ -171,7 +185,40 @@ impl Studio {
         }
     }
 
+    /// Whether the request is for this studio: a `Host` that is an IP address or `localhost` with
+    /// the listen port, or one of `hosts` (behind a proxy, on any port). A web page that rebinds a
+    /// name of its own to this address sends that name, and gets nothing.
+    fn for_this_studio(&self, request: &HttpRequest) -> bool {
+        let authority = request
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .and_then(|host| host.parse::<hyper::http::uri::Authority>().ok());
+        let Some(authority) = authority else {
+            return false;
+        };
+        let host = authority.host().to_ascii_lowercase();
+        let address = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok();
+        if address || host == "localhost" {
+            return authority.port_u16().unwrap_or(80) == self.port;
+        }
+        self.names.contains(&host)
+    }
+
     async fn route(&self, request: HttpRequest, peer: SocketAddr) -> HttpResponse {
+        if !self.for_this_studio(&request) {
+            return error(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "the studio answers only at its own address (an IP address or localhost, port {}) or a name in [studio] hosts",
+                    self.port
+                ),
+            );
+        }
         if let Some(auth) = &self.auth
             && auth
                 .check(peer.ip(), request.headers(), &self.outbox)

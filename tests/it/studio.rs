@@ -137,6 +137,12 @@ impl Oneshot {
         use alert_relay::server::Handler;
         use http_body_util::BodyExt;
         let mut request = hyper::Request::builder().method(method).uri(path);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            request = request.header("host", "127.0.0.1:8081");
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -166,6 +172,62 @@ impl Oneshot {
         let (_, _, page) = self.call("GET", "/", &[], "").await;
         let start = page.find("name=\"csrf-token\" content=\"").unwrap() + 27;
         page[start..start + 64].to_owned()
+    }
+}
+
+/// DNS rebinding: a web page points a name of its own at the studio's address; its requests carry
+/// that name. They get no page, no token and no data; the studio's own addresses work.
+#[tokio::test]
+async fn a_request_for_another_host_gets_nothing() {
+    let peer = Peer::start().await;
+    let studio = Oneshot::new(&peer);
+    let token = studio.token().await;
+    for host in [
+        "attacker.example",
+        "attacker.example:8081",
+        "127.0.0.1.attacker.example:8081",
+        "127.0.0.1:9999",
+        "localhost:9999",
+    ] {
+        for path in [
+            "/",
+            "/studio.js",
+            "/api/catalog",
+            "/api/event?id=sample:thousandeyes/alert_trigger.json",
+            "/api/template?id=slack/default.hbs",
+        ] {
+            let (status, _, body) = studio.call("GET", path, &[("host", host)], "").await;
+            assert_eq!(status, 403, "{host}{path}: {body}");
+            assert!(
+                !body.contains(&token) && !body.contains("Default Page Load"),
+                "{body}"
+            );
+        }
+        let edit = json!({ "event": sample("alert_trigger.json"), "template": "slack/default.hbs", "text": "{}" });
+        let (status, _, _) = studio
+            .call(
+                "POST",
+                "/api/render",
+                &[("host", host), ("x-csrf-token", &token)],
+                &edit.to_string(),
+            )
+            .await;
+        assert_eq!(status, 403, "{host}");
+    }
+    for host in [
+        "127.0.0.1:8081",
+        "localhost:8081",
+        "[::1]:8081",
+        "LOCALHOST:8081",
+    ] {
+        assert_eq!(
+            studio
+                .call("GET", "/api/catalog", &[("host", host)], "")
+                .await
+                .0,
+            200,
+            "{host}"
+        );
     }
 }
 
