@@ -4,7 +4,10 @@
 //! `alert.clear` when resolved; the fingerprint ties them.
 //!
 //! Each alert is stored as a body of its own: the group's fields with `alerts` holding that alert
-//! alone, so that a template's `raw` is still an Alertmanager body and `alert` is the alert.
+//! alone, so that a template's `raw` is still an Alertmanager body and `alert` is the alert. Of
+//! the group's fields each alert keeps only what fits in its share of [`GROUP_FIELDS_PER_ALERT`]
+//! (the small ones: `status`, `receiver`, `externalURL`, `groupLabels`, …), so that a body of N
+//! alerts is stored and held at about its own size, never N times it.
 
 use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Map, Value};
@@ -13,6 +16,11 @@ use super::error::EventError;
 use super::fields::{date_field, is_http_url, text_field, text_value};
 use super::normal::{Arrival, Event, EventKind, Link, Origin, SourceKind, State, Summary};
 
+/// The most of the group's own fields one alert's stored body keeps, in bytes of JSON: the usual
+/// fields and labels fit; a large field (a long Grafana `message`, big common annotations) is
+/// left out. Together the alerts' copies keep at most the body's own size.
+pub const GROUP_FIELDS_PER_ALERT: usize = 2 * 1024;
+
 /// The one alert of a stored event's body.
 pub(super) fn alert(raw: &Map<String, Value>) -> Option<&Map<String, Value>> {
     raw.get("alerts")?.as_array()?.first()?.as_object()
@@ -20,6 +28,7 @@ pub(super) fn alert(raw: &Map<String, Value>) -> Option<&Map<String, Value>> {
 
 pub(super) fn events(
     mut raw: Map<String, Value>,
+    body_bytes: usize,
     origin: &Origin,
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Arrival>, EventError> {
@@ -38,14 +47,26 @@ pub(super) fn events(
         }
     };
     let group_status = raw.get("status").and_then(Value::as_str).map(str::to_owned);
+    let external_url = raw
+        .get("externalURL")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let group = group_fields(
+        &raw,
+        (body_bytes / alerts.len()).min(GROUP_FIELDS_PER_ALERT),
+    );
     let mut arrivals = Vec::with_capacity(alerts.len());
     for (i, alert) in alerts.into_iter().enumerate() {
         let Value::Object(alert) = alert else {
             return Err(EventError::Invalid(format!("alerts[{i}] is not an object")));
         };
-        let external_url = raw.get("externalURL").and_then(Value::as_str);
-        let summary = summarize(&alert, group_status.as_deref(), external_url, origin.kind)
-            .map_err(|problem| EventError::Invalid(format!("alerts[{i}] {problem}")))?;
+        let summary = summarize(
+            &alert,
+            group_status.as_deref(),
+            external_url.as_deref(),
+            origin.kind,
+        )
+        .map_err(|problem| EventError::Invalid(format!("alerts[{i}] {problem}")))?;
         let status = if summary.state == State::Cleared {
             "resolved"
         } else {
@@ -59,7 +80,7 @@ pub(super) fn events(
         if let Some(ended) = &summary.ended_at {
             id = format!("{id}:{ended}");
         }
-        let mut stored = raw.clone();
+        let mut stored = group.clone();
         stored.insert("alerts".into(), Value::Array(vec![Value::Object(alert)]));
         let body = serde_json::to_vec(&stored).map_err(EventError::NotJson)?;
         arrivals.push(Arrival {
@@ -81,6 +102,21 @@ pub(super) fn events(
         });
     }
     Ok(arrivals)
+}
+
+/// The group's fields (all but `alerts`), in their order, as many as fit in `budget` bytes of
+/// JSON: each one that does not fit is left out.
+fn group_fields(raw: &Map<String, Value>, budget: usize) -> Map<String, Value> {
+    let mut left = budget;
+    let mut kept = Map::new();
+    for (name, value) in raw {
+        let size = name.len() + serde_json::to_string(value).map_or(usize::MAX, |t| t.len());
+        if size <= left {
+            left -= size;
+            kept.insert(name.clone(), value.clone());
+        }
+    }
+    kept
 }
 
 /// One alert, normalized; the error names what is wrong with it.

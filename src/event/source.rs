@@ -82,7 +82,7 @@ impl Source {
             SourceKind::Thousandeyes => thousandeyes::arrival(raw, body, origin, received_at)?,
             SourceKind::ThousandeyesCustom => custom::arrival(raw, origin, received_at)?,
             SourceKind::Alertmanager | SourceKind::Grafana => {
-                return alertmanager::events(raw, origin, received_at);
+                return alertmanager::events(raw, body.len(), origin, received_at);
             }
             SourceKind::Generic => match &self.map {
                 Some(map) => map.arrival(raw, body, origin, received_at)?,

@@ -413,6 +413,27 @@ impl Outbox {
             .await
     }
 
+    /// Stores several events at once (the alerts of one body): all are handed to the writer
+    /// before any answer is awaited, so that they share its transactions; each one's result.
+    pub async fn accept_all(&self, events: Vec<NewEvent>) -> Vec<Result<Accepted, StoreError>> {
+        let mut answers = Vec::with_capacity(events.len());
+        for event in events {
+            answers.push(
+                self.writer()
+                    .submit(|reply| writes::Write::Accept { event, reply })
+                    .await,
+            );
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(match answer {
+                Ok(answer) => answer.await.unwrap_or(Err(StoreError::Closed)),
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+
     /// Records how an attempt ended; returns once committed.
     pub async fn finish(
         &self,

@@ -312,16 +312,13 @@ impl Ingest {
             Ok(arrivals) => arrivals,
             Err(e) => return self.refuse(&source.origin.name, e),
         };
-        // Each event is stored on its own (a body of several alerts is taken alert by alert): if
-        // the store fails midway, the sender posts the body again and the events already stored
-        // are recognised as duplicates.
-        let mut answers = Vec::with_capacity(arrivals.len());
-        for arrival in arrivals {
-            match self.store(relay, arrival, &body).await {
-                Ok(answer) => answers.push(answer),
-                Err(response) => return response,
-            }
-        }
+        // The events of a body go to the store together and share its commits; should the store
+        // fail midway, the sender posts the body again and those already stored are recognised
+        // as duplicates.
+        let answers = match self.store(relay, arrivals, &body).await {
+            Ok(answers) => answers,
+            Err(response) => return response,
+        };
         match &answers[..] {
             [only] if !source.origin.kind.batches() => json_response(StatusCode::OK, only),
             _ => json_response(
@@ -331,50 +328,60 @@ impl Ingest {
         }
     }
 
-    /// Stores one event with its deliveries (with `sent`, the body as sent, unless the arrival
-    /// brings its own); what the sender is told of it, or the refusal.
+    /// Stores the events of one body with their deliveries (with `sent`, the body as sent, for
+    /// an arrival that brings no body of its own), all handed to the store's writer at once so
+    /// that they share its commits; what the sender is told of each, or the refusal.
     async fn store(
         &self,
         relay: &Relay,
-        arrival: Arrival,
+        arrivals: Vec<Arrival>,
         sent: &[u8],
-    ) -> Result<serde_json::Value, HttpResponse> {
-        let Arrival { event, key, body } = arrival;
-        let (id, kind, source) = (&event.id, event.kind.as_str(), &event.source.name);
-        let to = relay.router.destinations_for(&event);
-        let stored = NewEvent {
-            key,
-            received_at: event.received_at.timestamp_millis(),
-            body: body.unwrap_or_else(|| sent.to_vec()),
-            normalized: Some(event.stored_form()),
-            to: to.clone(),
-            lifecycle: event
-                .lifecycle()
-                .map(|(key, phase)| (key.to_owned(), phase)),
-        };
-        match self.outbox.accept(stored).await {
-            Ok(Accepted::New { deliveries: 0 }) => {
-                warn!(event = %id, kind, %source, "accepted, but no route matches this event: it goes nowhere");
-                self.metrics.event(source, kind, EventOutcome::Unrouted);
-                Ok(json!({"status": "accepted", "eventId": id, "deliveries": 0}))
-            }
-            Ok(Accepted::New { deliveries }) => {
-                info!(event = %id, kind, %source, deliveries, destinations = %to.join(","), "accepted");
-                self.metrics.event(source, kind, EventOutcome::Accepted);
-                Ok(json!({"status": "accepted", "eventId": id, "deliveries": deliveries}))
-            }
-            Ok(Accepted::Duplicate) => {
-                info!(event = %id, kind, %source, "duplicate; already accepted");
-                self.metrics.event(source, kind, EventOutcome::Duplicate);
-                Ok(json!({"status": "duplicate", "eventId": id}))
-            }
-            Err(e) => {
-                warn!(event = %id, error = %e, "cannot store the event; answering 503");
-                self.metrics
-                    .event(source, kind, EventOutcome::RejectedUnavailable);
-                Err(unavailable("cannot store the event now; post again later"))
-            }
+    ) -> Result<Vec<serde_json::Value>, HttpResponse> {
+        let mut events = Vec::with_capacity(arrivals.len());
+        let mut stored = Vec::with_capacity(arrivals.len());
+        for Arrival { event, key, body } in arrivals {
+            let to = relay.router.destinations_for(&event);
+            stored.push(NewEvent {
+                key,
+                received_at: event.received_at.timestamp_millis(),
+                body: body.unwrap_or_else(|| sent.to_vec()),
+                normalized: Some(event.stored_form()),
+                to: to.clone(),
+                lifecycle: event
+                    .lifecycle()
+                    .map(|(key, phase)| (key.to_owned(), phase)),
+            });
+            events.push((event, to));
         }
+        let results = self.outbox.accept_all(stored).await;
+        let mut answers = Vec::with_capacity(events.len());
+        for ((event, to), result) in events.iter().zip(results) {
+            let (id, kind, source) = (&event.id, event.kind.as_str(), &event.source.name);
+            answers.push(match result {
+                Ok(Accepted::New { deliveries: 0 }) => {
+                    warn!(event = %id, kind, %source, "accepted, but no route matches this event: it goes nowhere");
+                    self.metrics.event(source, kind, EventOutcome::Unrouted);
+                    json!({"status": "accepted", "eventId": id, "deliveries": 0})
+                }
+                Ok(Accepted::New { deliveries }) => {
+                    info!(event = %id, kind, %source, deliveries, destinations = %to.join(","), "accepted");
+                    self.metrics.event(source, kind, EventOutcome::Accepted);
+                    json!({"status": "accepted", "eventId": id, "deliveries": deliveries})
+                }
+                Ok(Accepted::Duplicate) => {
+                    info!(event = %id, kind, %source, "duplicate; already accepted");
+                    self.metrics.event(source, kind, EventOutcome::Duplicate);
+                    json!({"status": "duplicate", "eventId": id})
+                }
+                Err(e) => {
+                    warn!(event = %id, error = %e, "cannot store the event; answering 503");
+                    self.metrics
+                        .event(source, kind, EventOutcome::RejectedUnavailable);
+                    return Err(unavailable("cannot store the event now; post again later"));
+                }
+            });
+        }
+        Ok(answers)
     }
 
     /// 413 for a body too large to parse, 400 for one that is not an event.

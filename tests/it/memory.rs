@@ -169,3 +169,92 @@ async fn a_stored_event_too_large_to_render_is_dead_with_its_reason() {
     assert_eq!(status, 200);
     assert_eq!(requests(&peer, 1).await, ["next"]);
 }
+
+/// One Alertmanager body of 300 alerts whose group fields are large: each alert's stored body used
+/// to copy them, so memory and the store grew with the body times its alerts (an 844 KB body of
+/// 100 alerts got the relay killed under 128 MiB). Now each alert keeps its share of the group's
+/// small fields: the relay stays under the sidecar's 128 MiB and the store near the body's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alertmanager_body_of_300_alerts_costs_about_its_size() {
+    const ALERTS: usize = 300;
+    let peer = Peer::start().await;
+    let config = format!(
+        "[sources.prometheus]\nkind = \"alertmanager\"\npath = \"/\"\n\
+         [destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        peer.url("/h")
+    );
+    let dir = common::config_dir(&config, &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    let alerts: Vec<Value> = (0..ALERTS)
+        .map(|i| {
+            json!({
+                "status": "firing",
+                "labels": {"alertname": "Big", "instance": format!("host-{i}:9100"), "job": "node", "severity": "page"},
+                "annotations": {"summary": "x".repeat(900)},
+                "startsAt": "2025-03-17T19:43:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.example.com:9090/graph",
+                "fingerprint": format!("{i:016x}"),
+            })
+        })
+        .collect();
+    let body = json!({
+        "version": "4",
+        "status": "firing",
+        "receiver": "relay",
+        "externalURL": "http://alertmanager.example.com:9093",
+        "groupLabels": {"alertname": "Big"},
+        "commonLabels": {"alertname": "Big", "job": "node"},
+        // Strings are at most 64 KiB each: ten of 52 KB.
+        "commonAnnotations": (0..10).map(|i| (format!("note{i}"), json!("r".repeat(52_000)))).collect::<serde_json::Map<_, _>>(),
+        "alerts": alerts,
+    })
+    .to_string();
+    assert!(
+        (850_000..900_000).contains(&body.len()),
+        "{} bytes",
+        body.len()
+    );
+    let written_before = written_bytes(&relay);
+    let (status, answer) = relay.post(body.clone()).await;
+    let written = written_bytes(&relay) - written_before;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["events"].as_array().map(Vec::len), Some(ALERTS));
+    let mut delivered: Vec<String> = Vec::new();
+    for _ in 0..ALERTS {
+        let sent = peer.next().await.json();
+        assert_eq!(
+            sent["payload"]["receiver"], "relay",
+            "small group fields are kept"
+        );
+        assert!(
+            sent["payload"].get("commonAnnotations").is_none(),
+            "not the large one"
+        );
+        delivered.push(sent["event"]["id"].as_str().unwrap().to_owned());
+    }
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), ALERTS, "every alert, once");
+    let peak = peak_rss_mib(&relay);
+    eprintln!(
+        "peak RSS {peak:.1} MiB; accepting wrote {written} bytes for a body of {}",
+        body.len()
+    );
+    assert!(peak < SIDECAR_LIMIT_MIB, "peak RSS {peak:.1} MiB");
+    // The events, their normalized forms and deliveries, through the write-ahead log.
+    assert!(
+        written < 4 * body.len() as u64,
+        "accepting wrote {written} bytes for a body of {} bytes",
+        body.len()
+    );
+}
+
+/// What the relay's process has written to disk so far (`write_bytes` of `/proc/PID/io`).
+fn written_bytes(relay: &ChildRelay) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{}/io", relay.process.id())).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("write_bytes in /proc/PID/io")
+}
