@@ -23,6 +23,25 @@ pub struct Target {
     pub pace: Option<DefaultDirectRateLimiter>,
 }
 
+impl Target {
+    /// Takes a message's turn in the destination's pace (`rate_limit`, `burst`), as a delivery
+    /// does, waiting at most `at_most` for it; else how long until a message may go.
+    pub async fn take_turn(&self, at_most: Duration) -> Result<(), Duration> {
+        use governor::clock::{Clock, DefaultClock};
+        let Some(pace) = &self.pace else {
+            return Ok(());
+        };
+        if let Err(not_until) = pace.check() {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            if wait > at_most {
+                return Err(wait);
+            }
+            pace.until_ready().await;
+        }
+        Ok(())
+    }
+}
+
 /// Everything one config describes, ready to route, render, deliver and check credentials.
 pub struct Relay {
     /// Who posts where, and how their bodies read.

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -92,6 +93,10 @@ impl StudioConfig {
         }
     }
 }
+
+/// How long Send test waits for its turn in the destination's pace before it says when to try
+/// again.
+const SEND_WAIT: Duration = Duration::from_secs(2);
 
 /// How many of the events the store keeps the page offers.
 const RECENT_EVENTS: usize = 50;
@@ -485,6 +490,16 @@ impl Studio {
                     );
                 }
             };
+        // Paced as any delivery to it: a test message takes a turn the workers would have used.
+        if let Err(wait) = target.take_turn(SEND_WAIT).await {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "not sent: {name} is paced (rate_limit); the next message may go in {}",
+                    humantime::format_duration(Duration::from_secs(wait.as_secs() + 1))
+                ),
+            );
+        }
         let answer = tokio::time::timeout(
             relay.timeout,
             target.destination.deliver(&Outgoing::new(&event, message)),

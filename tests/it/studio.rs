@@ -105,9 +105,14 @@ struct Oneshot {
 
 impl Oneshot {
     fn new(peer: &Peer) -> Self {
+        Self::with(peer, "")
+    }
+
+    /// The studio of a relay with a Slack webhook at `peer` and `extra` on its table.
+    fn with(peer: &Peer, extra: &str) -> Self {
         let dir = common::config_dir(
             &format!(
-                "[studio]\nenabled = true\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n",
+                "[studio]\nenabled = true\n[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\n{extra}",
                 peer.url("/slack")
             ),
             &[],
@@ -173,6 +178,42 @@ impl Oneshot {
         let start = page.find("name=\"csrf-token\" content=\"").unwrap() + 27;
         page[start..start + 64].to_owned()
     }
+}
+
+/// Send test takes its turn in the destination's pace as a delivery does: a destination paced at
+/// one message a minute takes one test message, and the next is refused with when it may go.
+#[tokio::test]
+async fn send_test_keeps_the_destinations_pace() {
+    let peer = Peer::start().await;
+    let studio = Oneshot::with(&peer, "rate_limit = \"1/m\"\n");
+    let token = studio.token().await;
+    let send = json!({
+        "event": sample("alert_trigger.json"),
+        "template": "slack/default.hbs",
+        "text": "{\"text\": \"test\"}",
+        "destination": "slack",
+    });
+    let headers = [("x-csrf-token", token.as_str())];
+    let (status, answer) = studio.post("/api/send", &headers, &send).await;
+    assert_eq!(
+        (status, answer["ok"].as_bool()),
+        (200, Some(true)),
+        "{answer}"
+    );
+    assert_eq!(peer.next().await.json()["text"], "test");
+    for _ in 0..5 {
+        let (status, answer) = studio.post("/api/send", &headers, &send).await;
+        assert_eq!(status, 429, "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("paced"),
+            "{answer}"
+        );
+    }
+    assert!(
+        peer.next_within(std::time::Duration::from_millis(300))
+            .await
+            .is_none()
+    );
 }
 
 /// DNS rebinding: a web page points a name of its own at the studio's address; its requests carry
