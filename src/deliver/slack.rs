@@ -168,7 +168,9 @@ struct Api {
     reply_broadcast: bool,
 }
 
-/// Slack's answers (`chat.postMessage` echoes the whole message) are read this far.
+/// Slack's answers (`chat.postMessage` echoes the whole message) are read this far: the fields
+/// the relay needs (`ok`, `channel`, `ts`, `error`) come first, and are read from the part that
+/// was read whatever the echo's size (see [`top_level_fields`]).
 const MAX_API_ANSWER_BYTES: usize = 64 * 1024;
 
 impl Api {
@@ -403,12 +405,13 @@ fn api_answer(
             answer: text(),
         });
     }
-    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&answer.text) else {
+    let fields = top_level_fields(answer.text.as_bytes());
+    if !fields.contains_key("ok") {
         return Err(DeliveryError::Io(format!(
             "{method}: the answer is not Slack's JSON: {}",
             text()
         )));
-    };
+    }
     if fields.get("ok") == Some(&Value::Bool(true)) {
         return Ok(fields);
     }
@@ -418,6 +421,82 @@ fn api_answer(
         .map(|code| target.redact(code).chars().take(100).collect::<String>())
         .unwrap_or_else(|| "unknown_error".into());
     Err(api_error(method, &code))
+}
+
+/// The top-level texts, numbers and booleans of a JSON object, as far as `bytes` goes: an answer
+/// that was not read to its end (a message echo larger than what is read) still gives every
+/// field before the cut. Objects and arrays (the echo) are skipped, never held.
+fn top_level_fields(bytes: &[u8]) -> serde_json::Map<String, Value> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+
+    struct Fields<'a>(&'a mut serde_json::Map<String, Value>);
+
+    impl<'de> Visitor<'de> for Fields<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if let Some(value) = map.next_value::<Scalar>()?.0 {
+                    self.0.insert(key, value);
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// A text, number or boolean; anything else is read past.
+    struct Scalar(Option<Value>);
+
+    impl<'de> serde::Deserialize<'de> for Scalar {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Kept;
+            impl<'de> Visitor<'de> for Kept {
+                type Value = Scalar;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(Value::Bool(v))))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(Value::String(v.to_owned()))))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(Value::from(v))))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(Value::from(v))))
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                    Ok(Scalar(Some(Value::from(v))))
+                }
+                fn visit_unit<E>(self) -> Result<Scalar, E> {
+                    Ok(Scalar(None))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(Scalar(None))
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<Scalar, A::Error> {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(Scalar(None))
+                }
+            }
+            deserializer.deserialize_any(Kept)
+        }
+    }
+
+    let mut fields = serde_json::Map::new();
+    // A cut answer ends in an error; what was read before it stands.
+    let _ = serde_json::Deserializer::from_slice(bytes).deserialize_map(Fields(&mut fields));
+    fields
 }
 
 /// How the relay treats a Web API error code.
@@ -706,6 +785,21 @@ mod tests {
 
     fn config(toml: &str) -> SlackConfig {
         toml::from_str(toml).expect("config")
+    }
+
+    #[test]
+    fn an_answer_cut_short_still_gives_its_first_fields() {
+        let cut = br#"{"ok":true,"channel":"C1","ts":"1.2","message":{"blocks":[{"text":"xxxx"#;
+        let fields = top_level_fields(cut);
+        assert_eq!(fields["ok"], true);
+        assert_eq!(
+            (fields["channel"].as_str(), fields["ts"].as_str()),
+            (Some("C1"), Some("1.2"))
+        );
+        assert!(!fields.contains_key("message"));
+        let refused = top_level_fields(br#"{"ok":false,"error":"channel_not_found"}"#);
+        assert_eq!(refused["error"], "channel_not_found");
+        assert!(top_level_fields(b"<html>Bad Gateway</html>").is_empty());
     }
 
     #[test]

@@ -280,7 +280,9 @@ impl hyper::body::Body for EndlessBody {
 }
 
 /// What the Slack Web API would answer to `reply` for a call of `path` with `body`: the `ts` of
-/// a message posted, and the answer's body.
+/// a message posted, and the answer's body. As documented at
+/// <https://api.slack.com/methods/chat.postMessage> and `/methods/chat.update`: `ok`, `channel`
+/// and `ts` first, then the whole `message` as Slack keeps it (here, the request echoed).
 fn slack_answer(reply: &Reply, path: &str, body: &[u8]) -> Option<(Option<String>, String)> {
     static NEXT_TS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     match reply {

@@ -56,6 +56,34 @@ async fn trigger_then_clear(relay: &TestRelay, peer: &Peer) -> (String, Vec<comm
     (ts, calls)
 }
 
+/// `chat.postMessage` echoes the whole message: a message within Slack's own limits (30 sections
+/// of 2,900 characters) makes an answer of about 90 KB, more than the relay reads of it. The
+/// answer says `ok` first: the message is posted once, and its clear updates it.
+#[tokio::test]
+async fn an_ok_answer_longer_than_what_is_read_is_still_ok() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::SlackOk);
+    let sections = (0..30)
+        .map(|i| format!("{{\"type\": \"section\", \"text\": {{\"type\": \"mrkdwn\", \"text\": \"{i} {}\"}}}}", "x".repeat(2900)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let template = format!("{{\"text\": \"{{{{summary.title}}}}\", \"blocks\": [{sections}]}}");
+    let relay = TestRelay::start_with_files(
+        &slack_config(&peer, ""),
+        &[("templates/slack/alert.trigger.hbs", template.as_str())],
+    )
+    .await;
+    let (ts, calls) = trigger_then_clear(&relay, &peer).await;
+    assert_eq!(method(&calls[0]), "chat.update");
+    assert_eq!(calls[0].json()["ts"], ts.as_str(), "the one message posted");
+    assert_eq!(method(&calls[1]), "chat.postMessage");
+    assert!(
+        peer.next_within(Duration::from_millis(500)).await.is_none(),
+        "posted once, not again"
+    );
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn a_clear_updates_its_triggers_message_and_replies_in_its_thread() {
     let peer = Peer::start().await;
