@@ -70,7 +70,8 @@ impl Source {
         }
     }
 
-    /// The events `measured` holds, normalized.
+    /// The events `measured` holds, normalized. Each one's dedup key is its kind's, within this
+    /// source (`<source name>:<key>`): the same event from two sources is two events.
     pub fn events(
         &self,
         measured: Measured<'_>,
@@ -78,18 +79,23 @@ impl Source {
     ) -> Result<Vec<Arrival>, EventError> {
         let raw = object(measured.body)?;
         let (origin, body) = (&self.origin, measured.body);
-        let one = match origin.kind {
-            SourceKind::Thousandeyes => thousandeyes::arrival(raw, body, origin, received_at)?,
-            SourceKind::ThousandeyesCustom => custom::arrival(raw, origin, received_at)?,
+        let mut arrivals = match origin.kind {
+            SourceKind::Thousandeyes => {
+                vec![thousandeyes::arrival(raw, body, origin, received_at)?]
+            }
+            SourceKind::ThousandeyesCustom => vec![custom::arrival(raw, origin, received_at)?],
             SourceKind::Alertmanager | SourceKind::Grafana => {
-                return alertmanager::events(raw, body.len(), origin, received_at);
+                alertmanager::events(raw, body.len(), origin, received_at)?
             }
             SourceKind::Generic => match &self.map {
-                Some(map) => map.arrival(raw, body, origin, received_at)?,
+                Some(map) => vec![map.arrival(raw, body, origin, received_at)?],
                 None => return Err(EventError::Invalid("this source has no map".into())),
             },
         };
-        Ok(vec![one])
+        for arrival in &mut arrivals {
+            arrival.key = format!("{}:{}", origin.name, arrival.key);
+        }
+        Ok(arrivals)
     }
 }
 
@@ -114,6 +120,16 @@ impl Sources {
         let mut sources: Vec<Source> = Vec::new();
         for (name, config) in configs {
             let key = |field: &str| format!("sources.{name}.{field}");
+            // A source's name leads its events' dedup keys (`<name>:<key>`).
+            let valid = !name.is_empty()
+                && (name.bytes())
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b));
+            if !valid {
+                return Err(ConfigError::new(
+                    format!("sources.{name}"),
+                    "source names use lowercase letters, digits, - and _ only",
+                ));
+            }
             check_path(&config.path).map_err(|reason| ConfigError::new(key("path"), reason))?;
             if let Some(other) = sources.iter().find(|s| s.path == config.path) {
                 return Err(ConfigError::new(

@@ -284,7 +284,9 @@ pub enum Finish {
 /// An event's id for people from its dedup key: the text of a string `eventId`, a number as it is
 /// written, the body hash of an event without one.
 fn display_id(key: String) -> String {
-    serde_json::from_str::<String>(&key).unwrap_or(key)
+    // `<source>:<key>`: source names have no `:`.
+    let key = key.split_once(':').map_or(key.as_str(), |(_, key)| key);
+    serde_json::from_str::<String>(key).unwrap_or_else(|_| key.to_owned())
 }
 
 /// Unix milliseconds now.

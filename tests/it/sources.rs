@@ -85,6 +85,50 @@ async fn bodies(peer: &Peer, n: usize) -> BTreeMap<String, Value> {
     by_id
 }
 
+/// Dedup is per source: the same `eventId` from a second ThousandEyes source, or the same alert
+/// from a second Alertmanager, is an event of its own, delivered; again from the same source, a
+/// duplicate.
+#[tokio::test]
+async fn the_same_event_from_two_sources_is_two_events() {
+    let (hook, am_hook) = peers().await;
+    let relay = TestRelay::start(&config(
+        &hook,
+        &am_hook,
+        "[sources.te_eu]\nkind = \"thousandeyes\"\npath = \"/thousandeyes-eu\"\n\
+         [sources.prometheus_eu]\nkind = \"alertmanager\"\npath = \"/alertmanager-eu\"\n",
+    ))
+    .await;
+    let trigger = sample("alert_trigger.json");
+    let firing = sample_at("alertmanager/firing.json");
+    for (path, body, peer, each) in [
+        ("/thousandeyes", &trigger, &hook, 1),
+        ("/thousandeyes-eu", &trigger, &hook, 1),
+        ("/alertmanager", &firing, &am_hook, 2),
+        // Not in the route of `prometheus` and `grafana`: the catch-all's.
+        ("/alertmanager-eu", &firing, &hook, 2),
+    ] {
+        let (status, answer) = relay.post_to(path, body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert!(
+            !answer.to_string().contains("duplicate"),
+            "{path}: {answer}"
+        );
+        for _ in 0..each {
+            peer.next().await;
+        }
+        let (_, again) = relay.post_to(path, body).await;
+        let again = again.to_string();
+        assert!(
+            again.contains("duplicate") && !again.contains("deliveries"),
+            "{path}: {again}"
+        );
+    }
+    let quiet = std::time::Duration::from_millis(300);
+    assert!(hook.next_within(quiet).await.is_none());
+    assert!(am_hook.next_within(quiet).await.is_none());
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn an_alertmanager_body_is_one_event_per_alert_routed_by_source() {
     let (hook, am_hook) = peers().await;

@@ -52,7 +52,7 @@ const PRUNE_LOCK: i64 = 0x616c_6572_7402;
 const DRIVE_CLASS: i32 = 0x616c_7201;
 
 /// The schema this version writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -114,6 +114,9 @@ const MIGRATIONS: &[&str] = &[
         expires_at BIGINT NOT NULL
     );
 ",
+    // Dedup keys are per source (see SQLite's migration 5).
+    "UPDATE events SET event_id =
+         COALESCE(normalized::json -> 'source' ->> 'name', 'thousandeyes') || ':' || event_id;",
 ];
 
 pub struct Postgres {

@@ -318,6 +318,8 @@ mod tests {
 
     #[tokio::test]
     async fn keys_stored_by_schema_1_still_deduplicate() {
+        // Schema 2 quoted the key as JSON text, schema 5 put its source in front: a relay of
+        // schema 1 kept `49-35541` from the one ThousandEyes source.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         let conn = Connection::open(&path).unwrap();
@@ -334,12 +336,45 @@ mod tests {
             outbox
                 .accept(NewEvent {
                     received_at: 2,
-                    ..NewEvent::for_test("\"49-35541\"", &["a"])
+                    ..NewEvent::for_test("thousandeyes:\"49-35541\"", &["a"])
                 })
                 .await
                 .unwrap(),
             Accepted::Duplicate
         );
+    }
+
+    #[tokio::test]
+    async fn keys_stored_by_schema_4_take_their_source_from_the_normalized_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let conn = Connection::open(&path).unwrap();
+        for migration in &schema::MIGRATIONS[..4] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO events (event_id, received_at, body, normalized)
+             VALUES ('alertmanager:f1:firing:t', 1, '{}', '{\"source\":{\"name\":\"prom\",\"kind\":\"alertmanager\"}}')",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        drop(conn);
+        let outbox = Outbox::open(&path).unwrap();
+        let accept = |key: &'static str| {
+            outbox.accept(NewEvent {
+                received_at: 2,
+                ..NewEvent::for_test(key, &["a"])
+            })
+        };
+        assert_eq!(
+            accept("prom:alertmanager:f1:firing:t").await.unwrap(),
+            Accepted::Duplicate
+        );
+        assert!(matches!(
+            accept("other:alertmanager:f1:firing:t").await.unwrap(),
+            Accepted::New { .. }
+        ));
     }
 
     #[test]

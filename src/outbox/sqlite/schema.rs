@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use crate::outbox::StoreError;
 
 /// The schema this version writes; a store with a newer one is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -78,6 +78,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     );
 ",
+    // Dedup keys are per source: `<source name>:<key>`, so that the same eventId from two sources
+    // is two events. An event's source is in its normalized form; events stored before sources
+    // existed came from the one ThousandEyes source, `thousandeyes`.
+    "UPDATE events SET event_id =
+         COALESCE(json_extract(normalized, '$.source.name'), 'thousandeyes') || ':' || event_id;",
 ];
 
 /// The page size of a new store.
