@@ -5,6 +5,7 @@
 
 pub mod jwt;
 pub mod oauth;
+mod throttle;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

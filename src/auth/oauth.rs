@@ -18,6 +18,7 @@
 //! approver and times, never the token; a code only as its SHA-256. Every use of a token looks it
 //! up, so `alert-relay tokens revoke ID` refuses it from the next request on.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
+use super::throttle::Throttle;
 use super::{BasicCredential, basic_matches};
 use crate::error::ConfigError;
 use crate::http::{HttpRequest, HttpResponse, json_response, method_not_allowed};
@@ -110,6 +112,8 @@ pub struct OAuth {
     lifetime: Duration,
     key_file: Option<Secret>,
     key: tokio::sync::OnceCell<Vec<u8>>,
+    /// Failed client and operator sign-ins, by client, operator and address.
+    throttle: Throttle,
 }
 
 /// What a relay token says.
@@ -122,6 +126,11 @@ struct Claims {
     jti: String,
     iat: i64,
     exp: i64,
+    /// A mark of the client's secret when the token was issued (see [`OAuth::secret_mark`]): the
+    /// token is refused once the client's secret is another. Tokens issued before it existed
+    /// have none, and are checked for their client only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sec: Option<String>,
 }
 
 /// What a consent page asks, signed so that the form cannot be forged or changed, and bound to
@@ -138,6 +147,9 @@ struct Consent {
     /// PKCE (RFC 7636): the S256 challenge the code is bound to, for `response_type=code`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     code_challenge: Option<String>,
+    /// Makes the form one-use: the store keeps it, as a code, until it is answered.
+    #[serde(default)]
+    nonce: String,
 }
 
 impl OAuth {
@@ -229,6 +241,7 @@ impl OAuth {
             lifetime: config.token_lifetime,
             key_file,
             key: tokio::sync::OnceCell::new(),
+            throttle: Throttle::default(),
         })
     }
 
@@ -257,6 +270,16 @@ impl OAuth {
         // HMAC signing of claims that serialize (all of the relay's do) does not fail.
         jsonwebtoken::encode(&header, claims, &key)
             .map_err(|e| StoreError::Write(format!("cannot sign: {e}")))
+    }
+
+    /// A mark of `client`'s secret as it is now, put in its tokens: an HMAC with the signing key,
+    /// so that a token tells nothing of the secret, and changes with it (or with a secret added
+    /// or removed).
+    async fn secret_mark(&self, client: &Client, store: &Outbox) -> Result<String, StoreError> {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.key(store).await?);
+        let secret = client.secret.as_ref().map_or("", |s| s.expose());
+        let tag = aws_lc_rs::hmac::sign(&key, format!("client secret:{secret}").as_bytes());
+        Ok(crate::tls::hex(&tag.as_ref()[..16]))
     }
 
     /// What `signed` says, if the relay signed it (its `kid`, HS256, the key) for `audience`, and
@@ -290,32 +313,43 @@ impl OAuth {
         if claims.iss != ISSUER {
             return Ok(false);
         }
+        // Only while its client is configured, with the secret it was issued under.
+        let Some(client) = self.clients.iter().find(|c| c.id == claims.sub) else {
+            return Ok(false);
+        };
+        if let Some(mark) = &claims.sec {
+            let now = self.secret_mark(client, store).await?;
+            if !bool::from(mark.as_bytes().ct_eq(now.as_bytes())) {
+                return Ok(false);
+            }
+        }
         Ok(match store.token(&claims.jti).await? {
             Some(kept) => kept.revoked_at.is_none() && kept.client == claims.sub,
             None => false,
         })
     }
 
-    /// Answers a request under `/oauth/`.
-    pub async fn handle(&self, request: HttpRequest, store: &Outbox) -> HttpResponse {
+    /// Answers a request under `/oauth/` from `peer`.
+    pub async fn handle(&self, request: HttpRequest, peer: IpAddr, store: &Outbox) -> HttpResponse {
         let path = request.uri().path().to_owned();
+        let at = Caller { peer, store };
         match (request.method().clone(), path.as_str()) {
             (Method::GET, "/oauth/authorize") => {
                 let query = request.uri().query().unwrap_or("").to_owned();
-                self.authorize(&params(query.as_bytes()), request.headers(), store)
+                self.authorize(&params(query.as_bytes()), request.headers(), &at)
                     .await
             }
             (Method::POST, "/oauth/authorize") => {
                 let headers = request.headers().clone();
                 match read_form(request).await {
-                    Some(form) => self.decide(&form, &headers, store).await,
+                    Some(form) => self.decide(&form, &headers, &at).await,
                     None => unreadable_form(),
                 }
             }
             (Method::POST, "/oauth/token") => {
                 let headers = request.headers().clone();
                 match read_form(request).await {
-                    Some(form) => self.token(&form, &headers, store).await,
+                    Some(form) => self.token(&form, &headers, &at).await,
                     None => unreadable_form(),
                 }
             }
@@ -330,8 +364,9 @@ impl OAuth {
         &self,
         params: &[(String, String)],
         headers: &HeaderMap,
-        store: &Outbox,
+        at: &Caller<'_>,
     ) -> HttpResponse {
+        let store = at.store;
         let (client, redirect_uri) = match self.client_and_redirect(params) {
             Ok(found) => found,
             Err(response) => return *response,
@@ -364,8 +399,9 @@ impl OAuth {
             ("code", Err(problem)) => return back.error("invalid_request", problem),
             _ => None,
         };
-        let Some(operator) = self.operator(headers) else {
-            return sign_in();
+        let operator = match self.operator(headers, at.peer) {
+            Ok(operator) => operator,
+            Err(refused) => return *refused,
         };
         let consent = Consent {
             aud: CONSENT_AUDIENCE.into(),
@@ -376,7 +412,20 @@ impl OAuth {
             response_type: response_type.to_owned(),
             state,
             code_challenge,
+            nonce: URL_SAFE_NO_PAD.encode(random::<16>()),
         };
+        let kept = store
+            .keep_code(AuthorizationCode {
+                hash: consent_key(&consent.nonce),
+                client: client.id.clone(),
+                redirect_uri: redirect_uri.clone(),
+                operator: operator.clone(),
+                expires_at: now_ms() + CONSENT_LIFETIME.as_millis() as i64,
+            })
+            .await;
+        if let Err(e) = kept {
+            return unavailable(&e);
+        }
         match self.sign(&consent, store).await {
             Ok(signed) => consent_page(&consent, &signed),
             Err(e) => unavailable(&e),
@@ -388,10 +437,12 @@ impl OAuth {
         &self,
         form: &[(String, String)],
         headers: &HeaderMap,
-        store: &Outbox,
+        at: &Caller<'_>,
     ) -> HttpResponse {
-        let Some(operator) = self.operator(headers) else {
-            return sign_in();
+        let store = at.store;
+        let operator = match self.operator(headers, at.peer) {
+            Ok(operator) => operator,
+            Err(refused) => return *refused,
         };
         let consent = match self
             .verify::<Consent>(
@@ -412,6 +463,19 @@ impl OAuth {
                  operator. Start again from ThousandEyes.</p>",
             );
         };
+        // One answer per form: the store gives its nonce back once, on any replica.
+        match store.take_code(&consent_key(&consent.nonce)).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "This approval was already answered",
+                    "<p>Each consent form is answered once. Start again from ThousandEyes for \
+                     another token.</p>",
+                );
+            }
+            Err(e) => return unavailable(&e),
+        }
         let Some(client) = self.clients.iter().find(|c| c.id == consent.client_id) else {
             return page(
                 StatusCode::BAD_REQUEST,
@@ -445,10 +509,7 @@ impl OAuth {
             info!(client = %client.id, %operator, "an operator approved an OAuth consent; a code was issued");
             return back.with(&[("code", &code)]);
         }
-        match self
-            .issue(&client.id, Some(&operator), "implicit", store)
-            .await
-        {
+        match self.issue(client, Some(&operator), "implicit", store).await {
             Ok((token, expires_in)) => back.with(&[
                 ("access_token", &token),
                 ("token_type", "Bearer"),
@@ -463,9 +524,10 @@ impl OAuth {
         &self,
         form: &[(String, String)],
         headers: &HeaderMap,
-        store: &Outbox,
+        at: &Caller<'_>,
     ) -> HttpResponse {
-        let client = match self.client_credentials(form, headers) {
+        let store = at.store;
+        let client = match self.client_credentials(form, headers, at.peer) {
             Ok(client) => client,
             Err(response) => return *response,
         };
@@ -523,10 +585,7 @@ impl OAuth {
                 );
             }
         };
-        match self
-            .issue(&client.id, operator.as_deref(), grant, store)
-            .await
-        {
+        match self.issue(client, operator.as_deref(), grant, store).await {
             Ok((token, expires_in)) => {
                 let mut response = json_response(
                     StatusCode::OK,
@@ -542,11 +601,12 @@ impl OAuth {
     /// Signs a token for `client` and records it; the token and its lifetime in seconds.
     async fn issue(
         &self,
-        client: &str,
+        client: &Client,
         operator: Option<&str>,
         grant: &str,
         store: &Outbox,
     ) -> Result<(String, u64), StoreError> {
+        let (sec, client) = (Some(self.secret_mark(client, store).await?), &client.id);
         let now = now_ms();
         let id = crate::tls::hex(&random::<16>());
         let expires_in = self.lifetime.as_secs();
@@ -557,6 +617,7 @@ impl OAuth {
             jti: id.clone(),
             iat: now / 1000,
             exp: now / 1000 + expires_in as i64,
+            sec,
         };
         let token = self.sign(&claims, store).await?;
         store
@@ -614,6 +675,7 @@ impl OAuth {
         &self,
         form: &[(String, String)],
         headers: &HeaderMap,
+        peer: IpAddr,
     ) -> Result<&Client, Box<HttpResponse>> {
         let basic = headers
             .get(AUTHORIZATION)
@@ -644,6 +706,17 @@ impl OAuth {
             (Some(pair), None) | (None, Some(pair)) => pair,
             (None, None) => ("".to_owned(), "".to_owned()),
         };
+        let keys = [format!("client:{id}"), format!("address:{peer}")];
+        if let Some(wait) = self.throttle.wait(&keys) {
+            warn!(client = %id, %peer, "refused an OAuth token request: too many failed attempts");
+            let mut response = token_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                "too many failed attempts for this client or address; try again later",
+            );
+            retry_after(&mut response, wait);
+            return Err(Box::new(response));
+        }
         let mut found = None;
         for client in &self.clients {
             let id_ok = client.id.as_bytes().ct_eq(id.as_bytes());
@@ -656,6 +729,8 @@ impl OAuth {
             }
         }
         found.ok_or_else(|| {
+            self.throttle.failed(&keys);
+            warn!(client = %id, %peer, "refused an OAuth token request: unknown client or wrong secret");
             let mut response = token_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
@@ -668,17 +743,59 @@ impl OAuth {
         })
     }
 
-    /// The operator signed in with HTTP Basic, if one is.
-    fn operator(&self, headers: &HeaderMap) -> Option<String> {
+    /// The operator signed in with HTTP Basic, or the page that asks for one: a sign-in page,
+    /// or, after too many failed sign-ins for that name or from that address, a 429.
+    fn operator(&self, headers: &HeaderMap, peer: IpAddr) -> Result<String, Box<HttpResponse>> {
         let credential = headers
-            .get(AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))?
-            .1
-            .trim();
-        basic_matches(&self.operators, credential)
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .map(|(_, credential)| credential.trim());
+        let Some(credential) = credential else {
+            return Err(Box::new(sign_in()));
+        };
+        let name = STANDARD
+            .decode(credential)
+            .ok()
+            .and_then(|decoded| String::from_utf8(decoded).ok())
+            .and_then(|decoded| decoded.split_once(':').map(|(name, _)| name.to_owned()))
+            .unwrap_or_default();
+        let keys = [format!("operator:{name}"), format!("address:{peer}")];
+        if let Some(wait) = self.throttle.wait(&keys) {
+            warn!(operator = %name, %peer, "refused an operator's sign-in: too many failed attempts");
+            let mut response = page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins",
+                "<p>Try again in a minute.</p>",
+            );
+            retry_after(&mut response, wait);
+            return Err(Box::new(response));
+        }
+        basic_matches(&self.operators, credential).ok_or_else(|| {
+            self.throttle.failed(&keys);
+            warn!(operator = %name, %peer, "refused an operator's sign-in: unknown name or wrong password");
+            Box::new(sign_in())
+        })
+    }
+}
+
+/// Who asks, and the store the answer needs.
+struct Caller<'a> {
+    peer: IpAddr,
+    store: &'a Outbox,
+}
+
+/// What the store keeps of a consent form until it is answered (see [`Consent::nonce`]).
+fn consent_key(nonce: &str) -> String {
+    crate::tls::sha256_hex(format!("consent:{nonce}").as_bytes())
+}
+
+fn retry_after(response: &mut HttpResponse, wait: Duration) {
+    if let Ok(value) = HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, value);
     }
 }
 

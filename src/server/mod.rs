@@ -169,7 +169,15 @@ impl Handler for Ingest {
         let path = request.uri().path();
         if path.starts_with("/oauth/") {
             return match relay.auth.oauth() {
-                Some(oauth) => oauth.handle(request, &self.outbox).await,
+                Some(oauth) => {
+                    // The client's own address behind a trusted proxy: failed sign-ins count
+                    // against it.
+                    let address = match relay.auth.client_address(peer.ip(), request.headers()) {
+                        crate::auth::Source::Address(address) => address,
+                        crate::auth::Source::Unreadable(_) => peer.ip(),
+                    };
+                    oauth.handle(request, address, &self.outbox).await
+                }
                 None => error(
                     StatusCode::NOT_FOUND,
                     "no such path: [server.auth.oauth] is not configured",

@@ -391,6 +391,119 @@ async fn a_code_is_exchanged_once_by_the_authenticated_client() {
     );
 }
 
+/// A client-credentials token for `client` with `secret`.
+async fn client_token(flow: &Flow, client: &str, secret: &str) -> (u16, Value) {
+    let (status, answer, _) = flow
+        .token(
+            &[("grant_type", "client_credentials")],
+            Some((client, secret)),
+        )
+        .await;
+    (status, answer)
+}
+
+/// A token is valid only while its client is configured with the secret it was issued under: a
+/// rotated secret, or a client removed by a reload, ends its tokens at once.
+#[tokio::test]
+async fn tokens_end_with_their_clients_secret_or_their_client() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::Status(200, "ok"));
+    let flow = Flow::start(&peer).await;
+    let (_, answer) = client_token(&flow, "custom", CUSTOM_SECRET).await;
+    let custom = answer["access_token"].as_str().unwrap().to_owned();
+    let (_, answer) = client_token(&flow, "thousandeyes", CLIENT_SECRET).await;
+    let thousandeyes = answer["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(flow.post_event(Some(&custom)).await, 200);
+    assert_eq!(flow.post_event(Some(&thousandeyes)).await, 200);
+
+    // The custom client's secret is rotated (secret files are read again on SIGHUP).
+    std::fs::write(
+        flow.dir.path().join("custom-secret"),
+        "custom-client-NeW-SeCrEt-1\n",
+    )
+    .unwrap();
+    flow.relay.signal("HUP");
+    common::eventually("the rotated secret's tokens refused", async || {
+        match flow.post_event(Some(&custom)).await {
+            401 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(
+        flow.post_event(Some(&thousandeyes)).await,
+        200,
+        "not another client's"
+    );
+    let (status, answer) = client_token(&flow, "custom", "custom-client-NeW-SeCrEt-1").await;
+    assert_eq!(status, 200, "{answer}");
+    let renewed = answer["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(flow.post_event(Some(&renewed)).await, 200);
+
+    // The thousandeyes client is removed from the config.
+    let config = std::fs::read_to_string(flow.dir.path().join("config.toml")).unwrap();
+    let without = config.replace(
+        &format!("  {{ id = \"thousandeyes\", secret = \"{CLIENT_SECRET}\" }},\n"),
+        "",
+    );
+    assert_ne!(config, without);
+    std::fs::write(flow.dir.path().join("config.toml"), without).unwrap();
+    common::eventually("the removed client's tokens refused", async || {
+        match flow.post_event(Some(&thousandeyes)).await {
+            401 => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    assert_eq!(flow.post_event(Some(&renewed)).await, 200);
+}
+
+/// Guessing a client secret or an operator's password is slowed: after 10 failures in a minute
+/// for a client (or an operator, or from an address) it is refused with 429, right or wrong, and
+/// each refusal is logged; a consent form is answered once.
+#[tokio::test]
+async fn guessing_is_throttled_and_a_consent_is_answered_once() {
+    let peer = Peer::start().await;
+    let flow = Flow::start(&peer).await;
+    let query = &format!(
+        "response_type=token&client_id=thousandeyes&redirect_uri={}",
+        url::form_urlencoded::byte_serialize(TE_CALLBACK.as_bytes()).collect::<String>()
+    );
+    // A consent form, answered twice: one token.
+    let consent = flow.consent(query, ALICE).await;
+    assert_eq!(flow.decide(&consent, "approve", ALICE).await.status(), 303);
+    let again = flow.decide(&consent, "approve", ALICE).await;
+    assert_eq!(again.status(), 400);
+    assert!(again.text().await.unwrap().contains("already answered"));
+
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        statuses.push(client_token(&flow, "custom", &format!("guess-{i}")).await.0);
+    }
+    assert_eq!(&statuses[..10], &[401; 10], "{statuses:?}");
+    assert_eq!(&statuses[10..], &[429; 2], "{statuses:?}");
+    let (status, answer) = client_token(&flow, "custom", CUSTOM_SECRET).await;
+    assert_eq!(status, 429, "the right secret waits too: {answer}");
+    // Operators' passwords, by name (and by address: this one is refused already).
+    for _ in 0..10 {
+        let status = flow.authorize(query, Some(("bob", "wrong"))).await.status();
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    assert_eq!(
+        flow.authorize(query, Some(("bob", "bob-PaSsWoRd-12")))
+            .await
+            .status(),
+        429
+    );
+    let logs = relay_logs(flow.dir.path());
+    assert!(
+        logs.contains("refused an OAuth token request: unknown client or wrong secret")
+            && logs.contains("refused an operator's sign-in"),
+        "{logs}"
+    );
+    assert!(!logs.contains("guess-3"), "no secret presented is logged");
+}
+
 /// PKCE (RFC 7636) with S256: a code bound to a challenge is exchanged only with its verifier.
 #[tokio::test]
 async fn a_pkce_code_needs_its_verifier() {
