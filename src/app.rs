@@ -118,6 +118,7 @@ pub async fn run(
                 config.path(&config.templates.dir),
                 live.clone(),
                 outbox.clone(),
+                memory.clone(),
             )?;
             if let Ok(address) = listener.local_addr() {
                 info!(url = %format!("http://{address}/"), write = config.studio.write, "template studio");

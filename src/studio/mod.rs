@@ -26,6 +26,7 @@ use crate::deliver::{DestinationKind, Message, Outgoing, Part};
 use crate::error::ConfigError;
 use crate::event::{Event, EventKind, SourceKind, Sources};
 use crate::http::{Body, HttpRequest, HttpResponse, error, json_response};
+use crate::memory::Memory;
 use crate::outbox::Outbox;
 use crate::relay::Live;
 use crate::render::{self, Situation};
@@ -125,6 +126,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 pub struct Studio {
     live: Arc<Live>,
     outbox: Arc<Outbox>,
+    /// The budget shared with ingest and the workers; previews render within it.
+    memory: Arc<Memory>,
     /// The main template tree, where `Save` writes.
     templates_dir: PathBuf,
     write: bool,
@@ -145,6 +148,7 @@ impl Studio {
         templates_dir: PathBuf,
         live: Arc<Live>,
         outbox: Arc<Outbox>,
+        memory: Arc<Memory>,
     ) -> Result<Self, ConfigError> {
         let auth = match config.auth.is_empty() {
             true => None,
@@ -168,6 +172,7 @@ impl Studio {
         Ok(Self {
             live,
             outbox,
+            memory,
             templates_dir,
             write: config.write,
             port: config.listen.port(),
@@ -259,7 +264,7 @@ impl Studio {
                     Err(refused) => return refused,
                 };
                 match path.as_str() {
-                    "/api/render" => self.render(body),
+                    "/api/render" => self.render(body).await,
                     "/api/save" => self.save(body),
                     _ => self.send(body).await,
                 }
@@ -384,48 +389,58 @@ impl Studio {
     }
 
     /// Every destination kind's message for the event, the edited template standing for its file.
-    fn render(&self, request: Value) -> HttpResponse {
-        let parsed = match Edit::from_request(&request) {
-            Ok(parsed) => parsed,
+    async fn render(&self, request: Value) -> HttpResponse {
+        let edit = match Edit::from_request(&request) {
+            Ok(edit) => edit,
             Err(refused) => return refused.response(),
         };
-        let event = match parsed.event(&self.live.current().sources) {
-            Ok(event) => event,
-            Err(reason) => {
+        // Under the memory budget the ingest path and the workers share, and off the threads
+        // that serve requests: a large preview waits for room and never holds up an accept.
+        let _room = self.reserve(&edit.event).await;
+        let (relay, dir) = (self.live.current(), self.templates_dir.clone());
+        let rendered =
+            tokio::task::spawn_blocking(move || edit.render_every_kind(&relay.sources, &dir));
+        let (previews, context) = match rendered.await {
+            Ok(Ok(rendered)) => rendered,
+            Ok(Err(reason)) => {
                 return json_response(StatusCode::OK, &json!({ "event_error": reason }));
             }
+            Err(e) => {
+                warn!(error = %e, "a studio preview failed");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "the preview failed");
+            }
         };
-        let mut previews = serde_json::Map::new();
-        for kind in DestinationKind::all() {
-            let destination = format!("studio_{}", kind.as_str());
-            let texts = parsed.texts(kind, event.kind, &self.templates_dir);
-            let names: Vec<&str> = texts.iter().map(|(name, _)| name.as_str()).collect();
-            let mut preview = json!({ "templates": names });
-            match render::render_texts(kind, &event, &destination, &texts, Situation::default()) {
-                Ok(message) => preview["message"] = self.message_json(&message),
-                Err(failure) => {
-                    preview["failure"] = json!({
+        let mut shown = serde_json::Map::new();
+        for preview in previews {
+            let mut json = json!({ "templates": preview.templates });
+            match preview.rendered {
+                Ok(message) => json["message"] = self.message_json(&message),
+                Err((failure, fallback)) => {
+                    json["failure"] = json!({
                         "template": failure.template,
                         "line": failure.line,
                         "column": failure.column,
                         "reason": failure.reason,
                         "text": failure.to_string(),
                     });
-                    preview["fallback"] = self.message_json(&kind.facts().fallback(&event));
+                    json["fallback"] = self.message_json(&fallback);
                 }
             }
-            previews.insert(kind.as_str().to_owned(), preview);
+            shown.insert(preview.kind.as_str().to_owned(), json);
         }
-        let context = render::context(
-            &event,
-            &format!("studio_{}", parsed.id.kind.as_str()),
-            parsed.id.kind,
-            Situation::default(),
-        );
         json_response(
             StatusCode::OK,
-            &json!({ "previews": previews, "context": context }),
+            &json!({ "previews": shown, "context": context }),
         )
+    }
+
+    /// Room in the events budget for rendering the event `text` is: what it takes parsed, times
+    /// the copies a rendering makes, and the messages.
+    async fn reserve(&self, text: &str) -> Option<crate::memory::Reservation<'_>> {
+        let shape = crate::event::measure(text.as_bytes()).ok()?.shape;
+        let bytes = shape.parsed_bytes() * crate::memory::RENDER_COPIES
+            + text.len() * DestinationKind::all().count();
+        Some(self.memory.events.reserve(bytes).await)
     }
 
     /// Writes the edited template into the main tree; the relay's reloader then picks it up (and
@@ -468,28 +483,42 @@ impl Studio {
             Err(refused) => return refused.response(),
         };
         let relay = self.live.current();
-        let event = match parsed.event(&relay.sources) {
-            Ok(event) => event,
-            Err(reason) => return error(StatusCode::BAD_REQUEST, &reason),
-        };
-        let name = request["destination"].as_str().unwrap_or_default();
-        let Some(target) = relay.destinations.get(name) else {
+        let name = request["destination"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let Some(target) = relay.destinations.get(&name) else {
             return error(
                 StatusCode::NOT_FOUND,
                 &format!("no destination named {name:?}"),
             );
         };
-        let texts = parsed.texts(target.kind, event.kind, &self.templates_dir);
-        let message =
-            match render::render_texts(target.kind, &event, name, &texts, Situation::default()) {
-                Ok(message) => message,
-                Err(failure) => {
-                    return json_response(
-                        StatusCode::OK,
-                        &json!({ "ok": false, "answer": format!("not sent: template {failure}") }),
-                    );
-                }
-            };
+        // Read and rendered as a preview is: within the budget, off the serving threads.
+        let _room = self.reserve(&parsed.event).await;
+        let (kind, dir, sources) = (target.kind, self.templates_dir.clone(), relay.clone());
+        let destination = name.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let event = parsed.event(&sources.sources)?;
+            let texts = parsed.texts(kind, event.kind, &dir);
+            let message =
+                render::render_texts(kind, &event, &destination, &texts, Situation::default());
+            Ok::<_, String>((event, message))
+        })
+        .await;
+        let (event, message) = match rendered {
+            Ok(Ok((event, Ok(message)))) => (event, message),
+            Ok(Ok((_, Err(failure)))) => {
+                return json_response(
+                    StatusCode::OK,
+                    &json!({ "ok": false, "answer": format!("not sent: template {failure}") }),
+                );
+            }
+            Ok(Err(reason)) => return error(StatusCode::BAD_REQUEST, &reason),
+            Err(e) => {
+                warn!(error = %e, "a studio test message failed to render");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "the rendering failed");
+            }
+        };
         // Paced as any delivery to it: a test message takes a turn the workers would have used.
         if let Err(wait) = target.take_turn(SEND_WAIT).await {
             return error(
@@ -623,6 +652,37 @@ impl Edit {
             .ok_or_else(|| "the body holds no event".to_owned())
     }
 
+    /// What every destination kind would receive for the event, and the context of the edited
+    /// template's kind; or why the event cannot be read.
+    fn render_every_kind(
+        &self,
+        sources: &Sources,
+        dir: &std::path::Path,
+    ) -> Result<(Vec<Preview>, Value), String> {
+        let event = self.event(sources)?;
+        let previews = DestinationKind::all()
+            .map(|kind| {
+                let destination = format!("studio_{}", kind.as_str());
+                let texts = self.texts(kind, event.kind, dir);
+                let rendered =
+                    render::render_texts(kind, &event, &destination, &texts, Situation::default())
+                        .map_err(|failure| (failure, kind.facts().fallback(&event)));
+                Preview {
+                    kind,
+                    templates: texts.into_iter().map(|(name, _)| name).collect(),
+                    rendered,
+                }
+            })
+            .collect();
+        let context = render::context(
+            &event,
+            &format!("studio_{}", self.id.kind.as_str()),
+            self.id.kind,
+            Situation::default(),
+        );
+        Ok((previews, context))
+    }
+
     /// The templates a destination of `kind` renders an `event_kind` event with: the edited
     /// text for the part it stands for, the relay's lookup for the others.
     fn texts(
@@ -686,6 +746,14 @@ impl Studio {
         );
         response
     }
+}
+
+/// One kind's preview: the templates it used, and its message, or why they failed and the
+/// message the relay would send instead.
+struct Preview {
+    kind: DestinationKind,
+    templates: Vec<String>,
+    rendered: Result<Message, (render::TemplateFailure, Message)>,
 }
 
 fn message_json(message: &Message) -> Value {

@@ -126,6 +126,7 @@ impl Oneshot {
             config.path(&config.templates.dir),
             live,
             std::sync::Arc::new(outbox),
+            std::sync::Arc::new(alert_relay::memory::Memory::new(1024 * 1024)),
         )
         .unwrap();
         Self { studio, _dir: dir }
@@ -214,6 +215,57 @@ async fn send_test_keeps_the_destinations_pace() {
             .await
             .is_none()
     );
+}
+
+/// A preview renders off the threads that serve requests: while large previews render one after
+/// another, posts to the ingest port are answered at once (they waited for each whole render when
+/// previews ran on those threads). One thread serves everything here, so that a render holding it
+/// would show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn previews_do_not_hold_up_ingest() {
+    let peer = Peer::start().await;
+    let (relay, url) = studio_relay(&peer, "").await;
+    let token = token(&url).await;
+    // 1,500 agents, and a template that walks them 1,500 times: a render of seconds.
+    let mut event: Value = serde_json::from_str(&sample("alert_trigger.json")).unwrap();
+    let agent = event["alert"]["agents"][0].clone();
+    event["alert"]["agents"] = Value::Array(vec![agent; 1500]);
+    let edit = json!({
+        "event": event.to_string(),
+        "template": "console/default.hbs",
+        "text": "{{#each alert.agents}}{{#each ../alert.agents}}.{{/each}}{{/each}}",
+    });
+    let previews = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let started = tokio::time::Instant::now();
+            for _ in 0..3 {
+                let (status, answer) =
+                    post(&url, "/api/render", &[("x-csrf-token", &token)], &edit).await;
+                assert_eq!(status, 200, "{answer}");
+            }
+            started.elapsed()
+        }
+    });
+    let mut slowest = std::time::Duration::ZERO;
+    let mut posts = 0;
+    while !previews.is_finished() {
+        let body = sample("webhook_test.json").replace("1415733887743", &format!("p-{posts}"));
+        let started = tokio::time::Instant::now();
+        assert_eq!(relay.post(&body).await.0, 200);
+        slowest = slowest.max(started.elapsed());
+        posts += 1;
+    }
+    let rendering = previews.await.unwrap();
+    eprintln!(
+        "{posts} posts while previews rendered for {rendering:?}; the slowest took {slowest:?}"
+    );
+    assert!(posts >= 3, "{posts} posts in {rendering:?}");
+    assert!(
+        slowest * 4 < rendering,
+        "a post took {slowest:?} while previews rendered for {rendering:?}"
+    );
+    relay.stop().await;
 }
 
 /// DNS rebinding: a web page points a name of its own at the studio's address; its requests carry
