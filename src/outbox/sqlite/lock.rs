@@ -54,8 +54,18 @@ impl StoreLock {
     }
 }
 
+/// The lock file of the store at `store`, beside the file it really is: a symbolic link to the
+/// store (or to its folder) names the same lock as the store itself.
 fn lock_path(store: &Path) -> PathBuf {
-    let mut name = store.as_os_str().to_owned();
+    let resolved = std::fs::canonicalize(store).unwrap_or_else(|_| {
+        // No store yet: its folder resolved, and its name.
+        let dir = store.parent().filter(|d| !d.as_os_str().is_empty());
+        match (dir.map(std::fs::canonicalize), store.file_name()) {
+            (Some(Ok(dir)), Some(name)) => dir.join(name),
+            _ => store.to_owned(),
+        }
+    });
+    let mut name = resolved.into_os_string();
     name.push(".lock");
     PathBuf::from(name)
 }
@@ -74,7 +84,16 @@ mod tests {
             error.contains("pid 1, listening on 127.0.0.1:8080"),
             "{error}"
         );
+        // Through a symbolic link to the store, or to its folder: the same store, refused.
+        std::fs::write(&store, b"a store").unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&store, &link).unwrap();
+        assert!(StoreLock::acquire(&link, "pid 3").is_err());
+        let folder = tempfile::tempdir().unwrap();
+        let linked_folder = folder.path().join("data");
+        std::os::unix::fs::symlink(dir.path(), &linked_folder).unwrap();
+        assert!(StoreLock::acquire(&linked_folder.join("relay.db"), "pid 4").is_err());
         drop(first);
-        StoreLock::acquire(&store, "pid 2").expect("free again");
+        StoreLock::acquire(&link, "pid 2").expect("free again");
     }
 }

@@ -67,6 +67,16 @@ impl Sqlite {
             })?;
         }
         let existed = path.is_file();
+        // A store this relay made is never empty: an empty file is one cut short (or not the
+        // store), and taking it for a new store would forget every event it held.
+        if existed && std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            return Err(StoreError::NotAStore {
+                path: path.to_owned(),
+                reason: "the file is empty (0 bytes), where a store is never empty: it may have \
+                         been truncated; move it away to start a new store"
+                    .into(),
+            });
+        }
         let wal_existed = wal_path(path).exists();
         let mut conn = connect(path, true)?;
         migrate(&mut conn, path)?;
@@ -395,6 +405,18 @@ mod tests {
         assert!(
             error.to_string().contains("newer than this alert-relay"),
             "{error}"
+        );
+        // An empty file is refused by name (a new store is made only where there is none).
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        let error = Outbox::open(&empty).err().expect("refused").to_string();
+        assert!(
+            error.contains("empty.db") && error.contains("empty (0 bytes)"),
+            "{error}"
+        );
+        assert!(
+            Outbox::open(&dir.path().join("new.db")).is_ok(),
+            "a new one"
         );
         let dir_as_file = dir.path().to_owned();
         assert!(matches!(
