@@ -183,6 +183,9 @@ pub struct Outgoing<'a> {
     pub messages: Vec<(Step, Message)>,
     /// What this destination kept of the trigger's message, for a clear (see [`Sent::thread`]).
     pub thread: Option<Value>,
+    /// An earlier attempt of this delivery may have reached the destination (see
+    /// `outbox::Claim::unsure`): a kind that can look for its message first does.
+    pub unsure: bool,
 }
 
 impl<'a> Outgoing<'a> {
@@ -192,6 +195,7 @@ impl<'a> Outgoing<'a> {
             event,
             messages: vec![(Step::New, message)],
             thread: None,
+            unsure: false,
         }
     }
 

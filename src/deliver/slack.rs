@@ -129,9 +129,6 @@ impl Destination for Slack {
         }
     }
 
-    /// A webhook answers `200 ok`; errors come as 4xx with a reason in the body
-    /// (`invalid_payload`, `channel_not_found`, …) and are permanent, 429 asks us to slow down.
-    /// The Web API: see `Api::deliver`.
     /// The bot token's `auth.test` (`check --online`): the bot and team it names, or why not.
     /// `None` for an incoming webhook, which has nothing to ask.
     async fn check_online(&self) -> Option<Result<String, DeliveryError>> {
@@ -145,6 +142,9 @@ impl Destination for Slack {
         }
     }
 
+    /// A webhook answers `200 ok`; errors come as 4xx with a reason in the body
+    /// (`invalid_payload`, `channel_not_found`, …) and are permanent, 429 asks us to slow down.
+    /// The Web API: see `Api::deliver`.
     async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
         match &self.mode {
             Mode::Webhook(target) => {
@@ -162,6 +162,8 @@ impl Destination for Slack {
 struct Api {
     post_message: HttpTarget,
     update: HttpTarget,
+    /// Read only to find a message an attempt may have posted (see [`Api::find_posted`]).
+    history: HttpTarget,
     auth_test: HttpTarget,
     channel: String,
     on_clear: Vec<OnClear>,
@@ -230,6 +232,7 @@ impl Api {
         Ok(Self {
             post_message: endpoint("chat.postMessage")?,
             update: endpoint("chat.update")?,
+            history: endpoint("conversations.history")?,
             auth_test: endpoint("auth.test")?,
             channel: channel.to_owned(),
             on_clear: config
@@ -250,6 +253,7 @@ impl Api {
         let thread = outgoing.thread.as_ref().and_then(Kept::from_value);
         let mut receipts = Vec::new();
         let mut kept = None;
+        let marker = marker(outgoing.event);
         for (step, message) in &outgoing.messages {
             let Message::Json(body) = message else {
                 return Err(DeliveryError::Rejected("Slack takes a JSON message".into()));
@@ -257,8 +261,20 @@ impl Api {
             let call = match (step, &thread) {
                 (Step::Update, Some(thread)) => Call::Update(thread),
                 (Step::Reply, Some(thread)) => Call::Reply(thread),
-                _ => Call::New,
+                _ => Call::New(&marker),
             };
+            // An earlier attempt may have posted it before the relay could keep its answer.
+            if matches!(call, Call::New(_))
+                && outgoing.unsure
+                && let Some(found) = self.find_posted(&marker, outgoing.event).await
+            {
+                receipts.push(format!(
+                    "found the message an earlier attempt posted, ts={}",
+                    found.ts
+                ));
+                kept = Some(found);
+                continue;
+            }
             let posted = match self.call(&call, body).await {
                 Err(e) if e.class() == Class::Content => {
                     let fallback = match FACTS.fallback(outgoing.event) {
@@ -294,8 +310,9 @@ impl Api {
             ));
         };
         let target = match call {
-            Call::New => {
+            Call::New(marker) => {
                 fields.insert("channel".into(), json!(self.channel));
+                fields.insert("metadata".into(), (*marker).clone());
                 &self.post_message
             }
             Call::Reply(thread) => {
@@ -330,6 +347,65 @@ impl Api {
         })
     }
 
+    /// The message carrying `marker` in the channel's history since `event` arrived: the one an
+    /// attempt posted before the relay stopped or lost its answer. `None` when there is none, or
+    /// when the history cannot be read (a `#name` channel, the `channels:history` scope missing):
+    /// then it is posted, as it would be without looking.
+    async fn find_posted(&self, marker: &Value, event: &Event) -> Option<Kept> {
+        if self.channel.starts_with('#') {
+            tracing::debug!("looking for an earlier post needs a channel id, not a #name");
+            return None;
+        }
+        let oldest = format!("{}", event.received_at.timestamp() - 1);
+        let mut cursor = String::new();
+        for _ in 0..HISTORY_PAGES {
+            let mut query = vec![
+                ("channel", self.channel.as_str()),
+                ("include_all_metadata", "true"),
+                ("limit", "100"),
+                ("oldest", oldest.as_str()),
+            ];
+            if !cursor.is_empty() {
+                query.push(("cursor", cursor.as_str()));
+            }
+            let page = match self.history.get(&query, MAX_HISTORY_BYTES).await {
+                Ok(answer) if (200..300).contains(&answer.status) => {
+                    serde_json::from_str::<Value>(&answer.text).unwrap_or_default()
+                }
+                Ok(answer) => {
+                    tracing::warn!(
+                        status = answer.status,
+                        "cannot read the channel's history to look for an earlier post; posting"
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the channel's history to look for an earlier post; posting");
+                    return None;
+                }
+            };
+            if page["ok"] != true {
+                tracing::warn!(error = %page["error"], "cannot read the channel's history to look for an earlier post (the app needs channels:history, or groups:history for a private channel); posting");
+                return None;
+            }
+            let messages = page["messages"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if let Some(found) = messages.iter().find(|m| m["metadata"] == *marker) {
+                return Some(Kept {
+                    channel: self.channel.clone(),
+                    ts: found["ts"].as_str()?.to_owned(),
+                });
+            }
+            match page["response_metadata"]["next_cursor"].as_str() {
+                Some(next) if !next.is_empty() => cursor = next.to_owned(),
+                _ => return None,
+            }
+        }
+        None
+    }
+
     async fn auth_test(&self) -> Result<String, DeliveryError> {
         let answer = self
             .auth_test
@@ -355,7 +431,8 @@ impl Api {
 
 /// One Web API call of a delivery.
 enum Call<'a> {
-    New,
+    /// A message of its own, with the metadata that tells it is this delivery's.
+    New(&'a Value),
     Update(&'a Kept),
     Reply(&'a Kept),
 }
@@ -363,11 +440,28 @@ enum Call<'a> {
 impl Call<'_> {
     fn method(&self) -> &'static str {
         match self {
-            Self::New | Self::Reply(_) => "chat.postMessage",
+            Self::New(_) | Self::Reply(_) => "chat.postMessage",
             Self::Update(_) => "chat.update",
         }
     }
 }
+
+/// The `event_type` of the metadata every message the relay posts carries.
+const METADATA_TYPE: &str = "alert_relay_event";
+
+/// The metadata (<https://docs.slack.dev/messaging/message-metadata>) that tells a message posted
+/// for `event`: its source and id, whatever the template wrote.
+fn marker(event: &Event) -> Value {
+    json!({
+        "event_type": METADATA_TYPE,
+        "event_payload": { "source": event.source.name, "event": event.id },
+    })
+}
+
+/// The channel's history is read at most this many pages back, looking for a message.
+const HISTORY_PAGES: usize = 5;
+/// A page of `conversations.history` (100 messages with their blocks) is read this far.
+const MAX_HISTORY_BYTES: usize = 1024 * 1024;
 
 /// What is kept of a posted message: where it is.
 struct Kept {

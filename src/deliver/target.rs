@@ -100,14 +100,27 @@ impl HttpTarget {
         headers.entry(reqwest::header::CONTENT_TYPE).or_insert(
             reqwest::header::HeaderValue::from_static("application/json"),
         );
-        let response = self
+        let request = self
             .http
             .post(self.url.expose())
             .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(request_error)?;
+            .body(body);
+        Self::answer(request, max).await
+    }
+
+    /// GETs the URL with `query` added, as [`HttpTarget::exchange`] POSTs.
+    pub async fn get(&self, query: &[(&str, &str)], max: usize) -> Result<Answer, DeliveryError> {
+        let mut headers = self.headers.clone();
+        headers.remove(reqwest::header::CONTENT_TYPE);
+        let mut url = url::Url::parse(self.url.expose())
+            .map_err(|_| DeliveryError::Rejected("the URL is not a URL".into()))?;
+        url.query_pairs_mut().extend_pairs(query);
+        let request = self.http.get(url).headers(headers);
+        Self::answer(request, max).await
+    }
+
+    async fn answer(request: reqwest::RequestBuilder, max: usize) -> Result<Answer, DeliveryError> {
+        let response = request.send().await.map_err(request_error)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -219,6 +219,10 @@ pub type StoredBody = (Vec<u8>, Option<String>);
 pub struct Claim {
     pub id: i64,
     pub attempts: u32,
+    /// An earlier attempt may have reached the destination without its outcome being kept: it
+    /// failed (a timeout may hide a message posted), or its relay stopped during it. A
+    /// destination that can tell looks before it sends again.
+    pub unsure: bool,
     pub event_id: String,
     /// Unix milliseconds.
     pub received_at: i64,
@@ -434,6 +438,16 @@ impl Outbox {
             });
         }
         results
+    }
+
+    /// Whether the last server on this store stopped without closing it (SQLite; on PostgreSQL a
+    /// claim says it of itself, see [`Claim::unsure`]): its attempts in flight then may have
+    /// reached their destinations without their outcomes being kept.
+    pub fn left_open(&self) -> bool {
+        match self {
+            Self::Sqlite(store) => store.crashed,
+            Self::Postgres(_) => false,
+        }
     }
 
     /// Records how an attempt ended; returns once committed.

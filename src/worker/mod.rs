@@ -5,6 +5,7 @@
 mod health;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -124,6 +125,9 @@ pub struct Worker {
     /// How often to look at the store for what another process changed (`alert-relay retry`).
     pub poll: Duration,
     pub health: Mutex<Health>,
+    /// Claims still to count as unsure after a relay stopped during its attempts: the first
+    /// `concurrency` after a start on a store left open, which were those in flight.
+    pub suspects: AtomicUsize,
 }
 
 /// Threads for the workers' store reads.
@@ -219,6 +223,10 @@ impl Pool {
                 backoff: self.backoff,
                 poll: self.poll,
                 health: Mutex::default(),
+                suspects: AtomicUsize::new(match self.outbox.left_open() {
+                    true => self.concurrency,
+                    false => 0,
+                }),
             };
             running.insert(
                 name.clone(),
@@ -430,10 +438,15 @@ impl Worker {
             .await
         {
             Ok((event, messages, _room)) => {
+                let suspect = self
+                    .suspects
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
                 let outgoing = Outgoing {
                     event: &event,
                     messages,
                     thread,
+                    unsure: claim.unsure || suspect,
                 };
                 self.deliver(relay, &outgoing, claim.received_at, attempt, round)
                     .await

@@ -138,6 +138,8 @@ pub struct Peer {
     replies: Arc<Mutex<Replies>>,
     /// While true, requests are recorded but their answers wait.
     held: tokio::sync::watch::Sender<bool>,
+    /// Playing Slack: the messages of its one channel, oldest first, as Slack keeps them.
+    slack: Arc<Mutex<Vec<Value>>>,
 }
 
 /// Queued answers first, then the default one.
@@ -156,6 +158,8 @@ impl Peer {
             default: Reply::Status(200, "ok"),
         }));
         let queue = replies.clone();
+        let slack = Arc::new(Mutex::new(Vec::new()));
+        let channel = slack.clone();
         let (held, gate) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             loop {
@@ -165,11 +169,13 @@ impl Peer {
                 let tx = tx.clone();
                 let queue = queue.clone();
                 let gate = gate.clone();
+                let channel = channel.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                         let tx = tx.clone();
                         let queue = queue.clone();
                         let mut gate = gate.clone();
+                        let channel = channel.clone();
                         async move {
                             let path = request.uri().path().to_owned();
                             let target = request.uri().to_string();
@@ -187,7 +193,8 @@ impl Peer {
                                     .pop_front()
                                     .unwrap_or_else(|| replies.default.clone())
                             };
-                            let slack = slack_answer(&reply, &path, &body);
+                            let query = target.split_once('?').map_or("", |(_, q)| q).to_owned();
+                            let slack = slack_answer(&reply, &path, &query, &body, &channel);
                             let _ = tx.send(Recorded {
                                 at: Instant::now(),
                                 status: reply.status(),
@@ -215,7 +222,13 @@ impl Peer {
             requests: tokio::sync::Mutex::new(rx),
             replies,
             held,
+            slack,
         }
+    }
+
+    /// Playing Slack: the messages in its channel now (thread replies left out), oldest first.
+    pub fn slack_messages(&self) -> Vec<Value> {
+        self.slack.lock().unwrap().clone()
     }
 
     /// From now on, requests are recorded as they arrive but not answered until [`Peer::release`].
@@ -279,11 +292,22 @@ impl hyper::body::Body for EndlessBody {
     }
 }
 
-/// What the Slack Web API would answer to `reply` for a call of `path` with `body`: the `ts` of
-/// a message posted, and the answer's body. As documented at
-/// <https://api.slack.com/methods/chat.postMessage> and `/methods/chat.update`: `ok`, `channel`
-/// and `ts` first, then the whole `message` as Slack keeps it (here, the request echoed).
-fn slack_answer(reply: &Reply, path: &str, body: &[u8]) -> Option<(Option<String>, String)> {
+/// What the Slack Web API would answer to `reply` for a call of `path` (with `query`) with `body`:
+/// the `ts` of a message posted, and the answer's body; `channel` keeps the messages posted, as
+/// Slack does, so that an update changes one and the history lists them. As documented at
+/// <https://api.slack.com/methods/chat.postMessage>, `/methods/chat.update` and
+/// `/methods/conversations.history`: an answer has `ok`, `channel` and `ts` first, then the whole
+/// `message` (here, the request echoed); an update keeps the message's `metadata` unless it gives
+/// one; the history lists the channel's messages newest first, after `oldest`, at most `limit`,
+/// their `metadata` only with `include_all_metadata`
+/// (<https://docs.slack.dev/messaging/message-metadata>). Thread replies are not in it.
+fn slack_answer(
+    reply: &Reply,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    channel: &Mutex<Vec<Value>>,
+) -> Option<(Option<String>, String)> {
     static NEXT_TS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     match reply {
         Reply::SlackError(code) => Some((None, json!({"ok": false, "error": code}).to_string())),
@@ -292,14 +316,64 @@ fn slack_answer(reply: &Reply, path: &str, body: &[u8]) -> Option<(Option<String
             json!({"ok": true, "user": "alertbot", "user_id": "U0BOT", "team": "Acme", "team_id": "T0ACME"})
                 .to_string(),
         )),
+        Reply::SlackOk if path.ends_with("/conversations.history") => {
+            let param = |name: &str| {
+                url::form_urlencoded::parse(query.as_bytes())
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.into_owned())
+            };
+            let oldest: f64 = param("oldest").and_then(|o| o.parse().ok()).unwrap_or(0.0);
+            let limit: usize = param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+            let metadata = param("include_all_metadata").as_deref() == Some("true");
+            let messages: Vec<Value> = channel
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .filter(|m| m["ts"].as_str().and_then(|t| t.parse::<f64>().ok()) > Some(oldest))
+                .take(limit)
+                .map(|m| {
+                    let mut m = m.clone();
+                    if !metadata {
+                        m.as_object_mut().unwrap().remove("metadata");
+                    }
+                    m
+                })
+                .collect();
+            Some((None, json!({"ok": true, "messages": messages, "has_more": false}).to_string()))
+        }
         Reply::SlackOk => {
             let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            let mut messages = channel.lock().unwrap();
             let ts = match request.get("ts").and_then(Value::as_str) {
-                Some(updated) => updated.to_owned(),
-                None => format!(
-                    "1764000000.{:06}",
-                    NEXT_TS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                ),
+                Some(updated) => {
+                    if let Some(message) = messages.iter_mut().find(|m| m["ts"] == updated) {
+                        for field in ["text", "blocks", "attachments", "metadata"] {
+                            if let Some(value) = request.get(field) {
+                                message[field] = value.clone();
+                            }
+                        }
+                    }
+                    updated.to_owned()
+                }
+                None => {
+                    // Seconds of now, so that `oldest` (an event's arrival) means what it says.
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let ts = format!(
+                        "{now}.{:06}",
+                        NEXT_TS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 1_000_000
+                    );
+                    if request.get("thread_ts").is_none() {
+                        let mut message = request.clone();
+                        message["ts"] = json!(ts);
+                        message.as_object_mut().unwrap().remove("channel");
+                        messages.push(message);
+                    }
+                    ts
+                }
             };
             let answer = json!({"ok": true, "channel": "C0TEST", "ts": ts, "message": request});
             Some((Some(ts), answer.to_string()))

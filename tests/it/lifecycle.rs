@@ -202,6 +202,75 @@ async fn a_clear_without_a_known_trigger_is_a_message_of_its_own() {
     relay.stop().await;
 }
 
+/// `kill -9` while Slack has taken 8 triggers but the relay has not had their answers: each
+/// message carries its event in its metadata, and the restarted relay, unsure of those attempts,
+/// finds them in the channel's history instead of posting them again. After the clears, every
+/// message in the channel shows its alert cleared: none is left red.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_posts_leaves_no_message_triggered() {
+    const ALERTS: usize = 20;
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::SlackOk);
+    let config = format!(
+        "[delivery]\nbackoff_min = \"50ms\"\nbackoff_max = \"200ms\"\n\
+         [destinations.ops]\nkind = \"slack\"\ntoken = \"{TOKEN}\"\nchannel = \"C0TEST\"\n\
+         api_url = \"{}\"\nrate_limit = \"unlimited\"\n",
+        peer.url("/api")
+    );
+    let dir = common::config_dir(&config, &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    let alert = |name: &str, event: &str, i: usize| {
+        sample(name)
+            .replace(event, &format!("{event}-{i}"))
+            .replace("\"alertId\": 35541", &format!("\"alertId\": {}", 9000 + i))
+    };
+    peer.hold();
+    for i in 0..ALERTS {
+        assert_eq!(
+            relay
+                .post(alert("alert_trigger.json", "49-35541", i))
+                .await
+                .0,
+            200
+        );
+    }
+    // Slack has these (they are in the channel); their answers are held.
+    for _ in 0..8 {
+        assert_eq!(method(&peer.next().await), "chat.postMessage");
+    }
+    relay.kill_9();
+    peer.release();
+
+    let relay = ChildRelay::start(dir.path()).await;
+    common::eventually("every trigger in the channel", async || {
+        match peer.slack_messages().len() {
+            ALERTS => Ok(()),
+            n => Err(format!("{n} messages")),
+        }
+    })
+    .await;
+    for i in 0..ALERTS {
+        assert_eq!(
+            relay.post(alert("alert_clear.json", "49-35546", i)).await.0,
+            200
+        );
+    }
+    common::eventually("every message cleared", async || {
+        let messages = peer.slack_messages();
+        let red: Vec<&str> = messages
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .filter(|text| !text.starts_with("✅"))
+            .collect();
+        match (messages.len(), red.len()) {
+            (ALERTS, 0) => Ok(()),
+            (n, _) => Err(format!("{n} messages, {} not cleared: {red:?}", red.len())),
+        }
+    })
+    .await;
+    drop(relay);
+}
+
 #[tokio::test]
 async fn the_thread_survives_a_kill_between_trigger_and_clear() {
     let peer = Peer::start().await;

@@ -691,7 +691,8 @@ impl Reader {
         let rows = tx
             .query(
                 "WITH due AS (
-                     SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event
+                     SELECT d.id, d.lease_until IS NOT NULL AS was_leased
+                     FROM deliveries d JOIN events e ON e.id = d.event
                      WHERE d.destination = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
                        AND (d.lease_until IS NULL OR d.lease_until <= $2)
                        AND d.id <> ALL($4)
@@ -705,9 +706,9 @@ impl Reader {
                  leased AS (
                      UPDATE deliveries SET lease_until = $3 FROM due WHERE deliveries.id = due.id
                      RETURNING deliveries.id, deliveries.attempts, deliveries.event,
-                         deliveries.next_attempt_at)
+                         deliveries.next_attempt_at, due.was_leased)
                  SELECT l.id, l.attempts, e.event_id, e.received_at, e.body, th.thread,
-                     th.trigger_summary, e.normalized
+                     th.trigger_summary, e.normalized, l.was_leased
                  FROM leased l JOIN events e ON e.id = l.event
                  LEFT JOIN threads th ON e.phase = 'clear'
                      AND th.destination = $1 AND th.correlation = e.correlation
@@ -722,6 +723,8 @@ impl Reader {
             .map(|row| Claim {
                 id: row.get(0),
                 attempts: row.get::<_, i32>(1) as u32,
+                // A lease left behind: the replica that claimed it died during the attempt.
+                unsure: row.get::<_, i32>(1) > 0 || row.get::<_, bool>(8),
                 event_id: display_id(row.get(2)),
                 received_at: row.get(3),
                 body: row.get(4),

@@ -54,6 +54,8 @@ pub struct Sqlite {
     wakers: Arc<Wakers>,
     /// For `/metrics`: pending and dead counts, read at scrape time.
     stats: Arc<Mutex<Connection>>,
+    /// The last server did not close the store: it stopped during its attempts in flight.
+    pub(super) crashed: bool,
 }
 
 impl Sqlite {
@@ -80,7 +82,8 @@ impl Sqlite {
         let wal_existed = wal_path(path).exists();
         let mut conn = connect(path, true)?;
         migrate(&mut conn, path)?;
-        if existed && !wal_existed && left_open(&conn)? {
+        let crashed = existed && left_open(&conn)?;
+        if crashed && !wal_existed {
             tracing::error!(
                 store = %path.display(),
                 log = %wal_path(path).display(),
@@ -100,6 +103,7 @@ impl Sqlite {
                 reason: format!("cannot start the writer thread: {e}"),
             })?;
         Ok(Self {
+            crashed,
             path: path.to_owned(),
             writer,
             wakers,
@@ -291,9 +295,11 @@ impl Reader {
             let in_flight = serde_json::to_string(&in_flight).unwrap_or_else(|_| "[]".into());
             let claims = statement
                 .query_map(params![destination, now, in_flight, limit as i64], |row| {
+                    let attempts: u32 = row.get(1)?;
                     Ok(Claim {
                         id: row.get(0)?,
-                        attempts: row.get(1)?,
+                        attempts,
+                        unsure: attempts > 0,
                         event_id: display_id(row.get(2)?),
                         received_at: row.get(3)?,
                         body: row.get(4)?,
