@@ -91,6 +91,7 @@ pub async fn run(
         grace: config.delivery.shutdown_grace,
         stop: stop.clone(),
         running: Mutex::default(),
+        started_at: crate::outbox::now_ms(),
     });
     workers.start_missing();
     let background = [

@@ -183,9 +183,22 @@ pub struct Outgoing<'a> {
     pub messages: Vec<(Step, Message)>,
     /// What this destination kept of the trigger's message, for a clear (see [`Sent::thread`]).
     pub thread: Option<Value>,
-    /// An earlier attempt of this delivery may have reached the destination (see
-    /// `outbox::Claim::unsure`): a kind that can look for its message first does.
-    pub unsure: bool,
+    /// Whether an earlier attempt of this delivery may have reached the destination: a kind that
+    /// can look for its message first does.
+    pub doubt: Doubt,
+}
+
+/// Why a delivery's message may already be at its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doubt {
+    /// No earlier attempt: it is not.
+    None,
+    /// An earlier attempt failed, or its relay died during it (`outbox::Claim::unsure`): it may
+    /// be, posted since that attempt.
+    Attempted,
+    /// The relay stopped during its attempts, and this event came before it started again: it may
+    /// be, posted before this start (for all such deliveries, one look back serves).
+    Restarted,
 }
 
 impl<'a> Outgoing<'a> {
@@ -195,7 +208,7 @@ impl<'a> Outgoing<'a> {
             event,
             messages: vec![(Step::New, message)],
             thread: None,
-            unsure: false,
+            doubt: Doubt::None,
         }
     }
 

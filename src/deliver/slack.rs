@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::escape::{Escape, slack_entities};
 use super::target::Answer;
 use super::{
-    AnyDestination, DeliveryError, Destination, Facts, HttpTarget, Kind, Message, Options,
+    AnyDestination, DeliveryError, Destination, Doubt, Facts, HttpTarget, Kind, Message, Options,
     Outgoing, Pace, Part, Place, Receipt, Sent, Step,
 };
 use crate::error::ConfigError;
@@ -164,6 +164,8 @@ struct Api {
     update: HttpTarget,
     /// Read only to find a message an attempt may have posted (see [`Api::find_posted`]).
     history: HttpTarget,
+    /// The channel's marked messages as they were at the first look after a restart.
+    before_start: tokio::sync::OnceCell<Option<Vec<(Value, String)>>>,
     auth_test: HttpTarget,
     channel: String,
     on_clear: Vec<OnClear>,
@@ -233,6 +235,7 @@ impl Api {
             post_message: endpoint("chat.postMessage")?,
             update: endpoint("chat.update")?,
             history: endpoint("conversations.history")?,
+            before_start: tokio::sync::OnceCell::new(),
             auth_test: endpoint("auth.test")?,
             channel: channel.to_owned(),
             on_clear: config
@@ -265,8 +268,8 @@ impl Api {
             };
             // An earlier attempt may have posted it before the relay could keep its answer.
             if matches!(call, Call::New(_))
-                && outgoing.unsure
-                && let Some(found) = self.find_posted(&marker, outgoing.event).await
+                && outgoing.doubt != Doubt::None
+                && let Some(found) = self.find_posted(&marker, outgoing).await
             {
                 receipts.push(format!(
                     "found the message an earlier attempt posted, ts={}",
@@ -347,24 +350,51 @@ impl Api {
         })
     }
 
-    /// The message carrying `marker` in the channel's history since `event` arrived: the one an
-    /// attempt posted before the relay stopped or lost its answer. `None` when there is none, or
-    /// when the history cannot be read (a `#name` channel, the `channels:history` scope missing):
-    /// then it is posted, as it would be without looking.
-    async fn find_posted(&self, marker: &Value, event: &Event) -> Option<Kept> {
+    /// The message carrying `marker` that an earlier attempt posted before the relay lost its
+    /// answer (see [`Doubt`]): looked for in the channel's history since the event arrived, or,
+    /// for the deliveries a restart left in doubt, in the history as it was at the first look
+    /// after the start (one look serves them all). `None` when there is none, or when the history
+    /// cannot be read (a `#name` channel, the `channels:history` scope missing): then it is
+    /// posted, as it would be without looking.
+    async fn find_posted(&self, marker: &Value, outgoing: &Outgoing<'_>) -> Option<Kept> {
         if self.channel.starts_with('#') {
             tracing::debug!("looking for an earlier post needs a channel id, not a #name");
             return None;
         }
-        let oldest = format!("{}", event.received_at.timestamp() - 1);
+        let ts = match outgoing.doubt {
+            Doubt::None => return None,
+            Doubt::Attempted => {
+                let oldest = outgoing.event.received_at.timestamp() - 1;
+                let posted = self.history(Some(oldest)).await?;
+                find(&posted, marker)
+            }
+            Doubt::Restarted => {
+                let posted = self.before_start.get_or_init(|| self.history(None)).await;
+                find(posted.as_deref()?, marker)
+            }
+        }?;
+        Some(Kept {
+            channel: self.channel.clone(),
+            ts,
+        })
+    }
+
+    /// The marked messages of the channel, newest first, since `oldest` (Unix seconds) or as far
+    /// as [`HISTORY_PAGES`] go: each one's metadata and `ts`. `None` when the history cannot be
+    /// read.
+    async fn history(&self, oldest: Option<i64>) -> Option<Vec<(Value, String)>> {
+        let oldest = oldest.map(|o| o.to_string());
         let mut cursor = String::new();
+        let mut posted = Vec::new();
         for _ in 0..HISTORY_PAGES {
             let mut query = vec![
                 ("channel", self.channel.as_str()),
                 ("include_all_metadata", "true"),
                 ("limit", "100"),
-                ("oldest", oldest.as_str()),
             ];
+            if let Some(oldest) = &oldest {
+                query.push(("oldest", oldest.as_str()));
+            }
             if !cursor.is_empty() {
                 query.push(("cursor", cursor.as_str()));
             }
@@ -388,22 +418,19 @@ impl Api {
                 tracing::warn!(error = %page["error"], "cannot read the channel's history to look for an earlier post (the app needs channels:history, or groups:history for a private channel); posting");
                 return None;
             }
-            let messages = page["messages"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            if let Some(found) = messages.iter().find(|m| m["metadata"] == *marker) {
-                return Some(Kept {
-                    channel: self.channel.clone(),
-                    ts: found["ts"].as_str()?.to_owned(),
-                });
+            for message in page["messages"].as_array().into_iter().flatten() {
+                if message["metadata"]["event_type"] == METADATA_TYPE
+                    && let Some(ts) = message["ts"].as_str()
+                {
+                    posted.push((message["metadata"].clone(), ts.to_owned()));
+                }
             }
             match page["response_metadata"]["next_cursor"].as_str() {
                 Some(next) if !next.is_empty() => cursor = next.to_owned(),
-                _ => return None,
+                _ => break,
             }
         }
-        None
+        Some(posted)
     }
 
     async fn auth_test(&self) -> Result<String, DeliveryError> {
@@ -462,6 +489,14 @@ fn marker(event: &Event) -> Value {
 const HISTORY_PAGES: usize = 5;
 /// A page of `conversations.history` (100 messages with their blocks) is read this far.
 const MAX_HISTORY_BYTES: usize = 1024 * 1024;
+
+/// The `ts` of the message among `posted` that carries `marker`.
+fn find(posted: &[(Value, String)], marker: &Value) -> Option<String> {
+    posted
+        .iter()
+        .find(|(metadata, _)| metadata == marker)
+        .map(|(_, ts)| ts.clone())
+}
 
 /// What is kept of a posted message: where it is.
 struct Kept {

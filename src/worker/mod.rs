@@ -5,7 +5,6 @@
 mod health;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::deliver::{DeliveryError, Message, Outgoing, Step};
+use crate::deliver::{DeliveryError, Doubt, Message, Outgoing, Step};
 use crate::error::ConfigError;
 use crate::event::{Event, EventError, Phase};
 use crate::memory::{Memory, RENDER_COPIES, Reservation};
@@ -125,9 +124,9 @@ pub struct Worker {
     /// How often to look at the store for what another process changed (`alert-relay retry`).
     pub poll: Duration,
     pub health: Mutex<Health>,
-    /// Claims still to count as unsure after a relay stopped during its attempts: the first
-    /// `concurrency` after a start on a store left open, which were those in flight.
-    pub suspects: AtomicUsize,
+    /// Events accepted before this moment may have been in flight when the last relay on a store
+    /// it left open stopped (Unix milliseconds; 0 when the store was closed cleanly).
+    pub restarted_at: i64,
 }
 
 /// Threads for the workers' store reads.
@@ -201,6 +200,8 @@ pub struct Pool {
     pub grace: Duration,
     pub stop: watch::Receiver<bool>,
     pub running: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// When this relay started (Unix milliseconds).
+    pub started_at: i64,
 }
 
 impl Pool {
@@ -223,10 +224,10 @@ impl Pool {
                 backoff: self.backoff,
                 poll: self.poll,
                 health: Mutex::default(),
-                suspects: AtomicUsize::new(match self.outbox.left_open() {
-                    true => self.concurrency,
+                restarted_at: match self.outbox.left_open() {
+                    true => self.started_at,
                     false => 0,
-                }),
+                },
             };
             running.insert(
                 name.clone(),
@@ -438,15 +439,18 @@ impl Worker {
             .await
         {
             Ok((event, messages, _room)) => {
-                let suspect = self
-                    .suspects
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
+                let doubt = if claim.unsure {
+                    Doubt::Attempted
+                } else if claim.received_at < self.restarted_at {
+                    Doubt::Restarted
+                } else {
+                    Doubt::None
+                };
                 let outgoing = Outgoing {
                     event: &event,
                     messages,
                     thread,
-                    unsure: claim.unsure || suspect,
+                    doubt,
                 };
                 self.deliver(relay, &outgoing, claim.received_at, attempt, round)
                     .await

@@ -245,6 +245,17 @@ async fn a_kill_during_posts_leaves_no_message_triggered() {
     common::eventually("every trigger in the channel", async || {
         match peer.slack_messages().len() {
             ALERTS => Ok(()),
+            n if n > ALERTS => panic!(
+                "{n} messages for {ALERTS} alerts: {:?}\n{}",
+                peer.slack_messages()
+                    .iter()
+                    .map(|m| (
+                        m["ts"].to_string(),
+                        m["metadata"]["event_payload"]["event"].to_string()
+                    ))
+                    .collect::<Vec<_>>(),
+                relay_logs(dir.path())
+            ),
             n => Err(format!("{n} messages")),
         }
     })
