@@ -707,16 +707,13 @@ impl OAuth {
             (None, None) => ("".to_owned(), "".to_owned()),
         };
         let keys = [format!("client:{id}"), format!("address:{peer}")];
-        if let Some(wait) = self.throttle.wait(&keys) {
-            warn!(client = %id, %peer, "refused an OAuth token request: too many failed attempts");
-            let mut response = token_error(
+        self.wait_out(&keys, || {
+            token_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "temporarily_unavailable",
                 "too many failed attempts for this client or address; try again later",
-            );
-            retry_after(&mut response, wait);
-            return Err(Box::new(response));
-        }
+            )
+        })?;
         let mut found = None;
         for client in &self.clients {
             let id_ok = client.id.as_bytes().ct_eq(id.as_bytes());
@@ -743,6 +740,21 @@ impl OAuth {
         })
     }
 
+    /// `Err` with `refusal` (and `Retry-After`) while one of `keys` waits out its failures.
+    fn wait_out(
+        &self,
+        keys: &[String],
+        refusal: impl FnOnce() -> HttpResponse,
+    ) -> Result<(), Box<HttpResponse>> {
+        let Some(wait) = self.throttle.wait(keys) else {
+            return Ok(());
+        };
+        warn!(who = %keys.join(" "), "refused an OAuth request: too many failed attempts");
+        let mut response = refusal();
+        retry_after(&mut response, wait);
+        Err(Box::new(response))
+    }
+
     /// The operator signed in with HTTP Basic, or the page that asks for one: a sign-in page,
     /// or, after too many failed sign-ins for that name or from that address, a 429.
     fn operator(&self, headers: &HeaderMap, peer: IpAddr) -> Result<String, Box<HttpResponse>> {
@@ -762,16 +774,13 @@ impl OAuth {
             .and_then(|decoded| decoded.split_once(':').map(|(name, _)| name.to_owned()))
             .unwrap_or_default();
         let keys = [format!("operator:{name}"), format!("address:{peer}")];
-        if let Some(wait) = self.throttle.wait(&keys) {
-            warn!(operator = %name, %peer, "refused an operator's sign-in: too many failed attempts");
-            let mut response = page(
+        self.wait_out(&keys, || {
+            page(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many failed sign-ins",
                 "<p>Try again in a minute.</p>",
-            );
-            retry_after(&mut response, wait);
-            return Err(Box::new(response));
-        }
+            )
+        })?;
         basic_matches(&self.operators, credential).ok_or_else(|| {
             self.throttle.failed(&keys);
             warn!(operator = %name, %peer, "refused an operator's sign-in: unknown name or wrong password");

@@ -498,7 +498,7 @@ async fn guessing_is_throttled_and_a_consent_is_answered_once() {
     let logs = relay_logs(flow.dir.path());
     assert!(
         logs.contains("refused an OAuth token request: unknown client or wrong secret")
-            && logs.contains("refused an operator's sign-in"),
+            && logs.contains("refused an OAuth request: too many failed attempts"),
         "{logs}"
     );
     assert!(!logs.contains("guess-3"), "no secret presented is logged");
