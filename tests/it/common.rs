@@ -56,6 +56,15 @@ pub fn sample_names() -> Vec<String> {
 }
 
 /// A ThousandEyes sample event from `samples/thousandeyes/`.
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn sample(name: &str) -> String {
     sample_at(&format!("thousandeyes/{name}"))
 }

@@ -2,6 +2,7 @@
 //! recorded requests, real SMTP and a real store out). The figment `Jail` tests of the config
 //! loader change the process's environment and run apart, in `tests/config.rs`.
 
+mod browser;
 mod common;
 
 mod classify;
@@ -27,5 +28,6 @@ mod routing;
 mod secrets;
 mod sources;
 mod studio;
+mod studio_page;
 mod templates;
 mod tls;

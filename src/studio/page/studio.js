@@ -286,6 +286,9 @@ function region(kind, message) {
   section.appendChild(el("h2", null, label(kind)));
   section.appendChild(el("div", "verdict"));
   const source = el("pre", "source");
+  // It scrolls: reachable by keyboard.
+  source.tabIndex = 0;
+  source.setAttribute("aria-label", label(kind) + " message as sent");
   if (VISUALS[kind]) {
     section.appendChild(el("div", "visual " + kind));
     disclosure(section, "JSON as sent", source);
@@ -343,7 +346,8 @@ function showVariables(context) {
     button.appendChild(el("span", null, path + " "));
     const shown = JSON.stringify(value);
     button.appendChild(el("span", "value", shown && shown.length > 80 ? shown.slice(0, 80) + "…" : shown));
-    button.setAttribute("aria-label", "Insert " + path);
+    // Its name is what it shows (so that voice control can press it); the title says what it does.
+    button.title = "Insert {{" + path + "}} at the cursor";
     button.addEventListener("click", () => insert("{{" + path + "}}"));
     list.appendChild(el("li")).appendChild(button);
   };
