@@ -141,19 +141,53 @@ impl Relay {
 
 /// The relay in force. Requests and delivery attempts take the current one and keep it for their
 /// whole length, so a reload never changes an attempt already running.
-pub struct Live(RwLock<Arc<Relay>>);
+pub struct Live {
+    relay: RwLock<Arc<Relay>>,
+    /// How the last reload went, and how many there were: so that the studio can say what came
+    /// of a template it saved.
+    reloads: tokio::sync::watch::Sender<Reloads>,
+}
+
+/// The reloads so far and the last one's outcome.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reloads {
+    pub count: u64,
+    /// Why the last one was refused; `None` when it was applied (or there was none).
+    pub refused: Option<String>,
+}
 
 impl Live {
     pub fn new(relay: Relay) -> Self {
-        Self(RwLock::new(Arc::new(relay)))
+        Self {
+            relay: RwLock::new(Arc::new(relay)),
+            reloads: tokio::sync::watch::Sender::default(),
+        }
     }
 
     pub fn current(&self) -> Arc<Relay> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.relay.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Puts `relay` in force for every request and attempt that starts from now on.
     pub(crate) fn replace(&self, relay: Relay) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(relay);
+        *self.relay.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(relay);
+        self.noted(None);
+    }
+
+    /// Notes that a reload was refused, and why.
+    pub(crate) fn refused(&self, why: String) {
+        self.noted(Some(why));
+    }
+
+    fn noted(&self, refused: Option<String>) {
+        self.reloads.send_modify(|reloads| {
+            reloads.count += 1;
+            reloads.refused = refused;
+        });
+    }
+
+    /// The reloads so far, and each one to come.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<Reloads> {
+        self.reloads.subscribe()
     }
 }

@@ -51,8 +51,18 @@ impl StartOnly {
             ("delivery.shutdown_grace", format!("{:?}", d.shutdown_grace)),
             ("delivery.niceness", d.niceness.to_string()),
             ("log", format!("{:?}", config.log)),
+            ("studio", studio(&config.studio)),
         ])
     }
+}
+
+/// What of `[studio]` a restart applies (its users by name: their passwords are secrets).
+fn studio(studio: &crate::studio::StudioConfig) -> String {
+    let users: Vec<&str> = studio.auth.iter().map(|u| u.username.as_str()).collect();
+    format!(
+        "enabled {}, listen {}, write {}, hosts {:?}, users {users:?}",
+        studio.enabled, studio.listen, studio.write, studio.hosts
+    )
 }
 
 pub struct Reloader {
@@ -161,6 +171,7 @@ impl Reloader {
             Err(why) => {
                 self.metrics.reload(ReloadOutcome::Failure);
                 error!(reason, error = %why, "reload refused; the previous config and templates keep serving");
+                self.live.refused(why);
                 false
             }
         }

@@ -321,6 +321,12 @@ pub trait Facts: Sync {
 
     /// How fast it may be sent to, unless `rate_limit` says otherwise.
     fn pace(&self) -> Pace;
+
+    /// What `message` is on the wire for `event`, when the kind wraps it (a Teams card in its
+    /// envelope): what the studio shows as sent.
+    fn sent(&self, _message: &Message, _event: &Event) -> Option<Value> {
+        None
+    }
 }
 
 /// The one rendered text of a JSON kind, parsed.

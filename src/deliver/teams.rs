@@ -130,6 +130,13 @@ impl Facts for TeamsFacts {
     fn pace(&self) -> Pace {
         Pace::per_second(4, None)
     }
+
+    fn sent(&self, message: &Message, event: &Event) -> Option<Value> {
+        match message {
+            Message::Json(card) => Some(envelope(card, event.correlation())),
+            _ => None,
+        }
+    }
 }
 
 /// What Teams refuses: not an Adaptive Card, no version, over its size.

@@ -202,6 +202,13 @@ impl Event {
         })
     }
 
+    /// What a stored event is, from its normalized form alone: its kind and title (for a list
+    /// of stored events); `None` for events stored before sources existed.
+    pub fn stored_outline(normalized: &str) -> Option<(EventKind, String)> {
+        let stored: Stored = serde_json::from_str(normalized).ok()?;
+        Some((stored.kind, stored.summary.into_owned().title))
+    }
+
     /// The source that accepted a stored event, from its normalized form alone (see
     /// [`Event::stored_form`]): ThousandEyes classic for events stored before sources existed.
     pub fn stored_origin(normalized: Option<&str>) -> Result<Origin, EventError> {

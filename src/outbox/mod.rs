@@ -170,6 +170,8 @@ pub struct RecentEvent {
     pub event_id: String,
     /// Unix milliseconds.
     pub received_at: i64,
+    /// Its normalized form (see `event::Event::stored_form`), for events stored since sources.
+    pub normalized: Option<String>,
 }
 
 /// An event to store, with one delivery per destination in `to`.

@@ -25,14 +25,15 @@ pub fn register(
     name: &str,
     text: &str,
 ) -> Result<(), TemplateFailure> {
-    registry
-        .register_template_string(name, text)
-        .map_err(|e| TemplateFailure {
+    registry.register_template_string(name, text).map_err(|e| {
+        let (at, reason) = explain(text, &e);
+        TemplateFailure {
             template: name.to_owned(),
-            line: e.pos().map(|(line, _)| line),
-            column: e.pos().map(|(_, column)| column),
-            reason: e.reason().to_string(),
-        })?;
+            line: at.map(|(line, _)| line),
+            column: at.map(|(_, column)| column),
+            reason,
+        }
+    })?;
     let problem = registry.get_template(name).and_then(partial_problem);
     if let Some((at, reason)) = problem {
         registry.unregister_template(name);
@@ -44,6 +45,111 @@ pub fn register(
         });
     }
     Ok(())
+}
+
+/// Where and why `text` does not compile, said for its author: a block opened and never closed
+/// is pointed at where it opens, and the parser's grammar words become what to write.
+fn explain(text: &str, error: &handlebars::TemplateError) -> (Option<(usize, usize)>, String) {
+    use handlebars::TemplateErrorReason::InvalidSyntax;
+    if let Some((at, reason)) = unbalanced_block(text) {
+        return (Some(at), reason);
+    }
+    let at = error.pos();
+    let reason = match error.reason() {
+        InvalidSyntax(expected) if expected.contains("trailing_tilde") => {
+            // Pointed at the `{{` that is not closed, not where the parser gave up.
+            let opened = at.and_then(|(line, column)| {
+                let line_text = text.lines().nth(line.checked_sub(1)?)?;
+                let before: String = line_text.chars().take(column.saturating_sub(1)).collect();
+                Some((line, before.rfind("{{")? + 1))
+            });
+            return (
+                opened.or(at),
+                "this {{ is not closed: write }} after the expression".to_owned(),
+            );
+        }
+        InvalidSyntax(expected) if expected.contains("partial_identifier") => {
+            "a partial needs its name: {{> name}}".to_owned()
+        }
+        InvalidSyntax(expected) if expected.starts_with("expected identifier") => {
+            "an expression is empty: write a name between {{ and }}, such as {{summary.title}}"
+                .to_owned()
+        }
+        InvalidSyntax(_) => "Handlebars cannot read this: write {{name}}, {{helper argument}}, \
+             or a block {{#name …}}…{{/name}}"
+            .to_owned(),
+        other => other.to_string(),
+    };
+    (at, reason)
+}
+
+/// The first block of `text` opened and not closed (where it opens), or closed by another name
+/// (where it closes); comments and raw `{{{…}}}` are passed over.
+fn unbalanced_block(text: &str) -> Option<((usize, usize), String)> {
+    let position = |offset: usize| {
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    };
+    let mut open: Vec<(String, usize)> = Vec::new();
+    let mut rest = 0;
+    while let Some(found) = text[rest..].find("{{") {
+        let start = rest + found;
+        let (close, tag) = if text[start..].starts_with("{{!--") {
+            ("--}}", "")
+        } else if text[start..].starts_with("{{{") {
+            ("}}}", "")
+        } else {
+            ("}}", &text[start + 2..])
+        };
+        let Some(length) = text[start..].find(close) else {
+            break;
+        };
+        rest = start + length + close.len();
+        let tag = tag.get(..length.saturating_sub(2)).unwrap_or("");
+        let tag = tag.trim_start_matches('~').trim_start();
+        let name = |sigil: &str| -> Option<String> {
+            let after = tag
+                .strip_prefix(sigil)?
+                .trim_start_matches(['>', '*'])
+                .trim_start();
+            let name: String = after
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '}' && *c != '~')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        };
+        if let Some(name) = name("#").or_else(|| name("^")) {
+            open.push((name, start));
+        } else if let Some(name) = name("/") {
+            match open.pop() {
+                Some((opened, _)) if opened == name => {}
+                Some((opened, at)) => {
+                    let (line, _) = position(at);
+                    return Some((
+                        position(start),
+                        format!(
+                            "{{{{/{name}}}}} closes {{{{#{opened}}}}}, which was opened on line {line}: close it with {{{{/{opened}}}}} first"
+                        ),
+                    ));
+                }
+                None => {
+                    return Some((
+                        position(start),
+                        format!("{{{{/{name}}}}} closes a block that was never opened"),
+                    ));
+                }
+            }
+        }
+    }
+    let (name, at) = open.pop()?;
+    Some((
+        position(at),
+        format!(
+            "{{{{#{name}}}}} is opened here and never closed: add {{{{/{name}}}}} where it ends"
+        ),
+    ))
 }
 
 /// Renders the registered template `name` with `context`, at most [`MAX_OUTPUT_BYTES`] of it.
@@ -237,6 +343,48 @@ mod tests {
             let reason = problem(text).unwrap_or_default();
             assert!(reason.contains(says), "{text}: {reason:?}");
         }
+    }
+
+    fn compile_error(text: &str) -> TemplateFailure {
+        register(&mut Handlebars::new(), "t", text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_say_what_to_write_and_point_where_it_starts() {
+        let unclosed = compile_error("{{#if summary.title}}\nline 2\nline 3\n");
+        assert_eq!((unclosed.line, unclosed.column), (Some(1), Some(1)));
+        assert!(
+            unclosed
+                .reason
+                .contains("{{#if}} is opened here and never closed"),
+            "{unclosed}"
+        );
+        let crossed = compile_error("{{#if a}}\n{{#each b}}\n{{/if}}\n{{/each}}");
+        assert_eq!(crossed.line, Some(3));
+        assert!(
+            crossed
+                .reason
+                .contains("{{/if}} closes {{#each}}, which was opened on line 2"),
+            "{crossed}"
+        );
+        let open = compile_error("{\"text\": \"{{summary.rule\"\n}");
+        assert_eq!((open.line, open.column), (Some(1), Some(11)));
+        assert!(open.reason.contains("is not closed"), "{open}");
+        let empty = compile_error("a {{ }} b");
+        assert!(empty.reason.contains("an expression is empty"), "{empty}");
+        assert!(
+            !empty.reason.contains("identifier"),
+            "no grammar words: {empty}"
+        );
+        // Comments and raw blocks do not count.
+        assert!(
+            register(
+                &mut Handlebars::new(),
+                "t",
+                "{{!-- {{#if --}}{{{raw}}}{{#each x}}{{/each}}"
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -380,6 +380,29 @@ pub fn render_texts(
     texts: &[(String, String)],
     situation: Situation<'_>,
 ) -> Result<Message, TemplateFailure> {
+    let rendered = render_parts(kind, event, destination, texts, situation)?;
+    message_of(kind, texts, rendered)
+}
+
+/// Whether `text` compiles as the template `name` for `part` of a destination of `kind`, as the
+/// relay compiles its templates.
+pub fn compile(
+    kind: DestinationKind,
+    part: Part,
+    name: &str,
+    text: &str,
+) -> Result<(), TemplateFailure> {
+    bounds::register(&mut registry(kind.facts().escape(part)), name, text)
+}
+
+/// What each of `texts` renders for `event` (see [`render_texts`]), unchecked.
+pub fn render_parts(
+    kind: DestinationKind,
+    event: &Event,
+    destination: &str,
+    texts: &[(String, String)],
+    situation: Situation<'_>,
+) -> Result<Vec<String>, TemplateFailure> {
     let facts = kind.facts();
     let context = handlebars::Context::from(context(event, destination, kind, situation));
     let mut rendered = Vec::with_capacity(texts.len());
@@ -388,16 +411,28 @@ pub fn render_texts(
         bounds::register(&mut registry, name, text)?;
         rendered.push(bounds::render(&registry, name, &context)?);
     }
-    facts.message(rendered).map_err(|reason| TemplateFailure {
-        template: texts
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect::<Vec<_>>()
-            .join(" + "),
-        line: None,
-        column: None,
-        reason: format!("rendered output is {reason}"),
-    })
+    Ok(rendered)
+}
+
+/// The message the parts `rendered` from `texts` make for a destination of `kind`, or why it
+/// would refuse it.
+pub fn message_of(
+    kind: DestinationKind,
+    texts: &[(String, String)],
+    rendered: Vec<String>,
+) -> Result<Message, TemplateFailure> {
+    kind.facts()
+        .message(rendered)
+        .map_err(|reason| TemplateFailure {
+            template: texts
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(" + "),
+            line: None,
+            column: None,
+            reason: format!("rendered output is {reason}"),
+        })
 }
 
 /// Finds and compiles templates, each file once.

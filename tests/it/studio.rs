@@ -391,8 +391,15 @@ async fn the_studio_lists_recent_events_and_sends_a_test() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["label"].as_str().unwrap().ends_with(": 49-35541"))
+        .find(|e| e["id"].as_str().unwrap().starts_with("recent:"))
         .expect("the accepted event is offered");
+    // Labelled by what it is: its kind and title.
+    assert!(
+        (recent["label"].as_str().unwrap()).ends_with(
+            ": alert.trigger Default Page Load Alert Rule on http://www.thousandeyes111.com"
+        ),
+        "{recent}"
+    );
     let event = get_json(&format!(
         "{url}/api/event?id={}",
         recent["id"].as_str().unwrap()
@@ -444,13 +451,13 @@ async fn a_stored_event_is_read_again_by_the_source_that_accepted_it() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| {
-            e["label"]
-                .as_str()
-                .unwrap()
-                .contains("3a9f1c2b7d4e5f60:resolved")
-        })
+        .find(|e| e["id"].as_str().unwrap().starts_with("recent:"))
         .expect("the accepted alert is offered");
+    assert!(
+        (recent["label"].as_str().unwrap())
+            .ends_with(": alert.clear HighLatency: p99 latency above 500 ms"),
+        "{recent}"
+    );
     let event = get_json(&format!(
         "{url}/api/event?id={}",
         recent["id"].as_str().unwrap()

@@ -50,7 +50,7 @@ async fn the_page_previews_every_kind_as_the_template_is_typed_and_saves_it() {
     browser.select("template-file", "slack/default.hbs").await;
     browser
         .until("#template-source", "the template is loaded", |t| {
-            t.contains("built-in")
+            t.contains("starts from built-in slack/default.hbs")
         })
         .await;
     browser
@@ -94,7 +94,7 @@ async fn the_page_previews_every_kind_as_the_template_is_typed_and_saves_it() {
         .await
         .unwrap();
     browser
-        .until("#status", "saved", |t| t.starts_with("Saved "))
+        .until("#save-status", "saved", |t| t.starts_with("Saved "))
         .await;
     let saved = relay.dir.path().join("templates/slack/default.hbs");
     assert!(

@@ -257,7 +257,7 @@ impl Postgres {
         let conn = self.connection().await?;
         let rows = conn
             .query(
-                "SELECT id, event_id, received_at FROM events ORDER BY id DESC LIMIT $1",
+                "SELECT id, event_id, received_at, normalized FROM events ORDER BY id DESC LIMIT $1",
                 &[&(limit as i64)],
             )
             .await
@@ -268,6 +268,7 @@ impl Postgres {
                 id: row.get(0),
                 event_id: display_id(row.get(1)),
                 received_at: row.get(2),
+                normalized: row.get(3),
             })
             .collect())
     }

@@ -184,13 +184,14 @@ impl Sqlite {
     pub async fn recent_events(&self, limit: usize) -> Result<Vec<RecentEvent>, StoreError> {
         off_runtime(&self.stats, move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT id, event_id, received_at FROM events ORDER BY id DESC LIMIT ?1",
+                "SELECT id, event_id, received_at, normalized FROM events ORDER BY id DESC LIMIT ?1",
             )?;
             let rows = statement.query_map(params![limit as i64], |row| {
                 Ok(RecentEvent {
                     id: row.get(0)?,
                     event_id: display_id(row.get(1)?),
                     received_at: row.get(2)?,
+                    normalized: row.get(3)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -3,7 +3,17 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
+/** How often the page asks what the relay offers (events received since it loaded). */
+const CATALOG_EVERY = 10000;
+/** Everything the page keeps between requests. */
+const state = {
+  csrf: document.querySelector('meta[name="csrf-token"]').content,
+  catalog: null,
+  timer: null,
+  retry: null,
+  sequence: 0,
+  shownOnce: false,
+};
 
 /** Makes an element with a class and text. */
 function el(tag, className, text) {
@@ -13,16 +23,46 @@ function el(tag, className, text) {
   return node;
 }
 
-async function api(path, body) {
+/** The relay could not be reached (restarting, stopped): said once, until it answers again. */
+class Offline extends Error {}
+
+/**
+ * A GET (no body) or a POST of `body` to the studio's API, answered as JSON. A POST refused for
+ * its CSRF token (the relay restarted since the page loaded) fetches a fresh one and is made
+ * again, so that what is being edited is kept.
+ */
+async function api(path, body, again = true) {
   const options = body === undefined ? {} : {
     method: "POST",
-    headers: { "content-type": "application/json", "x-csrf-token": csrf },
+    headers: { "content-type": "application/json", "x-csrf-token": state.csrf },
     body: JSON.stringify(body),
   };
-  const response = await fetch(path, options);
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (e) {
+    connection(false);
+    throw new Offline("The relay is not answering (restarting or stopped); the page tries again by itself.");
+  }
+  connection(true);
   const answer = await response.json().catch(() => ({ error: "the studio answered something other than JSON" }));
-  if (!response.ok) throw new Error(answer.error || ("HTTP " + response.status));
+  if (response.status === 403 && body !== undefined && again && /CSRF/.test(answer.error || "")) {
+    state.csrf = (await api("/api/token")).csrf;
+    return api(path, body, false);
+  }
+  if (!response.ok) {
+    const error = new Error(answer.error || ("HTTP " + response.status));
+    error.answer = answer;
+    throw error;
+  }
   return answer;
+}
+
+/** Shows whether the relay answers; while it does not, the preview is asked for again. */
+function connection(up) {
+  $("connection").textContent = up ? "" : "The relay is not answering (restarting or stopped); trying again…";
+  clearTimeout(state.retry);
+  if (!up) state.retry = setTimeout(render, 2000);
 }
 
 // ---------------------------------------------------------------- Slack mrkdwn and Block Kit
@@ -239,8 +279,6 @@ function adaptiveCard(card) {
 
 // ---------------------------------------------------------------- the page
 
-const state = { catalog: null, timer: null, sequence: 0, source: "thousandeyes" };
-
 function setVerdict(region, preview) {
   const verdict = region.querySelector(".verdict");
   if (preview.failure) {
@@ -250,17 +288,13 @@ function setVerdict(region, preview) {
     verdict.className = "verdict ok";
     verdict.textContent = "✓ valid for this destination (" + preview.templates.join(" + ") + ")";
   }
+  region.querySelector(".note").textContent = preview.note || "";
 }
 
 /** How the kinds with a picture of their own are drawn; every other kind shows what it sends. */
 const VISUALS = {
   slack: (message) => blockKit(message.json || {}),
   teams: (message) => adaptiveCard(message.json || {}),
-};
-
-/** What a Teams card is sent in: the Workflows envelope. */
-const SENT = {
-  teams: (message) => ({ type: "message", attachments: [{ contentType: "application/vnd.microsoft.card.adaptive", contentUrl: null, content: message.json }] }),
 };
 
 function label(kind) {
@@ -285,6 +319,7 @@ function region(kind, message) {
   section.setAttribute("aria-label", label(kind) + " preview");
   section.appendChild(el("h2", null, label(kind)));
   section.appendChild(el("div", "verdict"));
+  section.appendChild(el("p", "note"));
   const source = el("pre", "source");
   // It scrolls: reachable by keyboard.
   source.tabIndex = 0;
@@ -320,12 +355,18 @@ function show(previews) {
       section.querySelector("iframe").src = message.html_url;
       source.textContent = message.text || "";
     } else if (message.json !== undefined) {
-      const sent = SENT[kind] ? SENT[kind](message) : message.json;
-      source.textContent = JSON.stringify(sent, null, 2);
+      source.textContent = JSON.stringify(message.sent || message.json, null, 2);
     } else {
       source.textContent = message.text || "";
     }
   }
+}
+
+/** Marks the previews as not of the event being edited (it cannot be read), or as current. */
+function stale(why) {
+  $("previews").classList.toggle("stale", Boolean(why));
+  $("previews-state").textContent = why ? "These previews are of the last event that could be read." : "";
+  $("event-problem").textContent = why || "";
 }
 
 /** Every variable of the context, `path = value`, each a button inserting `{{path}}`. */
@@ -359,11 +400,37 @@ function insert(text) {
   const start = area.selectionStart, end = area.selectionEnd;
   area.setRangeText(text, start, end, "end");
   area.focus();
-  schedule();
+  edited();
 }
 
 function request() {
-  return { event: $("event-json").value, source: state.source, template: $("template-file").value, text: $("template").value };
+  return { event: $("event-json").value, source: $("source").value, template: $("template-file").value, text: $("template").value };
+}
+
+/** Lines shown as they are, scrolling sideways when long: reachable by keyboard. */
+function excerpt(text, name) {
+  const pre = el("pre", "excerpt", text);
+  pre.tabIndex = 0;
+  pre.setAttribute("aria-label", name);
+  return pre;
+}
+
+/** The edited template's failure, said in words, with the line it points at and, for a message the
+ *  destination would refuse, the rendered output around the error. */
+function showProblem(failure) {
+  const problem = $("problem");
+  problem.replaceChildren();
+  if (!failure) return;
+  problem.appendChild(el("p", null, failure.text));
+  const lines = $("template").value.split("\n");
+  if (failure.line && failure.template === $("template-file").value && lines[failure.line - 1] !== undefined) {
+    const pointer = " ".repeat(Math.max(0, (failure.column || 1) - 1)) + "^";
+    problem.appendChild(excerpt("line " + failure.line + ": " + lines[failure.line - 1] + "\n" + " ".repeat(String(failure.line).length + 7) + pointer, "The template line"));
+  }
+  if (failure.output) {
+    problem.appendChild(el("p", null, "The rendered message there:"));
+    problem.appendChild(excerpt(failure.output, "The rendered message around the error"));
+  }
 }
 
 async function render() {
@@ -372,16 +439,16 @@ async function render() {
     const answer = await api("/api/render", request());
     if (sequence !== state.sequence) return;
     if (answer.event_error) {
-      $("problem").textContent = answer.event_error;
+      stale(answer.event_error);
       return;
     }
+    stale(null);
     show(answer.previews);
     showVariables(answer.context);
     const kind = $("template-file").value.split("/")[0];
-    const failure = answer.previews[kind] && answer.previews[kind].failure;
-    $("problem").textContent = failure ? failure.text : "";
+    showProblem(answer.previews[kind] && answer.previews[kind].failure);
   } catch (e) {
-    $("problem").textContent = e.message;
+    if (!(e instanceof Offline)) $("problem").textContent = e.message;
   }
 }
 
@@ -390,60 +457,137 @@ function schedule() {
   state.timer = setTimeout(render, 250);
 }
 
+/** The editor changed: its line numbers follow, and the previews. */
+function edited() {
+  numberLines();
+  schedule();
+}
+
+function numberLines() {
+  const count = $("template").value.split("\n").length;
+  $("gutter").textContent = Array.from({ length: count }, (_, i) => i + 1).join("\n");
+  $("gutter").scrollTop = $("template").scrollTop;
+}
+
+function pickSource(source) {
+  const select = $("source");
+  if (![...select.options].some((o) => o.value === source)) {
+    const option = el("option", null, source);
+    option.value = source;
+    select.appendChild(option);
+  }
+  select.value = source;
+}
+
 async function loadEvent() {
   const answer = await api("/api/event?id=" + encodeURIComponent($("event").value));
   $("event-json").value = answer.json;
-  state.source = answer.source;
+  pickSource(answer.source);
   schedule();
+}
+
+/** Says which file is edited: the file, or the file (or built-in) it starts from. */
+function describeTemplate(answer) {
+  $("template-source").textContent = answer.file
+    ? "File: " + answer.id
+    : "No file yet: starts from " + answer.from + ", which the relay uses for it today; Save creates " + answer.id + ".";
 }
 
 async function loadTemplate() {
   const answer = await api("/api/template?id=" + encodeURIComponent($("template-file").value));
   $("template").value = answer.text;
-  $("template-source").textContent = answer.file ? "File: " + answer.source : "No file yet: the built-in default (" + answer.source + "); Save creates the file.";
-  schedule();
+  describeTemplate(answer);
+  fillDestinations();
+  edited();
 }
 
 function fill(select, items, label) {
+  // A list being picked from is left as it is until the pick is made.
+  if (document.activeElement === select && select.options.length) return;
+  const selected = select.value;
   select.replaceChildren();
   for (const item of items) {
     const option = el("option", null, label(item));
     option.value = item.id || item.name;
     select.appendChild(option);
   }
+  if ([...select.options].some((o) => o.value === selected)) select.value = selected;
+}
+
+/** Send test goes to a destination of the edited template's kind only. */
+function fillDestinations() {
+  const kind = $("template-file").value.split("/")[0];
+  const fitting = state.catalog.destinations.filter((d) => d.kind === kind);
+  fill($("destination"), fitting, (d) => d.name);
+  $("destination").disabled = fitting.length === 0;
+  $("send").disabled = fitting.length === 0;
+  $("send-note").textContent = fitting.length ? "" : "No " + kind + " destination in the config to send to.";
+}
+
+function fillTemplates() {
+  fill($("template-file"), state.catalog.templates, (t) => t.id + (t.file ? "" : " (no file yet)"));
+}
+
+/** What the relay offers now: events received since, files saved, destinations and sources a
+ *  reload brought. */
+async function refreshCatalog() {
+  state.catalog = await api("/api/catalog");
+  fill($("event"), state.catalog.events, (e) => e.label);
+  fill($("source"), state.catalog.sources, (s) => s.label);
+  fillTemplates();
+  fillDestinations();
+}
+
+/** Says how a save went, where the user is looking. */
+function saved(text) {
+  $("save-status").textContent = text;
+  $("save-status").scrollIntoView({ block: "nearest" });
+}
+
+async function save() {
+  try {
+    const answer = await api("/api/save", request());
+    const reload = answer.reload || {};
+    saved(reload.applied === true ? "Saved " + answer.saved + "; the relay reloaded it and uses it now."
+      : reload.applied === false ? "Saved " + answer.saved + ", but the relay refused to reload: " + reload.why
+      : "Saved " + answer.saved + "; " + (reload.why || "the relay has not reloaded it yet") + ".");
+    const entry = state.catalog.templates.find((t) => t.id === answer.saved);
+    if (entry) entry.file = true;
+    fillTemplates();
+    describeTemplate({ file: true, id: answer.saved });
+  } catch (e) {
+    saved("Not saved: " + e.message);
+  }
+}
+
+async function send() {
+  $("status").textContent = "Sending…";
+  try {
+    const answer = await api("/api/send", Object.assign(request(), { destination: $("destination").value }));
+    $("status").textContent = (answer.ok ? "Sent: " : "Not sent: ") + answer.answer;
+  } catch (e) {
+    $("status").textContent = "Not sent: " + e.message;
+  }
 }
 
 async function start() {
-  const catalog = await api("/api/catalog");
-  state.catalog = catalog;
-  fill($("event"), catalog.events, (e) => e.label);
-  fill($("template-file"), catalog.templates, (t) => t.id + (t.file ? "" : " (built-in)"));
-  fill($("destination"), catalog.destinations, (d) => d.name + " (" + d.kind + ")");
-  $("save").disabled = !catalog.write;
-  if (!catalog.write) $("save").title = "Saving is off: [studio] write = true allows it";
-  const trigger = catalog.events.find((e) => e.id === "sample:thousandeyes/alert_trigger.json");
+  await refreshCatalog();
+  $("save").disabled = !state.catalog.write;
+  if (!state.catalog.write) $("save").title = "Saving is off: [studio] write = true allows it (after a restart)";
+  const trigger = state.catalog.events.find((e) => e.id === "sample:thousandeyes/alert_trigger.json");
   if (trigger) $("event").value = trigger.id;
-  $("event").addEventListener("change", () => loadEvent().catch((e) => { $("problem").textContent = e.message; }));
-  $("template-file").addEventListener("change", () => loadTemplate().catch((e) => { $("problem").textContent = e.message; }));
+  const report = (e) => { if (!(e instanceof Offline)) $("problem").textContent = e.message; };
+  $("event").addEventListener("change", () => loadEvent().catch(report));
+  // Events the relay receives while the page is open join the list.
+  setInterval(() => { if (!document.hidden) refreshCatalog().catch(report); }, CATALOG_EVERY);
+  window.addEventListener("focus", () => refreshCatalog().catch(report));
+  $("source").addEventListener("change", schedule);
+  $("template-file").addEventListener("change", () => loadTemplate().catch(report));
   $("event-json").addEventListener("input", schedule);
-  $("template").addEventListener("input", schedule);
-  $("save").addEventListener("click", async () => {
-    try {
-      const answer = await api("/api/save", request());
-      $("status").textContent = "Saved " + answer.saved + "; the relay reloads it.";
-    } catch (e) {
-      $("status").textContent = "Not saved: " + e.message;
-    }
-  });
-  $("send").addEventListener("click", async () => {
-    $("status").textContent = "Sending…";
-    try {
-      const answer = await api("/api/send", Object.assign(request(), { destination: $("destination").value }));
-      $("status").textContent = (answer.ok ? "Sent: " : "Not sent: ") + answer.answer;
-    } catch (e) {
-      $("status").textContent = "Not sent: " + e.message;
-    }
-  });
+  $("template").addEventListener("input", edited);
+  $("template").addEventListener("scroll", () => { $("gutter").scrollTop = $("template").scrollTop; });
+  $("save").addEventListener("click", save);
+  $("send").addEventListener("click", send);
   await Promise.all([loadEvent(), loadTemplate()]);
 }
 
