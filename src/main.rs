@@ -331,7 +331,13 @@ fn read_events(relay: &Relay, path: &Path, source: Option<&str>) -> anyhow::Resu
     relay
         .sources
         .read(source.unwrap_or(only), &body, chrono::Utc::now())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        .map_err(|e| match &e.reader {
+            Some(reader) => anyhow::anyhow!(
+                "{}: {e}; it reads as a body of the {reader} source: add --source {reader}",
+                path.display()
+            ),
+            None => anyhow::anyhow!("{}: {e}", path.display()),
+        })
 }
 
 fn render(

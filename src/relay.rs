@@ -63,7 +63,13 @@ impl Relay {
     pub fn targets(&self, event: &Event, to: Option<&str>) -> Result<Vec<String>, String> {
         match to {
             Some(name) if self.destinations.contains_key(name) => Ok(vec![name.to_owned()]),
-            Some(name) => Err(format!("no destination named {name:?}")),
+            Some(name) => {
+                let names: Vec<&str> = self.destinations.keys().map(String::as_str).collect();
+                Err(format!(
+                    "no destination named {name:?}; the config has: {}",
+                    names.join(", ")
+                ))
+            }
             None => Ok(self.router.destinations_for(event)),
         }
     }

@@ -8,6 +8,11 @@ pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// 3,000 agents holds about 25,000; each value costs about 110 bytes parsed, whatever its text.
 pub const MAX_VALUES: usize = 100_000;
 
+/// A body without `eventType`; to a sender, with a hint about `[sources]`; to a tool that is told
+/// the source, without.
+pub(super) const NO_EVENT_TYPE: &str =
+    "body has no string field \"eventType\": not a ThousandEyes classic webhook";
+
 /// Why a body was refused; the message goes back to the sender in a 400.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -15,9 +20,7 @@ pub enum EventError {
     NotJson(#[from] serde_json::Error),
     #[error("body must be a JSON object")]
     NotObject,
-    #[error(
-        "body has no string field \"eventType\": not a ThousandEyes classic webhook (other senders need a [sources] entry of their kind)"
-    )]
+    #[error("{NO_EVENT_TYPE} (other senders need a [sources] entry of their kind)")]
     NoEventType,
     #[error("body nests deeper than {MAX_DEPTH} levels")]
     TooDeep,

@@ -32,4 +32,4 @@ pub use normal::{
     Summary, Target,
 };
 pub use shape::{Measured, Shape, measure};
-pub use source::{Source, SourceConfig, Sources};
+pub use source::{Source, SourceConfig, Sources, Unread, WITHOUT_MAP};

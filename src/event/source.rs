@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::error::EventError;
+use super::error::{EventError, NO_EVENT_TYPE};
 use super::normal::{Arrival, Event, Origin, SourceKind};
 use super::shape::{Measured, measure};
 use super::{alertmanager, custom, generic, thousandeyes};
@@ -96,6 +96,16 @@ impl Source {
             arrival.key = format!("{}:{}", origin.name, arrival.key);
         }
         Ok(arrivals)
+    }
+
+    /// The events of a body from outside a request, normalized.
+    fn read(&self, body: &[u8], received_at: DateTime<Utc>) -> Result<Vec<Event>, EventError> {
+        let body = self.prepare(body);
+        Ok(self
+            .events(measure(&body)?, received_at)?
+            .into_iter()
+            .map(|arrival| arrival.event)
+            .collect())
     }
 }
 
@@ -184,13 +194,14 @@ impl Sources {
 
     /// The events `body` holds, read as `source` reads it: the source of that name, else a
     /// source of that kind (not `generic`, which needs a map); for tools that take a body from
-    /// outside a request (the `render` and `send` commands, the studio).
+    /// outside a request (the `render` and `send` commands, the studio). Refused, it says which
+    /// source would read the body, when one would.
     pub fn read(
         &self,
         source: &str,
         body: &[u8],
         received_at: DateTime<Utc>,
-    ) -> Result<Vec<Event>, String> {
+    ) -> Result<Vec<Event>, Unread> {
         let of_kind;
         let source = match self.named(source) {
             Some(named) => named,
@@ -198,25 +209,76 @@ impl Sources {
                 let kind = serde_json::from_value::<SourceKind>(source.into())
                     .ok()
                     .filter(|kind| *kind != SourceKind::Generic)
-                    .ok_or_else(|| format!("no source named {source:?}"))?;
+                    .ok_or_else(|| Unread {
+                        reason: format!("no source named {source:?}"),
+                        reader: None,
+                    })?;
                 of_kind = Source::of_kind(kind);
                 &of_kind
             }
         };
-        let refused = |e: EventError| {
-            format!(
-                "not an event the {} source accepts: {e}",
-                source.origin.name
-            )
-        };
-        let body = source.prepare(body);
-        let measured = measure(&body).map_err(refused)?;
-        Ok(source
-            .events(measured, received_at)
-            .map_err(refused)?
-            .into_iter()
-            .map(|arrival| arrival.event)
-            .collect())
+        source.read(body, received_at).map_err(|e| {
+            // The tool names the source to read it with: the hint for senders does not apply.
+            let e = match e {
+                EventError::NoEventType => NO_EVENT_TYPE.to_owned(),
+                e => e.to_string(),
+            };
+            Unread {
+                reason: format!(
+                    "not an event the {} source accepts: {e}",
+                    source.origin.name
+                ),
+                reader: self.reader_of(body),
+            }
+        })
+    }
+
+    /// The source that reads `body`, judged by its sender: a configured source of that kind,
+    /// else the kind itself.
+    fn reader_of(&self, body: &[u8]) -> Option<String> {
+        let kind = sender_of(body)?;
+        Some(
+            (self.0.iter())
+                .find(|s| s.origin.kind == kind)
+                .map_or_else(|| kind.as_str().to_owned(), |s| s.origin.name.clone()),
+        )
+    }
+}
+
+/// The source kinds that read a body with no config of their own (a generic source needs its
+/// map): the ones a body from outside a request may be read as.
+pub const WITHOUT_MAP: [SourceKind; 4] = [
+    SourceKind::Thousandeyes,
+    SourceKind::ThousandeyesCustom,
+    SourceKind::Alertmanager,
+    SourceKind::Grafana,
+];
+
+/// The kind of sender whose body `body` is: the first kind that reads it, Grafana rather than
+/// Alertmanager where the body has Grafana's `orgId` (each reads the other's body).
+fn sender_of(body: &[u8]) -> Option<SourceKind> {
+    let grafana = serde_json::from_slice::<Map<String, Value>>(body)
+        .is_ok_and(|object| object.contains_key("orgId"));
+    let mut kinds = WITHOUT_MAP.to_vec();
+    kinds.retain(|kind| match kind {
+        SourceKind::Alertmanager => !grafana,
+        SourceKind::Grafana => grafana,
+        _ => true,
+    });
+    (kinds.into_iter()).find(|&kind| Source::of_kind(kind).read(body, Utc::now()).is_ok())
+}
+
+/// A body that the source asked for does not read.
+#[derive(Debug)]
+pub struct Unread {
+    pub reason: String,
+    /// The source that reads it, if one does.
+    pub reader: Option<String>,
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
     }
 }
 

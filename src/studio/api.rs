@@ -18,15 +18,6 @@ use crate::http::{HttpResponse, error, json_response};
 /// How many of the events the store keeps the page offers.
 const RECENT_EVENTS: usize = 50;
 
-/// The source kinds a pasted body may be read as without a `[sources]` entry (a generic source
-/// needs its map).
-const KINDS: [SourceKind; 4] = [
-    SourceKind::Thousandeyes,
-    SourceKind::ThousandeyesCustom,
-    SourceKind::Alertmanager,
-    SourceKind::Grafana,
-];
-
 impl Studio {
     /// `GET /api/token`: the CSRF token, for a page opened before the relay restarted.
     pub(super) fn token(&self) -> HttpResponse {
@@ -70,7 +61,8 @@ impl Studio {
             .iter()
             .map(|s| json!({ "id": s.origin.name, "label": format!("{} ({})", s.origin.name, s.origin.kind.as_str()) }))
             .collect();
-        for kind in KINDS {
+        // A pasted body may be read as any kind that needs no `[sources]` entry.
+        for kind in crate::event::WITHOUT_MAP {
             if relay.sources.named(kind.as_str()).is_none() {
                 sources.push(json!({ "id": kind.as_str(), "label": kind.as_str() }));
             }

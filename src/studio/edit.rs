@@ -64,7 +64,12 @@ impl Edit {
     pub fn event(&self, sources: &Sources) -> Result<Event, String> {
         sources
             .read(&self.source, self.event.as_bytes(), chrono::Utc::now())
-            .map_err(|e| format!("{e}. If another sender sent it, pick its source."))?
+            .map_err(|e| match &e.reader {
+                Some(reader) => format!(
+                    "{e}. It reads as a body of the {reader} source: pick {reader} as the Source."
+                ),
+                None => format!("{e}. If another sender sent it, pick its Source."),
+            })?
             .into_iter()
             .next()
             .ok_or_else(|| "the body holds no event".to_owned())

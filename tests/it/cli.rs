@@ -263,3 +263,145 @@ async fn deliveries_shows_control_characters_from_event_ids_escaped() {
     );
     relay.stop().await;
 }
+
+/// Copies the directory `from` into `to`, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The README's authoring loop, run as written on a copy of the shipped config, templates and
+/// samples: each command it gives in code, in order, succeeds, and the file it starts is the one
+/// the relay renders triggers with.
+#[test]
+fn the_readme_authoring_loop_runs_on_the_shipped_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = readme.find("### The authoring loop").unwrap();
+    let section = &readme[start..];
+    let section = &section[..section.find("\n## ").unwrap()];
+    let commands: Vec<String> = (section.split('`').skip(1).step_by(2))
+        .map(|code| code.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|code| code.starts_with("alert-relay ") || code.starts_with("cp "))
+        .collect();
+    assert!(commands.len() >= 7, "{commands:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root.join("config.toml"), dir.path().join("config.toml")).unwrap();
+    copy_tree(&root.join("templates"), &dir.path().join("templates"));
+    copy_tree(&root.join("samples"), &dir.path().join("samples"));
+    let mut created = None;
+    for command in &commands {
+        let words: Vec<&str> = command.split(' ').collect();
+        if let ["cp", from, to] = words[..] {
+            std::fs::copy(dir.path().join(from), dir.path().join(to)).unwrap();
+            // The edit of step 2.
+            let edited = std::fs::read_to_string(dir.path().join(to)).unwrap();
+            std::fs::write(dir.path().join(to), format!("edited in the loop\n{edited}")).unwrap();
+            created = Some(to);
+            continue;
+        }
+        let output = Command::new(BIN)
+            .args(&words[1..])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{command}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if command.contains("alert_trigger.json --to console") {
+            assert!(stdout.contains("edited in the loop"), "{command}: {stdout}");
+        }
+    }
+    assert_eq!(created, Some("templates/console/alert.trigger.hbs"));
+}
+
+/// A wrong `--to` lists the destinations there are; a body from another sender names the
+/// `--source` that reads it.
+#[test]
+fn render_names_the_destinations_and_the_source_there_are() {
+    let dir = every_kind(&[]);
+    let config = dir.path().join("config.toml");
+    let trigger = sample_path("alert_trigger.json");
+    let (code, _, err) = run(
+        &config,
+        &["render", "--event", &trigger, "--to", "ops_slack"],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "no destination named \"ops_slack\"; the config has: hook, mail, screen, slack, teams"
+        ),
+        "{err}"
+    );
+    for (sample, source) in [
+        ("alertmanager/resolved.json", "alertmanager"),
+        ("grafana/firing.json", "grafana"),
+    ] {
+        let body = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples")
+            .join(sample);
+        let (code, _, err) = run(&config, &["render", "--event", body.to_str().unwrap()]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(&format!(
+                "not an event the thousandeyes source accepts: body has no string field \"eventType\": not a ThousandEyes classic webhook; it reads as a body of the {source} source: add --source {source}"
+            )),
+            "{sample}: {err}"
+        );
+    }
+}
+
+/// The shipped Slack template's fields name each fact once, for every source kind's samples.
+#[test]
+fn the_slack_fields_say_each_thing_once() {
+    let dir = every_kind(&[]);
+    let config = dir.path().join("config.toml");
+    for (sample, source) in [
+        ("alertmanager/firing.json", "alertmanager"),
+        ("alertmanager/resolved.json", "alertmanager"),
+        ("grafana/firing.json", "grafana"),
+        ("thousandeyes/alert_trigger.json", "thousandeyes"),
+        ("thousandeyes/agent_alert_trigger.json", "thousandeyes"),
+    ] {
+        let body = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples")
+            .join(sample);
+        let (code, out, err) = run(
+            &config,
+            &[
+                "render",
+                "--event",
+                body.to_str().unwrap(),
+                "--source",
+                source,
+                "--to",
+                "slack",
+            ],
+        );
+        assert_eq!(code, 0, "{sample}: {err}");
+        // One message per event of the body, each after its `== slack (slack) ==`.
+        for json in out.split("== slack (slack) ==\n").skip(1) {
+            let message: serde_json::Value = serde_json::from_str(json).unwrap();
+            let names: Vec<&str> = (message["blocks"].as_array().unwrap().iter())
+                .flat_map(|block| block["fields"].as_array().into_iter().flatten())
+                .filter_map(|field| field["text"].as_str()?.split('\n').next())
+                .collect();
+            let mut unique = names.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), names.len(), "{sample}: {names:?}");
+        }
+    }
+}
