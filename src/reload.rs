@@ -94,6 +94,7 @@ impl Reloader {
 
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let (changed, mut changes) = mpsc::channel::<()>(1);
+        let mut watched = self.watched_dirs();
         let mut watcher = self.watch(changed.clone());
         #[cfg(unix)]
         let mut hangup =
@@ -122,16 +123,21 @@ impl Reloader {
             } else {
                 "SIGHUP"
             };
-            if self.reload(reason).await {
-                // The template directories may have moved with the config.
+            // The template directories may have moved with the config, or one has appeared
+            // (`mkdir templates`): watched anew, and read once more, for what was written in
+            // them before they were watched.
+            self.reload(reason).await;
+            if self.watched_dirs() != watched {
+                watched = self.watched_dirs();
                 drop(watcher);
                 watcher = self.watch(changed.clone());
+                let _ = changed.try_send(());
             }
         }
     }
 
-    /// Loads, checks and installs a new relay; whether it was installed.
-    async fn reload(&mut self, reason: &str) -> bool {
+    /// Loads, checks and installs a new relay, or says why not.
+    async fn reload(&mut self, reason: &str) {
         let attempt = async {
             let config = Config::load(&self.config_path).map_err(|e| format!("{e:#}"))?;
             let relay = config.relay().map_err(|e| e.to_string())?;
@@ -166,21 +172,29 @@ impl Reloader {
                     destinations = config.destinations.len(),
                     "reloaded the config and templates"
                 );
-                true
             }
             Err(why) => {
                 self.metrics.reload(ReloadOutcome::Failure);
                 error!(reason, error = %why, "reload refused; the previous config and templates keep serving");
                 self.live.refused(why);
-                false
             }
         }
+    }
+
+    /// The template directories that exist, which the watcher watches.
+    fn watched_dirs(&self) -> Vec<PathBuf> {
+        (self.template_dirs.iter())
+            .map(|d| absolute(d))
+            .filter(|d| d.is_dir())
+            .collect()
     }
 
     /// Watches the config file (through its directory, since editors replace files) and every
     /// template directory; each change sends on `changed`.
     fn watch(&self, changed: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
         let config_file = absolute(&self.config_path);
+        // Changes under a directory that does not exist yet are seen as its creation, in the
+        // config's directory.
         let dirs: Vec<PathBuf> = self.template_dirs.iter().map(|d| absolute(d)).collect();
         let relevant = {
             let (config_file, dirs) = (config_file.clone(), dirs.clone());
@@ -208,8 +222,8 @@ impl Reloader {
         {
             warn!(dir = %dir.display(), error = %e, "cannot watch the config file; reload with SIGHUP");
         }
-        for dir in dirs.iter().filter(|d| d.is_dir()) {
-            if let Err(e) = watcher.watch(dir, RecursiveMode::Recursive) {
+        for dir in self.watched_dirs() {
+            if let Err(e) = watcher.watch(&dir, RecursiveMode::Recursive) {
                 warn!(dir = %dir.display(), error = %e, "cannot watch a template directory");
             }
         }

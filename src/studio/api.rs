@@ -211,7 +211,7 @@ impl Studio {
         if let Some(problem) = save::problem(&edit, &self.templates_dir) {
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("not saved: the relay would refuse this template: {problem}"),
+                &format!("the relay would refuse this template: {problem}"),
             );
         }
         match save::write(&edit, &self.templates_dir, &self.live).await {

@@ -2,6 +2,7 @@
 //! the tests of the relay's pages; and axe-core, carried in `tests/fixtures/axe/` (no network),
 //! to check a page's accessibility.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -19,7 +20,11 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Stops chromedriver and the Chromium it started, which stopping chromedriver alone leaves
+    /// running (each holding inotify instances, of which a user has 128).
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -28,7 +33,9 @@ impl Drop for Browser {
 impl Browser {
     pub async fn start() -> Browser {
         let port = common::free_port();
+        // In a process group of its own, with the browser it starts: stopped together.
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -82,6 +89,22 @@ impl Browser {
     pub async fn select(&self, id: &str, value: &str) {
         let select = self.client.find(Locator::Id(id)).await.unwrap();
         select.select_by_value(value).await.unwrap();
+    }
+
+    pub async fn click(&self, id: &str) {
+        let button = self.client.find(Locator::Id(id)).await.unwrap();
+        button.click().await.unwrap();
+    }
+
+    /// The value of the form control `id` (what a text area holds).
+    pub async fn value(&self, id: &str) -> String {
+        let control = self.client.find(Locator::Id(id)).await.unwrap();
+        control.prop("value").await.unwrap().unwrap_or_default()
+    }
+
+    /// What `script` returns, run in the page.
+    pub async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.unwrap()
     }
 
     /// The browser's console messages at level SEVERE (errors).

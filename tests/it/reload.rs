@@ -208,3 +208,43 @@ async fn a_config_written_in_two_steps_is_read_once_it_is_whole() {
     relay.post(event("after-rewrite")).await;
     assert_eq!(new_hook.next().await.json()["event"]["id"], "after-rewrite");
 }
+
+/// A template directory made under a running relay is watched from then on, even when the first
+/// file written in it is refused; and a restart-only key changed (`[studio]`) is named in the
+/// log as waiting for a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_template_directory_is_watched_and_restart_only_keys_are_named() {
+    let slack = Peer::start().await;
+    let config = format!(
+        "[destinations.slack]\nkind = \"slack\"\nurl = \"{}\"\nrate_limit = \"unlimited\"\n",
+        slack.url("/s")
+    );
+    let dir = common::config_dir(&config, &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    let folder = dir.path().join("templates/slack");
+    std::fs::create_dir_all(&folder).unwrap();
+    write(&folder.join("test.hbs"), "{\"text\": \"{{#if event.id}}\"}");
+    wait_for_reloads(&relay, "failure", 1).await;
+    // Fixed in the directory that did not exist when the relay started.
+    write(
+        &folder.join("test.hbs"),
+        "{\"text\": \"fixed {{event.id}}\"}",
+    );
+    wait_for_reloads(&relay, "success", 1).await;
+    relay.post(event("a")).await;
+    assert_eq!(slack.next().await.json()["text"], "fixed a");
+
+    let config_file = dir.path().join("config.toml");
+    write(&config_file, &format!("{config}\n[studio]\nwrite = true\n"));
+    // (Writing the template may have started one more reload of the same files: the warning is
+    // waited for, not a count of reloads.)
+    let line = eventually("the restart-only warning", async || {
+        let logs = common::relay_logs(dir.path());
+        (logs.lines())
+            .find(|l| l.contains("takes effect at the next restart"))
+            .map(str::to_owned)
+            .ok_or(logs)
+    })
+    .await;
+    assert!(line.contains("\"key\":\"studio\""), "{line}");
+}

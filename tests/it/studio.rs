@@ -8,9 +8,19 @@ use common::{Peer, TestRelay, sample};
 
 /// A relay with the studio on a port of its own, a Slack webhook at `peer`, and `extra` config.
 pub async fn studio_relay(peer: &Peer, extra: &str) -> (TestRelay, String) {
+    studio_relay_with_files(peer, extra, &[]).await
+}
+
+/// [`studio_relay`] with `files` (path, content) beside its config, such as templates.
+pub async fn studio_relay_with_files(
+    peer: &Peer,
+    extra: &str,
+    files: &[(&str, &str)],
+) -> (TestRelay, String) {
     let port = common::free_port();
-    let relay = TestRelay::start(&format!(
-        r#"
+    let relay = TestRelay::start_with_files(
+        &format!(
+            r#"
 [studio]
 enabled = true
 listen = "127.0.0.1:{port}"
@@ -28,8 +38,10 @@ kind = "console"
 match = {{ kind = ["alert.trigger"] }}
 to = ["slack"]
 "#,
-        peer.url("/slack")
-    ))
+            peer.url("/slack")
+        ),
+        files,
+    )
     .await;
     let url = format!("http://127.0.0.1:{port}");
     let http = common::client();
