@@ -243,6 +243,12 @@ impl Studio {
             (&Method::GET, "/api/catalog") => self.catalog().await,
             (&Method::GET, "/api/event") => self.event(&query).await,
             (&Method::GET, "/api/template") => self.template(&query),
+            // Only to the page itself (its fetch), not to a page of another site.
+            (&Method::GET, "/api/token") if from_elsewhere(&request) => Refused(
+                StatusCode::FORBIDDEN,
+                "the studio's token is for the studio page only",
+            )
+            .response(),
             (&Method::GET, "/api/token") => self.token(),
             (&Method::GET, preview) if preview.starts_with("/preview/") => {
                 self.frames.answer(&preview["/preview/".len()..])
@@ -283,17 +289,7 @@ impl Studio {
             .map(|v| v.as_bytes())
             .unwrap_or_default();
         let token_ok = bool::from(subtle::ConstantTimeEq::ct_eq(token, self.csrf.as_bytes()));
-        let cross_site = headers
-            .get("sec-fetch-site")
-            .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
-        let host = headers.get("host").and_then(|h| h.to_str().ok());
-        let foreign_origin = headers.get("origin").is_some_and(|origin| {
-            let origin = origin.to_str().unwrap_or("");
-            host.is_none_or(|host| {
-                origin != format!("http://{host}") && origin != format!("https://{host}")
-            })
-        });
-        if !token_ok || cross_site || foreign_origin {
+        if !token_ok || from_elsewhere(request) {
             return Err(Refused(
                 StatusCode::FORBIDDEN,
                 "this request does not come from the studio page (CSRF token or origin)",
@@ -301,6 +297,23 @@ impl Studio {
         }
         Ok(())
     }
+}
+
+/// Whether the browser says `request` comes from a page of another site: a cross-site
+/// `Sec-Fetch-Site`, or an `Origin` other than the studio's.
+fn from_elsewhere(request: &HttpRequest) -> bool {
+    let headers = request.headers();
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
+    let host = headers.get("host").and_then(|h| h.to_str().ok());
+    let foreign_origin = headers.get("origin").is_some_and(|origin| {
+        let origin = origin.to_str().unwrap_or("");
+        host.is_none_or(|host| {
+            origin != format!("http://{host}") && origin != format!("https://{host}")
+        })
+    });
+    cross_site || foreign_origin
 }
 
 impl Handler for Studio {

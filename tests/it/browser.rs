@@ -102,6 +102,16 @@ impl Browser {
         control.prop("value").await.unwrap().unwrap_or_default()
     }
 
+    /// The text of the element `id` now, empty or not.
+    pub async fn content(&self, id: &str) -> String {
+        let script = format!("return document.getElementById({id:?}).textContent;");
+        self.js(&script)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// What `script` returns, run in the page.
     pub async fn js(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.unwrap()

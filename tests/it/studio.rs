@@ -355,6 +355,28 @@ async fn the_api_refuses_requests_from_elsewhere_and_paths_outside_the_tree() {
         ];
         assert_eq!(studio.post(path, &cross, &edit).await.0, 403);
     }
+    // The token, which a page opened before a restart fetches again: to the page only.
+    let (status, _, answer) = studio
+        .call(
+            "GET",
+            "/api/token",
+            &[("sec-fetch-site", "same-origin")],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["csrf"],
+        token
+    );
+    for elsewhere in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let (status, _, answer) = studio.call("GET", "/api/token", &[elsewhere], "").await;
+        assert_eq!(status, 403, "{elsewhere:?}");
+        assert!(!answer.contains(&token));
+    }
     let ok = [("x-csrf-token", token.as_str())];
     let (status, answer) = studio.post("/api/render", &ok, &edit).await;
     assert_eq!(status, 200, "{answer}");
@@ -507,4 +529,41 @@ fn a_studio_off_loopback_needs_auth() {
         ),
         "{out}"
     );
+}
+
+/// The previews show what each kind really sends and to whom: the Teams envelope with the
+/// correlation the relay puts in it, a message named for the configured destination of its
+/// kind, the verdict naming the files used by their place in the tree.
+#[tokio::test]
+async fn the_previews_show_what_is_sent_and_to_whom() {
+    let peer = Peer::start().await;
+    let (relay, url) = studio_relay(&peer, "").await;
+    let token = token(&url).await;
+    let edit = json!({
+        "event": sample("alert_trigger.json"),
+        "source": "thousandeyes",
+        "template": "console/default.hbs",
+        "text": "to {{destination.name}}",
+    });
+    let (status, answer) = post(&url, "/api/render", &[("x-csrf-token", &token)], &edit).await;
+    assert_eq!(status, 200, "{answer}");
+    let previews = &answer["previews"];
+    assert_eq!(previews["console"]["message"]["text"], "to console");
+    assert_eq!(
+        previews["teams"]["message"]["sent"]["correlation"],
+        json!({ "key": "35541", "state": "triggered" })
+    );
+    assert_eq!(
+        previews["teams"]["message"]["sent"]["attachments"][0]["content"],
+        previews["teams"]["message"]["json"]
+    );
+    assert_eq!(
+        previews["console"]["templates"],
+        json!(["console/default.hbs"])
+    );
+    assert_eq!(
+        previews["slack"]["templates"],
+        json!(["built-in slack/default.hbs"])
+    );
+    relay.stop().await;
 }

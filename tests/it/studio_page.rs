@@ -34,6 +34,17 @@ async fn studio_in_a_browser_with(
     (relay, browser)
 }
 
+/// Opens the template file `id` in the editor, once the page has loaded it; what the page says
+/// of it.
+async fn open_template(browser: &Browser, id: &str) -> String {
+    browser.select("template-file", id).await;
+    browser
+        .until("#template-source", &format!("{id} is loaded"), |t| {
+            t == format!("File: {id}") || t.ends_with(&format!("Save creates {id}."))
+        })
+        .await
+}
+
 const TITLE: &str = "Default Page Load Alert Rule on http://www.thousandeyes111.com";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,14 +232,7 @@ async fn a_hostile_event_runs_no_script_in_any_preview() {
         header.contains("<img src=x onerror=\"window.__pwned=1\">"),
         "shown as text: {header}"
     );
-    browser
-        .select("template-file", "email/default.html.hbs")
-        .await;
-    browser
-        .until("#template-source", "the email template loaded", |t| {
-            !t.is_empty()
-        })
-        .await;
+    open_template(&browser, "email/default.html.hbs").await;
     let pwned = browser
         .client
         .execute("return [window.__pwned, document.querySelectorAll('#preview-slack img, #preview-teams img, #preview-slack script').length]", vec![])
@@ -382,10 +386,7 @@ async fn a_new_file_starts_from_what_the_relay_uses_and_each_event_gets_its_own_
 async fn a_save_says_what_the_relay_made_of_it() {
     let peer = Peer::start().await;
     let (relay, browser) = studio_in_a_browser(&peer, "write = true").await;
-    browser.select("template-file", "slack/default.hbs").await;
-    browser
-        .until("#template-source", "the template", |t| !t.is_empty())
-        .await;
+    open_template(&browser, "slack/default.hbs").await;
     browser
         .type_into("template", r#"{"text": "{{#if summary.title}}"}"#)
         .await;
@@ -440,10 +441,7 @@ async fn a_save_says_what_the_relay_made_of_it() {
 async fn the_page_outlives_a_relay_restart_and_keeps_the_edit() {
     let peer = Peer::start().await;
     let (relay, browser) = studio_in_a_browser(&peer, "write = true").await;
-    browser.select("template-file", "slack/default.hbs").await;
-    browser
-        .until("#template-source", "the template", |t| !t.is_empty())
-        .await;
+    open_template(&browser, "slack/default.hbs").await;
     let dir = relay.stop_keeping_dir().await;
     let edit = r#"{"text": "kept across the restart: {{summary.title}}"}"#;
     browser.type_into("template", edit).await;
@@ -464,10 +462,8 @@ async fn the_page_outlives_a_relay_restart_and_keeps_the_edit() {
         .await;
     assert_eq!(browser.value("template").await, edit);
     assert_eq!(
-        browser
-            .js("return document.getElementById('problem').textContent")
-            .await,
-        json!(""),
+        browser.content("problem").await,
+        "",
         "no error blames the user"
     );
     browser.click("save").await;
@@ -497,12 +493,7 @@ async fn event_errors_show_at_the_event_and_any_sender_can_be_read() {
         browser.text("#previews-state").await,
         "These previews are of the last event that could be read."
     );
-    assert_eq!(
-        browser
-            .js("return document.getElementById('problem').textContent")
-            .await,
-        json!("")
-    );
+    assert_eq!(browser.content("problem").await, "");
     assert_eq!(
         browser
             .js("return document.getElementById('previews').classList.contains('stale')")
@@ -526,12 +517,7 @@ async fn event_errors_show_at_the_event_and_any_sender_can_be_read() {
             t.contains("HighLatency: p99 latency above 500 ms")
         })
         .await;
-    assert_eq!(
-        browser
-            .js("return document.getElementById('event-problem').textContent")
-            .await,
-        json!("")
-    );
+    assert_eq!(browser.content("event-problem").await, "");
     assert_eq!(
         browser
             .js("return document.getElementById('previews').classList.contains('stale')")
@@ -581,10 +567,7 @@ async fn event_errors_show_at_the_event_and_any_sender_can_be_read() {
 async fn template_errors_are_said_in_words_where_they_are() {
     let peer = Peer::start().await;
     let (relay, browser) = studio_in_a_browser(&peer, "").await;
-    browser.select("template-file", "slack/default.hbs").await;
-    browser
-        .until("#template-source", "the template", |t| !t.is_empty())
-        .await;
+    open_template(&browser, "slack/default.hbs").await;
     browser
         .type_into(
             "template",
