@@ -116,7 +116,6 @@ pub async fn run(
             let studio = Studio::new(
                 &config.studio,
                 &config.base_dir,
-                config.path(&config.templates.dir),
                 live.clone(),
                 outbox.clone(),
                 memory.clone(),

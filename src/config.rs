@@ -120,8 +120,9 @@ impl Config {
             )?),
             None => None,
         };
+        let templates_dir = config.path(&config.templates.dir);
         let renderer = Renderer::new(
-            config.path(&config.templates.dir),
+            templates_dir.clone(),
             config.destinations.iter().map(|(name, destination)| {
                 let own_dir = (destination.common.templates.as_ref()).map(|dir| config.path(dir));
                 (name.as_str(), destination.kind, own_dir)
@@ -134,6 +135,7 @@ impl Config {
             router: Router::new(&config.routes, config.destinations.keys(), &sources)?,
             sources,
             renderer,
+            templates_dir,
             destinations,
             metrics_token,
             timeout: config.delivery.timeout,

@@ -3,6 +3,7 @@
 //! server, the workers and the reloader read it; it reads none of them.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -48,6 +49,8 @@ pub struct Relay {
     pub sources: Sources,
     pub router: Router,
     pub renderer: Renderer,
+    /// The main template tree (`[templates] dir`), where the studio saves.
+    pub templates_dir: PathBuf,
     pub destinations: BTreeMap<String, Target>,
     pub auth: Auth,
     /// When set, `GET /metrics` requires it as a bearer token.

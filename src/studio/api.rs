@@ -44,13 +44,13 @@ impl Studio {
             })),
             Err(e) => warn!(error = %e, "the studio cannot list the events the store keeps"),
         }
+        let relay = self.live.current();
         let templates: Vec<Value> = TemplateId::all()
             .map(|id| {
-                let file = id.path(&self.templates_dir).is_file();
+                let file = id.path(&relay.templates_dir).is_file();
                 json!({ "id": id.name(), "kind": id.kind.as_str(), "file": file })
             })
             .collect();
-        let relay = self.live.current();
         let destinations: Vec<Value> = relay
             .destinations
             .iter()
@@ -109,7 +109,10 @@ impl Studio {
     /// One template file's text, or what the relay renders in its place today.
     pub(super) fn template(&self, query: &str) -> HttpResponse {
         match query_value(query, "id").and_then(|id| TemplateId::parse(&id)) {
-            Some(id) => json_response(StatusCode::OK, &id.answer(&self.templates_dir)),
+            Some(id) => json_response(
+                StatusCode::OK,
+                &id.answer(&self.live.current().templates_dir),
+            ),
             None => error(StatusCode::NOT_FOUND, "no such template"),
         }
     }
@@ -136,7 +139,8 @@ impl Studio {
         let names: Vec<(DestinationKind, String)> = DestinationKind::all()
             .map(|kind| (kind, self.destination_of(kind)))
             .collect();
-        let (relay, dir) = (self.live.current(), self.templates_dir.clone());
+        let relay = self.live.current();
+        let dir = relay.templates_dir.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let name = |kind| {
                 (names.iter().find(|(k, _)| *k == kind))
@@ -208,13 +212,14 @@ impl Studio {
             Ok(edit) => edit,
             Err(refused) => return refused.response(),
         };
-        if let Some(problem) = save::problem(&edit, &self.templates_dir) {
+        let dir = self.live.current().templates_dir.clone();
+        if let Some(problem) = save::problem(&edit, &dir) {
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &format!("the relay would refuse this template: {problem}"),
             );
         }
-        match save::write(&edit, &self.templates_dir, &self.live).await {
+        match save::write(&edit, &dir, &self.live).await {
             Ok(saved) => json_response(StatusCode::OK, &saved),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
         }
@@ -250,7 +255,7 @@ impl Studio {
         }
         // Read and rendered as a preview is: within the budget, off the serving threads.
         let _room = self.reserve(&edit.event).await;
-        let (kind, dir, sources) = (target.kind, self.templates_dir.clone(), relay.clone());
+        let (kind, dir, sources) = (target.kind, relay.templates_dir.clone(), relay.clone());
         let destination = name.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let event = edit.event(&sources.sources)?;

@@ -15,7 +15,6 @@ mod save;
 mod templates;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,8 +118,6 @@ pub struct Studio {
     outbox: Arc<Outbox>,
     /// The budget shared with ingest and the workers; previews render within it.
     memory: Arc<Memory>,
-    /// The main template tree, where `Save` writes.
-    templates_dir: PathBuf,
     write: bool,
     auth: Option<Auth>,
     /// Put in the page; every POST must send it back.
@@ -136,7 +133,6 @@ impl Studio {
     pub fn new(
         config: &StudioConfig,
         base_dir: &std::path::Path,
-        templates_dir: PathBuf,
         live: Arc<Live>,
         outbox: Arc<Outbox>,
         memory: Arc<Memory>,
@@ -164,7 +160,6 @@ impl Studio {
             live,
             outbox,
             memory,
-            templates_dir,
             write: config.write,
             port: config.listen.port(),
             names: config

@@ -123,7 +123,6 @@ impl Oneshot {
         let studio = alert_relay::studio::Studio::new(
             &config.studio,
             &config.base_dir,
-            config.path(&config.templates.dir),
             live,
             std::sync::Arc::new(outbox),
             std::sync::Arc::new(alert_relay::memory::Memory::new(1024 * 1024)),
