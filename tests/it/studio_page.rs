@@ -267,20 +267,42 @@ async fn the_page_is_accessible_and_fits_a_phone() {
             !t.is_empty()
         })
         .await;
-    for (width, height) in [(1440, 900), (390, 844)] {
-        browser.resize(width, height).await;
-        let violations = browser.axe_violations().await;
-        assert!(
-            violations.is_empty(),
-            "at {width}x{height}: {violations:#?}"
-        );
-        assert_eq!(
-            browser.overflow_x().await,
-            0,
-            "at {width}x{height} the page scrolls sideways: {}",
-            browser.too_wide().await
-        );
-    }
+    let check = async |state: &str| {
+        for (width, height) in [(1440, 900), (390, 844)] {
+            browser.resize(width, height).await;
+            let violations = browser.axe_violations().await;
+            assert!(
+                violations.is_empty(),
+                "{state}, at {width}x{height}: {violations:#?}"
+            );
+            assert_eq!(
+                browser.overflow_x().await,
+                0,
+                "{state}, at {width}x{height} the page scrolls sideways: {}",
+                browser.too_wide().await
+            );
+        }
+    };
+    check("as it opens").await;
+    // With a note on a preview (the trigger is not rendered with the clear's file) ...
+    open_template(&browser, "slack/alert.clear.hbs").await;
+    browser.text("#preview-slack .note").await;
+    check("with a note").await;
+    // ... and with a template error, the rendered output around it (long lines).
+    open_template(&browser, "slack/default.hbs").await;
+    let long = "y".repeat(300);
+    browser
+        .type_into(
+            "template",
+            &format!("{{\"text\": \"x\", \"long\": {{{{summary.rule}}}} {long}\n}}"),
+        )
+        .await;
+    browser
+        .until("#problem", "the rendered output", |t| {
+            t.contains("The rendered message there:")
+        })
+        .await;
+    check("with an error").await;
     relay.stop().await;
 }
 
