@@ -12,7 +12,6 @@ const state = {
   timer: null,
   retry: null,
   sequence: 0,
-  shownOnce: false,
 };
 
 /** Makes an element with a class and text. */
