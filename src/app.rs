@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::ConfigError;
 use crate::memory::Memory;
 use crate::metrics::Metrics;
+use crate::noise::Silences;
 use crate::outbox::{Outbox, StoreError};
 use crate::relay::Live;
 use crate::server::{self, Ingest};
@@ -76,6 +77,8 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let memory = Arc::new(Memory::new(config.server.max_body_bytes));
     let live = Arc::new(Live::new(relay));
+    let silences = Arc::new(Silences::default());
+    silences.refresh(&outbox).await?;
     let (stop_tasks, stop) = watch::channel(false);
     // Dropped last, when this function returns: after the workers have stopped.
     let delivery = DeliveryRuntime::start(config.delivery.niceness).map_err(StartError::Threads)?;
@@ -104,6 +107,13 @@ pub async fn run(
             crate::reload::Reloader::new(&config, live.clone(), metrics.clone(), workers.clone())
                 .run(stop.clone()),
         ),
+        tokio::spawn(crate::noise::run(
+            outbox.clone(),
+            silences.clone(),
+            |_| Vec::new(),
+            config.storage.poll,
+            stop.clone(),
+        )),
     ];
     let studio = match config.studio.enabled {
         true => {
@@ -142,6 +152,7 @@ pub async fn run(
         outbox: outbox.clone(),
         metrics,
         memory,
+        silences,
         closing: AtomicBool::new(false),
     });
     if let Ok(address) = listener.local_addr() {

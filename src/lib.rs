@@ -24,10 +24,13 @@
 //!   a body against the limits and turns it into events with a kind, a summary, a correlation key
 //!   and a dedup key.
 //! - [`samples`]: the sample events of every source kind bundled for `check` and the studio.
-//! - [`route`]: `[[routes]]`: which destinations receive an event.
+//! - [`route`]: `[[routes]]`: which destinations receive an event; the fields of an event that
+//!   matchers and groups read (`route/matcher`).
 //! - [`outbox`]: the store: accepted events and one delivery per destination until each is done;
 //!   SQLite (`outbox/sqlite`) or PostgreSQL (`outbox/postgres`) behind one interface; what the
-//!   OAuth server keeps.
+//!   OAuth server keeps; silences.
+//! - [`noise`]: noise control: silences (kept in the store), and the task that applies them and
+//!   sends what they held once they end.
 //! - [`auth`]: who may post: Basic, Bearer and JWT credentials, the source allowlist, and the
 //!   relay's own OAuth authorization server for ThousandEyes (`auth/oauth`), whose tokens the
 //!   store knows.
@@ -62,6 +65,7 @@ pub mod http;
 pub mod logs;
 pub mod memory;
 pub mod metrics;
+pub mod noise;
 pub mod outbox;
 pub mod relay;
 pub mod reload;

@@ -11,6 +11,7 @@ use alert_relay::config::Config;
 use alert_relay::deliver::{DeliveryError, Sent};
 use alert_relay::event::{Event, SourceKind};
 use alert_relay::logs::{LogConfig, LogFormat};
+use alert_relay::noise::{NewSilence, Silence};
 use alert_relay::outbox;
 use alert_relay::render::{Rendered, Situation, context};
 use alert_relay::samples;
@@ -99,7 +100,7 @@ enum Command {
     },
     /// List deliveries in the store, newest first (works while the server runs).
     Deliveries {
-        /// pending, done or dead.
+        /// pending, done, dead, silenced, flapped or grouped.
         #[arg(long)]
         state: Option<outbox::DeliveryState>,
         #[arg(long, default_value_t = 50)]
@@ -110,6 +111,12 @@ enum Command {
         #[command(subcommand)]
         action: Option<TokensAction>,
     },
+    /// Hold alerts back for a while: add, list or expire silences. They are kept in the store: a
+    /// running relay applies a change within storage.poll.
+    Silence {
+        #[command(subcommand)]
+        action: SilenceAction,
+    },
     /// Make a delivery (or every dead one) due again now; a running server picks it up.
     Retry {
         /// The delivery id, from `deliveries`.
@@ -118,6 +125,39 @@ enum Command {
         /// Every dead delivery.
         #[arg(long)]
         dead: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SilenceAction {
+    /// Add a silence and print its id.
+    Add {
+        /// field=value, field!=value, field=~regex or field!~regex, over source, kind, rule,
+        /// test, type, severity, alert or label:NAME; every one given must hold.
+        #[arg(long = "match", required = true)]
+        matchers: Vec<String>,
+        /// How long it lasts from its start: 30m, 2h, 1d.
+        #[arg(long = "for")]
+        duration: humantime::Duration,
+        /// When it starts, RFC 3339 (default: now).
+        #[arg(long)]
+        starts: Option<String>,
+        /// Why.
+        #[arg(long)]
+        comment: String,
+        /// Who adds it (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// List the silences that have not ended (--all: those the store keeps).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now: the triggers it held that still fire are sent.
+    Expire {
+        /// The silence's id, from `silence list`.
+        id: String,
     },
 }
 
@@ -188,6 +228,7 @@ fn main() -> ExitCode {
                 }
                 Command::Deliveries { state, limit } => deliveries(&cli.config, state, limit),
                 Command::Tokens { action } => tokens(&cli.config, action),
+                Command::Silence { action } => silence(&cli.config, action),
                 // clap makes sure that without an id, --dead was given.
                 Command::Retry { id, dead: _ } => retry(&cli.config, id),
             }
@@ -546,6 +587,96 @@ fn tokens(config_path: &Path, action: Option<TokensAction>) -> anyhow::Result<Ex
         out!("(none)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn silence(config_path: &Path, action: SilenceAction) -> anyhow::Result<ExitCode> {
+    let location = store_location(config_path)?;
+    let runtime = runtime()?;
+    let now = outbox::now_ms();
+    match action {
+        SilenceAction::Add {
+            matchers,
+            duration,
+            starts,
+            comment,
+            by,
+        } => {
+            let starts_at = match starts {
+                Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+                    .with_context(|| format!("--starts {text:?} is not an RFC 3339 time"))?
+                    .timestamp_millis(),
+                None => now,
+            };
+            let length = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+            let new = NewSilence {
+                matchers,
+                starts_at,
+                ends_at: starts_at.saturating_add(length),
+                comment,
+                created_by: by.or_else(|| std::env::var("USER").ok()),
+            };
+            let silence = Silence::new(new, now).map_err(anyhow::Error::msg)?;
+            runtime.block_on(outbox::add_silence(&location, silence.row()))?;
+            out!(
+                "silence {} added, {} until {}",
+                silence.id,
+                silence.state(now),
+                utc(silence.ends_at, "%Y-%m-%d %H:%M:%S UTC")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SilenceAction::Expire { id } => Ok(
+            if runtime.block_on(outbox::expire_silence(&location, &id))? {
+                out!("silence {id} has ended: the triggers it held that still fire are sent");
+                ExitCode::SUCCESS
+            } else {
+                note!("no silence {id} that has not ended (see `alert-relay silence list`)");
+                ExitCode::FAILURE
+            },
+        ),
+        SilenceAction::List { all } => {
+            let rows = runtime.block_on(outbox::silences(&location))?;
+            let when = |ms| utc(ms, "%Y-%m-%d %H:%M");
+            out!(
+                "{:<12}  {:<8}  {:<16}  {:<16}  {:<12}  matchers  (comment)",
+                "id",
+                "state",
+                "starts (UTC)",
+                "ends (UTC)",
+                "by"
+            );
+            let mut shown = 0;
+            for row in &rows {
+                let silence = match Silence::from_row(row) {
+                    Ok(silence) => silence,
+                    Err(e) => {
+                        note!("{e}");
+                        continue;
+                    }
+                };
+                if !all && silence.ends_at <= now {
+                    continue;
+                }
+                shown += 1;
+                let matchers: Vec<String> =
+                    silence.matchers.iter().map(|m| m.to_string()).collect();
+                out!(
+                    "{:<12}  {:<8}  {:<16}  {:<16}  {:<12}  {}  ({})",
+                    silence.id,
+                    silence.state(now),
+                    when(silence.starts_at),
+                    when(silence.ends_at),
+                    printable(silence.created_by.as_deref().unwrap_or("-")),
+                    printable(&matchers.join(" ")),
+                    printable(&silence.comment)
+                );
+            }
+            if shown == 0 {
+                out!("(none)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// Unix milliseconds as a UTC time in `format`.

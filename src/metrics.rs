@@ -111,6 +111,12 @@ pub struct ReloadLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SilencedLabels {
+    /// `silence` or `maintenance`.
+    pub by: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
 }
@@ -127,6 +133,8 @@ pub struct Metrics {
     pending: Family<DestinationLabels, Gauge>,
     dead: Family<DestinationLabels, Gauge>,
     reloads: Family<ReloadLabels, Counter>,
+    silenced: Family<SilencedLabels, Counter>,
+    silences_active: Gauge,
 }
 
 /// Accept-to-delivered latency buckets: 10 ms to about 1.5 h, each twice the one before.
@@ -146,6 +154,8 @@ impl Default for Metrics {
             pending: Family::default(),
             dead: Family::default(),
             reloads: Family::default(),
+            silenced: Family::default(),
+            silences_active: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -187,6 +197,16 @@ impl Default for Metrics {
             "config_reloads",
             "Config and template reloads, by outcome",
             metrics.reloads.clone(),
+        );
+        registry.register(
+            "events_silenced",
+            "Events a silence or a maintenance window matched as they arrived, by what (silence, maintenance)",
+            metrics.silenced.clone(),
+        );
+        registry.register(
+            "silences_active",
+            "Silences in force",
+            metrics.silences_active.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -249,6 +269,17 @@ impl Metrics {
 
     pub fn reload(&self, outcome: ReloadOutcome) {
         self.reloads.get_or_create(&ReloadLabels { outcome }).inc();
+    }
+
+    /// An event arrived that `by` (`silence:ID`, `maintenance:NAME`) holds back.
+    pub fn silenced(&self, by: &str) {
+        let by = by.split(':').next().unwrap_or(by).to_owned();
+        self.silenced.get_or_create(&SilencedLabels { by }).inc();
+    }
+
+    /// Sets how many silences are in force (read at scrape time).
+    pub fn set_silences_active(&self, active: usize) {
+        self.silences_active.set(active as i64);
     }
 
     /// Sets the pending and dead gauges from `(destination, pending, dead)` counts, read from the

@@ -137,16 +137,33 @@ pub enum DeliveryState {
     Done,
     /// Failed for good; `alert-relay retry` makes it pending again.
     Dead,
+    /// Not sent: a silence or a maintenance window held it (a trigger still firing goes out
+    /// when that ends).
+    Silenced,
+    /// Not sent: its alert triggered and cleared within the route's `hold`.
+    Flapped,
+    /// Not sent on its own: it joined a group, whose notifications name it.
+    Grouped,
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 3] = [Self::Pending, Self::Done, Self::Dead];
+    pub const ALL: [DeliveryState; 6] = [
+        Self::Pending,
+        Self::Done,
+        Self::Dead,
+        Self::Silenced,
+        Self::Flapped,
+        Self::Grouped,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Done => "done",
             Self::Dead => "dead",
+            Self::Silenced => "silenced",
+            Self::Flapped => "flapped",
+            Self::Grouped => "grouped",
         }
     }
 }
@@ -158,8 +175,25 @@ impl std::str::FromStr for DeliveryState {
         Self::ALL
             .into_iter()
             .find(|state| state.as_str() == text)
-            .ok_or_else(|| format!("{text:?} is not pending, done or dead"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
+                format!("{text:?} is not one of {}", names.join(", "))
+            })
     }
+}
+
+/// A silence as the store keeps it (see `noise::Silence`): every relay on the store sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilenceRow {
+    pub id: String,
+    /// Its matchers, a JSON list of texts (`["test=checkout", "rule=~^Latency"]`).
+    pub matchers: String,
+    /// Unix milliseconds, as the other times.
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub comment: String,
+    pub created_by: Option<String>,
+    pub created_at: i64,
 }
 
 /// An event the store keeps, as the studio lists it.
@@ -188,6 +222,10 @@ pub struct NewEvent {
     /// The correlation key and phase: a clear is not claimed for a destination while its trigger
     /// waits there.
     pub lifecycle: Option<(String, Phase)>,
+    /// What silences it (`silence:ID`, `maintenance:NAME`), if anything does: its deliveries are
+    /// kept as silenced, unless it is a clear whose trigger went out there; a clear whose trigger
+    /// was silenced is silenced with it, whatever silences it now.
+    pub silenced: Option<String>,
 }
 
 impl NewEvent {
@@ -209,6 +247,7 @@ impl NewEvent {
             normalized: None,
             to: to.iter().map(|s| s.to_string()).collect(),
             lifecycle: None,
+            silenced: None,
         }
     }
 }
@@ -234,6 +273,8 @@ pub struct Claim {
     /// For a clear: what the destination kept of its trigger's message, and the trigger's
     /// summary (both JSON), if the trigger was delivered there within `storage.retention`.
     pub thread: Option<(String, String)>,
+    /// What silenced it until it ended, for a trigger sent when its silence ended.
+    pub silenced_by: Option<String>,
 }
 
 /// What a destination keeps of a trigger's message for its clear: kind-specific JSON (see
@@ -390,6 +431,32 @@ pub async fn revoke_token(location: &Location, id: &str) -> Result<bool, StoreEr
     match location {
         Location::Sqlite(path) => sqlite::revoke_token(path, id),
         Location::Postgres(url) => postgres::revoke_token(url, id).await,
+    }
+}
+
+/// Every silence the store keeps (those ended within `storage.retention` too), newest first, for
+/// `alert-relay silence list`.
+pub async fn silences(location: &Location) -> Result<Vec<SilenceRow>, StoreError> {
+    match location {
+        Location::Sqlite(path) => sqlite::silences(path),
+        Location::Postgres(url) => postgres::silences(url).await,
+    }
+}
+
+/// Keeps a new silence (`alert-relay silence add`); relays on the store apply it within
+/// `storage.poll`.
+pub async fn add_silence(location: &Location, silence: SilenceRow) -> Result<(), StoreError> {
+    match location {
+        Location::Sqlite(path) => sqlite::add_silence(path, silence),
+        Location::Postgres(url) => postgres::add_silence(url, silence).await,
+    }
+}
+
+/// Ends the silence `id` now (`alert-relay silence expire`); whether it had not ended yet.
+pub async fn expire_silence(location: &Location, id: &str) -> Result<bool, StoreError> {
+    match location {
+        Location::Sqlite(path) => sqlite::expire_silence(path, id),
+        Location::Postgres(url) => postgres::expire_silence(url, id).await,
     }
 }
 
@@ -556,6 +623,41 @@ impl Outbox {
             Self::Sqlite(store) => store.take_code(hash.to_owned()).await,
             Self::Postgres(store) => store.take_code(hash).await,
         }
+    }
+
+    /// Every silence that has not ended before `after` (unix ms), newest first.
+    pub async fn silences(&self, after: i64) -> Result<Vec<SilenceRow>, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.silences(after).await,
+            Self::Postgres(store) => store.silences(after).await,
+        }
+    }
+
+    pub async fn add_silence(&self, silence: SilenceRow) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(store) => store.add_silence(silence).await,
+            Self::Postgres(store) => store.add_silence(silence).await,
+        }
+    }
+
+    /// Ends the silence `id` now; whether it had not ended yet.
+    pub async fn expire_silence(&self, id: &str) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.expire_silence(id.to_owned()).await,
+            Self::Postgres(store) => store.expire_silence(id).await,
+        }
+    }
+
+    /// Sends the triggers that silences held and that are still firing, where what held them
+    /// has ended: a silence of the store that has ended, or a maintenance window not in
+    /// `open_windows` (`maintenance:NAME`). How many deliveries became pending.
+    pub async fn unsilence(&self, open_windows: Vec<String>) -> Result<usize, StoreError> {
+        self.writer()
+            .send(|reply| writes::Write::Unsilence {
+                open_windows,
+                reply,
+            })
+            .await
     }
 
     /// The body of the stored event `id` (see [`RecentEvent`]) and its normalized form, if it

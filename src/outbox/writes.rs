@@ -28,16 +28,23 @@ pub(super) enum Write {
         before: i64,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
+    /// See `Outbox::unsilence`.
+    Unsilence {
+        open_windows: Vec<String>,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
 /// What one write in a batch did.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(super) enum Applied {
     Accepted(Accepted),
     Pruned(usize),
+    /// The destinations whose deliveries became pending.
+    Unsilenced(Vec<String>),
     Done,
 }
 
@@ -102,8 +109,12 @@ pub(super) fn answer(
     wakers: &Wakers,
 ) {
     let mut woken: Vec<String> = Vec::new();
-    for (i, write) in batch.into_iter().enumerate() {
-        let result = applied.as_ref().map(|results| results[i]);
+    let mut results = applied.as_ref().ok().map(|r| r.iter().cloned());
+    for write in batch {
+        let result = match &mut results {
+            Some(results) => results.next().ok_or(()),
+            None => Err(()),
+        };
         let error = || match &applied {
             Err(e) => e.again(),
             Ok(_) => StoreError::Closed,
@@ -129,6 +140,16 @@ pub(super) fn answer(
             Write::Prune { reply, .. } => {
                 let _ = reply.send(match result {
                     Ok(Applied::Pruned(rows)) => Ok(rows),
+                    _ => Err(error()),
+                });
+            }
+            Write::Unsilence { reply, .. } => {
+                let _ = reply.send(match result {
+                    Ok(Applied::Unsilenced(destinations)) => {
+                        let count = destinations.len();
+                        woken.extend(destinations);
+                        Ok(count)
+                    }
                     _ => Err(error()),
                 });
             }

@@ -248,6 +248,9 @@ pub struct Situation<'a> {
     pub step: Option<Step>,
     /// The trigger's `summary`, when the trigger was delivered there.
     pub trigger: Option<&'a Value>,
+    /// What held it back until it ended (`silence:ID`, `maintenance:NAME`), for a trigger sent
+    /// then.
+    pub silenced: Option<&'a str>,
 }
 
 impl<'a> Situation<'a> {
@@ -255,6 +258,7 @@ impl<'a> Situation<'a> {
         Self {
             step: Some(step),
             trigger,
+            silenced: None,
         }
     }
 }
@@ -310,6 +314,7 @@ pub fn context(
             "reply": situation.step == Some(Step::Reply),
         },
         "trigger": situation.trigger,
+        "silenced": situation.silenced,
     })
 }
 

@@ -28,6 +28,7 @@ use crate::error::ConfigError;
 use crate::event::{Arrival, EventError, Source};
 use crate::memory::{Memory, Reservation};
 use crate::metrics::{EventOutcome, Metrics};
+use crate::noise::Silences;
 use crate::outbox::{Accepted, NewEvent, Outbox};
 use crate::relay::{Live, Relay};
 use crate::secret::Secret;
@@ -158,6 +159,8 @@ pub struct Ingest {
     pub metrics: Arc<Metrics>,
     /// Room for request bodies and parsed events, shared with the workers.
     pub memory: Arc<Memory>,
+    /// What holds events back as they arrive.
+    pub silences: Arc<Silences>,
     /// Set when shutdown starts: new events get 503 so that ThousandEyes posts them again later.
     pub closing: AtomicBool,
 }
@@ -219,6 +222,7 @@ impl Ingest {
                     Ok(counts) => self.metrics.set_backlog(counts),
                     Err(e) => warn!(error = %e, "cannot count pending deliveries for /metrics"),
                 }
+                (self.metrics).set_silences_active(self.silences.active(crate::outbox::now_ms()));
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
                 response.headers_mut().insert(
                     CONTENT_TYPE,
@@ -347,8 +351,13 @@ impl Ingest {
     ) -> Result<Vec<serde_json::Value>, HttpResponse> {
         let mut events = Vec::with_capacity(arrivals.len());
         let mut stored = Vec::with_capacity(arrivals.len());
+        let now = crate::outbox::now_ms();
         for Arrival { event, key, body } in arrivals {
             let to = relay.router.destinations_for(&event);
+            let silenced = self.silences.silencer(&event, now);
+            if let Some(by) = &silenced {
+                self.metrics.silenced(by);
+            }
             stored.push(NewEvent {
                 key,
                 received_at: event.received_at.timestamp_millis(),
@@ -358,12 +367,13 @@ impl Ingest {
                 lifecycle: event
                     .lifecycle()
                     .map(|(key, phase)| (key.to_owned(), phase)),
+                silenced: silenced.clone(),
             });
-            events.push((event, to));
+            events.push((event, to, silenced));
         }
         let results = self.outbox.accept_all(stored).await;
         let mut answers = Vec::with_capacity(events.len());
-        for ((event, to), result) in events.iter().zip(results) {
+        for ((event, to, silenced), result) in events.iter().zip(results) {
             let (id, kind, source) = (&event.id, event.kind.as_str(), &event.source.name);
             answers.push(match result {
                 Ok(Accepted::New { deliveries: 0 }) => {
@@ -372,7 +382,7 @@ impl Ingest {
                     json!({"status": "accepted", "eventId": id, "deliveries": 0})
                 }
                 Ok(Accepted::New { deliveries }) => {
-                    info!(event = %id, kind, %source, deliveries, destinations = %to.join(","), "accepted");
+                    info!(event = %id, kind, %source, deliveries, destinations = %to.join(","), silenced = silenced.as_deref(), "accepted");
                     self.metrics.event(source, kind, EventOutcome::Accepted);
                     json!({"status": "accepted", "eventId": id, "deliveries": deliveries})
                 }

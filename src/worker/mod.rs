@@ -493,7 +493,10 @@ impl Worker {
         let destination = &relay.destinations[&self.name].destination;
         let mut messages = Vec::new();
         for step in destination.steps(&event, thread) {
-            let situation = Situation::new(step, trigger);
+            let situation = Situation {
+                silenced: claim.silenced_by.as_deref(),
+                ..Situation::new(step, trigger)
+            };
             let rendered = relay.renderer.render_as(&event, &self.name, situation);
             for failure in &rendered.failures {
                 warn!(

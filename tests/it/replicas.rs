@@ -370,3 +370,56 @@ fn a_storage_url_that_is_not_postgres_is_refused_without_showing_it() {
     );
     assert!(!out.contains("S3cretPw"), "{out}");
 }
+
+/// A silence added on one relay's store holds what is posted to another replica; when it ends,
+/// the trigger it held goes out once, though every replica looks for what ended silences held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
+async fn silences_are_shared_and_what_they_held_goes_out_once() {
+    use crate::silences::{add_silence, alert, deliveries_in, run, until_active, webhook_config};
+    let url = alert_relay::testing::fresh_postgres_database()
+        .await
+        .unwrap();
+    let peer = Peer::start().await;
+    let (config, files) = webhook_config(&peer);
+    let config = config.replace(
+        "[storage]\n",
+        &format!("[storage]\nurl = \"{}\"\n", url.expose()),
+    );
+    let dir = common::config_dir(&config, &files);
+    let relays = [
+        ChildRelay::start(dir.path()).await,
+        ChildRelay::start(dir.path()).await,
+    ];
+    let id = add_silence(dir.path(), &["test=checkout"]).await;
+    for relay in &relays {
+        until_active(relay, 1).await;
+    }
+    assert_eq!(
+        relays[1].post(alert("TRIGGER", "a", "checkout")).await.0,
+        200
+    );
+    assert_eq!(relays[0].post(alert("TRIGGER", "b", "search")).await.0, 200);
+    assert_eq!(peer.next().await.json()["id"], "TRIGGER-b");
+    assert!(
+        deliveries_in(dir.path(), "silenced")
+            .await
+            .contains("TRIGGER-a")
+    );
+
+    let (ok, out) = run(dir.path(), &["silence", "expire", &id]).await;
+    assert!(ok, "{out}");
+    assert_eq!(peer.next().await.json()["id"], "TRIGGER-a");
+    for relay in &relays {
+        until_active(relay, 0).await;
+    }
+    assert_eq!(relays[1].post(alert("TRIGGER", "c", "search")).await.0, 200);
+    assert_eq!(
+        peer.next().await.json()["id"],
+        "TRIGGER-c",
+        "the held trigger went out once"
+    );
+    for relay in relays {
+        relay.kill_9();
+    }
+}

@@ -21,8 +21,10 @@
 //!   on one is taken once, on whichever replica the token request lands.
 
 mod oauth;
+mod silences;
 
 pub use oauth::{revoke_token, tokens};
+pub use silences::{add_silence, expire_silence, silences};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +54,7 @@ const PRUNE_LOCK: i64 = 0x616c_6572_7402;
 const DRIVE_CLASS: i32 = 0x616c_7201;
 
 /// The schema this version writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -117,6 +119,53 @@ const MIGRATIONS: &[&str] = &[
     // Dedup keys are per source (see SQLite's migration 5).
     "UPDATE events SET event_id =
          COALESCE(normalized::json -> 'source' ->> 'name', 'thousandeyes') || ':' || event_id;",
+    // Noise control (see SQLite's migration 6).
+    "
+    ALTER TABLE deliveries DROP CONSTRAINT deliveries_state_check;
+    ALTER TABLE deliveries ADD CONSTRAINT deliveries_state_check
+        CHECK (state IN ('pending', 'done', 'dead', 'silenced', 'flapped', 'grouped'));
+    ALTER TABLE deliveries ADD COLUMN silenced_by TEXT,
+        ADD COLUMN unsilence BOOLEAN NOT NULL DEFAULT false,
+        ADD COLUMN held BOOLEAN NOT NULL DEFAULT false,
+        ADD COLUMN grp BIGINT;
+    CREATE INDEX deliveries_unsilence ON deliveries (silenced_by) WHERE unsilence;
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        starts_at BIGINT NOT NULL,
+        ends_at BIGINT NOT NULL,
+        comment TEXT NOT NULL,
+        created_by TEXT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    CREATE TABLE alert_groups (
+        id BIGSERIAL PRIMARY KEY,
+        destination TEXT NOT NULL,
+        key TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        interval_ms BIGINT NOT NULL,
+        flush_at BIGINT,
+        flushed_at BIGINT,
+        notifications INTEGER NOT NULL DEFAULT 0,
+        ended_at BIGINT
+    );
+    CREATE UNIQUE INDEX alert_groups_open ON alert_groups (destination, key)
+        WHERE ended_at IS NULL;
+    CREATE INDEX alert_groups_flush ON alert_groups (flush_at) WHERE flush_at IS NOT NULL;
+    CREATE INDEX alert_groups_ended ON alert_groups (ended_at) WHERE ended_at IS NOT NULL;
+    CREATE TABLE alert_group_members (
+        grp BIGINT NOT NULL REFERENCES alert_groups(id) ON DELETE CASCADE,
+        correlation TEXT NOT NULL,
+        firing BOOLEAN NOT NULL,
+        summary TEXT NOT NULL,
+        joined_at BIGINT NOT NULL,
+        changed_at BIGINT NOT NULL,
+        notified BOOLEAN,
+        PRIMARY KEY (grp, correlation)
+    );
+",
 ];
 
 pub struct Postgres {
@@ -191,7 +240,9 @@ impl Postgres {
             let deliveries = tx
                 .execute(
                     "DELETE FROM deliveries WHERE id IN (
-                         SELECT id FROM deliveries WHERE state IN ('done', 'dead') AND updated_at < $1
+                         SELECT id FROM deliveries
+                         WHERE state IN ('done', 'dead', 'flapped', 'grouped', 'silenced')
+                           AND NOT unsilence AND updated_at < $1
                          ORDER BY id LIMIT $2)",
                     &[&before, &PRUNE_BATCH],
                 )
@@ -525,6 +576,9 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
                 Applied::Done
             }
             Write::Prune { .. } => Applied::Pruned(0),
+            Write::Unsilence { open_windows, .. } => {
+                Applied::Unsilenced(unsilence(&tx, open_windows, now).await?)
+            }
             Write::Close { .. } => Applied::Done,
         });
     }
@@ -563,19 +617,106 @@ async fn insert_event(
     let event: i64 = row.get(0);
     let statement = tx
         .prepare_cached(
-            "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at, updated_at)
-             VALUES ($1, $2, 'pending', 0, $3, $3)",
+            "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
+                 updated_at, silenced_by, unsilence)
+             VALUES ($1, $2, $3, 0, $4, $4, $5, $6)",
         )
         .await
         .map_err(pg)?;
     for destination in &new.to {
-        tx.execute(&statement, &[&event, destination, &now])
-            .await
-            .map_err(pg)?;
+        let (state, silenced_by, unsilence) = match (correlation, phase) {
+            (Some(correlation), Some("clear")) => {
+                clear_state(tx, new, correlation, destination).await?
+            }
+            _ => match &new.silenced {
+                Some(by) => (
+                    DeliveryState::Silenced,
+                    Some(by.clone()),
+                    phase == Some("trigger"),
+                ),
+                None => (DeliveryState::Pending, None, false),
+            },
+        };
+        tx.execute(
+            &statement,
+            &[
+                &event,
+                destination,
+                &state.as_str(),
+                &now,
+                &silenced_by,
+                &unsilence,
+            ],
+        )
+        .await
+        .map_err(pg)?;
     }
     Ok(Accepted::New {
         deliveries: new.to.len(),
     })
+}
+
+/// See the SQLite store's `clear_state`: a clear is silenced with its trigger, sent when its
+/// trigger was sent, else as its own silence says.
+async fn clear_state(
+    tx: &Transaction<'_>,
+    new: &NewEvent,
+    correlation: &str,
+    destination: &str,
+) -> Result<(DeliveryState, Option<String>, bool), StoreError> {
+    let trigger = tx
+        .query_opt(
+            "SELECT d.id, d.state, d.silenced_by FROM deliveries d JOIN events e ON e.id = d.event
+             WHERE e.correlation = $1 AND e.phase = 'trigger' AND d.destination = $2
+             ORDER BY e.id DESC LIMIT 1",
+            &[&correlation, &destination],
+        )
+        .await
+        .map_err(pg)?;
+    let trigger = trigger.map(|row| {
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, String>(1),
+            row.get::<_, Option<String>>(2),
+        )
+    });
+    Ok(match trigger {
+        Some((trigger, state, by)) if state == DeliveryState::Silenced.as_str() => {
+            tx.execute(
+                "UPDATE deliveries SET unsilence = false WHERE id = $1",
+                &[&trigger],
+            )
+            .await
+            .map_err(pg)?;
+            (DeliveryState::Silenced, by, false)
+        }
+        Some(_) => (DeliveryState::Pending, None, false),
+        None => match &new.silenced {
+            Some(by) => (DeliveryState::Silenced, Some(by.clone()), false),
+            None => (DeliveryState::Pending, None, false),
+        },
+    })
+}
+
+/// See `Outbox::unsilence`.
+async fn unsilence(
+    tx: &Transaction<'_>,
+    open_windows: &[String],
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = tx
+        .query(
+            "UPDATE deliveries d SET state = 'pending', unsilence = false, next_attempt_at = $1,
+                 updated_at = $1
+             WHERE unsilence AND state = 'silenced' AND NOT (silenced_by = ANY($2))
+               AND NOT EXISTS (SELECT 1 FROM silences s
+                               WHERE d.silenced_by = 'silence:' || s.id AND s.ends_at > $1)
+             RETURNING destination",
+            &[&now, &open_windows],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 async fn record_finish(
@@ -707,9 +848,9 @@ impl Reader {
                  leased AS (
                      UPDATE deliveries SET lease_until = $3 FROM due WHERE deliveries.id = due.id
                      RETURNING deliveries.id, deliveries.attempts, deliveries.event,
-                         deliveries.next_attempt_at, due.was_leased)
+                         deliveries.next_attempt_at, due.was_leased, deliveries.silenced_by)
                  SELECT l.id, l.attempts, e.event_id, e.received_at, e.body, th.thread,
-                     th.trigger_summary, e.normalized, l.was_leased
+                     th.trigger_summary, e.normalized, l.was_leased, l.silenced_by
                  FROM leased l JOIN events e ON e.id = l.event
                  LEFT JOIN threads th ON e.phase = 'clear'
                      AND th.destination = $1 AND th.correlation = e.correlation
@@ -734,6 +875,7 @@ impl Reader {
                     (Some(thread), Some(trigger)) => Some((thread, trigger)),
                     _ => None,
                 },
+                silenced_by: row.get(9),
             })
             .collect())
     }

@@ -8,6 +8,7 @@
 //! - `checkpoint`: the thread that copies the write-ahead log into the store, off the writer's path.
 //! - `admin`: what `alert-relay deliveries` and `retry` do to the store.
 //! - `oauth`: what the OAuth server keeps (its rare writes go through a read connection).
+//! - `silences`: the silences every relay on the store applies (written as the OAuth server's).
 //! - `lock`: one server per store.
 
 mod admin;
@@ -15,6 +16,7 @@ mod checkpoint;
 mod lock;
 mod oauth;
 mod schema;
+mod silences;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ pub use lock::StoreLock;
 pub use oauth::{revoke_token, tokens};
 pub use schema::SCHEMA_VERSION;
 use schema::{connect, left_open, mark_open, migrate, wal_path};
+pub use silences::{add_silence, expire_silence, silences};
 use writer::write_loop;
 
 impl rusqlite::ToSql for DeliveryState {
@@ -170,7 +173,7 @@ impl Sqlite {
                     match row.get::<_, DeliveryState>(0)? {
                         DeliveryState::Pending => pending = row.get(1)?,
                         DeliveryState::Dead => dead = row.get(1)?,
-                        DeliveryState::Done => {}
+                        _ => {}
                     }
                 }
                 counts.push((name, pending, dead));
@@ -256,7 +259,7 @@ async fn off_runtime<T: Send + 'static>(
 // A clear waits while its trigger, accepted before it, waits for the same destination (a reply
 // needs the trigger's message); it comes with what the destination kept of that message.
 const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body,
-         th.thread, th.trigger_summary, e.normalized
+         th.thread, th.trigger_summary, e.normalized, d.silenced_by
      FROM deliveries d JOIN events e ON e.id = d.event
      LEFT JOIN threads th ON e.phase = 'clear' AND th.destination = d.destination
          AND th.correlation = e.correlation
@@ -309,6 +312,7 @@ impl Reader {
                             (Some(thread), Some(trigger)) => Some((thread, trigger)),
                             _ => None,
                         },
+                        silenced_by: row.get(8)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;

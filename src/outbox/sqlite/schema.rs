@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use crate::outbox::StoreError;
 
 /// The schema this version writes; a store with a newer one is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -83,6 +83,73 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // existed came from the one ThousandEyes source, `thousandeyes`.
     "UPDATE events SET event_id =
          COALESCE(json_extract(normalized, '$.source.name'), 'thousandeyes') || ':' || event_id;",
+    // Noise control. A delivery may be silenced (`silenced_by` names the silence or maintenance
+    // window; `unsilence` marks a trigger sent when that ends unless its clear came), flapped (a
+    // `held` trigger cleared within its route's hold) or grouped (into the group `grp`, whose
+    // notifications name it). SQLite changes a CHECK only by making the table again. Silences,
+    // shared by every relay on the store; groups and their alerts.
+    "
+    CREATE TABLE deliveries_next (
+        id INTEGER PRIMARY KEY,
+        event INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        destination TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('pending', 'done', 'dead', 'silenced', 'flapped', 'grouped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        updated_at INTEGER NOT NULL,
+        silenced_by TEXT,
+        unsilence INTEGER NOT NULL DEFAULT 0,
+        held INTEGER NOT NULL DEFAULT 0,
+        grp INTEGER
+    );
+    INSERT INTO deliveries_next
+        (id, event, destination, state, attempts, next_attempt_at, last_error, updated_at)
+        SELECT id, event, destination, state, attempts, next_attempt_at, last_error, updated_at
+        FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_next RENAME TO deliveries;
+    CREATE INDEX deliveries_due ON deliveries (destination, state, next_attempt_at);
+    CREATE INDEX deliveries_event ON deliveries (event);
+    CREATE INDEX deliveries_unsilence ON deliveries (silenced_by) WHERE unsilence = 1;
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        starts_at INTEGER NOT NULL,
+        ends_at INTEGER NOT NULL,
+        comment TEXT NOT NULL,
+        created_by TEXT,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    CREATE TABLE alert_groups (
+        id INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL,
+        key TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        interval_ms INTEGER NOT NULL,
+        flush_at INTEGER,
+        flushed_at INTEGER,
+        notifications INTEGER NOT NULL DEFAULT 0,
+        ended_at INTEGER
+    );
+    CREATE UNIQUE INDEX alert_groups_open ON alert_groups (destination, key)
+        WHERE ended_at IS NULL;
+    CREATE INDEX alert_groups_flush ON alert_groups (flush_at) WHERE flush_at IS NOT NULL;
+    CREATE INDEX alert_groups_ended ON alert_groups (ended_at) WHERE ended_at IS NOT NULL;
+    CREATE TABLE alert_group_members (
+        grp INTEGER NOT NULL REFERENCES alert_groups(id) ON DELETE CASCADE,
+        correlation TEXT NOT NULL,
+        firing INTEGER NOT NULL,
+        summary TEXT NOT NULL,
+        joined_at INTEGER NOT NULL,
+        changed_at INTEGER NOT NULL,
+        notified INTEGER,
+        PRIMARY KEY (grp, correlation)
+    );
+",
 ];
 
 /// The page size of a new store.

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::outbox::NewEvent;
 use crate::outbox::writes::{Applied, Write, answer};
-use crate::outbox::{Accepted, Finish, StoreError, Wakers, now_ms};
+use crate::outbox::{Accepted, DeliveryState, Finish, StoreError, Wakers, now_ms};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
 const MAX_BATCH: usize = 1024;
@@ -124,6 +124,9 @@ fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Applied>, rusqlit
             }
             Write::Close { .. } => Applied::Done,
             Write::Prune { before, .. } => Applied::Pruned(prune(&tx, *before)?),
+            Write::Unsilence { open_windows, .. } => {
+                Applied::Unsilenced(unsilence(&tx, open_windows, now)?)
+            }
         });
     }
     tx.commit()?;
@@ -138,7 +141,9 @@ fn prune(tx: &rusqlite::Transaction, before: i64) -> Result<usize, rusqlite::Err
     let deliveries = tx
         .prepare_cached(
             "DELETE FROM deliveries WHERE id IN (
-                 SELECT id FROM deliveries WHERE state IN ('done', 'dead') AND updated_at < ?1
+                 SELECT id FROM deliveries
+                 WHERE state IN ('done', 'dead', 'flapped', 'grouped', 'silenced')
+                   AND unsilence = 0 AND updated_at < ?1
                  ORDER BY id LIMIT ?2)",
         )?
         .execute(params![before, PRUNE_BATCH as i64])?;
@@ -186,16 +191,95 @@ fn insert_event(
     let Some(event) = inserted else {
         return Ok(Accepted::Duplicate);
     };
-    let mut delivery = tx.prepare_cached(
-        "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at, updated_at)
-         VALUES (?1, ?2, 'pending', 0, ?3, ?3)",
-    )?;
     for destination in &new.to {
-        delivery.execute(params![event, destination, now])?;
+        let (state, silenced_by, unsilence) = match (correlation, phase) {
+            (Some(correlation), Some("clear")) => clear_state(tx, new, correlation, destination)?,
+            _ => match &new.silenced {
+                Some(by) => (
+                    DeliveryState::Silenced,
+                    Some(by.clone()),
+                    phase == Some("trigger"),
+                ),
+                None => (DeliveryState::Pending, None, false),
+            },
+        };
+        tx.prepare_cached(
+            "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
+                 updated_at, silenced_by, unsilence)
+             VALUES (?1, ?2, ?3, 0, ?4, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            event,
+            destination,
+            state,
+            now,
+            silenced_by,
+            unsilence
+        ])?;
     }
     Ok(Accepted::New {
         deliveries: new.to.len(),
     })
+}
+
+/// What a clear's delivery to `destination` is: silenced with its trigger there, if a silence
+/// held the trigger (which then stays silenced for good); sent if its trigger was sent (or is on
+/// its way) there, whatever silences the clear; else as the clear's own silence says. Its state,
+/// what silenced it, and whether it goes out when that ends (never, for a clear).
+fn clear_state(
+    tx: &rusqlite::Transaction,
+    new: &NewEvent,
+    correlation: &str,
+    destination: &str,
+) -> Result<(DeliveryState, Option<String>, bool), rusqlite::Error> {
+    let trigger = tx
+        .prepare_cached(
+            "SELECT d.id, d.state, d.silenced_by FROM deliveries d JOIN events e ON e.id = d.event
+             WHERE e.correlation = ?1 AND e.phase = 'trigger' AND d.destination = ?2
+             ORDER BY e.id DESC LIMIT 1",
+        )?
+        .query_row(params![correlation, destination], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, DeliveryState>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .optional()?;
+    Ok(match trigger {
+        Some((trigger, DeliveryState::Silenced, by)) => {
+            tx.prepare_cached("UPDATE deliveries SET unsilence = 0 WHERE id = ?1")?
+                .execute(params![trigger])?;
+            (DeliveryState::Silenced, by, false)
+        }
+        Some(_) => (DeliveryState::Pending, None, false),
+        None => match &new.silenced {
+            Some(by) => (DeliveryState::Silenced, Some(by.clone()), false),
+            None => (DeliveryState::Pending, None, false),
+        },
+    })
+}
+
+/// See `Outbox::unsilence`: the triggers still firing that what silenced them no longer holds
+/// (an ended silence of the store, a window not in `open_windows`) become due now; the
+/// destination of each.
+fn unsilence(
+    tx: &rusqlite::Transaction,
+    open_windows: &[String],
+    now: i64,
+) -> Result<Vec<String>, rusqlite::Error> {
+    let open = serde_json::to_string(open_windows).unwrap_or_else(|_| "[]".into());
+    let mut statement = tx.prepare_cached(
+        "UPDATE deliveries SET state = 'pending', unsilence = 0, next_attempt_at = ?1,
+             updated_at = ?1
+         WHERE unsilence = 1 AND state = 'silenced'
+           AND silenced_by NOT IN (SELECT value FROM json_each(?2))
+           AND NOT EXISTS (SELECT 1 FROM silences s
+                           WHERE deliveries.silenced_by = 'silence:' || s.id AND s.ends_at > ?1)
+         RETURNING destination",
+    )?;
+    let rows = statement.query_map(params![now, open], |row| row.get(0))?;
+    rows.collect()
 }
 
 fn record_finish(

@@ -1,6 +1,8 @@
 //! `[[routes]]`: which destinations receive an event. Routes are tried in order; the first that
 //! matches decides unless it sets `continue = true`. No routes at all sends every event everywhere.
 
+pub mod matcher;
+
 use regex::Regex;
 use serde::Deserialize;
 
