@@ -110,7 +110,10 @@ pub async fn run(
         tokio::spawn(crate::noise::run(
             outbox.clone(),
             silences.clone(),
-            |_| Vec::new(),
+            {
+                let live = live.clone();
+                move |now| live.current().open_windows(now)
+            },
             config.storage.poll,
             stop.clone(),
         )),

@@ -14,6 +14,7 @@ use crate::deliver::DestinationConfig;
 pub use crate::error::ConfigError;
 use crate::event::{SourceConfig, Sources};
 use crate::logs::LogConfig;
+use crate::noise::WindowConfig;
 use crate::outbox::StorageConfig;
 use crate::relay::{Relay, Target};
 use crate::render::Renderer;
@@ -44,6 +45,9 @@ pub struct Config {
     pub destinations: BTreeMap<String, DestinationConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// `[[maintenance]]`: windows that silence what they match while open.
+    #[serde(default)]
+    pub maintenance: Vec<WindowConfig>,
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
@@ -136,6 +140,7 @@ impl Config {
             sources,
             renderer,
             templates_dir,
+            windows: crate::noise::window::windows(&config.maintenance)?,
             destinations,
             metrics_token,
             timeout: config.delivery.timeout,
@@ -174,6 +179,7 @@ impl Config {
         }
         crate::deliver::validate_names(&self.destinations)?;
         crate::route::Router::new(&self.routes, self.destinations.keys(), &self.sources()?)?;
+        crate::noise::window::windows(&self.maintenance)?;
         if self.destinations.is_empty() {
             // Refused at start and on reload alike: a half-written config.toml read during a
             // reload must not turn the relay into one that acknowledges alerts and sends nothing.

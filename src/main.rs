@@ -301,6 +301,25 @@ fn check(config_path: &Path, online: bool) -> anyhow::Result<ExitCode> {
         config.destinations.len(),
         config.routes.len()
     );
+    let now = chrono::Utc::now();
+    for window in &relay.windows {
+        let utc = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%d %H:%M UTC");
+        match (window.open_until(now), window.next_open(now)) {
+            (Some(until), _) => out!(
+                "maintenance {}: open now, until {} ({})",
+                window.name,
+                window.local(until),
+                utc(until)
+            ),
+            (None, Some(at)) => out!(
+                "maintenance {}: opens next {} ({})",
+                window.name,
+                window.local(at),
+                utc(at)
+            ),
+            (None, None) => out!("maintenance {}: never opens", window.name),
+        }
+    }
     let problems = relay.problems();
     for (place, failure) in &problems {
         match place.is_empty() {
@@ -512,7 +531,7 @@ fn deliveries(
     let rows = runtime()?.block_on(outbox::list(&location, state, limit))?;
     let when = |ms| utc(ms, "%Y-%m-%d %H:%M:%S");
     out!(
-        "{:>6}  {:<34}  {:<16}  {:<7}  {:>8}  {:<19}  last error",
+        "{:>6}  {:<34}  {:<16}  {:<8}  {:>8}  {:<19}  last error",
         "id",
         "event",
         "destination",
@@ -527,7 +546,7 @@ fn deliveries(
             "-".into()
         };
         out!(
-            "{:>6}  {:<34}  {:<16}  {:<7}  {:>8}  {:<19}  {}",
+            "{:>6}  {:<34}  {:<16}  {:<8}  {:>8}  {:<19}  {}",
             row.id,
             printable(&row.event_id),
             row.destination,

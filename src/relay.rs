@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::Auth;
 use crate::deliver::{AnyDestination, DeliveryError, DestinationKind, Outgoing, Sent, Step};
 use crate::event::{Event, Sources};
+use crate::noise::Window;
 use crate::render::{Rendered, Renderer, Situation, TemplateFailure};
 use crate::route::Router;
 use crate::secret::Secret;
@@ -51,6 +52,8 @@ pub struct Relay {
     pub renderer: Renderer,
     /// The main template tree (`[templates] dir`), where the studio saves.
     pub templates_dir: PathBuf,
+    /// `[[maintenance]]`.
+    pub windows: Vec<Window>,
     pub destinations: BTreeMap<String, Target>,
     pub auth: Auth,
     /// When set, `GET /metrics` requires it as a bearer token.
@@ -62,6 +65,15 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// What `[[maintenance]]` windows open at `now` (unix ms) hold deliveries as.
+    pub fn open_windows(&self, now: i64) -> Vec<String> {
+        let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+        (self.windows.iter())
+            .filter(|w| w.is_open(at))
+            .map(Window::silencer)
+            .collect()
+    }
+
     /// The destinations `event` goes to: the one named by `to`, or those the routes choose.
     pub fn targets(&self, event: &Event, to: Option<&str>) -> Result<Vec<String>, String> {
         match to {

@@ -1,8 +1,10 @@
 //! Noise control: what keeps a storm of alerts readable. Silences (`silence.rs`) hold back what
 //! they match for a while; the relay applies those the store keeps, read again every
 //! `storage.poll`, and sends the triggers they held that are still firing once they end.
+//! Maintenance windows (`window.rs`, `[[maintenance]]`) are silences that recur on a schedule.
 
 pub mod silence;
+pub mod window;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use tracing::{info, warn};
 use crate::event::Event;
 use crate::outbox::{Outbox, StoreError, now_ms};
 pub use silence::{NewSilence, Silence};
+pub use window::{Window, WindowConfig};
 
 /// The silences that have not ended, as last read from the store (or made here since).
 #[derive(Default)]
@@ -43,11 +46,18 @@ impl Silences {
             .clone()
     }
 
-    /// What silences `event` at `now`: the first active silence that matches it.
-    pub fn silencer(&self, event: &Event, now: i64) -> Option<String> {
-        (self.current().iter())
+    /// What silences `event` at `now`: the first active silence that matches it, else the first
+    /// of `windows` open and matching.
+    pub fn silencer(&self, windows: &[Window], event: &Event, now: i64) -> Option<String> {
+        let silence = (self.current().iter())
             .find(|s| s.is_active(now) && s.matches(event))
-            .map(Silence::silencer)
+            .map(Silence::silencer);
+        silence.or_else(|| {
+            let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+            (windows.iter())
+                .find(|w| w.matches(event) && w.is_open(at))
+                .map(Window::silencer)
+        })
     }
 
     /// How many are active at `now`.

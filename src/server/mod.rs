@@ -354,7 +354,7 @@ impl Ingest {
         let now = crate::outbox::now_ms();
         for Arrival { event, key, body } in arrivals {
             let to = relay.router.destinations_for(&event);
-            let silenced = self.silences.silencer(&event, now);
+            let silenced = self.silences.silencer(&relay.windows, &event, now);
             if let Some(by) = &silenced {
                 self.metrics.silenced(by);
             }

@@ -206,3 +206,57 @@ fn a_silence_that_cannot_be_is_refused_with_why() {
         assert!(!ok && out.contains(why), "{all:?}: {out}");
     }
 }
+
+/// `[[maintenance]]` with a window of `start` to `end` (UTC, every day) over `test=db`.
+fn window(start: chrono::DateTime<chrono::Utc>, end: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "[[maintenance]]\nname = \"db-upgrade\"\nmatch = [\"test=db\"]\n\
+         schedule = {{ start = \"{}\", end = \"{}\", timezone = \"UTC\" }}\n",
+        start.format("%H:%M"),
+        end.format("%H:%M")
+    )
+}
+
+/// A maintenance window open now silences what it matches (and `check` says until when); once a
+/// reload closes it, the trigger it held that still fires goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maintenance_window_holds_what_it_matches_while_open() {
+    let now = chrono::Utc::now();
+    let hour = chrono::Duration::hours(1);
+    let peer = Peer::start().await;
+    let (config, files) = webhook_config(&peer);
+    let open = format!("{config}{}", window(now - hour, now + hour));
+    let dir = common::config_dir(&open, &files);
+    let (ok, out) = run(dir.path(), &["check"]).await;
+    assert!(
+        ok && out.contains("maintenance db-upgrade: open now, until "),
+        "{out}"
+    );
+
+    let relay = ChildRelay::start(dir.path()).await;
+    assert_eq!(relay.post(alert("TRIGGER", "x", "db")).await.0, 200);
+    assert_eq!(relay.post(alert("TRIGGER", "y", "web")).await.0, 200);
+    assert_eq!(received(&peer, 1).await, set(&["TRIGGER-y"]));
+    assert_eq!(
+        deliveries_in(dir.path(), "silenced").await,
+        set(&["TRIGGER-x"])
+    );
+
+    let closed = format!("{config}{}", window(now + hour * 2, now + hour * 3));
+    std::fs::write(dir.path().join("config.toml.new"), &closed).unwrap();
+    std::fs::rename(
+        dir.path().join("config.toml.new"),
+        dir.path().join("config.toml"),
+    )
+    .unwrap();
+    let held = peer.next().await.json();
+    assert_eq!(
+        (held["id"].as_str(), held["silenced"].as_str()),
+        (Some("TRIGGER-x"), Some("maintenance:db-upgrade"))
+    );
+    let (ok, out) = run(dir.path(), &["check"]).await;
+    assert!(
+        ok && out.contains("maintenance db-upgrade: opens next "),
+        "{out}"
+    );
+}
