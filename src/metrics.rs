@@ -135,6 +135,8 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     silenced: Family<SilencedLabels, Counter>,
     silences_active: Gauge,
+    held: Counter,
+    flapped: Counter,
 }
 
 /// Accept-to-delivered latency buckets: 10 ms to about 1.5 h, each twice the one before.
@@ -156,6 +158,8 @@ impl Default for Metrics {
             reloads: Family::default(),
             silenced: Family::default(),
             silences_active: Gauge::default(),
+            held: Counter::default(),
+            flapped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -207,6 +211,16 @@ impl Default for Metrics {
             "silences_active",
             "Silences in force",
             metrics.silences_active.clone(),
+        );
+        registry.register(
+            "events_held",
+            "Triggers held by their route's hold before they are sent",
+            metrics.held.clone(),
+        );
+        registry.register(
+            "events_flapped",
+            "Clears that came within their trigger's hold: neither was sent",
+            metrics.flapped.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -275,6 +289,16 @@ impl Metrics {
     pub fn silenced(&self, by: &str) {
         let by = by.split(':').next().unwrap_or(by).to_owned();
         self.silenced.get_or_create(&SilencedLabels { by }).inc();
+    }
+
+    /// A trigger arrived that its route holds.
+    pub fn held(&self) {
+        self.held.inc();
+    }
+
+    /// A clear arrived within its trigger's hold.
+    pub fn flapped(&self) {
+        self.flapped.inc();
     }
 
     /// Sets how many silences are in force (read at scrape time).

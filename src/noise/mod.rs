@@ -3,6 +3,7 @@
 //! `storage.poll`, and sends the triggers they held that are still firing once they end.
 //! Maintenance windows (`window.rs`, `[[maintenance]]`) are silences that recur on a schedule.
 
+pub mod group;
 pub mod silence;
 pub mod window;
 

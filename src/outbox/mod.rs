@@ -7,6 +7,7 @@
 //! - `sqlite`: the embedded store (the default): one writer thread, group commit, WAL.
 //! - `postgres`: one database for several replicas: batched commits, leased claims.
 
+mod disposition;
 mod postgres;
 mod sqlite;
 #[cfg(test)]
@@ -71,7 +72,11 @@ impl StoreError {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
-    New { deliveries: usize },
+    New {
+        deliveries: usize,
+        /// This clear's trigger was held and not sent yet: neither goes out.
+        flapped: bool,
+    },
     Duplicate,
 }
 
@@ -208,6 +213,44 @@ pub struct RecentEvent {
     pub normalized: Option<String>,
 }
 
+/// One delivery of a new event: where it goes, and how.
+#[derive(Debug, Clone)]
+pub struct Addressed {
+    pub destination: String,
+    /// A trigger waits this long (ms) before it is sent; cleared meanwhile, neither is sent.
+    /// 0: at once.
+    pub hold_ms: i64,
+    /// A trigger goes into this group instead of a message of its own, and its clear marks it
+    /// cleared there.
+    pub group: Option<Joining>,
+}
+
+impl Addressed {
+    /// A delivery sent at once.
+    pub fn at_once(destination: &str) -> Self {
+        Self {
+            destination: destination.to_owned(),
+            hold_ms: 0,
+            group: None,
+        }
+    }
+}
+
+/// The group an alert joins at one destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Joining {
+    /// What tells the group from the destination's others (`test=checkout`).
+    pub key: String,
+    /// Its fields and their values, JSON.
+    pub labels: String,
+    /// A new group's first notification waits this long (ms) for more alerts.
+    pub wait_ms: i64,
+    /// Later changes are sent at most this often (ms).
+    pub interval_ms: i64,
+    /// What the group's notifications show of this alert, JSON.
+    pub member: String,
+}
+
 /// An event to store, with one delivery per destination in `to`.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -218,7 +261,7 @@ pub struct NewEvent {
     pub body: Vec<u8>,
     /// The event as its source normalized it (see `Event::stored_form`).
     pub normalized: Option<String>,
-    pub to: Vec<String>,
+    pub to: Vec<Addressed>,
     /// The correlation key and phase: a clear is not claimed for a destination while its trigger
     /// waits there.
     pub lifecycle: Option<(String, Phase)>,
@@ -245,7 +288,7 @@ impl NewEvent {
             received_at: 1,
             body: b"{}".to_vec(),
             normalized: None,
-            to: to.iter().map(|s| s.to_string()).collect(),
+            to: to.iter().map(|name| Addressed::at_once(name)).collect(),
             lifecycle: None,
             silenced: None,
         }

@@ -62,7 +62,13 @@ async fn dedup_claim_and_finish(outbox: Outbox, location: Location) {
         })
         .await
         .unwrap();
-    assert_eq!(accepted, Accepted::New { deliveries: 2 });
+    assert_eq!(
+        accepted,
+        Accepted::New {
+            deliveries: 2,
+            flapped: false
+        }
+    );
     assert_eq!(
         outbox
             .accept(NewEvent {

@@ -127,7 +127,7 @@ pub(super) fn answer(
                     _ => Err(error()),
                 };
                 if matches!(answer, Ok(Accepted::New { .. })) {
-                    woken.extend(event.to);
+                    woken.extend(event.to.into_iter().map(|to| to.destination));
                 }
                 let _ = reply.send(answer);
             }

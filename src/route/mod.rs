@@ -1,13 +1,24 @@
-//! `[[routes]]`: which destinations receive an event. Routes are tried in order; the first that
-//! matches decides unless it sets `continue = true`. No routes at all sends every event everywhere.
+//! `[[routes]]`: which destinations receive an event, and how: at once, after a `hold` (a trigger
+//! cleared within it sends nothing), or into a group (`group_by`) whose notifications name it.
+//! Routes are tried in order; the first that matches decides unless it sets `continue = true`;
+//! a destination named by several matching routes goes as the first one says. No routes at all
+//! sends every event everywhere, at once.
 
 pub mod matcher;
+
+use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
 
 use crate::error::ConfigError;
 use crate::event::{Event, EventKind, Sources};
+use matcher::Field;
+
+/// How long a new group waits for more alerts before its first notification.
+pub const GROUP_WAIT: Duration = Duration::from_secs(30);
+/// How often a group's later changes are sent at most.
+pub const GROUP_INTERVAL: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +28,43 @@ pub struct RouteConfig {
     pub to: Vec<String>,
     #[serde(default, rename = "continue")]
     pub continue_matching: bool,
+    /// The fields whose values make a group (`test`, `label:team`, …); none: one message per
+    /// event.
+    pub group_by: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    pub group_wait: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub group_interval: Option<Duration>,
+    /// How long a trigger waits before it is sent: cleared meanwhile, neither is sent.
+    #[serde(default, with = "humantime_serde")]
+    pub hold: Option<Duration>,
+}
+
+/// Where one of an event's deliveries goes, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub destination: String,
+    /// A trigger waits this long before it is sent (see [`RouteConfig::hold`]).
+    pub hold: Option<Duration>,
+    /// It goes into a group instead of a message of its own.
+    pub group: Option<Grouping>,
+}
+
+/// A route's grouping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grouping {
+    pub by: Vec<Field>,
+    pub wait: Duration,
+    pub interval: Duration,
+}
+
+impl Grouping {
+    /// The group `event` belongs to: each field of `by` with its value.
+    pub fn labels(&self, event: &Event) -> Vec<(String, String)> {
+        (self.by.iter())
+            .map(|field| (field.to_string(), field.value(event).into_owned()))
+            .collect()
+    }
 }
 
 /// Conditions of one route; every one that is set must hold.
@@ -43,6 +91,8 @@ pub struct Router {
 
 #[derive(Debug)]
 struct Route {
+    hold: Option<Duration>,
+    group: Option<Grouping>,
     kinds: Option<Vec<EventKind>>,
     sources: Option<Vec<String>>,
     rule: Option<Regex>,
@@ -71,17 +121,35 @@ impl Router {
 
     /// The destinations for `event`, each once, in the order the routes name them.
     pub fn destinations_for(&self, event: &Event) -> Vec<String> {
+        self.plan(event)
+            .into_iter()
+            .map(|routed| routed.destination)
+            .collect()
+    }
+
+    /// Where `event` goes and how: each destination once, as the first matching route that
+    /// names it says, in the order the routes name them.
+    pub fn plan(&self, event: &Event) -> Vec<Routed> {
+        let at_once = |name: &String| Routed {
+            destination: name.clone(),
+            hold: None,
+            group: None,
+        };
         if self.routes.is_empty() {
-            return self.all.clone();
+            return self.all.iter().map(at_once).collect();
         }
-        let mut chosen: Vec<String> = Vec::new();
+        let mut chosen: Vec<Routed> = Vec::new();
         for route in &self.routes {
             if !route.matches(event) {
                 continue;
             }
             for name in &route.to {
-                if !chosen.contains(name) {
-                    chosen.push(name.clone());
+                if !chosen.iter().any(|c| c.destination == *name) {
+                    chosen.push(Routed {
+                        hold: route.hold,
+                        group: route.group.clone(),
+                        ..at_once(name)
+                    });
                 }
             }
             if !route.continue_matching {
@@ -154,7 +222,54 @@ impl Route {
                 ),
             ));
         }
+        let group = match &config.group_by {
+            Some(fields) => {
+                let by = (fields.iter())
+                    .map(|f| Field::parse(f))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ConfigError::new(key("group_by"), e))?;
+                if by.is_empty() {
+                    return Err(ConfigError::new(
+                        key("group_by"),
+                        "names no field: leave it out for one message per event",
+                    ));
+                }
+                Some(Grouping {
+                    by,
+                    wait: config.group_wait.unwrap_or(GROUP_WAIT),
+                    interval: config.group_interval.unwrap_or(GROUP_INTERVAL),
+                })
+            }
+            None => {
+                if config.group_wait.is_some() || config.group_interval.is_some() {
+                    return Err(ConfigError::new(
+                        key("group_wait"),
+                        "group_wait and group_interval need group_by",
+                    ));
+                }
+                None
+            }
+        };
+        if let Some(group) = &group
+            && group.interval.is_zero()
+        {
+            return Err(ConfigError::new(
+                key("group_interval"),
+                "must be longer than 0s",
+            ));
+        }
+        if config.hold.is_some() && group.is_some() {
+            return Err(ConfigError::new(
+                key("hold"),
+                "does not combine with group_by: a group already waits group_wait before it is sent",
+            ));
+        }
+        if config.hold.is_some_and(|hold| hold.is_zero()) {
+            return Err(ConfigError::new(key("hold"), "must be longer than 0s"));
+        }
         Ok(Self {
+            hold: config.hold,
+            group,
             kinds,
             sources: m.source.clone(),
             rule: regex("rule", &m.rule)?,

@@ -25,11 +25,11 @@ use tracing::{info, warn};
 
 use crate::auth::Denied;
 use crate::error::ConfigError;
-use crate::event::{Arrival, EventError, Source};
+use crate::event::{Arrival, EventError, Phase, Source};
 use crate::memory::{Memory, Reservation};
 use crate::metrics::{EventOutcome, Metrics};
 use crate::noise::Silences;
-use crate::outbox::{Accepted, NewEvent, Outbox};
+use crate::outbox::{Accepted, Addressed, NewEvent, Outbox};
 use crate::relay::{Live, Relay};
 use crate::secret::Secret;
 
@@ -353,17 +353,32 @@ impl Ingest {
         let mut stored = Vec::with_capacity(arrivals.len());
         let now = crate::outbox::now_ms();
         for Arrival { event, key, body } in arrivals {
-            let to = relay.router.destinations_for(&event);
+            let plan = relay.router.plan(&event);
             let silenced = self.silences.silencer(&relay.windows, &event, now);
             if let Some(by) = &silenced {
                 self.metrics.silenced(by);
+            } else if event.kind.phase() == Some(Phase::Trigger)
+                && plan.iter().any(|routed| routed.hold.is_some())
+            {
+                self.metrics.held();
             }
+            let to: Vec<String> = plan.iter().map(|r| r.destination.clone()).collect();
+            let addressed = plan
+                .iter()
+                .map(|routed| Addressed {
+                    destination: routed.destination.clone(),
+                    hold_ms: routed.hold.map_or(0, |hold| {
+                        i64::try_from(hold.as_millis()).unwrap_or(i64::MAX)
+                    }),
+                    group: (routed.group.as_ref()).map(|g| crate::noise::group::joining(g, &event)),
+                })
+                .collect();
             stored.push(NewEvent {
                 key,
                 received_at: event.received_at.timestamp_millis(),
                 body: body.unwrap_or_else(|| sent.to_vec()),
                 normalized: Some(event.stored_form()),
-                to: to.clone(),
+                to: addressed,
                 lifecycle: event
                     .lifecycle()
                     .map(|(key, phase)| (key.to_owned(), phase)),
@@ -376,13 +391,19 @@ impl Ingest {
         for ((event, to, silenced), result) in events.iter().zip(results) {
             let (id, kind, source) = (&event.id, event.kind.as_str(), &event.source.name);
             answers.push(match result {
-                Ok(Accepted::New { deliveries: 0 }) => {
+                Ok(Accepted::New { deliveries: 0, .. }) => {
                     warn!(event = %id, kind, %source, "accepted, but no route matches this event: it goes nowhere");
                     self.metrics.event(source, kind, EventOutcome::Unrouted);
                     json!({"status": "accepted", "eventId": id, "deliveries": 0})
                 }
-                Ok(Accepted::New { deliveries }) => {
-                    info!(event = %id, kind, %source, deliveries, destinations = %to.join(","), silenced = silenced.as_deref(), "accepted");
+                Ok(Accepted::New {
+                    deliveries,
+                    flapped,
+                }) => {
+                    if flapped {
+                        self.metrics.flapped();
+                    }
+                    info!(event = %id, kind, %source, deliveries, destinations = %to.join(","), silenced = silenced.as_deref(), flapped, "accepted");
                     self.metrics.event(source, kind, EventOutcome::Accepted);
                     json!({"status": "accepted", "eventId": id, "deliveries": deliveries})
                 }

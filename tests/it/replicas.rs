@@ -376,7 +376,7 @@ fn a_storage_url_that_is_not_postgres_is_refused_without_showing_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
 async fn silences_are_shared_and_what_they_held_goes_out_once() {
-    use crate::silences::{add_silence, alert, deliveries_in, run, until_active, webhook_config};
+    use crate::noise::{add_silence, alert, deliveries_in, run, until_active, webhook_config};
     let url = alert_relay::testing::fresh_postgres_database()
         .await
         .unwrap();

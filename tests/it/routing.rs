@@ -157,3 +157,72 @@ fn without_routes_every_event_goes_everywhere() {
         ["email", "fallback", "hook", "pager", "slack", "teams"]
     );
 }
+
+/// A destination named by two matching routes goes as the first says (its hold, its group); the
+/// group's labels are the values of `group_by`.
+#[test]
+fn the_first_route_naming_a_destination_says_how() {
+    let router = router(&format!(
+        "{DESTINATIONS}[[routes]]\nmatch = {{ rule = \"^Lat\" }}\nto = [\"slack\"]\n\
+         group_by = [\"test\", \"label:team\"]\ngroup_wait = \"10s\"\ncontinue = true\n\
+         [[routes]]\nto = [\"slack\", \"email\"]\nhold = \"1m\"\n"
+    ));
+    let latency = alert(
+        "ALERT_NOTIFICATION_TRIGGER",
+        json!({"ruleName": "Latency", "testName": "checkout"}),
+    );
+    let plan = router.plan(&latency);
+    assert_eq!(plan.len(), 2);
+    let group = plan[0].group.as_ref().expect("slack groups");
+    assert_eq!(
+        (plan[0].destination.as_str(), plan[0].hold),
+        ("slack", None)
+    );
+    assert_eq!(group.wait, std::time::Duration::from_secs(10));
+    assert_eq!(group.interval, alert_relay::route::GROUP_INTERVAL);
+    assert_eq!(
+        group.labels(&latency),
+        [
+            ("test".to_owned(), "checkout".to_owned()),
+            ("label:team".to_owned(), String::new())
+        ]
+    );
+    assert_eq!(
+        (plan[1].destination.as_str(), plan[1].hold),
+        ("email", Some(std::time::Duration::from_secs(60)))
+    );
+}
+
+#[test]
+fn group_and_hold_settings_that_cannot_be_are_refused() {
+    for (route, why) in [
+        (
+            "group_by = [\"colour\"]",
+            "routes[0].group_by: unknown field \"colour\"",
+        ),
+        (
+            "group_wait = \"1m\"",
+            "routes[0].group_wait: group_wait and group_interval need group_by",
+        ),
+        (
+            "group_by = [\"test\"]\nhold = \"1m\"",
+            "routes[0].hold: does not combine with group_by",
+        ),
+        ("hold = \"0s\"", "routes[0].hold: must be longer than 0s"),
+        ("group_by = []", "routes[0].group_by: names no field"),
+    ] {
+        let config: Config = Figment::from(Toml::string(&format!(
+            "{DESTINATIONS}[[routes]]\nto = [\"hook\"]\n{route}\n"
+        )))
+        .extract()
+        .expect("config");
+        let error = Router::new(
+            &config.routes,
+            config.destinations.keys(),
+            &config.sources().unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with(why), "{route}: {error}");
+    }
+}

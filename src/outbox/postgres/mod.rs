@@ -33,9 +33,10 @@ use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Timeouts};
 use tokio::sync::mpsc;
 
+use super::disposition::{Disposition, Trigger, disposition};
 use super::writes::{Applied, Write, Writer, answer};
 use super::{
-    Accepted, Claim, DeliveryRow, DeliveryState, Finish, NewEvent, RecentEvent, Requeue,
+    Accepted, Claim, DeliveryRow, DeliveryState, Finish, Joining, NewEvent, RecentEvent, Requeue,
     StoreError, StoredBody, Wakers, display_id, now_ms,
 };
 
@@ -618,34 +619,80 @@ async fn insert_event(
     let statement = tx
         .prepare_cached(
             "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
-                 updated_at, silenced_by, unsilence)
-             VALUES ($1, $2, $3, 0, $4, $4, $5, $6)",
+                 updated_at, silenced_by, unsilence, held, grp)
+             VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9)",
         )
         .await
         .map_err(pg)?;
-    for destination in &new.to {
-        let (state, silenced_by, unsilence) = match (correlation, phase) {
+    let mut flapped = false;
+    for to in &new.to {
+        let destination = to.destination.as_str();
+        let trigger = match (correlation, phase) {
             (Some(correlation), Some("clear")) => {
-                clear_state(tx, new, correlation, destination).await?
+                trigger_there(tx, correlation, destination, now).await?
             }
-            _ => match &new.silenced {
-                Some(by) => (
-                    DeliveryState::Silenced,
-                    Some(by.clone()),
-                    phase == Some("trigger"),
-                ),
-                None => (DeliveryState::Pending, None, false),
+            _ => None,
+        };
+        let correlation = correlation.unwrap_or_default();
+        let row = match disposition(new, to, trigger, now) {
+            Disposition::Pending { due, held } => Row {
+                due,
+                held,
+                ..Row::new(DeliveryState::Pending, now)
             },
+            Disposition::Silenced {
+                by,
+                unsilence,
+                trigger,
+            } => {
+                if let Some(trigger) = trigger {
+                    tx.execute(
+                        "UPDATE deliveries SET unsilence = false WHERE id = $1",
+                        &[&trigger],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
+                Row {
+                    silenced_by: Some(by),
+                    unsilence,
+                    ..Row::new(DeliveryState::Silenced, now)
+                }
+            }
+            Disposition::Flapped { trigger } => {
+                tx.execute(
+                    "UPDATE deliveries SET state = 'flapped', updated_at = $2 WHERE id = $1",
+                    &[&trigger, &now],
+                )
+                .await
+                .map_err(pg)?;
+                flapped = true;
+                Row::new(DeliveryState::Flapped, now)
+            }
+            Disposition::Join(joining) => Row {
+                group: Some(join_group(tx, destination, correlation, joining, now).await?),
+                ..Row::new(DeliveryState::Grouped, now)
+            },
+            Disposition::Leave { group } => {
+                leave_group(tx, group, correlation, now).await?;
+                Row {
+                    group: Some(group),
+                    ..Row::new(DeliveryState::Grouped, now)
+                }
+            }
         };
         tx.execute(
             &statement,
             &[
                 &event,
-                destination,
-                &state.as_str(),
+                &destination,
+                &row.state.as_str(),
+                &row.due,
                 &now,
-                &silenced_by,
-                &unsilence,
+                &row.silenced_by,
+                &row.unsilence,
+                &row.held,
+                &row.group,
             ],
         )
         .await
@@ -653,49 +700,148 @@ async fn insert_event(
     }
     Ok(Accepted::New {
         deliveries: new.to.len(),
+        flapped,
     })
 }
 
-/// See the SQLite store's `clear_state`: a clear is silenced with its trigger, sent when its
-/// trigger was sent, else as its own silence says.
-async fn clear_state(
+/// A new delivery's row.
+struct Row {
+    state: DeliveryState,
+    due: i64,
+    silenced_by: Option<String>,
+    unsilence: bool,
+    held: bool,
+    group: Option<i64>,
+}
+
+impl Row {
+    fn new(state: DeliveryState, now: i64) -> Self {
+        Self {
+            state,
+            due: now,
+            silenced_by: None,
+            unsilence: false,
+            held: false,
+            group: None,
+        }
+    }
+}
+
+/// What became of the latest trigger of the alert `correlation` at `destination`, if there is
+/// one.
+async fn trigger_there(
     tx: &Transaction<'_>,
-    new: &NewEvent,
     correlation: &str,
     destination: &str,
-) -> Result<(DeliveryState, Option<String>, bool), StoreError> {
-    let trigger = tx
+    now: i64,
+) -> Result<Option<Trigger>, StoreError> {
+    let row = tx
         .query_opt(
-            "SELECT d.id, d.state, d.silenced_by FROM deliveries d JOIN events e ON e.id = d.event
+            "SELECT d.id, d.state, d.silenced_by, d.held, d.attempts, d.next_attempt_at, d.grp
+             FROM deliveries d JOIN events e ON e.id = d.event
              WHERE e.correlation = $1 AND e.phase = 'trigger' AND d.destination = $2
              ORDER BY e.id DESC LIMIT 1",
             &[&correlation, &destination],
         )
         .await
         .map_err(pg)?;
-    let trigger = trigger.map(|row| {
-        (
-            row.get::<_, i64>(0),
-            row.get::<_, String>(1),
-            row.get::<_, Option<String>>(2),
+    Ok(row.map(|row| {
+        Trigger::read(
+            row.get(0),
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            i64::from(row.get::<_, i32>(4)),
+            row.get(5),
+            row.get(6),
+            now,
         )
-    });
-    Ok(match trigger {
-        Some((trigger, state, by)) if state == DeliveryState::Silenced.as_str() => {
-            tx.execute(
-                "UPDATE deliveries SET unsilence = false WHERE id = $1",
-                &[&trigger],
-            )
-            .await
-            .map_err(pg)?;
-            (DeliveryState::Silenced, by, false)
-        }
-        Some(_) => (DeliveryState::Pending, None, false),
-        None => match &new.silenced {
-            Some(by) => (DeliveryState::Silenced, Some(by.clone()), false),
-            None => (DeliveryState::Pending, None, false),
-        },
-    })
+    }))
+}
+
+/// See the SQLite store's `join_group`. The group's row is locked first, so that a replica
+/// flushing it at the same time sends this change at its next notification.
+async fn join_group(
+    tx: &Transaction<'_>,
+    destination: &str,
+    correlation: &str,
+    joining: &Joining,
+    now: i64,
+) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO alert_groups (destination, key, labels, started_at, interval_ms, flush_at)
+         VALUES ($1, $2, $3, $4, $5, $4 + $6)
+         ON CONFLICT (destination, key) WHERE ended_at IS NULL DO NOTHING",
+        &[
+            &destination,
+            &joining.key,
+            &joining.labels,
+            &now,
+            &joining.interval_ms,
+            &joining.wait_ms,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    let group: i64 = tx
+        .query_one(
+            "SELECT id FROM alert_groups WHERE destination = $1 AND key = $2 AND ended_at IS NULL
+             FOR UPDATE",
+            &[&destination, &joining.key],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    tx.execute(
+        "UPDATE alert_groups SET flush_at = GREATEST($2, COALESCE(flushed_at + interval_ms, $2))
+         WHERE id = $1 AND flush_at IS NULL",
+        &[&group, &now],
+    )
+    .await
+    .map_err(pg)?;
+    tx.execute(
+        "INSERT INTO alert_group_members (grp, correlation, firing, summary, joined_at, changed_at)
+         VALUES ($1, $2, true, $3, $4, $4)
+         ON CONFLICT (grp, correlation) DO UPDATE
+             SET firing = true, summary = EXCLUDED.summary, changed_at = EXCLUDED.changed_at",
+        &[&group, &correlation, &joining.member, &now],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(group)
+}
+
+/// See the SQLite store's `leave_group`; the group's row is locked first, as in `join_group`.
+async fn leave_group(
+    tx: &Transaction<'_>,
+    group: i64,
+    correlation: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT 1 FROM alert_groups WHERE id = $1 FOR UPDATE",
+        &[&group],
+    )
+    .await
+    .map_err(pg)?;
+    tx.execute(
+        "UPDATE alert_group_members SET firing = false, changed_at = $3
+         WHERE grp = $1 AND correlation = $2",
+        &[&group, &correlation, &now],
+    )
+    .await
+    .map_err(pg)?;
+    tx.execute(
+        "UPDATE alert_groups SET flush_at = CASE
+             WHEN NOT EXISTS (SELECT 1 FROM alert_group_members WHERE grp = $1 AND firing)
+                 THEN $2
+             ELSE COALESCE(flush_at, GREATEST($2, COALESCE(flushed_at + interval_ms, $2))) END
+         WHERE id = $1 AND ended_at IS NULL",
+        &[&group, &now],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
 }
 
 /// See `Outbox::unsilence`.

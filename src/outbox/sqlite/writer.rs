@@ -7,8 +7,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
 use crate::outbox::NewEvent;
+use crate::outbox::disposition::{Disposition, Trigger, disposition};
 use crate::outbox::writes::{Applied, Write, answer};
-use crate::outbox::{Accepted, DeliveryState, Finish, StoreError, Wakers, now_ms};
+use crate::outbox::{Accepted, DeliveryState, Finish, Joining, StoreError, Wakers, now_ms};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
 const MAX_BATCH: usize = 1024;
@@ -191,73 +192,194 @@ fn insert_event(
     let Some(event) = inserted else {
         return Ok(Accepted::Duplicate);
     };
-    for destination in &new.to {
-        let (state, silenced_by, unsilence) = match (correlation, phase) {
-            (Some(correlation), Some("clear")) => clear_state(tx, new, correlation, destination)?,
-            _ => match &new.silenced {
-                Some(by) => (
-                    DeliveryState::Silenced,
-                    Some(by.clone()),
-                    phase == Some("trigger"),
-                ),
-                None => (DeliveryState::Pending, None, false),
+    let mut flapped = false;
+    for to in &new.to {
+        let destination = to.destination.as_str();
+        let trigger = match (correlation, phase) {
+            (Some(correlation), Some("clear")) => trigger_there(tx, correlation, destination, now)?,
+            _ => None,
+        };
+        let correlation = correlation.unwrap_or_default();
+        let row = match disposition(new, to, trigger, now) {
+            Disposition::Pending { due, held } => Row {
+                due,
+                held,
+                ..Row::new(DeliveryState::Pending, now)
             },
+            Disposition::Silenced {
+                by,
+                unsilence,
+                trigger,
+            } => {
+                if let Some(trigger) = trigger {
+                    tx.prepare_cached("UPDATE deliveries SET unsilence = 0 WHERE id = ?1")?
+                        .execute(params![trigger])?;
+                }
+                Row {
+                    silenced_by: Some(by),
+                    unsilence,
+                    ..Row::new(DeliveryState::Silenced, now)
+                }
+            }
+            Disposition::Flapped { trigger } => {
+                tx.prepare_cached(
+                    "UPDATE deliveries SET state = 'flapped', updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![trigger, now])?;
+                flapped = true;
+                Row::new(DeliveryState::Flapped, now)
+            }
+            Disposition::Join(joining) => Row {
+                group: Some(join_group(tx, destination, correlation, joining, now)?),
+                ..Row::new(DeliveryState::Grouped, now)
+            },
+            Disposition::Leave { group } => {
+                leave_group(tx, group, correlation, now)?;
+                Row {
+                    group: Some(group),
+                    ..Row::new(DeliveryState::Grouped, now)
+                }
+            }
         };
         tx.prepare_cached(
             "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
-                 updated_at, silenced_by, unsilence)
-             VALUES (?1, ?2, ?3, 0, ?4, ?4, ?5, ?6)",
+                 updated_at, silenced_by, unsilence, held, grp)
+             VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             event,
             destination,
-            state,
+            row.state,
+            row.due,
             now,
-            silenced_by,
-            unsilence
+            row.silenced_by,
+            row.unsilence,
+            row.held,
+            row.group
         ])?;
     }
     Ok(Accepted::New {
         deliveries: new.to.len(),
+        flapped,
     })
 }
 
-/// What a clear's delivery to `destination` is: silenced with its trigger there, if a silence
-/// held the trigger (which then stays silenced for good); sent if its trigger was sent (or is on
-/// its way) there, whatever silences the clear; else as the clear's own silence says. Its state,
-/// what silenced it, and whether it goes out when that ends (never, for a clear).
-fn clear_state(
+/// A new delivery's row.
+struct Row {
+    state: DeliveryState,
+    due: i64,
+    silenced_by: Option<String>,
+    unsilence: bool,
+    held: bool,
+    group: Option<i64>,
+}
+
+impl Row {
+    fn new(state: DeliveryState, now: i64) -> Self {
+        Self {
+            state,
+            due: now,
+            silenced_by: None,
+            unsilence: false,
+            held: false,
+            group: None,
+        }
+    }
+}
+
+/// What became of the latest trigger of the alert `correlation` at `destination`, if there is one.
+fn trigger_there(
     tx: &rusqlite::Transaction,
-    new: &NewEvent,
     correlation: &str,
     destination: &str,
-) -> Result<(DeliveryState, Option<String>, bool), rusqlite::Error> {
-    let trigger = tx
-        .prepare_cached(
-            "SELECT d.id, d.state, d.silenced_by FROM deliveries d JOIN events e ON e.id = d.event
-             WHERE e.correlation = ?1 AND e.phase = 'trigger' AND d.destination = ?2
-             ORDER BY e.id DESC LIMIT 1",
-        )?
-        .query_row(params![correlation, destination], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, DeliveryState>(1)?,
-                row.get::<_, Option<String>>(2)?,
-            ))
-        })
-        .optional()?;
-    Ok(match trigger {
-        Some((trigger, DeliveryState::Silenced, by)) => {
-            tx.prepare_cached("UPDATE deliveries SET unsilence = 0 WHERE id = ?1")?
-                .execute(params![trigger])?;
-            (DeliveryState::Silenced, by, false)
-        }
-        Some(_) => (DeliveryState::Pending, None, false),
-        None => match &new.silenced {
-            Some(by) => (DeliveryState::Silenced, Some(by.clone()), false),
-            None => (DeliveryState::Pending, None, false),
-        },
+    now: i64,
+) -> Result<Option<Trigger>, rusqlite::Error> {
+    tx.prepare_cached(
+        "SELECT d.id, d.state, d.silenced_by, d.held, d.attempts, d.next_attempt_at, d.grp
+         FROM deliveries d JOIN events e ON e.id = d.event
+         WHERE e.correlation = ?1 AND e.phase = 'trigger' AND d.destination = ?2
+         ORDER BY e.id DESC LIMIT 1",
+    )?
+    .query_row(params![correlation, destination], |row| {
+        Ok(Trigger::read(
+            row.get(0)?,
+            &row.get::<_, String>(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+            row.get(6)?,
+            now,
+        ))
     })
+    .optional()
+}
+
+/// Puts the alert `correlation` into the open group of `joining` at `destination`, made now if
+/// there is none (its first notification after the group's wait); a group already notified
+/// sends the change at its next interval. The group's id.
+fn join_group(
+    tx: &rusqlite::Transaction,
+    destination: &str,
+    correlation: &str,
+    joining: &Joining,
+    now: i64,
+) -> Result<i64, rusqlite::Error> {
+    tx.prepare_cached(
+        "INSERT INTO alert_groups (destination, key, labels, started_at, interval_ms, flush_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?4 + ?6)
+         ON CONFLICT (destination, key) WHERE ended_at IS NULL DO NOTHING",
+    )?
+    .execute(params![
+        destination,
+        joining.key,
+        joining.labels,
+        now,
+        joining.interval_ms,
+        joining.wait_ms
+    ])?;
+    let group: i64 = tx
+        .prepare_cached(
+            "SELECT id FROM alert_groups WHERE destination = ?1 AND key = ?2 AND ended_at IS NULL",
+        )?
+        .query_row(params![destination, joining.key], |row| row.get(0))?;
+    tx.prepare_cached(
+        "UPDATE alert_groups SET flush_at = MAX(?2, COALESCE(flushed_at + interval_ms, ?2))
+         WHERE id = ?1 AND flush_at IS NULL",
+    )?
+    .execute(params![group, now])?;
+    tx.prepare_cached(
+        "INSERT INTO alert_group_members (grp, correlation, firing, summary, joined_at, changed_at)
+         VALUES (?1, ?2, 1, ?3, ?4, ?4)
+         ON CONFLICT (grp, correlation) DO UPDATE
+             SET firing = 1, summary = excluded.summary, changed_at = excluded.changed_at",
+    )?
+    .execute(params![group, correlation, joining.member, now])?;
+    Ok(group)
+}
+
+/// Marks the alert `correlation` cleared in `group`: the group's notification goes at once when
+/// no alert of it fires any more, else at its next interval.
+fn leave_group(
+    tx: &rusqlite::Transaction,
+    group: i64,
+    correlation: &str,
+    now: i64,
+) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached(
+        "UPDATE alert_group_members SET firing = 0, changed_at = ?3
+         WHERE grp = ?1 AND correlation = ?2",
+    )?
+    .execute(params![group, correlation, now])?;
+    tx.prepare_cached(
+        "UPDATE alert_groups SET flush_at = CASE
+             WHEN NOT EXISTS (SELECT 1 FROM alert_group_members WHERE grp = ?1 AND firing = 1)
+                 THEN ?2
+             ELSE COALESCE(flush_at, MAX(?2, COALESCE(flushed_at + interval_ms, ?2))) END
+         WHERE id = ?1 AND ended_at IS NULL",
+    )?
+    .execute(params![group, now])?;
+    Ok(())
 }
 
 /// See `Outbox::unsilence`: the triggers still firing that what silenced them no longer holds

@@ -1,5 +1,6 @@
-//! Silences, from outside: `alert-relay silence` on a running relay, events posted over HTTP, the
-//! webhook peer's record of what was sent, and `deliveries` of what was not.
+//! Noise control, from outside: silences (`alert-relay silence` on a running relay), maintenance
+//! windows and flap holds; events posted over HTTP, the webhook peer's record of what was sent,
+//! and `deliveries` of what was not.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -258,5 +259,41 @@ async fn a_maintenance_window_holds_what_it_matches_while_open() {
     assert!(
         ok && out.contains("maintenance db-upgrade: opens next "),
         "{out}"
+    );
+}
+
+/// A trigger cleared within its route's hold sends nothing (both are `flapped`); one cleared after
+/// its hold sends both, the trigger only once the hold is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_cleared_within_its_hold_sends_nothing() {
+    let peer = Peer::start().await;
+    let (config, files) = webhook_config(&peer);
+    let routes = "[[routes]]\nmatch = { test = \"^flaky$\" }\nto = [\"hook\"]\nhold = \"1h\"\n\
+                  [[routes]]\nmatch = { test = \"^slow$\" }\nto = [\"hook\"]\nhold = \"1s\"\n\
+                  [[routes]]\nto = [\"hook\"]\n";
+    let dir = common::config_dir(&format!("{config}{routes}"), &files);
+    let relay = ChildRelay::start(dir.path()).await;
+    assert_eq!(relay.post(alert("TRIGGER", "f", "flaky")).await.0, 200);
+    assert_eq!(relay.post(alert("CLEAR", "f", "flaky")).await.0, 200);
+    let posted = std::time::Instant::now();
+    assert_eq!(relay.post(alert("TRIGGER", "s", "slow")).await.0, 200);
+    assert_eq!(relay.post(alert("TRIGGER", "n", "now")).await.0, 200);
+    assert_eq!(received(&peer, 1).await, set(&["TRIGGER-n"]));
+    assert_eq!(
+        deliveries_in(dir.path(), "flapped").await,
+        set(&["TRIGGER-f", "CLEAR-f"])
+    );
+    assert_eq!(received(&peer, 1).await, set(&["TRIGGER-s"]));
+    assert!(
+        posted.elapsed() >= std::time::Duration::from_secs(1),
+        "held for its hold"
+    );
+    assert_eq!(relay.post(alert("CLEAR", "s", "slow")).await.0, 200);
+    assert_eq!(received(&peer, 1).await, set(&["CLEAR-s"]));
+    let metrics = relay.metrics(None).await;
+    assert!(
+        metrics.contains("alert_relay_events_held_total 2")
+            && metrics.contains("alert_relay_events_flapped_total 1"),
+        "{metrics}"
     );
 }
