@@ -109,6 +109,7 @@ pub async fn run(
         ),
         tokio::spawn(crate::noise::run(
             outbox.clone(),
+            metrics.clone(),
             silences.clone(),
             {
                 let live = live.clone();

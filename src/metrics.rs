@@ -137,6 +137,7 @@ pub struct Metrics {
     silences_active: Gauge,
     held: Counter,
     flapped: Counter,
+    group_notifications: Counter,
 }
 
 /// Accept-to-delivered latency buckets: 10 ms to about 1.5 h, each twice the one before.
@@ -160,6 +161,7 @@ impl Default for Metrics {
             silences_active: Gauge::default(),
             held: Counter::default(),
             flapped: Counter::default(),
+            group_notifications: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -221,6 +223,11 @@ impl Default for Metrics {
             "events_flapped",
             "Clears that came within their trigger's hold: neither was sent",
             metrics.flapped.clone(),
+        );
+        registry.register(
+            "group_notifications",
+            "Group notifications made (each one delivery)",
+            metrics.group_notifications.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -299,6 +306,11 @@ impl Metrics {
     /// A clear arrived within its trigger's hold.
     pub fn flapped(&self) {
         self.flapped.inc();
+    }
+
+    /// `made` group notifications were made.
+    pub fn group_notifications(&self, made: usize) {
+        self.group_notifications.inc_by(made as u64);
     }
 
     /// Sets how many silences are in force (read at scrape time).

@@ -33,22 +33,31 @@ pub const SAMPLES: &[Sample] = &[
     sample!("alertmanager", "firing.json"),
     sample!("alertmanager", "resolved.json"),
     sample!("grafana", "firing.json"),
+    sample!("group", "notification.json"),
 ];
 
 impl Sample {
-    /// The source kind that sends it: its folder.
-    pub fn kind(&self) -> SourceKind {
-        let folder = self.file.split('/').next().unwrap_or_default();
-        serde_json::from_value(folder.into()).expect("each samples folder is named for its kind")
+    /// What reads it: its folder, a source kind (or `group`, the relay's own group
+    /// notifications).
+    pub fn source(&self) -> &'static str {
+        self.file.split('/').next().unwrap_or_default()
     }
 
     /// The events this sample holds (an Alertmanager body holds one per alert).
     pub fn events(&self) -> Vec<Event> {
-        Source::of_kind(self.kind())
-            .events(
-                crate::event::measure(self.body.as_bytes()).expect("the bundled samples measure"),
-                chrono::Utc::now(),
-            )
+        let measured =
+            crate::event::measure(self.body.as_bytes()).expect("the bundled samples measure");
+        if self.source() == crate::event::group::SOURCE {
+            let raw = serde_json::from_str(self.body).expect("the group sample is an object");
+            return vec![
+                crate::event::group::event(raw, chrono::Utc::now())
+                    .expect("the group sample reads"),
+            ];
+        }
+        let kind: SourceKind = serde_json::from_value(self.source().into())
+            .expect("each samples folder is named for its kind");
+        Source::of_kind(kind)
+            .events(measured, chrono::Utc::now())
             .expect("the bundled samples are valid events")
             .into_iter()
             .map(|arrival| arrival.event)

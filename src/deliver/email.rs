@@ -16,7 +16,7 @@ use super::{
     Outgoing, Pace, Part, Place, Receipt, Sent, Step,
 };
 use crate::error::ConfigError;
-use crate::event::{Event, Phase};
+use crate::event::{Event, EventKind, Phase};
 use crate::secret::{Redactor, Secret};
 
 #[derive(Debug, Deserialize)]
@@ -184,9 +184,12 @@ fn redactor(url: &Secret) -> Redactor {
 }
 
 impl Destination for Email {
+    /// A clear answers its trigger's email; a group's later notification (a digest) answers its
+    /// first one.
     fn steps(&self, event: &Event, thread: Option<&Value>) -> Vec<Step> {
-        match (event.lifecycle(), thread) {
-            (Some((_, Phase::Clear)), Some(_)) if self.thread => vec![Step::Reply],
+        match (event.kind, event.lifecycle(), thread) {
+            (EventKind::Group, _, Some(_)) if self.thread => vec![Step::Reply],
+            (_, Some((_, Phase::Clear)), Some(_)) if self.thread => vec![Step::Reply],
             _ => vec![Step::New],
         }
     }
@@ -212,14 +215,20 @@ impl Destination for Email {
         let mut builder = lettre::Message::builder().from(self.from.clone());
         let mut kept = None;
         let mut message_id = self.ids.for_event(&outgoing.event.id);
-        match (step, trigger, outgoing.event.lifecycle()) {
+        // The email later ones answer: a trigger's, a group's first.
+        let opens = match (outgoing.event.kind, outgoing.event.lifecycle()) {
+            (EventKind::Group, _) => outgoing.event.summary.alert_id.as_deref(),
+            (_, Some((key, Phase::Trigger))) => Some(key),
+            _ => None,
+        };
+        match (step, trigger, opens) {
             (Step::Reply, Some((trigger_id, subject)), _) if self.thread => {
                 builder = builder
                     .subject(format!("Re: {subject}"))
                     .in_reply_to(trigger_id.to_owned())
                     .references(trigger_id.to_owned());
             }
-            (_, _, Some((key, Phase::Trigger))) if self.thread => {
+            (_, _, Some(key)) if self.thread => {
                 builder = builder.subject(email.subject.clone());
                 message_id = self.ids.for_alert(key);
                 kept = Some(json!({ "message_id": message_id, "subject": email.subject }));

@@ -15,7 +15,7 @@ use super::{
     Outgoing, Pace, Part, Place, Receipt, Sent, Step,
 };
 use crate::error::ConfigError;
-use crate::event::{Event, Phase};
+use crate::event::{Event, EventKind, Phase};
 use crate::secret::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +36,8 @@ pub struct SlackConfig {
     /// With `token`: a reply in a thread also shows in the channel.
     #[serde(default)]
     pub reply_broadcast: bool,
+    /// With `token`: each group notification also says what changed in its message's thread.
+    pub group_thread: Option<bool>,
 }
 
 pub static KIND: Kind = Kind::new::<SlackConfig>("slack", &FACTS);
@@ -85,6 +87,7 @@ impl Slack {
                 ("api_url", config.api_url.is_some()),
                 ("on_clear", config.on_clear.is_some()),
                 ("reply_broadcast", config.reply_broadcast),
+                ("group_thread", config.group_thread.is_some()),
             ];
             if let Some((name, _)) = api_only.iter().find(|(_, set)| *set) {
                 return Err(ConfigError::new(
@@ -114,6 +117,18 @@ impl Destination for Slack {
         let Mode::Api(api) = &self.mode else {
             return vec![Step::New];
         };
+        if event.kind == EventKind::Group {
+            // The group's one message: posted, then updated; each notification's changes in
+            // its thread.
+            let parent = match thread {
+                Some(_) => Step::Update,
+                None => Step::New,
+            };
+            return match api.group_thread {
+                true => vec![parent, Step::Reply],
+                false => vec![parent],
+            };
+        }
         match (event.lifecycle(), thread) {
             (Some((_, Phase::Clear)), Some(_)) if !api.on_clear.is_empty() => {
                 let mut steps = Vec::new();
@@ -170,6 +185,7 @@ struct Api {
     channel: String,
     on_clear: Vec<OnClear>,
     reply_broadcast: bool,
+    group_thread: bool,
 }
 
 /// Slack's answers (`chat.postMessage` echoes the whole message) are read this far: the fields
@@ -243,6 +259,7 @@ impl Api {
                 .clone()
                 .unwrap_or_else(|| vec![OnClear::Update, OnClear::Reply]),
             reply_broadcast: config.reply_broadcast,
+            group_thread: config.group_thread.unwrap_or(true),
         })
     }
 
@@ -253,15 +270,17 @@ impl Api {
     /// the reply goes alone. Each step can be repeated safely when a later one fails and the
     /// whole delivery is retried: an update writes the same message again.
     async fn deliver(&self, outgoing: &Outgoing<'_>) -> Result<Sent, DeliveryError> {
-        let thread = outgoing.thread.as_ref().and_then(Kept::from_value);
+        let known = outgoing.thread.as_ref().and_then(Kept::from_value);
         let mut receipts = Vec::new();
-        let mut kept = None;
+        let mut kept: Option<Kept> = None;
         let marker = marker(outgoing.event);
         for (step, message) in &outgoing.messages {
             let Message::Json(body) = message else {
                 return Err(DeliveryError::Rejected("Slack takes a JSON message".into()));
             };
-            let call = match (step, &thread) {
+            // A reply goes under the message it follows: kept from before, or posted just now.
+            let thread = known.as_ref().or(kept.as_ref());
+            let call = match (step, thread) {
                 (Step::Update, Some(thread)) => Call::Update(thread),
                 (Step::Reply, Some(thread)) => Call::Reply(thread),
                 _ => Call::New(&marker),

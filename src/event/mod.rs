@@ -12,6 +12,7 @@
 //!   source that accepted it, what an accepted body becomes);
 //! - `shape.rs`: measuring a body before it is parsed;
 //! - `thousandeyes.rs`, `custom.rs`, `alertmanager.rs`, `generic.rs`: one module per source kind;
+//! - `group.rs`: the relay's own group notifications, read as events of kind `group`;
 //! - `source.rs`: `[sources]`, and reading a body or a stored event with its kind's module;
 //! - this file: what the rest of the relay uses.
 
@@ -20,6 +21,7 @@ mod custom;
 mod error;
 mod fields;
 mod generic;
+pub mod group;
 mod normal;
 mod shape;
 pub mod source;

@@ -26,16 +26,20 @@ pub enum EventKind {
     AgentClear,
     #[serde(rename = "unknown")]
     Unknown,
+    /// A group's notification (see `group.rs`): the relay's own, never a sender's.
+    #[serde(rename = "group")]
+    Group,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         Self::Test,
         Self::AlertTrigger,
         Self::AlertClear,
         Self::AgentTrigger,
         Self::AgentClear,
         Self::Unknown,
+        Self::Group,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +50,7 @@ impl EventKind {
             Self::AgentTrigger => "agent.trigger",
             Self::AgentClear => "agent.clear",
             Self::Unknown => "unknown",
+            Self::Group => "group",
         }
     }
 
@@ -58,7 +63,7 @@ impl EventKind {
         match self {
             Self::AlertTrigger | Self::AgentTrigger => Some(Phase::Trigger),
             Self::AlertClear | Self::AgentClear => Some(Phase::Clear),
-            Self::Test | Self::Unknown => None,
+            Self::Test | Self::Unknown | Self::Group => None,
         }
     }
 
@@ -72,7 +77,7 @@ impl EventKind {
             Self::Test => State::Test,
             Self::AlertTrigger | Self::AgentTrigger => State::Triggered,
             Self::AlertClear | Self::AgentClear => State::Cleared,
-            Self::Unknown => State::Unknown,
+            Self::Unknown | Self::Group => State::Unknown,
         }
     }
 }
@@ -163,11 +168,20 @@ impl Event {
     /// `{key, state}` for receivers that tie a clear to its trigger themselves (a Teams flow, a
     /// webhook consumer): the correlation key and `triggered` or `cleared`.
     pub fn correlation(&self) -> Option<Correlation<'_>> {
-        let (key, _) = self.lifecycle()?;
+        let key = match self.kind {
+            // A group is one life: its notifications share a key.
+            EventKind::Group => self.summary.alert_id.as_deref()?,
+            _ => self.lifecycle()?.0,
+        };
         Some(Correlation {
             key,
             state: self.summary.state,
         })
+    }
+
+    /// The group this notification shows (`group` in templates); `None` for other events.
+    pub fn group(&self) -> Option<&Map<String, Value>> {
+        (self.kind == EventKind::Group).then_some(&self.raw)
     }
 
     /// The normalized part of this event, as the store keeps it beside the body.

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::error::{EventError, NO_EVENT_TYPE};
 use super::normal::{Arrival, Event, Origin, SourceKind};
 use super::shape::{Measured, measure};
-use super::{alertmanager, custom, generic, thousandeyes};
+use super::{alertmanager, custom, generic, group, thousandeyes};
 use crate::error::ConfigError;
 
 /// Paths the relay answers itself.
@@ -205,6 +205,17 @@ impl Sources {
         let of_kind;
         let source = match self.named(source) {
             Some(named) => named,
+            // The relay's own group notifications, for previews of group templates.
+            None if source == group::SOURCE => {
+                let read = measure(body).and_then(|m| object(m.body));
+                return read
+                    .and_then(|raw| group::event(raw, received_at))
+                    .map(|event| vec![event])
+                    .map_err(|e| Unread {
+                        reason: format!("not a group notification: {e}"),
+                        reader: self.reader_of(body),
+                    });
+            }
             None => {
                 let kind = serde_json::from_value::<SourceKind>(source.into())
                     .ok()

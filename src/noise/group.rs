@@ -6,8 +6,10 @@
 
 use serde_json::{Value, json};
 
+use super::silence::rfc3339;
 use crate::event::Event;
-use crate::outbox::Joining;
+use crate::event::group::{Changes, GroupBody};
+use crate::outbox::{DueGroup, GroupNotification, Joining, Member};
 use crate::route::Grouping;
 
 /// The group `grouping` puts `event` into at a destination, and what its notifications show of
@@ -51,4 +53,68 @@ pub fn member(event: &Event) -> Value {
         "link": s.link,
         "source": event.source.label(),
     })
+}
+
+/// The notification of `group` at `now`: every alert (firing first, in the order they joined;
+/// then cleared, the latest first) and what changed since the last notification.
+pub fn notification(group: &DueGroup, now: i64) -> GroupNotification {
+    let shown = |member: &Member| {
+        let mut alert = serde_json::from_str::<Value>(&member.summary).unwrap_or_else(|_| json!({}));
+        if let Some(fields) = alert.as_object_mut() {
+            fields.insert("state".into(), json!(if member.firing { "firing" } else { "cleared" }));
+            fields.insert("joined_at".into(), json!(rfc3339(member.joined_at)));
+            fields.insert(
+                "cleared_at".into(),
+                match member.firing {
+                    true => Value::Null,
+                    false => json!(rfc3339(member.changed_at)),
+                },
+            );
+        }
+        alert
+    };
+    let mut firing: Vec<&Member> = group.members.iter().filter(|m| m.firing).collect();
+    firing.sort_by_key(|m| (m.joined_at, m.correlation.clone()));
+    let mut cleared: Vec<&Member> = group.members.iter().filter(|m| !m.firing).collect();
+    cleared.sort_by_key(|m| (std::cmp::Reverse(m.changed_at), m.correlation.clone()));
+    let changes = Changes {
+        // Joined, or fired again, since the last notification; and those that came and went
+        // between two, so that every alert is named.
+        joined: (firing.iter().chain(&cleared))
+            .filter(|m| match m.notified {
+                None => true,
+                Some(notified) => m.firing && !notified,
+            })
+            .map(|m| shown(m))
+            .collect(),
+        cleared: (cleared.iter())
+            .filter(|m| m.notified != Some(false))
+            .map(|m| shown(m))
+            .collect(),
+    };
+    let body = GroupBody {
+        id: group.id,
+        key: group.key.clone(),
+        labels: serde_json::from_str(&group.labels).unwrap_or_default(),
+        notification: u32::try_from(group.notifications + 1).unwrap_or(u32::MAX),
+        state: (if firing.is_empty() { "cleared" } else { "firing" }).to_owned(),
+        started_at: rfc3339(group.started_at),
+        count: group.members.len(),
+        firing: firing.len(),
+        cleared: cleared.len(),
+        alerts: firing.iter().chain(&cleared).map(|m| shown(m)).collect(),
+        changes,
+    };
+    let raw = match serde_json::to_value(&body) {
+        Ok(Value::Object(raw)) => raw,
+        _ => serde_json::Map::new(),
+    };
+    let received_at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+    let normalized = crate::event::group::event(raw.clone(), received_at)
+        .map(|event| event.stored_form())
+        .unwrap_or_default();
+    GroupNotification {
+        body: Value::Object(raw).to_string().into_bytes(),
+        normalized,
+    }
 }

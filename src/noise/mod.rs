@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::event::Event;
+use crate::metrics::Metrics;
 use crate::outbox::{Outbox, StoreError, now_ms};
 pub use silence::{NewSilence, Silence};
 pub use window::{Window, WindowConfig};
@@ -85,10 +86,12 @@ impl Silences {
     }
 }
 
-/// Until `stop`: every `poll`, reads the silences of the store again and sends the triggers
-/// still firing that ended silences held, or maintenance windows no longer in `open_windows`.
+/// Until `stop`: every `poll`, makes the notifications of the groups whose time has come, reads
+/// the silences of the store again and sends the triggers still firing that ended silences held,
+/// or maintenance windows no longer in `open_windows`.
 pub async fn run(
     outbox: Arc<Outbox>,
+    metrics: Arc<Metrics>,
     silences: Arc<Silences>,
     open_windows: impl Fn(i64) -> Vec<String>,
     poll: Duration,
@@ -97,6 +100,23 @@ pub async fn run(
     loop {
         if let Err(e) = silences.refresh(&outbox).await {
             warn!(error = %e, "cannot read the silences of the store; the last ones read still apply");
+        }
+        loop {
+            match outbox.flush_groups(group::notification).await {
+                Ok(made) => {
+                    if made > 0 {
+                        info!(notifications = made, "group notifications made");
+                        metrics.group_notifications(made);
+                    }
+                    if made < crate::outbox::FLUSH_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot make the groups' notifications; trying again");
+                    break;
+                }
+            }
         }
         match outbox.unsilence(open_windows(now_ms())).await {
             Ok(0) => {}

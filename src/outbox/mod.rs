@@ -251,6 +251,49 @@ pub struct Joining {
     pub member: String,
 }
 
+/// A group whose notification is due, as the store read it.
+#[derive(Debug, Clone)]
+pub struct DueGroup {
+    pub id: i64,
+    pub destination: String,
+    pub key: String,
+    /// JSON, as [`Joining::labels`].
+    pub labels: String,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    /// How many notifications were made before this one.
+    pub notifications: i64,
+    pub members: Vec<Member>,
+}
+
+/// One alert of a group.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub correlation: String,
+    pub firing: bool,
+    /// JSON, as [`Joining::member`].
+    pub summary: String,
+    /// Unix milliseconds, as `changed_at`.
+    pub joined_at: i64,
+    pub changed_at: i64,
+    /// As the last notification showed it: firing, cleared, or not at all.
+    pub notified: Option<bool>,
+}
+
+/// A group's notification, stored as an event (`group:ID:N`) with one delivery to the group's
+/// destination: its body and normalized form.
+#[derive(Debug, Clone)]
+pub struct GroupNotification {
+    pub body: Vec<u8>,
+    pub normalized: String,
+}
+
+/// Makes a due group's notification, at a time (unix ms).
+pub type BuildNotification = fn(&DueGroup, i64) -> GroupNotification;
+
+/// The most groups one flush takes (the next takes the rest).
+pub const FLUSH_BATCH: usize = 64;
+
 /// An event to store, with one delivery per destination in `to`.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -374,6 +417,11 @@ pub enum Finish {
 /// An event's id for people from its dedup key: the text of a string `eventId`, a number as it is
 /// written, the body hash of an event without one.
 fn display_id(key: String) -> String {
+    if let Some(group) = key.strip_prefix("group:")
+        && let Some((id, notification)) = group.split_once(':')
+    {
+        return format!("group {id} #{notification}");
+    }
     // `<source>:<key>`: source names have no `:`.
     let key = key.split_once(':').map_or(key.as_str(), |(_, key)| key);
     serde_json::from_str::<String>(key).unwrap_or_else(|_| key.to_owned())
@@ -688,6 +736,20 @@ impl Outbox {
         match self {
             Self::Sqlite(store) => store.expire_silence(id.to_owned()).await,
             Self::Postgres(store) => store.expire_silence(id).await,
+        }
+    }
+
+    /// Makes the notification of every group whose time has come (`build` says what it shows),
+    /// each stored with its delivery in the transaction that marks the group notified, so that
+    /// none is made twice. How many were made.
+    pub async fn flush_groups(&self, build: BuildNotification) -> Result<usize, StoreError> {
+        match self {
+            Self::Sqlite(_) => {
+                self.writer()
+                    .send(|reply| writes::Write::Flush { build, reply })
+                    .await
+            }
+            Self::Postgres(store) => store.flush_groups(build).await,
         }
     }
 

@@ -28,6 +28,11 @@ pub(super) enum Write {
         before: i64,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
+    /// See `Outbox::flush_groups` (SQLite; PostgreSQL flushes in transactions of its own).
+    Flush {
+        build: super::BuildNotification,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
     /// See `Outbox::unsilence`.
     Unsilence {
         open_windows: Vec<String>,
@@ -43,8 +48,8 @@ pub(super) enum Write {
 pub(super) enum Applied {
     Accepted(Accepted),
     Pruned(usize),
-    /// The destinations whose deliveries became pending.
-    Unsilenced(Vec<String>),
+    /// The destinations whose deliveries became pending (one per delivery).
+    Queued(Vec<String>),
     Done,
 }
 
@@ -143,9 +148,19 @@ pub(super) fn answer(
                     _ => Err(error()),
                 });
             }
+            Write::Flush { reply, .. } => {
+                let _ = reply.send(match result {
+                    Ok(Applied::Queued(destinations)) => {
+                        let count = destinations.len();
+                        woken.extend(destinations);
+                        Ok(count)
+                    }
+                    _ => Err(error()),
+                });
+            }
             Write::Unsilence { reply, .. } => {
                 let _ = reply.send(match result {
-                    Ok(Applied::Unsilenced(destinations)) => {
+                    Ok(Applied::Queued(destinations)) => {
                         let count = destinations.len();
                         woken.extend(destinations);
                         Ok(count)

@@ -16,7 +16,7 @@ use crate::deliver::Escape;
 pub fn register(registry: &mut Handlebars<'static>, escape: Escape) {
     registry.register_helper("json", Box::new(json));
     registry.register_helper("url", Box::new(UrlHelper(escape)));
-    let value_helpers: [(&str, ValueFn); 9] = [
+    let value_helpers: [(&str, ValueFn); 10] = [
         ("date", date),
         ("truncate", truncate),
         ("default", default),
@@ -29,6 +29,7 @@ pub fn register(registry: &mut Handlebars<'static>, escape: Escape) {
             Ok(Value::from(text(arg(args, 0)).to_lowercase()))
         }),
         ("take", take),
+        ("chunks", chunks),
         ("minus", minus),
     ];
     for (name, f) in value_helpers {
@@ -188,6 +189,24 @@ fn take(args: &[&Value]) -> Result<Value, String> {
     })
 }
 
+/// `{{#each (chunks list n)}}`: the list in lists of `n` items (the last may hold fewer), for a
+/// message that takes so many items per block.
+fn chunks(args: &[&Value]) -> Result<Value, String> {
+    let n = count(arg(args, 1), "the size")?;
+    if n == 0 {
+        return Err("the size must be at least 1".into());
+    }
+    Ok(match arg(args, 0) {
+        Value::Array(items) => Value::from(
+            items
+                .chunks(n)
+                .map(|chunk| Value::from(chunk.to_vec()))
+                .collect::<Vec<_>>(),
+        ),
+        _ => Value::Array(Vec::new()),
+    })
+}
+
 /// `{{minus a b}}`: `a - b` for whole numbers (for "and N more").
 fn minus(args: &[&Value]) -> Result<Value, String> {
     let a = arg(args, 0)
@@ -215,6 +234,13 @@ mod tests {
     fn helpers_do_what_the_guide_says() {
         let data = json!({"s": "Hello world", "n": null, "l": ["a", "b", "c"], "d": "2022-04-25 17:18:00 UTC", "x": 12});
         assert_eq!(render("{{truncate s 5}}", data.clone()), "Hell…");
+        assert_eq!(
+            render(
+                "{{#each (chunks l 2)}}[{{#each this}}{{this}}{{/each}}]{{/each}}",
+                data.clone()
+            ),
+            "[ab][c]"
+        );
         assert_eq!(render("{{default n \"none\"}}", data.clone()), "none");
         assert_eq!(render("{{join l \" / \"}}", data.clone()), "a / b / c");
         assert_eq!(

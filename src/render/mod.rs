@@ -315,6 +315,7 @@ pub fn context(
         },
         "trigger": situation.trigger,
         "silenced": situation.silenced,
+        "group": event.group(),
     })
 }
 
@@ -341,7 +342,7 @@ pub fn source(
 ) -> Source {
     let stems = match stem {
         Some(stem) => vec![stem],
-        None => vec![event_kind.as_str(), "default"],
+        None => file_stems(event_kind),
     };
     for stem in &stems {
         let path = main_dir
@@ -371,6 +372,16 @@ pub fn source(
         name: format!("builtin/{}/{file}", kind.as_str()),
         file: false,
         text: text.to_owned(),
+    }
+}
+
+/// The files of a template tree an `event_kind` event is rendered with, the first found: its
+/// own, then `default`; a group's notification only with `group` (a `default` file is written
+/// for one alert), else the built-in one.
+pub fn file_stems(event_kind: EventKind) -> Vec<&'static str> {
+    match event_kind {
+        EventKind::Group => vec![event_kind.as_str()],
+        _ => vec![event_kind.as_str(), "default"],
     }
 }
 
@@ -485,7 +496,7 @@ impl Loader {
             .chain([self.main_dir.as_path()])
             .collect();
         let path = dirs.iter().find_map(|dir| {
-            [event_kind.as_str(), "default"]
+            file_stems(event_kind)
                 .iter()
                 .map(|stem| {
                     dir.join(kind.as_str())

@@ -80,7 +80,7 @@ impl Studio {
             crate::samples::SAMPLES
                 .iter()
                 .find(|s| s.file == file)
-                .map(|s| (s.body.as_bytes().to_vec(), s.kind().as_str().to_owned()))
+                .map(|s| (s.body.as_bytes().to_vec(), s.source().to_owned()))
         } else if let Some(row) = id.strip_prefix("recent:").and_then(|n| n.parse().ok()) {
             match self.outbox.event_body(row).await {
                 Ok(stored) => stored.map(|(body, normalized)| {

@@ -57,7 +57,9 @@ impl TemplateId {
             stem: event_kind.as_str(),
             ..*self
         };
-        self.stem == "default" && !own.path(dir).is_file()
+        self.stem == "default"
+            && crate::render::file_stems(event_kind).contains(&"default")
+            && !own.path(dir).is_file()
     }
 
     /// The file itself, or what the relay renders in its place today (for `default`, the

@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::deliver::{DeliveryError, Doubt, Message, Outgoing, Step};
 use crate::error::ConfigError;
-use crate::event::{Event, EventError, Phase};
+use crate::event::{Event, EventError, EventKind, Phase};
 use crate::memory::{Memory, RENDER_COPIES, Reservation};
 use crate::metrics::{AttemptOutcome, Metrics};
 use crate::outbox::{self, Claim, Finish, Outbox, Reader};
@@ -619,10 +619,13 @@ impl Worker {
     }
 }
 
-/// What to keep of a delivered trigger's message for its clear, with the trigger's summary.
+/// What to keep of a delivered trigger's message for its clear, with the trigger's summary; of a
+/// group's first notification, for the later ones.
 fn kept_thread(event: &Event, thread: Option<Value>) -> Option<outbox::Thread> {
-    let (key, Phase::Trigger) = event.lifecycle()? else {
-        return None;
+    let key = match (event.kind, event.lifecycle()) {
+        (EventKind::Group, _) => event.summary.alert_id.as_deref()?,
+        (_, Some((key, Phase::Trigger))) => key,
+        _ => return None,
     };
     Some(outbox::Thread {
         correlation: key.to_owned(),

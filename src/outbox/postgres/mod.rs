@@ -36,8 +36,9 @@ use tokio::sync::mpsc;
 use super::disposition::{Disposition, Trigger, disposition};
 use super::writes::{Applied, Write, Writer, answer};
 use super::{
-    Accepted, Claim, DeliveryRow, DeliveryState, Finish, Joining, NewEvent, RecentEvent, Requeue,
-    StoreError, StoredBody, Wakers, display_id, now_ms,
+    Accepted, BuildNotification, Claim, DeliveryRow, DeliveryState, DueGroup, FLUSH_BATCH, Finish,
+    Joining, Member, NewEvent, RecentEvent, Requeue, StoreError, StoredBody, Wakers, display_id,
+    now_ms,
 };
 
 use crate::secret::Secret;
@@ -275,6 +276,107 @@ impl Postgres {
                 return Ok(total);
             }
         }
+    }
+
+    /// See `Outbox::flush_groups`. The due groups are locked (`FOR UPDATE SKIP LOCKED`): a
+    /// replica flushing at the same time takes others, and an accept that changes one waits
+    /// for this commit, its change sent at the group's next notification.
+    pub async fn flush_groups(&self, build: BuildNotification) -> Result<usize, StoreError> {
+        let mut conn = self.connection().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        let now = now_ms();
+        let due = tx
+            .query(
+                "SELECT id, destination, key, labels, started_at, notifications FROM alert_groups
+                 WHERE flush_at <= $1 AND ended_at IS NULL ORDER BY flush_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED",
+                &[&now, &(FLUSH_BATCH as i64)],
+            )
+            .await
+            .map_err(pg)?;
+        let mut destinations = Vec::with_capacity(due.len());
+        for row in due {
+            let mut group = DueGroup {
+                id: row.get(0),
+                destination: row.get(1),
+                key: row.get(2),
+                labels: row.get(3),
+                started_at: row.get(4),
+                notifications: i64::from(row.get::<_, i32>(5)),
+                members: Vec::new(),
+            };
+            group.members = tx
+                .query(
+                    "SELECT correlation, firing, summary, joined_at, changed_at, notified
+                     FROM alert_group_members WHERE grp = $1",
+                    &[&group.id],
+                )
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|row| Member {
+                    correlation: row.get(0),
+                    firing: row.get(1),
+                    summary: row.get(2),
+                    joined_at: row.get(3),
+                    changed_at: row.get(4),
+                    notified: row.get(5),
+                })
+                .collect();
+            let notification = build(&group, now);
+            let number = group.notifications + 1;
+            let phase = if number == 1 { "trigger" } else { "clear" };
+            let event: i64 = tx
+                .query_one(
+                    "INSERT INTO events (event_id, received_at, body, normalized, correlation,
+                         phase)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                    &[
+                        &format!("group:{}:{number}", group.id),
+                        &now,
+                        &notification.body,
+                        &notification.normalized,
+                        &format!("group:{}", group.id),
+                        &phase,
+                    ],
+                )
+                .await
+                .map_err(pg)?
+                .get(0);
+            tx.execute(
+                "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
+                     updated_at, grp)
+                 VALUES ($1, $2, 'pending', 0, $3, $3, $4)",
+                &[&event, &group.destination, &now, &group.id],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                "UPDATE alert_group_members SET notified = firing WHERE grp = $1",
+                &[&group.id],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                "UPDATE alert_groups SET flush_at = NULL, flushed_at = $2, notifications = $3,
+                     ended_at = CASE WHEN EXISTS (SELECT 1 FROM alert_group_members
+                                                  WHERE grp = $1 AND firing)
+                                     THEN NULL ELSE $2 END
+                 WHERE id = $1",
+                &[&group.id, &now, &(number as i32)],
+            )
+            .await
+            .map_err(pg)?;
+            destinations.push(group.destination);
+        }
+        tokio::time::timeout(WAIT, tx.commit())
+            .await
+            .map_err(|_| StoreError::Unavailable("PostgreSQL did not commit in time".into()))?
+            .map_err(pg)?;
+        for destination in &destinations {
+            self.wakers.get(destination).notify_one();
+        }
+        Ok(destinations.len())
     }
 
     pub async fn backlog(
@@ -577,8 +679,10 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
                 Applied::Done
             }
             Write::Prune { .. } => Applied::Pruned(0),
+            // PostgreSQL flushes in transactions of its own (`Postgres::flush_groups`).
+            Write::Flush { .. } => Applied::Queued(Vec::new()),
             Write::Unsilence { open_windows, .. } => {
-                Applied::Unsilenced(unsilence(&tx, open_windows, now).await?)
+                Applied::Queued(unsilence(&tx, open_windows, now).await?)
             }
             Write::Close { .. } => Applied::Done,
         });
@@ -956,7 +1060,8 @@ impl Reader {
     /// Claims up to `limit` deliveries for `destination` due at `now`, the first due first, not
     /// leased by anyone and not in `in_flight` here, and leases them for the lease time, if this
     /// replica drives the destination (else none); each with its event and, for a clear, what
-    /// was kept of its trigger. A clear waits while its trigger waits for the destination.
+    /// was kept of its trigger. A clear waits while anything earlier of its alert (its trigger,
+    /// a group's earlier notification) waits for the destination.
     pub async fn due(
         &self,
         destination: &str,
@@ -986,7 +1091,7 @@ impl Reader {
                        AND d.id <> ALL($4)
                        AND NOT (e.phase IS NOT DISTINCT FROM 'clear' AND EXISTS (
                            SELECT 1 FROM events te JOIN deliveries t ON t.event = te.id
-                           WHERE te.correlation = e.correlation AND te.phase = 'trigger'
+                           WHERE te.correlation = e.correlation
                              AND te.id < e.id AND t.destination = d.destination
                              AND t.state = 'pending'))
                      ORDER BY d.next_attempt_at, d.id LIMIT $5

@@ -9,7 +9,10 @@ use tokio::sync::mpsc;
 use crate::outbox::NewEvent;
 use crate::outbox::disposition::{Disposition, Trigger, disposition};
 use crate::outbox::writes::{Applied, Write, answer};
-use crate::outbox::{Accepted, DeliveryState, Finish, Joining, StoreError, Wakers, now_ms};
+use crate::outbox::{
+    Accepted, BuildNotification, DeliveryState, DueGroup, FLUSH_BATCH, Finish, Joining, Member,
+    StoreError, Wakers, now_ms,
+};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
 const MAX_BATCH: usize = 1024;
@@ -126,8 +129,9 @@ fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Applied>, rusqlit
             Write::Close { .. } => Applied::Done,
             Write::Prune { before, .. } => Applied::Pruned(prune(&tx, *before)?),
             Write::Unsilence { open_windows, .. } => {
-                Applied::Unsilenced(unsilence(&tx, open_windows, now)?)
+                Applied::Queued(unsilence(&tx, open_windows, now)?)
             }
+            Write::Flush { build, .. } => Applied::Queued(flush(&tx, *build, now)?),
         });
     }
     tx.commit()?;
@@ -380,6 +384,86 @@ fn leave_group(
     )?
     .execute(params![group, now])?;
     Ok(())
+}
+
+/// See `Outbox::flush_groups`: the destination of each notification made.
+fn flush(
+    tx: &rusqlite::Transaction,
+    build: BuildNotification,
+    now: i64,
+) -> Result<Vec<String>, rusqlite::Error> {
+    let due: Vec<DueGroup> = tx
+        .prepare_cached(
+            "SELECT id, destination, key, labels, started_at, notifications FROM alert_groups
+             WHERE flush_at <= ?1 AND ended_at IS NULL ORDER BY flush_at LIMIT ?2",
+        )?
+        .query_map(params![now, FLUSH_BATCH as i64], |row| {
+            Ok(DueGroup {
+                id: row.get(0)?,
+                destination: row.get(1)?,
+                key: row.get(2)?,
+                labels: row.get(3)?,
+                started_at: row.get(4)?,
+                notifications: row.get(5)?,
+                members: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut destinations = Vec::with_capacity(due.len());
+    for mut group in due {
+        group.members = tx
+            .prepare_cached(
+                "SELECT correlation, firing, summary, joined_at, changed_at, notified
+                 FROM alert_group_members WHERE grp = ?1",
+            )?
+            .query_map(params![group.id], |row| {
+                Ok(Member {
+                    correlation: row.get(0)?,
+                    firing: row.get(1)?,
+                    summary: row.get(2)?,
+                    joined_at: row.get(3)?,
+                    changed_at: row.get(4)?,
+                    notified: row.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let notification = build(&group, now);
+        let number = group.notifications + 1;
+        let event: i64 = tx
+            .prepare_cached(
+                "INSERT INTO events (event_id, received_at, body, normalized, correlation, phase)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            )?
+            .query_row(
+                params![
+                    format!("group:{}:{number}", group.id),
+                    now,
+                    notification.body,
+                    notification.normalized,
+                    format!("group:{}", group.id),
+                    if number == 1 { "trigger" } else { "clear" }
+                ],
+                |row| row.get(0),
+            )?;
+        tx.prepare_cached(
+            "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
+                 updated_at, grp)
+             VALUES (?1, ?2, 'pending', 0, ?3, ?3, ?4)",
+        )?
+        .execute(params![event, group.destination, now, group.id])?;
+        tx.prepare_cached("UPDATE alert_group_members SET notified = firing WHERE grp = ?1")?
+            .execute(params![group.id])?;
+        tx.prepare_cached(
+            "UPDATE alert_groups SET flush_at = NULL, flushed_at = ?2, notifications = ?3,
+                 ended_at = CASE WHEN EXISTS (SELECT 1 FROM alert_group_members
+                                              WHERE grp = ?1 AND firing = 1)
+                                 THEN NULL ELSE ?2 END
+             WHERE id = ?1",
+        )?
+        .execute(params![group.id, now, number])?;
+        destinations.push(group.destination);
+    }
+    Ok(destinations)
 }
 
 /// See `Outbox::unsilence`: the triggers still firing that what silenced them no longer holds
