@@ -138,6 +138,7 @@ pub struct Metrics {
     held: Counter,
     flapped: Counter,
     group_notifications: Counter,
+    groups_open: Gauge,
 }
 
 /// Accept-to-delivered latency buckets: 10 ms to about 1.5 h, each twice the one before.
@@ -162,6 +163,7 @@ impl Default for Metrics {
             held: Counter::default(),
             flapped: Counter::default(),
             group_notifications: Counter::default(),
+            groups_open: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -228,6 +230,11 @@ impl Default for Metrics {
             "group_notifications",
             "Group notifications made (each one delivery)",
             metrics.group_notifications.clone(),
+        );
+        registry.register(
+            "groups_open",
+            "Groups with an alert firing or a notification to come",
+            metrics.groups_open.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -316,6 +323,11 @@ impl Metrics {
     /// Sets how many silences are in force (read at scrape time).
     pub fn set_silences_active(&self, active: usize) {
         self.silences_active.set(active as i64);
+    }
+
+    /// Sets how many groups are open (read at scrape time).
+    pub fn set_groups_open(&self, open: i64) {
+        self.groups_open.set(open);
     }
 
     /// Sets the pending and dead gauges from `(destination, pending, dead)` counts, read from the

@@ -52,10 +52,16 @@ impl Facts for ConsoleFacts {
     }
 
     fn builtin(&self) -> &'static [(&'static str, &'static str)] {
-        &[(
-            "default.hbs",
-            include_str!("../../templates/console/default.hbs"),
-        )]
+        &[
+            (
+                "default.hbs",
+                include_str!("../../templates/console/default.hbs"),
+            ),
+            (
+                "group.hbs",
+                include_str!("../../templates/console/group.hbs"),
+            ),
+        ]
     }
 
     fn message(&self, texts: Vec<String>) -> Result<Message, String> {

@@ -346,6 +346,18 @@ impl Facts for EmailFacts {
                 "default.html.hbs",
                 include_str!("../../templates/email/default.html.hbs"),
             ),
+            (
+                "group.subject.hbs",
+                include_str!("../../templates/email/group.subject.hbs"),
+            ),
+            (
+                "group.txt.hbs",
+                include_str!("../../templates/email/group.txt.hbs"),
+            ),
+            (
+                "group.html.hbs",
+                include_str!("../../templates/email/group.html.hbs"),
+            ),
         ]
     }
 

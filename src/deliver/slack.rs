@@ -786,10 +786,13 @@ impl Facts for SlackFacts {
     }
 
     fn builtin(&self) -> &'static [(&'static str, &'static str)] {
-        &[(
-            "default.hbs",
-            include_str!("../../templates/slack/default.hbs"),
-        )]
+        &[
+            (
+                "default.hbs",
+                include_str!("../../templates/slack/default.hbs"),
+            ),
+            ("group.hbs", include_str!("../../templates/slack/group.hbs")),
+        ]
     }
 
     fn message(&self, texts: Vec<String>) -> Result<Message, String> {

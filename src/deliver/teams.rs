@@ -101,10 +101,13 @@ impl Facts for TeamsFacts {
     }
 
     fn builtin(&self) -> &'static [(&'static str, &'static str)] {
-        &[(
-            "default.hbs",
-            include_str!("../../templates/teams/default.hbs"),
-        )]
+        &[
+            (
+                "default.hbs",
+                include_str!("../../templates/teams/default.hbs"),
+            ),
+            ("group.hbs", include_str!("../../templates/teams/group.hbs")),
+        ]
     }
 
     fn message(&self, texts: Vec<String>) -> Result<Message, String> {

@@ -86,10 +86,16 @@ impl Facts for WebhookFacts {
     }
 
     fn builtin(&self) -> &'static [(&'static str, &'static str)] {
-        &[(
-            "default.hbs",
-            include_str!("../../templates/webhook/default.hbs"),
-        )]
+        &[
+            (
+                "default.hbs",
+                include_str!("../../templates/webhook/default.hbs"),
+            ),
+            (
+                "group.hbs",
+                include_str!("../../templates/webhook/group.hbs"),
+            ),
+        ]
     }
 
     fn message(&self, texts: Vec<String>) -> Result<Message, String> {

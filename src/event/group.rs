@@ -54,7 +54,12 @@ pub fn event(raw: Map<String, Value>, received_at: DateTime<Utc>) -> Result<Even
         (firing, 0) => format!("{}: {firing} firing", body.key),
         (firing, cleared) => format!("{}: {firing} firing, {cleared} cleared", body.key),
     };
-    let label = |name: &str| body.labels.get(name).and_then(Value::as_str).map(str::to_owned);
+    let label = |name: &str| {
+        body.labels
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     let summary = Summary {
         state: match body.firing {
             0 => State::Cleared,

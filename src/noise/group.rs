@@ -59,9 +59,13 @@ pub fn member(event: &Event) -> Value {
 /// then cleared, the latest first) and what changed since the last notification.
 pub fn notification(group: &DueGroup, now: i64) -> GroupNotification {
     let shown = |member: &Member| {
-        let mut alert = serde_json::from_str::<Value>(&member.summary).unwrap_or_else(|_| json!({}));
+        let mut alert =
+            serde_json::from_str::<Value>(&member.summary).unwrap_or_else(|_| json!({}));
         if let Some(fields) = alert.as_object_mut() {
-            fields.insert("state".into(), json!(if member.firing { "firing" } else { "cleared" }));
+            fields.insert(
+                "state".into(),
+                json!(if member.firing { "firing" } else { "cleared" }),
+            );
             fields.insert("joined_at".into(), json!(rfc3339(member.joined_at)));
             fields.insert(
                 "cleared_at".into(),
@@ -97,7 +101,12 @@ pub fn notification(group: &DueGroup, now: i64) -> GroupNotification {
         key: group.key.clone(),
         labels: serde_json::from_str(&group.labels).unwrap_or_default(),
         notification: u32::try_from(group.notifications + 1).unwrap_or(u32::MAX),
-        state: (if firing.is_empty() { "cleared" } else { "firing" }).to_owned(),
+        state: (if firing.is_empty() {
+            "cleared"
+        } else {
+            "firing"
+        })
+        .to_owned(),
         started_at: rfc3339(group.started_at),
         count: group.members.len(),
         firing: firing.len(),

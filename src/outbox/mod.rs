@@ -667,6 +667,15 @@ impl Outbox {
         }
     }
 
+    /// How many groups are open (an alert of theirs fires, or their last notification is to
+    /// come), for `/metrics`.
+    pub async fn open_groups(&self) -> Result<i64, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.open_groups().await,
+            Self::Postgres(store) => store.open_groups().await,
+        }
+    }
+
     /// The last `limit` events accepted, newest first (for the template studio).
     pub async fn recent_events(&self, limit: usize) -> Result<Vec<RecentEvent>, StoreError> {
         match self {

@@ -266,11 +266,14 @@ impl<'a> Situation<'a> {
 impl<'a> Situation<'a> {
     /// Every situation `check` renders `event` in: a message of its own and, for a clear, the
     /// update and the reply of its trigger's message, with `trigger` standing for the trigger's
-    /// summary.
+    /// summary; for a group notification, its message updated and its reply in the thread.
     pub fn all_for(event: &Event, trigger: &'a Value) -> Vec<Situation<'a>> {
         let mut all = vec![Situation::default()];
         if event.kind.phase() == Some(crate::event::Phase::Clear) {
             all.extend([Step::Update, Step::Reply].map(|step| Situation::new(step, Some(trigger))));
+        }
+        if event.kind == EventKind::Group {
+            all.extend([Step::Update, Step::Reply].map(|step| Situation::new(step, None)));
         }
         all
     }

@@ -222,6 +222,10 @@ impl Ingest {
                     Ok(counts) => self.metrics.set_backlog(counts),
                     Err(e) => warn!(error = %e, "cannot count pending deliveries for /metrics"),
                 }
+                match self.outbox.open_groups().await {
+                    Ok(open) => self.metrics.set_groups_open(open),
+                    Err(e) => warn!(error = %e, "cannot count open groups for /metrics"),
+                }
                 (self.metrics).set_silences_active(self.silences.active(crate::outbox::now_ms()));
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.encode())));
                 response.headers_mut().insert(

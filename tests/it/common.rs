@@ -353,6 +353,11 @@ fn slack_answer(
         }
         Reply::SlackOk => {
             let request: Value = serde_json::from_slice(body).unwrap_or_default();
+            if let Err(why) = slack_blocks_fit(&request) {
+                // As Slack refuses a message whose blocks break its limits.
+                let answer = json!({"ok": false, "error": "invalid_blocks", "errors": [why]});
+                return Some((None, answer.to_string()));
+            }
             let mut messages = channel.lock().unwrap();
             let ts = match request.get("ts").and_then(Value::as_str) {
                 Some(updated) => {
@@ -389,6 +394,44 @@ fn slack_answer(
         }
         _ => None,
     }
+}
+
+/// Whether a message's blocks keep within Slack's Block Kit limits
+/// (<https://docs.slack.dev/reference/block-kit/blocks>): at most 50 blocks in a message; a
+/// header's text at most 150 characters; a section's text at most 3,000 and at most 10 fields of
+/// 2,000 each.
+fn slack_blocks_fit(message: &Value) -> Result<(), String> {
+    let blocks = message["blocks"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if blocks.len() > 50 {
+        return Err(format!("{} blocks, more than 50", blocks.len()));
+    }
+    let chars = |text: &Value| text.as_str().map_or(0, |t| t.chars().count());
+    for (i, block) in blocks.iter().enumerate() {
+        let text = chars(&block["text"]["text"]);
+        match block["type"].as_str() {
+            Some("header") if text > 150 => return Err(format!("blocks[{i}]: header of {text}")),
+            Some("section") => {
+                let fields = block["fields"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                if text > 3000 || fields.len() > 10 {
+                    return Err(format!(
+                        "blocks[{i}]: section of {text}, {} fields",
+                        fields.len()
+                    ));
+                }
+                if let Some(field) = fields.iter().find(|f| chars(&f["text"]) > 2000) {
+                    return Err(format!("blocks[{i}]: field of {}", chars(&field["text"])));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 async fn answer(reply: Reply, echo: String) -> Response<BoxBody<Bytes, Infallible>> {

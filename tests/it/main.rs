@@ -12,6 +12,7 @@ mod docs;
 mod durable;
 mod faults;
 mod fuzz;
+mod groups;
 mod http;
 mod imports;
 mod jwt;

@@ -269,8 +269,28 @@ impl Postgres {
                 )
                 .await
                 .map_err(pg)?;
+            let groups = tx
+                .execute(
+                    "DELETE FROM alert_groups WHERE id IN (
+                         SELECT id FROM alert_groups WHERE ended_at < $1
+                         ORDER BY ended_at LIMIT $2)",
+                    &[&before, &PRUNE_BATCH],
+                )
+                .await
+                .map_err(pg)?;
+            let silences = tx
+                .execute(
+                    "DELETE FROM silences WHERE id IN (
+                         SELECT id FROM silences WHERE ends_at < $1 ORDER BY ends_at LIMIT $2)",
+                    &[&before, &PRUNE_BATCH],
+                )
+                .await
+                .map_err(pg)?;
             tx.commit().await.map_err(pg)?;
-            let most = deliveries.max(events).max(threads) as usize;
+            let most = [deliveries, events, threads, groups, silences]
+                .into_iter()
+                .max()
+                .unwrap_or(0) as usize;
             total += most;
             if (most as i64) < PRUNE_BATCH {
                 return Ok(total);
@@ -405,6 +425,18 @@ impl Postgres {
             counts.push((name, pending, dead));
         }
         Ok(counts)
+    }
+
+    pub async fn open_groups(&self) -> Result<i64, StoreError> {
+        let conn = self.connection().await?;
+        let row = conn
+            .query_one(
+                "SELECT COUNT(*) FROM alert_groups WHERE ended_at IS NULL",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.get(0))
     }
 
     pub async fn recent_events(&self, limit: usize) -> Result<Vec<RecentEvent>, StoreError> {

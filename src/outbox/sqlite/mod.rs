@@ -183,6 +183,15 @@ impl Sqlite {
         .await
     }
 
+    pub async fn open_groups(&self) -> Result<i64, StoreError> {
+        off_runtime(&self.stats, |conn| {
+            Ok(conn
+                .prepare_cached("SELECT COUNT(*) FROM alert_groups WHERE ended_at IS NULL")?
+                .query_row([], |row| row.get(0))?)
+        })
+        .await
+    }
+
     /// The last `limit` events accepted, newest first (for the template studio).
     pub async fn recent_events(&self, limit: usize) -> Result<Vec<RecentEvent>, StoreError> {
         off_runtime(&self.stats, move |conn| {

@@ -139,8 +139,8 @@ fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Applied>, rusqlit
 }
 
 /// Deletes up to [`PRUNE_BATCH`] deliveries finished before `before`, then up to as many events
-/// received before it that have no delivery left, and as many threads kept before it; the
-/// largest of the three counts. Oldest rows come first in
+/// received before it that have no delivery left, threads kept before it, groups and silences
+/// that ended before it; the largest of the counts. Oldest rows come first in
 /// both tables, so each statement stops after a short walk.
 fn prune(tx: &rusqlite::Transaction, before: i64) -> Result<usize, rusqlite::Error> {
     let deliveries = tx
@@ -166,7 +166,23 @@ fn prune(tx: &rusqlite::Transaction, before: i64) -> Result<usize, rusqlite::Err
                  SELECT rowid FROM threads WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
         )?
         .execute(params![before, PRUNE_BATCH as i64])?;
-    Ok(deliveries.max(events).max(threads))
+    // Ended groups (their alerts go with them) and silences that ended before `before`.
+    let groups = tx
+        .prepare_cached(
+            "DELETE FROM alert_groups WHERE id IN (
+                 SELECT id FROM alert_groups WHERE ended_at < ?1 ORDER BY ended_at LIMIT ?2)",
+        )?
+        .execute(params![before, PRUNE_BATCH as i64])?;
+    let silences = tx
+        .prepare_cached(
+            "DELETE FROM silences WHERE id IN (
+                 SELECT id FROM silences WHERE ends_at < ?1 ORDER BY ends_at LIMIT ?2)",
+        )?
+        .execute(params![before, PRUNE_BATCH as i64])?;
+    Ok([deliveries, events, threads, groups, silences]
+        .into_iter()
+        .max()
+        .unwrap_or(0))
 }
 
 fn insert_event(
