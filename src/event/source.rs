@@ -140,6 +140,12 @@ impl Sources {
                     "source names use lowercase letters, digits, - and _ only",
                 ));
             }
+            if name == group::SOURCE {
+                return Err(ConfigError::new(
+                    format!("sources.{name}"),
+                    "group is the name of the relay's own group notifications; choose another",
+                ));
+            }
             check_path(&config.path).map_err(|reason| ConfigError::new(key("path"), reason))?;
             if let Some(other) = sources.iter().find(|s| s.path == config.path) {
                 return Err(ConfigError::new(

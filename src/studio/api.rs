@@ -67,6 +67,8 @@ impl Studio {
                 sources.push(json!({ "id": kind.as_str(), "label": kind.as_str() }));
             }
         }
+        let group = crate::event::group::SOURCE;
+        sources.push(json!({ "id": group, "label": "group (a group notification)" }));
         json_response(
             StatusCode::OK,
             &json!({ "events": events, "sources": sources, "templates": templates, "destinations": destinations, "write": self.write }),

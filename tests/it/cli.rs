@@ -126,7 +126,7 @@ fn render_all_renders_every_sample_for_every_destination() {
     assert_eq!(code, 0, "{err}");
     assert!(err.is_empty(), "no template failed: {err}");
     let headers = out.lines().filter(|l| l.starts_with("== ")).count();
-    assert_eq!(headers, 14 * 5, "{out}");
+    assert_eq!(headers, 15 * 5, "{out}");
     assert!(
         out.contains("== thousandeyes/alert_clear.json -> teams (teams) =="),
         "{out}"
@@ -137,7 +137,7 @@ fn render_all_renders_every_sample_for_every_destination() {
         &["render", "--all", "--to", "slack"],
     );
     assert_eq!(code, 0);
-    assert_eq!(out.lines().filter(|l| l.starts_with("== ")).count(), 14);
+    assert_eq!(out.lines().filter(|l| l.starts_with("== ")).count(), 15);
     assert!(
         out.contains("== alertmanager/resolved.json -> slack (slack) =="),
         "{out}"
@@ -185,7 +185,7 @@ fn check_passes_the_shipped_templates_and_names_unknown_variables() {
         "the shipped templates use only what samples provide:\n{out}"
     );
     assert!(
-        out.contains("rendered 14 sample events for 5 destinations (110 messages)"),
+        out.contains("rendered 15 sample events for 5 destinations (125 messages)"),
         "{out}"
     );
 

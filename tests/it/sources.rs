@@ -598,7 +598,7 @@ async fn a_malformed_body_for_each_source_is_refused_by_name_and_the_server_keep
 
 #[test]
 fn check_refuses_what_sources_cannot_mean() {
-    let cases: [(&str, &str); 6] = [
+    let cases: [(&str, &str); 7] = [
         (
             "[server]\ningest_path = \"/te\"\n[sources.a]\nkind = \"alertmanager\"\npath = \"/am\"\n",
             "server.ingest_path: is not used once [sources] are set",
@@ -614,6 +614,10 @@ fn check_refuses_what_sources_cannot_mean() {
         (
             "[sources.a]\nkind = \"alertmanager\"\npath = \"/same\"\n[sources.b]\nkind = \"grafana\"\npath = \"/same\"\n",
             "sources.b.path: /same is already the path of source a",
+        ),
+        (
+            "[sources.group]\nkind = \"alertmanager\"\npath = \"/am\"\n",
+            "sources.group: group is the name of the relay's own group notifications",
         ),
         (
             "[sources.a]\nkind = \"alertmanager\"\npath = \"/metrics\"\n",
