@@ -132,6 +132,7 @@ pub async fn run(
                 &config.base_dir,
                 live.clone(),
                 outbox.clone(),
+                silences.clone(),
                 memory.clone(),
             )?;
             if let Ok(address) = listener.local_addr() {

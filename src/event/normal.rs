@@ -216,6 +216,15 @@ impl Event {
         })
     }
 
+    /// The event as its normalized form tells it, without its body: what matchers read (a
+    /// silence's preview over the events the store keeps).
+    pub fn from_normalized(
+        normalized: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<Self, EventError> {
+        Self::from_stored_form(normalized, Map::new(), received_at)
+    }
+
     /// What a stored event is, from its normalized form alone: its kind and title (for a list
     /// of stored events); `None` for events stored before sources existed.
     pub fn stored_outline(normalized: &str) -> Option<(EventKind, String)> {

@@ -12,6 +12,7 @@ mod api;
 mod edit;
 mod frames;
 mod save;
+mod silences;
 mod templates;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use crate::auth::{Auth, AuthConfig, BasicCredential};
 use crate::error::ConfigError;
 use crate::http::{Body, HttpRequest, HttpResponse, error};
 use crate::memory::Memory;
+use crate::noise::Silences;
 use crate::outbox::Outbox;
 use crate::relay::Live;
 use crate::server::{Handler, Limits};
@@ -105,6 +107,8 @@ pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
 const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/studio.js");
+const SILENCES_PAGE: &str = include_str!("page/silences.html");
+const SILENCES_SCRIPT: &str = include_str!("page/silences.js");
 const STYLE: &str = include_str!("page/studio.css");
 
 /// No inline script or style, nothing from another origin; the email preview is a sandboxed
@@ -116,6 +120,8 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 pub struct Studio {
     live: Arc<Live>,
     outbox: Arc<Outbox>,
+    /// The silences this relay applies: one added or expired here applies at once.
+    silences: Arc<Silences>,
     /// The budget shared with ingest and the workers; previews render within it.
     memory: Arc<Memory>,
     write: bool,
@@ -135,6 +141,7 @@ impl Studio {
         base_dir: &std::path::Path,
         live: Arc<Live>,
         outbox: Arc<Outbox>,
+        silences: Arc<Silences>,
         memory: Arc<Memory>,
     ) -> Result<Self, ConfigError> {
         let auth = match config.auth.is_empty() {
@@ -159,6 +166,7 @@ impl Studio {
         Ok(Self {
             live,
             outbox,
+            silences,
             memory,
             write: config.write,
             port: config.listen.port(),
@@ -232,8 +240,12 @@ impl Studio {
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or("").to_owned();
         match (&method, path.as_str()) {
-            (&Method::GET, "/") => self.page(),
+            (&Method::GET, "/") => self.page(PAGE),
+            (&Method::GET, "/silences") => self.page(SILENCES_PAGE),
             (&Method::GET, "/studio.js") => asset(SCRIPT, "text/javascript; charset=utf-8"),
+            (&Method::GET, "/silences.js") => {
+                asset(SILENCES_SCRIPT, "text/javascript; charset=utf-8")
+            }
             (&Method::GET, "/studio.css") => asset(STYLE, "text/css; charset=utf-8"),
             (&Method::GET, "/api/catalog") => self.catalog().await,
             (&Method::GET, "/api/event") => self.event(&query).await,
@@ -245,6 +257,37 @@ impl Studio {
             )
             .response(),
             (&Method::GET, "/api/token") => self.token(),
+            (&Method::GET, "/api/silences") => self.list_silences(&query).await,
+            (&Method::GET, "/api/silences/preview") => self.preview_silence(&query).await,
+            // For scripts as well as the page, without its token: a page of another site cannot
+            // send a JSON POST or a DELETE here without a CORS preflight, which the studio never
+            // grants, and a browser that sends one says where it comes from.
+            (&Method::POST | &Method::DELETE, "/api/silences") | (&Method::DELETE, _)
+                if from_elsewhere(&request) =>
+            {
+                Refused(
+                    StatusCode::FORBIDDEN,
+                    "silences are changed from the studio's own pages or from outside a browser",
+                )
+                .response()
+            }
+            (&Method::POST, "/api/silences") => {
+                if !is_json(&request) {
+                    return Refused(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "send the silence as JSON (Content-Type: application/json)",
+                    )
+                    .response();
+                }
+                match read_json(request.into_body()).await {
+                    Ok(body) => self.add_silence(body).await,
+                    Err(refused) => refused,
+                }
+            }
+            (&Method::DELETE, silence) if silence.starts_with("/api/silences/") => {
+                self.expire_silence(&silence["/api/silences/".len()..])
+                    .await
+            }
             (&Method::GET, preview) if preview.starts_with("/preview/") => {
                 self.frames.answer(&preview["/preview/".len()..])
             }
@@ -264,15 +307,27 @@ impl Studio {
             }
             (
                 _,
-                "/" | "/studio.js" | "/studio.css" | "/api/catalog" | "/api/event"
-                | "/api/template" | "/api/token" | "/api/render" | "/api/save" | "/api/send",
+                "/"
+                | "/studio.js"
+                | "/studio.css"
+                | "/api/catalog"
+                | "/api/event"
+                | "/api/template"
+                | "/api/token"
+                | "/api/render"
+                | "/api/save"
+                | "/api/send"
+                | "/silences"
+                | "/silences.js"
+                | "/api/silences"
+                | "/api/silences/preview",
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "not with this method"),
             _ => error(StatusCode::NOT_FOUND, "no such page"),
         }
     }
 
-    fn page(&self) -> HttpResponse {
-        let page = PAGE.replace("{{csrf}}", &self.csrf);
+    fn page(&self, page: &str) -> HttpResponse {
+        let page = page.replace("{{csrf}}", &self.csrf);
         asset(page, "text/html; charset=utf-8")
     }
 
@@ -292,6 +347,14 @@ impl Studio {
         }
         Ok(())
     }
+}
+
+/// Whether `request` says its body is JSON.
+fn is_json(request: &HttpRequest) -> bool {
+    (request.headers().get(CONTENT_TYPE))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Whether the browser says `request` comes from a page of another site: a cross-site

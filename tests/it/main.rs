@@ -28,6 +28,7 @@ mod replicas;
 mod retry;
 mod routing;
 mod secrets;
+mod silences;
 mod sources;
 mod studio;
 mod studio_page;

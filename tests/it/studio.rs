@@ -125,6 +125,7 @@ impl Oneshot {
             &config.base_dir,
             live,
             std::sync::Arc::new(outbox),
+            std::sync::Arc::new(alert_relay::noise::Silences::default()),
             std::sync::Arc::new(alert_relay::memory::Memory::new(1024 * 1024)),
         )
         .unwrap();

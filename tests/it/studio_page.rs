@@ -639,3 +639,137 @@ async fn template_errors_are_said_in_words_where_they_are() {
     assert!(!problem.contains("expected identifier"), "{problem}");
     relay.stop().await;
 }
+
+/// The Silences page: a silence typed in shows which of the latest events it would have matched,
+/// is added (and holds what it matches), listed, and expired by its button (and what it held
+/// goes out); refusals are said in words; accessible and within a phone's width throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (Debian packages chromium, chromium-driver); .ci/run installs and runs it"]
+async fn the_silences_page_previews_adds_and_expires_a_silence() {
+    use crate::noise::alert;
+    let peer = Peer::start().await;
+    let (relay, url) = studio_relay(&peer, "").await;
+    assert_eq!(relay.post(&alert("TRIGGER", "1", "checkout")).await.0, 200);
+    assert_eq!(relay.post(&alert("TRIGGER", "2", "search")).await.0, 200);
+    peer.next().await;
+    peer.next().await;
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("{url}/silences"))
+        .await
+        .unwrap();
+    browser
+        .until("#list-count", "the list is read", |t| {
+            t == "No silence is in force or to come."
+        })
+        .await;
+    let check = async |state: &str| {
+        for (width, height) in [(1440, 900), (390, 844)] {
+            browser.resize(width, height).await;
+            let violations = browser.axe_violations().await;
+            assert!(
+                violations.is_empty(),
+                "{state}, at {width}x{height}: {violations:#?}"
+            );
+            assert_eq!(
+                browser.overflow_x().await,
+                0,
+                "{state}, at {width}x{height} the page scrolls sideways: {}",
+                browser.too_wide().await
+            );
+        }
+        browser.resize(1400, 1100).await;
+    };
+    check("as it opens").await;
+
+    // A matcher that cannot be is said, as the preview and as the refusal.
+    browser.type_into("matchers", "colour=red").await;
+    browser
+        .until("#preview-summary", "the preview says why", |t| {
+            t.contains("unknown field \"colour\"")
+        })
+        .await;
+    browser.type_into("comment", "deploy").await;
+    browser.click("add-button").await;
+    browser
+        .until("#add-problem", "the refusal", |t| {
+            t.starts_with("Not added: unknown field \"colour\"")
+        })
+        .await;
+
+    browser.type_into("matchers", "test=checkout").await;
+    browser
+        .until("#preview-summary", "the preview", |t| {
+            t == "1 of the latest 2 events."
+        })
+        .await;
+    assert!(
+        browser
+            .text("#preview-list")
+            .await
+            .contains("Latency on checkout")
+    );
+    browser.click("add-button").await;
+    let added = browser
+        .until("#add-status", "added", |t| t.starts_with("Silence "))
+        .await;
+    assert!(added.contains("added: active until"), "{added}");
+    let listed = browser
+        .until("#list", "listed", |t| t.contains("test=checkout"))
+        .await;
+    assert!(
+        listed.contains("deploy") && listed.contains("active"),
+        "{listed}"
+    );
+    check("with a silence listed").await;
+    if let Ok(png) = browser.client.screenshot().await {
+        std::fs::create_dir_all("target").ok();
+        let _ = std::fs::write("target/silences.png", png);
+    }
+
+    // It holds what it matches ...
+    assert_eq!(relay.post(&alert("TRIGGER", "3", "checkout")).await.0, 200);
+    common::eventually("the event is silenced", async || {
+        let (_, metrics) = relay.get("/metrics").await;
+        match metrics.contains("alert_relay_events_silenced_total{by=\"silence\"} 1") {
+            true => Ok(()),
+            false => Err(metrics),
+        }
+    })
+    .await;
+    // ... until its Expire button ends it, and what it held goes out.
+    let expire = browser
+        .client
+        .find(Locator::Css("#list button"))
+        .await
+        .unwrap();
+    let name = expire.attr("aria-label").await.unwrap().unwrap_or_default();
+    assert!(
+        name.starts_with("Expire silence ") && name.contains("test=checkout"),
+        "{name}"
+    );
+    expire.click().await.unwrap();
+    browser
+        .until("#list-status", "expired", |t| t.contains("has ended"))
+        .await;
+    let sent = peer.next().await.json();
+    assert!(
+        sent["text"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("Latency on checkout"),
+        "{sent}"
+    );
+    browser
+        .until("#list-count", "no silence left", |t| {
+            t == "No silence is in force or to come."
+        })
+        .await;
+    // The browser logs the refusals asked for above (422) as failed loads; nothing else.
+    let errors: Vec<String> = (browser.console_errors().await.into_iter())
+        .filter(|e| !e.ends_with("status of 422 (Unprocessable Entity)"))
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    relay.stop().await;
+}
