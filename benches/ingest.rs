@@ -39,6 +39,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+mod common;
+
+use common::{free_addr, wait_until_listening, wait_until_ready};
+
 const CONNECTIONS: usize = 32;
 /// Load before each measured run that is not counted: the store's write-ahead log is created and
 /// grows to its working size in it, as it has in a relay that has run for a while. The bare server
@@ -143,20 +147,7 @@ async fn sink() -> Sink {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("address")
-}
 
-async fn wait_until_listening(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "{addr} never listened");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 struct Load {
     accepted: u64,
@@ -463,31 +454,6 @@ async fn start_relay_in(binary: &str, dir: &std::path::Path) -> (Stopped, Socket
     (process, addr)
 }
 
-/// Waits until the relay at `addr` answers `GET /readyz` with 200 (its store is open).
-async fn wait_until_ready(addr: SocketAddr) {
-    wait_until_listening(addr).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = async {
-            let stream = TcpStream::connect(addr).await.ok()?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .ok()?;
-            tokio::spawn(conn);
-            let request = Request::get("/readyz")
-                .header("host", "bench")
-                .body(Full::new(Bytes::new()))
-                .ok()?;
-            let response = sender.send_request(request).await.ok()?;
-            Some(response.status() == 200)
-        };
-        if ready.await == Some(true) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{addr} never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Starts the relay binary at `binary` on `destinations` (TOML), in a directory of its own.
 async fn start_relay_binary(binary: &str, destinations: &str) -> Relay {
