@@ -16,7 +16,7 @@ use crate::deliver::Escape;
 pub fn register(registry: &mut Handlebars<'static>, escape: Escape) {
     registry.register_helper("json", Box::new(json));
     registry.register_helper("url", Box::new(UrlHelper(escape)));
-    let value_helpers: [(&str, ValueFn); 11] = [
+    let value_helpers: [(&str, ValueFn); 10] = [
         ("date", date),
         ("truncate", truncate),
         ("default", default),
@@ -30,7 +30,6 @@ pub fn register(registry: &mut Handlebars<'static>, escape: Escape) {
         }),
         ("take", take),
         ("chunks", chunks),
-        ("length", length),
         ("minus", minus),
     ];
     for (name, f) in value_helpers {
@@ -209,17 +208,6 @@ fn chunks(args: &[&Value]) -> Result<Value, String> {
 }
 
 /// `{{minus a b}}`: `a - b` for whole numbers (for "and N more").
-/// `{{length list}}`: how many items a list has (an object: its fields; text: its characters;
-/// anything else 0). Handlebars.js's `list.length` is not a path here.
-fn length(args: &[&Value]) -> Result<Value, String> {
-    Ok(Value::from(match arg(args, 0) {
-        Value::Array(items) => items.len(),
-        Value::Object(fields) => fields.len(),
-        Value::String(text) => text.chars().count(),
-        _ => 0,
-    }))
-}
-
 fn minus(args: &[&Value]) -> Result<Value, String> {
     let a = arg(args, 0)
         .as_i64()
