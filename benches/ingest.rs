@@ -147,8 +147,6 @@ async fn sink() -> Sink {
     }
 }
 
-
-
 struct Load {
     accepted: u64,
     other: u64,
@@ -453,7 +451,6 @@ async fn start_relay_in(binary: &str, dir: &std::path::Path) -> (Stopped, Socket
     wait_until_ready(addr).await;
     (process, addr)
 }
-
 
 /// Starts the relay binary at `binary` on `destinations` (TOML), in a directory of its own.
 async fn start_relay_binary(binary: &str, destinations: &str) -> Relay {

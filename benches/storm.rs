@@ -50,8 +50,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    println!("storm: {alerts} ThousandEyes triggers over {tests} tests into one Slack channel paced at 1/s (burst 3)");
-    println!("| run | time until every alert is named | Slack calls by then (posts, updates) | posting took |");
+    println!(
+        "storm: {alerts} ThousandEyes triggers over {tests} tests into one Slack channel paced at 1/s (burst 3)"
+    );
+    println!(
+        "| run | time until every alert is named | Slack calls by then (posts, updates) | posting took |"
+    );
     println!("|---|---|---|---|");
     for run in runs.split(',') {
         let grouped = match run.trim() {
@@ -62,7 +66,11 @@ fn main() {
         let result = runtime.block_on(storm(alerts, tests, grouped));
         println!(
             "| {} | {:.1} s | {} ({}, {}) | {:.2} s |",
-            if grouped { "group_by = [\"test\"]" } else { "no groups" },
+            if grouped {
+                "group_by = [\"test\"]"
+            } else {
+                "no groups"
+            },
             result.shown.as_secs_f64(),
             result.posts + result.updates,
             result.posts,
@@ -146,11 +154,24 @@ async fn slack(channel: Arc<Mutex<Channel>>) -> SocketAddr {
                 let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                     let channel = channel.clone();
                     async move {
-                        let method = request.uri().path().rsplit('/').next().unwrap_or("").to_owned();
-                        let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let method = request
+                            .uri()
+                            .path()
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("")
+                            .to_owned();
+                        let body = request
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         let answer = channel.lock().unwrap().call(&method, &body);
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer.to_string()))))
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+                            answer.to_string(),
+                        ))))
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()

@@ -58,6 +58,10 @@ pub enum StoreError {
     /// The store did not answer in time (a database down or restarting).
     #[error("{0}")]
     Unavailable(String),
+    /// PostgreSQL gave up a transaction for another that wanted the same rows (a deadlock, a
+    /// serialization failure): the same writes may be tried again.
+    #[error("PostgreSQL: {0}")]
+    Conflict(String),
 }
 
 impl StoreError {

@@ -53,10 +53,15 @@ fn alert(kind: &str, i: usize) -> String {
 
 /// Posts the `kind` of every alert in `alerts`, 20 at a time; each is accepted.
 async fn post_all(addr: SocketAddr, kind: &str, alerts: std::ops::Range<usize>) {
+    post_across(&[addr], kind, alerts).await;
+}
+
+/// [`post_all`] to each of `relays` in turn.
+async fn post_across(relays: &[SocketAddr], kind: &str, alerts: std::ops::Range<usize>) {
     let http = common::client();
     let mut posts = tokio::task::JoinSet::new();
     for i in alerts {
-        let (http, body) = (http.clone(), alert(kind, i));
+        let (http, body, addr) = (http.clone(), alert(kind, i), relays[i % relays.len()]);
         posts.spawn(async move {
             let response = http
                 .post(format!("http://{addr}/"))
@@ -293,4 +298,41 @@ async fn a_kill_9_in_the_storm_loses_nothing_and_posts_no_parent_twice() {
         .await;
     assert_eq!(calls.parents().len(), TESTS, "no parent posted twice");
     assert!(common::relay_logs(dir.path()).contains("found the message an earlier attempt posted"));
+}
+
+/// Two relays on one PostgreSQL store take the storm between them: the groups, their flushes and
+/// their messages are shared, each group posted once and cleared in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
+async fn replicas_on_one_postgres_store_share_their_groups() {
+    let url = alert_relay::testing::fresh_postgres_database()
+        .await
+        .expect("a PostgreSQL server (RELAY_TEST_POSTGRES)");
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::SlackOk);
+    let dir = common::config_dir(&config(&peer), &[]);
+    let env = [("ALERT_RELAY_STORAGE__URL", url.expose().to_owned())];
+    let relays = [
+        ChildRelay::start_with_env(dir.path(), &env).await,
+        ChildRelay::start_with_env(dir.path(), &env).await,
+    ];
+    let addrs = [relays[0].addr, relays[1].addr];
+    post_across(&addrs, "TRIGGER", 0..200).await;
+    let mut calls = Calls { all: Vec::new() };
+    calls
+        .until(&peer, "every alert named", |channel, calls| {
+            one_parent_per_test(channel)?;
+            every_alert_named(channel, calls, 0..200)
+        })
+        .await;
+    post_across(&addrs, "CLEAR", 0..200).await;
+    calls
+        .until(&peer, "every group cleared", |channel, _| {
+            all_cleared(channel)
+        })
+        .await;
+    assert_eq!(calls.parents().len(), TESTS, "each group posted once");
+    for relay in relays {
+        relay.kill_9();
+    }
 }

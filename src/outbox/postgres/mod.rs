@@ -378,10 +378,11 @@ impl Postgres {
             .await
             .map_err(pg)?;
             tx.execute(
-                "UPDATE alert_groups SET flush_at = NULL, flushed_at = $2, notifications = $3,
+                "UPDATE alert_groups SET flush_at = NULL, flushed_at = $2::BIGINT,
+                     notifications = $3,
                      ended_at = CASE WHEN EXISTS (SELECT 1 FROM alert_group_members
                                                   WHERE grp = $1 AND firing)
-                                     THEN NULL ELSE $2 END
+                                     THEN NULL ELSE $2::BIGINT END
                  WHERE id = $1",
                 &[&group.id, &now, &(number as i32)],
             )
@@ -630,8 +631,21 @@ async fn connection(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError
         .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
 }
 
+/// The error as PostgreSQL said it: its SQLSTATE and message, not only "db error".
 fn pg(error: tokio_postgres::Error) -> StoreError {
-    StoreError::Postgres(error.to_string())
+    use tokio_postgres::error::SqlState;
+    match error.as_db_error() {
+        Some(db) => {
+            let said = format!("{} ({})", db.message(), db.code().code());
+            match *db.code() {
+                SqlState::T_R_DEADLOCK_DETECTED | SqlState::T_R_SERIALIZATION_FAILURE => {
+                    StoreError::Conflict(said)
+                }
+                _ => StoreError::Postgres(said),
+            }
+        }
+        None => StoreError::Postgres(error.to_string()),
+    }
 }
 
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {
@@ -681,10 +695,24 @@ async fn write_loop(pool: Pool, mut queue: mpsc::Receiver<Write>, wakers: Arc<Wa
                 Err(_) => break,
             }
         }
-        let applied = apply(&pool, &batch).await;
+        // Two replicas' batches may want the same groups' rows in turn: PostgreSQL then gives
+        // one up, which goes again.
+        let mut applied = apply(&pool, &batch).await;
+        for _ in 0..CONFLICT_RETRIES {
+            match &applied {
+                Err(StoreError::Conflict(why)) => {
+                    tracing::debug!(error = %why, "a write batch met another replica's; again");
+                    applied = apply(&pool, &batch).await;
+                }
+                _ => break,
+            }
+        }
         answer(batch, applied, &wakers);
     }
 }
+
+/// How many times a write batch that met another's is tried again.
+const CONFLICT_RETRIES: usize = 3;
 
 /// Applies a batch in one transaction; what each write did. (Pruning does not come this way:
 /// it takes its own lock and transactions, see [`Postgres::prune`]; nor does closing, which
@@ -906,7 +934,7 @@ async fn join_group(
 ) -> Result<i64, StoreError> {
     tx.execute(
         "INSERT INTO alert_groups (destination, key, labels, started_at, interval_ms, flush_at)
-         VALUES ($1, $2, $3, $4, $5, $4 + $6)
+         VALUES ($1, $2, $3, $4, $5, $4::BIGINT + $6::BIGINT)
          ON CONFLICT (destination, key) WHERE ended_at IS NULL DO NOTHING",
         &[
             &destination,
