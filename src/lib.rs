@@ -26,11 +26,13 @@
 //! - [`samples`]: the sample events of every source kind bundled for `check` and the studio.
 //! - [`route`]: `[[routes]]`: which destinations receive an event; the fields of an event that
 //!   matchers and groups read (`route/matcher`).
-//! - [`outbox`]: the store: accepted events and one delivery per destination until each is done;
-//!   SQLite (`outbox/sqlite`) or PostgreSQL (`outbox/postgres`) behind one interface; what the
-//!   OAuth server keeps; silences.
-//! - [`noise`]: noise control: silences (kept in the store), and the task that applies them and
-//!   sends what they held once they end.
+//! - [`outbox`]: the store: accepted events and one delivery per destination until each is done,
+//!   each delivery's fate decided in one place (`outbox/disposition`: sent, held, silenced,
+//!   flapped or grouped); SQLite (`outbox/sqlite`) or PostgreSQL (`outbox/postgres`) behind one
+//!   interface; what the OAuth server keeps; silences, groups and their alerts.
+//! - [`noise`]: noise control: silences (kept in the store), maintenance windows, what a group
+//!   notification shows, and the task that applies silences, makes the groups' notifications
+//!   when their time comes and sends what ended silences held.
 //! - [`auth`]: who may post: Basic, Bearer and JWT credentials, the source allowlist, and the
 //!   relay's own OAuth authorization server for ThousandEyes (`auth/oauth`), whose tokens the
 //!   store knows.
@@ -49,7 +51,7 @@
 //!   health (pause, probe, backoff); the pool of workers.
 //! - [`studio`]: the template studio, a handler on a listener of its own: edit a template in the
 //!   browser and see every destination kind's message for an event, checked as the relay checks
-//!   it.
+//!   it; the silences API and page.
 //! - [`config`]: the one config loader (defaults < file < `ALERT_RELAY_` env), its validation, and
 //!   the relay a config describes.
 //! - [`reload`]: SIGHUP and file changes load the config and templates again.

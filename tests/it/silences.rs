@@ -128,12 +128,22 @@ async fn a_silence_added_over_http_holds_its_alerts_until_it_is_expired() {
     relay.stop().await;
 }
 
+/// A request (method, path, headers, body) and the status and words of its refusal.
+type Refusal<'a> = (
+    &'a str,
+    &'a str,
+    Vec<(&'a str, &'a str)>,
+    Option<String>,
+    u16,
+    &'a str,
+);
+
 #[tokio::test]
 async fn the_silences_api_refuses_with_why() {
     let peer = Peer::start().await;
     let (relay, url) = studio_relay(&peer, "").await;
     let good = json!({"matchers": ["test=checkout"], "duration": "1h", "comment": "deploy"});
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Option<String>, u16, &str)> = vec![
+    let cases: Vec<Refusal> = vec![
         (
             "POST",
             "/api/silences",
