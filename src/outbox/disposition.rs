@@ -2,7 +2,7 @@
 //! flapped, or grouped. The rules are here, once; each store reads what it knows of the alert's
 //! trigger at that destination ([`Trigger`]) and carries out the answer in its own SQL.
 
-use super::{Addressed, Joining, NewEvent};
+use super::{Addressed, DeliveryState, Joining, NewEvent};
 
 /// What a destination's store knows of the trigger of a clear.
 #[derive(Debug, Clone, PartialEq)]
@@ -233,5 +233,58 @@ mod tests {
             Trigger::read(1, "done", None, false, 1, 5, None, 5),
             Trigger::Sent
         );
+    }
+}
+
+/// A new delivery's row, as its disposition makes it.
+pub(super) struct Row {
+    pub state: DeliveryState,
+    pub due: i64,
+    pub silenced_by: Option<String>,
+    pub unsilence: bool,
+    pub held: bool,
+    pub group: Option<i64>,
+}
+
+impl Row {
+    fn new(state: DeliveryState, now: i64) -> Self {
+        Self {
+            state,
+            due: now,
+            silenced_by: None,
+            unsilence: false,
+            held: false,
+            group: None,
+        }
+    }
+
+    /// To be sent at `due` (later than `now` while `held`).
+    pub fn pending(due: i64, held: bool, now: i64) -> Self {
+        Self {
+            due,
+            held,
+            ..Self::new(DeliveryState::Pending, now)
+        }
+    }
+
+    /// Held `by` a silence or window; sent when it ends if `unsilence`.
+    pub fn silenced(by: String, unsilence: bool, now: i64) -> Self {
+        Self {
+            silenced_by: Some(by),
+            unsilence,
+            ..Self::new(DeliveryState::Silenced, now)
+        }
+    }
+
+    pub fn flapped(now: i64) -> Self {
+        Self::new(DeliveryState::Flapped, now)
+    }
+
+    /// Gone into the group `group`, whose notifications name it.
+    pub fn grouped(group: i64, now: i64) -> Self {
+        Self {
+            group: Some(group),
+            ..Self::new(DeliveryState::Grouped, now)
+        }
     }
 }

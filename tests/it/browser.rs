@@ -197,6 +197,26 @@ impl Browser {
             .as_i64()
             .unwrap_or(0)
     }
+
+    /// Fails unless the page, in `state`, passes axe-core without a violation and does not
+    /// scroll sideways, on a desktop and at a phone's width; then back to the usual size.
+    pub async fn assert_accessible_and_fits(&self, state: &str) {
+        for (width, height) in [(1440, 900), (390, 844)] {
+            self.resize(width, height).await;
+            let violations = self.axe_violations().await;
+            assert!(
+                violations.is_empty(),
+                "{state}, at {width}x{height}: {violations:#?}"
+            );
+            assert_eq!(
+                self.overflow_x().await,
+                0,
+                "{state}, at {width}x{height} the page scrolls sideways: {}",
+                self.too_wide().await
+            );
+        }
+        self.resize(1400, 1100).await;
+    }
 }
 
 /// chromedriver's console log (`POST /session/{id}/se/log`), which the W3C protocol lacks.

@@ -267,27 +267,11 @@ async fn the_page_is_accessible_and_fits_a_phone() {
             !t.is_empty()
         })
         .await;
-    let check = async |state: &str| {
-        for (width, height) in [(1440, 900), (390, 844)] {
-            browser.resize(width, height).await;
-            let violations = browser.axe_violations().await;
-            assert!(
-                violations.is_empty(),
-                "{state}, at {width}x{height}: {violations:#?}"
-            );
-            assert_eq!(
-                browser.overflow_x().await,
-                0,
-                "{state}, at {width}x{height} the page scrolls sideways: {}",
-                browser.too_wide().await
-            );
-        }
-    };
-    check("as it opens").await;
+    browser.assert_accessible_and_fits("as it opens").await;
     // With a note on a preview (the trigger is not rendered with the clear's file) ...
     open_template(&browser, "slack/alert.clear.hbs").await;
     browser.text("#preview-slack .note").await;
-    check("with a note").await;
+    browser.assert_accessible_and_fits("with a note").await;
     // ... and with a template error, the rendered output around it (long lines).
     open_template(&browser, "slack/default.hbs").await;
     let long = "y".repeat(300);
@@ -302,7 +286,7 @@ async fn the_page_is_accessible_and_fits_a_phone() {
             t.contains("The rendered message there:")
         })
         .await;
-    check("with an error").await;
+    browser.assert_accessible_and_fits("with an error").await;
     relay.stop().await;
 }
 
@@ -664,24 +648,7 @@ async fn the_silences_page_previews_adds_and_expires_a_silence() {
             t == "No silence is in force or to come."
         })
         .await;
-    let check = async |state: &str| {
-        for (width, height) in [(1440, 900), (390, 844)] {
-            browser.resize(width, height).await;
-            let violations = browser.axe_violations().await;
-            assert!(
-                violations.is_empty(),
-                "{state}, at {width}x{height}: {violations:#?}"
-            );
-            assert_eq!(
-                browser.overflow_x().await,
-                0,
-                "{state}, at {width}x{height} the page scrolls sideways: {}",
-                browser.too_wide().await
-            );
-        }
-        browser.resize(1400, 1100).await;
-    };
-    check("as it opens").await;
+    browser.assert_accessible_and_fits("as it opens").await;
 
     // A matcher that cannot be is said, as the preview and as the refusal.
     browser.type_into("matchers", "colour=red").await;
@@ -722,7 +689,9 @@ async fn the_silences_page_previews_adds_and_expires_a_silence() {
         listed.contains("deploy") && listed.contains("active"),
         "{listed}"
     );
-    check("with a silence listed").await;
+    browser
+        .assert_accessible_and_fits("with a silence listed")
+        .await;
     if let Ok(png) = browser.client.screenshot().await {
         std::fs::create_dir_all("target").ok();
         let _ = std::fs::write("target/silences.png", png);

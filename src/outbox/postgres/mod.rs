@@ -33,7 +33,7 @@ use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Timeouts};
 use tokio::sync::mpsc;
 
-use super::disposition::{Disposition, Trigger, disposition};
+use super::disposition::{Disposition, Row, Trigger, disposition};
 use super::writes::{Applied, Write, Writer, answer};
 use super::{
     Accepted, BuildNotification, Claim, DeliveryRow, DeliveryState, DueGroup, FLUSH_BATCH, Finish,
@@ -799,11 +799,7 @@ async fn insert_event(
         };
         let correlation = correlation.unwrap_or_default();
         let row = match disposition(new, to, trigger, now) {
-            Disposition::Pending { due, held } => Row {
-                due,
-                held,
-                ..Row::new(DeliveryState::Pending, now)
-            },
+            Disposition::Pending { due, held } => Row::pending(due, held, now),
             Disposition::Silenced {
                 by,
                 unsilence,
@@ -817,11 +813,7 @@ async fn insert_event(
                     .await
                     .map_err(pg)?;
                 }
-                Row {
-                    silenced_by: Some(by),
-                    unsilence,
-                    ..Row::new(DeliveryState::Silenced, now)
-                }
+                Row::silenced(by, unsilence, now)
             }
             Disposition::Flapped { trigger } => {
                 tx.execute(
@@ -831,18 +823,15 @@ async fn insert_event(
                 .await
                 .map_err(pg)?;
                 flapped = true;
-                Row::new(DeliveryState::Flapped, now)
+                Row::flapped(now)
             }
-            Disposition::Join(joining) => Row {
-                group: Some(join_group(tx, destination, correlation, joining, now).await?),
-                ..Row::new(DeliveryState::Grouped, now)
-            },
+            Disposition::Join(joining) => Row::grouped(
+                join_group(tx, destination, correlation, joining, now).await?,
+                now,
+            ),
             Disposition::Leave { group } => {
                 leave_group(tx, group, correlation, now).await?;
-                Row {
-                    group: Some(group),
-                    ..Row::new(DeliveryState::Grouped, now)
-                }
+                Row::grouped(group, now)
             }
         };
         tx.execute(
@@ -866,29 +855,6 @@ async fn insert_event(
         deliveries: new.to.len(),
         flapped,
     })
-}
-
-/// A new delivery's row.
-struct Row {
-    state: DeliveryState,
-    due: i64,
-    silenced_by: Option<String>,
-    unsilence: bool,
-    held: bool,
-    group: Option<i64>,
-}
-
-impl Row {
-    fn new(state: DeliveryState, now: i64) -> Self {
-        Self {
-            state,
-            due: now,
-            silenced_by: None,
-            unsilence: false,
-            held: false,
-            group: None,
-        }
-    }
 }
 
 /// What became of the latest trigger of the alert `correlation` at `destination`, if there is

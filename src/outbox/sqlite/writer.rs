@@ -7,11 +7,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
 use crate::outbox::NewEvent;
-use crate::outbox::disposition::{Disposition, Trigger, disposition};
+use crate::outbox::disposition::{Disposition, Row, Trigger, disposition};
 use crate::outbox::writes::{Applied, Write, answer};
 use crate::outbox::{
-    Accepted, BuildNotification, DeliveryState, DueGroup, FLUSH_BATCH, Finish, Joining, Member,
-    StoreError, Wakers, now_ms,
+    Accepted, BuildNotification, DueGroup, FLUSH_BATCH, Finish, Joining, Member, StoreError,
+    Wakers, now_ms,
 };
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
@@ -221,11 +221,7 @@ fn insert_event(
         };
         let correlation = correlation.unwrap_or_default();
         let row = match disposition(new, to, trigger, now) {
-            Disposition::Pending { due, held } => Row {
-                due,
-                held,
-                ..Row::new(DeliveryState::Pending, now)
-            },
+            Disposition::Pending { due, held } => Row::pending(due, held, now),
             Disposition::Silenced {
                 by,
                 unsilence,
@@ -235,11 +231,7 @@ fn insert_event(
                     tx.prepare_cached("UPDATE deliveries SET unsilence = 0 WHERE id = ?1")?
                         .execute(params![trigger])?;
                 }
-                Row {
-                    silenced_by: Some(by),
-                    unsilence,
-                    ..Row::new(DeliveryState::Silenced, now)
-                }
+                Row::silenced(by, unsilence, now)
             }
             Disposition::Flapped { trigger } => {
                 tx.prepare_cached(
@@ -247,18 +239,14 @@ fn insert_event(
                 )?
                 .execute(params![trigger, now])?;
                 flapped = true;
-                Row::new(DeliveryState::Flapped, now)
+                Row::flapped(now)
             }
-            Disposition::Join(joining) => Row {
-                group: Some(join_group(tx, destination, correlation, joining, now)?),
-                ..Row::new(DeliveryState::Grouped, now)
-            },
+            Disposition::Join(joining) => {
+                Row::grouped(join_group(tx, destination, correlation, joining, now)?, now)
+            }
             Disposition::Leave { group } => {
                 leave_group(tx, group, correlation, now)?;
-                Row {
-                    group: Some(group),
-                    ..Row::new(DeliveryState::Grouped, now)
-                }
+                Row::grouped(group, now)
             }
         };
         tx.prepare_cached(
@@ -282,29 +270,6 @@ fn insert_event(
         deliveries: new.to.len(),
         flapped,
     })
-}
-
-/// A new delivery's row.
-struct Row {
-    state: DeliveryState,
-    due: i64,
-    silenced_by: Option<String>,
-    unsilence: bool,
-    held: bool,
-    group: Option<i64>,
-}
-
-impl Row {
-    fn new(state: DeliveryState, now: i64) -> Self {
-        Self {
-            state,
-            due: now,
-            silenced_by: None,
-            unsilence: false,
-            held: false,
-            group: None,
-        }
-    }
 }
 
 /// What became of the latest trigger of the alert `correlation` at `destination`, if there is one.
