@@ -106,6 +106,59 @@ pub(super) fn disposition<'a>(
     }
 }
 
+/// A new delivery's row, as its disposition makes it.
+pub(super) struct Row {
+    pub state: DeliveryState,
+    pub due: i64,
+    pub silenced_by: Option<String>,
+    pub unsilence: bool,
+    pub held: bool,
+    pub group: Option<i64>,
+}
+
+impl Row {
+    fn new(state: DeliveryState, now: i64) -> Self {
+        Self {
+            state,
+            due: now,
+            silenced_by: None,
+            unsilence: false,
+            held: false,
+            group: None,
+        }
+    }
+
+    /// To be sent at `due` (later than `now` while `held`).
+    pub fn pending(due: i64, held: bool, now: i64) -> Self {
+        Self {
+            due,
+            held,
+            ..Self::new(DeliveryState::Pending, now)
+        }
+    }
+
+    /// Held `by` a silence or window; sent when it ends if `unsilence`.
+    pub fn silenced(by: String, unsilence: bool, now: i64) -> Self {
+        Self {
+            silenced_by: Some(by),
+            unsilence,
+            ..Self::new(DeliveryState::Silenced, now)
+        }
+    }
+
+    pub fn flapped(now: i64) -> Self {
+        Self::new(DeliveryState::Flapped, now)
+    }
+
+    /// Gone into the group `group`, whose notifications name it.
+    pub fn grouped(group: i64, now: i64) -> Self {
+        Self {
+            group: Some(group),
+            ..Self::new(DeliveryState::Grouped, now)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,58 +286,5 @@ mod tests {
             Trigger::read(1, "done", None, false, 1, 5, None, 5),
             Trigger::Sent
         );
-    }
-}
-
-/// A new delivery's row, as its disposition makes it.
-pub(super) struct Row {
-    pub state: DeliveryState,
-    pub due: i64,
-    pub silenced_by: Option<String>,
-    pub unsilence: bool,
-    pub held: bool,
-    pub group: Option<i64>,
-}
-
-impl Row {
-    fn new(state: DeliveryState, now: i64) -> Self {
-        Self {
-            state,
-            due: now,
-            silenced_by: None,
-            unsilence: false,
-            held: false,
-            group: None,
-        }
-    }
-
-    /// To be sent at `due` (later than `now` while `held`).
-    pub fn pending(due: i64, held: bool, now: i64) -> Self {
-        Self {
-            due,
-            held,
-            ..Self::new(DeliveryState::Pending, now)
-        }
-    }
-
-    /// Held `by` a silence or window; sent when it ends if `unsilence`.
-    pub fn silenced(by: String, unsilence: bool, now: i64) -> Self {
-        Self {
-            silenced_by: Some(by),
-            unsilence,
-            ..Self::new(DeliveryState::Silenced, now)
-        }
-    }
-
-    pub fn flapped(now: i64) -> Self {
-        Self::new(DeliveryState::Flapped, now)
-    }
-
-    /// Gone into the group `group`, whose notifications name it.
-    pub fn grouped(group: i64, now: i64) -> Self {
-        Self {
-            group: Some(group),
-            ..Self::new(DeliveryState::Grouped, now)
-        }
     }
 }
