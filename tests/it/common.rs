@@ -845,3 +845,15 @@ pub fn relay_logs(dir: &Path) -> String {
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .collect()
 }
+
+/// The value of header `name` in a raw email, if it has one (none of those read here is folded).
+pub fn email_header(raw: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+    head.lines().find_map(|line| {
+        let (field, value) = line.split_once(':')?;
+        field
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}

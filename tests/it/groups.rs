@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common;
 use common::{ChildRelay, Peer, Recorded, Reply};
@@ -335,4 +335,78 @@ async fn replicas_on_one_postgres_store_share_their_groups() {
     for relay in relays {
         relay.kill_9();
     }
+}
+
+/// Email gets one digest per group notification, each later one threaded under the group's
+/// first; a webhook one body per notification, the group as it stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_digests_thread_under_the_groups_first_and_a_webhook_gets_the_group() {
+    let smtp = common::SmtpServer::start();
+    let peer = Peer::start().await;
+    let config = format!(
+        r#"
+[storage]
+poll = "100ms"
+[destinations.mail]
+kind = "email"
+smtp_url = "{}"
+from = "alerts@example.com"
+to = ["oncall@example.com"]
+[destinations.hook]
+kind = "webhook"
+url = "{}"
+[[routes]]
+to = ["mail", "hook"]
+group_by = ["test"]
+group_wait = "1s"
+group_interval = "1s"
+"#,
+        smtp.url(),
+        peer.url("/hook")
+    );
+    let relay = common::TestRelay::start(&config).await;
+    // Alerts 0 and 4 are both of test t0.
+    for i in [0, 4] {
+        assert_eq!(relay.post(&alert("TRIGGER", i)).await.0, 200);
+    }
+    let first = smtp.next().await;
+    let text = String::from_utf8_lossy(&first).into_owned();
+    assert!(
+        text.contains("Latency-0") && text.contains("Latency-4"),
+        "{text}"
+    );
+    let parsed = mail_parser::MessageParser::default().parse(&first).unwrap();
+    assert_eq!(parsed.subject(), Some("[FIRING 2] test=t0"));
+    let body = peer.next().await.json();
+    assert_eq!(
+        (
+            &body["group"]["key"],
+            &body["group"]["count"],
+            &body["group"]["notification"]
+        ),
+        (&json!("test=t0"), &json!(2), &json!(1)),
+        "{body}"
+    );
+
+    for i in [0, 4] {
+        assert_eq!(relay.post(&alert("CLEAR", i)).await.0, 200);
+    }
+    let last = smtp.next().await;
+    assert_eq!(
+        common::email_header(&last, "In-Reply-To"),
+        common::email_header(&first, "Message-ID")
+    );
+    let text = String::from_utf8_lossy(&last).into_owned();
+    assert!(text.contains("GROUP CLEARED"), "{text}");
+    let body = peer.next().await.json();
+    assert_eq!(
+        (
+            &body["group"]["state"],
+            &body["group"]["cleared"],
+            &body["group"]["notification"]
+        ),
+        (&json!("cleared"), &json!(2), &json!(2)),
+        "{body}"
+    );
+    relay.stop().await;
 }

@@ -8,7 +8,9 @@ use mail_parser::MessageParser;
 use serde_json::Value;
 
 use crate::common;
-use common::{ChildRelay, Peer, Reply, SmtpServer, TestRelay, command, relay_logs, sample};
+use common::{
+    ChildRelay, Peer, Reply, SmtpServer, TestRelay, command, email_header, relay_logs, sample,
+};
 
 const TOKEN: &str = "xoxb-1111-2222-SeCrEtToKeN";
 
@@ -408,18 +410,6 @@ async fn check_online_asks_slack_who_the_token_is() {
     assert!(!out.contains("SeCrEtToKeN"), "{out}");
 }
 
-/// The value of header `name` in a raw email, if it has one (none of those read here is folded).
-fn header(raw: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(raw);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
-    head.lines().find_map(|line| {
-        let (field, value) = line.split_once(':')?;
-        field
-            .eq_ignore_ascii_case(name)
-            .then(|| value.trim().to_owned())
-    })
-}
-
 #[tokio::test]
 async fn a_clears_email_answers_its_triggers() {
     let smtp = SmtpServer::start();
@@ -440,17 +430,17 @@ to = ["oncall@example.com"]
     assert_eq!(relay.post(&sample("alert_trigger.json")).await.0, 200);
     let trigger = smtp.next().await;
     assert_eq!(
-        header(&trigger, "Message-ID").as_deref(),
+        email_header(&trigger, "Message-ID").as_deref(),
         Some("<35541.mail@example.com>")
     );
     assert_eq!(relay.post(&sample("alert_clear.json")).await.0, 200);
     let clear = smtp.next().await;
     assert_eq!(
-        header(&clear, "In-Reply-To").as_deref(),
+        email_header(&clear, "In-Reply-To").as_deref(),
         Some("<35541.mail@example.com>")
     );
     assert_eq!(
-        header(&clear, "References").as_deref(),
+        email_header(&clear, "References").as_deref(),
         Some("<35541.mail@example.com>")
     );
     let subject = |raw: &[u8]| {
@@ -462,11 +452,11 @@ to = ["oncall@example.com"]
     assert_eq!(subject(&clear), format!("Re: {}", subject(&trigger)));
     // Every email has a Message-ID of its own (RFC 5322 3.6.4), clears and tests included.
     assert_eq!(
-        header(&clear, "Message-ID").as_deref(),
+        email_header(&clear, "Message-ID").as_deref(),
         Some("<event-49-35546.mail@example.com>")
     );
     assert_eq!(relay.post(&sample("webhook_test.json")).await.0, 200);
-    let id = header(&smtp.next().await, "Message-ID");
+    let id = email_header(&smtp.next().await, "Message-ID");
     assert_eq!(
         id.as_deref(),
         Some("<event-1415733887743.mail@example.com>")
@@ -477,14 +467,14 @@ to = ["oncall@example.com"]
     assert_eq!(relay.post(&sample("alert_trigger.json")).await.0, 200);
     let trigger = smtp.next().await;
     assert_eq!(
-        header(&trigger, "Message-ID").as_deref(),
+        email_header(&trigger, "Message-ID").as_deref(),
         Some("<event-49-35541.mail@example.com>")
     );
     assert_eq!(relay.post(&sample("alert_clear.json")).await.0, 200);
     let clear = smtp.next().await;
-    assert_eq!(header(&clear, "In-Reply-To"), None);
+    assert_eq!(email_header(&clear, "In-Reply-To"), None);
     assert_eq!(
-        header(&clear, "Message-ID").as_deref(),
+        email_header(&clear, "Message-ID").as_deref(),
         Some("<event-49-35546.mail@example.com>")
     );
     relay.stop().await;
