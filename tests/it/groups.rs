@@ -410,3 +410,50 @@ group_interval = "1s"
     );
     relay.stop().await;
 }
+
+/// Changes wait for `group_interval` (here an hour: an alert that joins after the first
+/// notification is not sent on its own), but a group whose every alert has cleared is sent at
+/// once, naming what joined and what cleared since the last notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_has_cleared_is_sent_at_once_whatever_its_interval() {
+    let peer = Peer::start().await;
+    let config = format!(
+        "[storage]\npoll = \"100ms\"\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n\
+         [[routes]]\nto = [\"hook\"]\ngroup_by = [\"test\"]\ngroup_wait = \"1s\"\n\
+         group_interval = \"1h\"\n",
+        peer.url("/hook")
+    );
+    let relay = common::TestRelay::start(&config).await;
+    for i in [0, 4] {
+        assert_eq!(relay.post(&alert("TRIGGER", i)).await.0, 200);
+    }
+    let first = peer.next().await.json();
+    assert_eq!(first["group"]["count"], 2, "{first}");
+    // Joins within the hour: kept for the next notification.
+    assert_eq!(relay.post(&alert("TRIGGER", 8)).await.0, 200);
+    for i in [0, 4, 8] {
+        assert_eq!(relay.post(&alert("CLEAR", i)).await.0, 200);
+    }
+    let last = peer.next().await.json();
+    let group = &last["group"];
+    assert_eq!(
+        (&group["notification"], &group["state"], &group["count"]),
+        (&json!(2), &json!("cleared"), &json!(3)),
+        "the next notification is the group cleared: {last}"
+    );
+    let titles = |list: &Value| -> Vec<String> {
+        let mut titles: Vec<String> = (list.as_array().into_iter().flatten())
+            .filter_map(|alert| alert["title"].as_str().map(str::to_owned))
+            .collect();
+        titles.sort();
+        titles
+    };
+    assert_eq!(titles(&group["changes"]["joined"]), ["Latency-8 on t0"]);
+    assert_eq!(
+        titles(&group["changes"]["cleared"]),
+        ["Latency-0 on t0", "Latency-4 on t0", "Latency-8 on t0"]
+    );
+    let (_, metrics) = relay.get("/metrics").await;
+    assert!(metrics.contains("alert_relay_groups_open 0"), "{metrics}");
+    relay.stop().await;
+}
