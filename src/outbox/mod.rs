@@ -365,6 +365,37 @@ pub struct Claim {
     pub thread: Option<(String, String)>,
     /// What silenced it until it ended, for a trigger sent when its silence ended.
     pub silenced_by: Option<String>,
+    /// Its event's message is to be updated in place (see [`NewAction`]), not sent anew.
+    pub refresh: bool,
+}
+
+/// What someone did from a message of an alert (Acknowledge, Silence, and their undoing), as
+/// the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRow {
+    /// The alert's correlation key (a group's: `group:ID`).
+    pub correlation: String,
+    /// Where the message was.
+    pub destination: String,
+    /// `ack`, `unack`, `silence`, `unsilence`.
+    pub action: String,
+    pub user_id: String,
+    pub user_name: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// The silence it made or ended.
+    pub silence: Option<String>,
+}
+
+/// One action to keep, in one commit with what it does in the store: once per `key` (a click
+/// that two replicas both hear is kept by one), with the silence it makes or ends and a refresh
+/// of the alert's message at its destination (its latest event delivered again, in place).
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    pub key: String,
+    pub row: ActionRow,
+    pub add_silence: Option<SilenceRow>,
+    pub expire_silence: Option<String>,
 }
 
 /// What a destination keeps of a trigger's message for its clear: kind-specific JSON (see
@@ -749,6 +780,22 @@ impl Outbox {
         match self {
             Self::Sqlite(store) => store.expire_silence(id.to_owned()).await,
             Self::Postgres(store) => store.expire_silence(id).await,
+        }
+    }
+
+    /// Keeps `action` and does what it does in the store (see [`NewAction`]); whether it is new
+    /// (`false`: this click was kept before, by this relay or another, and nothing is done).
+    pub async fn act(&self, action: NewAction) -> Result<bool, StoreError> {
+        self.writer()
+            .send(|reply| writes::Write::Act { action, reply })
+            .await
+    }
+
+    /// What was done from the messages of the alert `correlation`, oldest first.
+    pub async fn actions(&self, correlation: &str) -> Result<Vec<ActionRow>, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.actions(correlation.to_owned()).await,
+            Self::Postgres(store) => store.actions(correlation).await,
         }
     }
 

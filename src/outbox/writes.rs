@@ -4,7 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Accepted, Finish, NewEvent, StoreError, Wakers};
+use super::{Accepted, Finish, NewAction, NewEvent, StoreError, Wakers};
 
 /// Writes waiting for the writer; past it, callers wait (back-pressure, not memory).
 pub(super) const WRITE_QUEUE: usize = 4096;
@@ -38,6 +38,11 @@ pub(super) enum Write {
         open_windows: Vec<String>,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
+    /// See `Outbox::act`.
+    Act {
+        action: NewAction,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
     Close {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -50,6 +55,8 @@ pub(super) enum Applied {
     Pruned(usize),
     /// The destinations whose deliveries became pending (one per delivery).
     Queued(Vec<String>),
+    /// An action kept (`false`: it was already), and the destinations of the refreshes it made.
+    Acted(bool, Vec<String>),
     Done,
 }
 
@@ -164,6 +171,15 @@ pub(super) fn answer(
                         let count = destinations.len();
                         woken.extend(destinations);
                         Ok(count)
+                    }
+                    _ => Err(error()),
+                });
+            }
+            Write::Act { reply, .. } => {
+                let _ = reply.send(match result {
+                    Ok(Applied::Acted(new, destinations)) => {
+                        woken.extend(destinations);
+                        Ok(new)
                     }
                     _ => Err(error()),
                 });

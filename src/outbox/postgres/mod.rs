@@ -36,8 +36,8 @@ use tokio::sync::mpsc;
 use super::disposition::{Disposition, Row, Trigger, disposition};
 use super::writes::{Applied, Write, Writer, answer};
 use super::{
-    Accepted, BuildNotification, Claim, DeliveryRow, DeliveryState, DueGroup, FLUSH_BATCH, Finish,
-    Joining, Member, NewEvent, RecentEvent, Requeue, StoreError, StoredBody, Wakers, display_id,
+    Accepted, ActionRow, BuildNotification, Claim, DeliveryRow, DeliveryState, DueGroup, FLUSH_BATCH, Finish,
+    Joining, Member, NewAction, NewEvent, RecentEvent, Requeue, StoreError, StoredBody, Wakers, display_id,
     now_ms,
 };
 
@@ -56,7 +56,7 @@ const PRUNE_LOCK: i64 = 0x616c_6572_7402;
 const DRIVE_CLASS: i32 = 0x616c_7201;
 
 /// The schema this version writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -167,6 +167,21 @@ const MIGRATIONS: &[&str] = &[
         notified BOOLEAN,
         PRIMARY KEY (grp, correlation)
     );
+",
+    // See the SQLite store's schema 7: what people did from a message, and refresh deliveries.
+    "
+    CREATE TABLE alert_actions (
+        key TEXT PRIMARY KEY,
+        correlation TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        action TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        silence TEXT
+    );
+    CREATE INDEX alert_actions_alert ON alert_actions (correlation, at);
+    ALTER TABLE deliveries ADD COLUMN refresh BOOLEAN NOT NULL DEFAULT false;
 ",
 ];
 
@@ -426,6 +441,30 @@ impl Postgres {
             counts.push((name, pending, dead));
         }
         Ok(counts)
+    }
+
+    pub async fn actions(&self, correlation: &str) -> Result<Vec<ActionRow>, StoreError> {
+        let conn = self.connection().await?;
+        let rows = conn
+            .query(
+                "SELECT correlation, destination, action, user_id, user_name, at, silence
+                 FROM alert_actions WHERE correlation = $1 ORDER BY at, key",
+                &[&correlation],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|row| ActionRow {
+                correlation: row.get(0),
+                destination: row.get(1),
+                action: row.get(2),
+                user_id: row.get(3),
+                user_name: row.get(4),
+                at: row.get(5),
+                silence: row.get(6),
+            })
+            .collect())
     }
 
     pub async fn open_groups(&self) -> Result<i64, StoreError> {
@@ -744,6 +783,7 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
             Write::Unsilence { open_windows, .. } => {
                 Applied::Queued(unsilence(&tx, open_windows, now).await?)
             }
+            Write::Act { action, .. } => act(&tx, action, now).await?,
             Write::Close { .. } => Applied::Done,
         });
     }
@@ -752,6 +792,60 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
         .map_err(|_| StoreError::Unavailable("PostgreSQL did not commit in time".into()))?
         .map_err(pg)?;
     Ok(results)
+}
+
+/// See the SQLite store's `act`.
+async fn act(tx: &Transaction<'_>, action: &NewAction, now: i64) -> Result<Applied, StoreError> {
+    let row = &action.row;
+    let kept = tx
+        .execute(
+            "INSERT INTO alert_actions
+                 (key, correlation, destination, action, user_id, user_name, at, silence)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING",
+            &[
+                &action.key,
+                &row.correlation,
+                &row.destination,
+                &row.action,
+                &row.user_id,
+                &row.user_name,
+                &row.at,
+                &row.silence,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    if kept == 0 {
+        return Ok(Applied::Acted(false, Vec::new()));
+    }
+    if let Some(silence) = &action.add_silence {
+        silences::insert(&**tx, silence).await?;
+    }
+    if let Some(id) = &action.expire_silence {
+        silences::expire(&**tx, id).await?;
+    }
+    let latest = tx
+        .query_opt(
+            "SELECT e.id FROM events e JOIN deliveries d ON d.event = e.id
+             WHERE e.correlation = $1 AND d.destination = $2 AND d.state = 'done'
+             ORDER BY e.id DESC LIMIT 1",
+            &[&row.correlation, &row.destination],
+        )
+        .await
+        .map_err(pg)?;
+    let Some(latest) = latest else {
+        return Ok(Applied::Acted(true, Vec::new()));
+    };
+    let event: i64 = latest.get(0);
+    tx.execute(
+        "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
+             updated_at, refresh)
+         VALUES ($1, $2, 'pending', 0, $3, $3, true)",
+        &[&event, &row.destination, &now],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(Applied::Acted(true, vec![row.destination.clone()]))
 }
 
 async fn insert_event(
@@ -870,6 +964,7 @@ async fn trigger_there(
             "SELECT d.id, d.state, d.silenced_by, d.held, d.attempts, d.next_attempt_at, d.grp
              FROM deliveries d JOIN events e ON e.id = d.event
              WHERE e.correlation = $1 AND e.phase = 'trigger' AND d.destination = $2
+               AND NOT d.refresh
              ORDER BY e.id DESC LIMIT 1",
             &[&correlation, &destination],
         )
@@ -1125,11 +1220,12 @@ impl Reader {
                  leased AS (
                      UPDATE deliveries SET lease_until = $3 FROM due WHERE deliveries.id = due.id
                      RETURNING deliveries.id, deliveries.attempts, deliveries.event,
-                         deliveries.next_attempt_at, due.was_leased, deliveries.silenced_by)
+                         deliveries.next_attempt_at, due.was_leased, deliveries.silenced_by,
+                         deliveries.refresh)
                  SELECT l.id, l.attempts, e.event_id, e.received_at, e.body, th.thread,
-                     th.trigger_summary, e.normalized, l.was_leased, l.silenced_by
+                     th.trigger_summary, e.normalized, l.was_leased, l.silenced_by, l.refresh
                  FROM leased l JOIN events e ON e.id = l.event
-                 LEFT JOIN threads th ON e.phase = 'clear'
+                 LEFT JOIN threads th ON (e.phase = 'clear' OR l.refresh)
                      AND th.destination = $1 AND th.correlation = e.correlation
                  ORDER BY l.next_attempt_at, l.id",
                 &[&destination, &now, &until, &in_flight, &limit],
@@ -1153,6 +1249,7 @@ impl Reader {
                     _ => None,
                 },
                 silenced_by: row.get(9),
+                refresh: row.get(10),
             })
             .collect())
     }

@@ -1,7 +1,7 @@
 //! The silences PostgreSQL keeps, shared by every replica: for the relay (its HTTP API, and what
 //! it reads to apply them) and for `alert-relay silence` from its own process.
 
-use tokio_postgres::{Client, Row};
+use tokio_postgres::{Client, GenericClient, Row};
 
 use super::{Postgres, connect_once, pg};
 use crate::outbox::{SilenceRow, StoreError, now_ms};
@@ -13,11 +13,11 @@ impl Postgres {
     }
 
     pub async fn add_silence(&self, silence: SilenceRow) -> Result<(), StoreError> {
-        insert(&*self.connection().await?, &silence).await
+        insert(&**self.connection().await?, &silence).await
     }
 
     pub async fn expire_silence(&self, id: &str) -> Result<bool, StoreError> {
-        expire(&*self.connection().await?, id).await
+        expire(&**self.connection().await?, id).await
     }
 }
 
@@ -60,7 +60,10 @@ fn row(row: &Row) -> SilenceRow {
     }
 }
 
-async fn insert(conn: &Client, s: &SilenceRow) -> Result<(), StoreError> {
+pub(super) async fn insert(
+    conn: &impl GenericClient,
+    s: &SilenceRow,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO silences (id, matchers, starts_at, ends_at, comment, created_by, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -79,7 +82,7 @@ async fn insert(conn: &Client, s: &SilenceRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn expire(conn: &Client, id: &str) -> Result<bool, StoreError> {
+pub(super) async fn expire(conn: &impl GenericClient, id: &str) -> Result<bool, StoreError> {
     let now = now_ms();
     Ok(conn
         .execute(

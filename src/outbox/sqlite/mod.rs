@@ -26,7 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Wakers;
 use super::writes::{Write, Writer};
-use super::{Claim, DeliveryState, RecentEvent, StoreError, StoredBody, display_id};
+use super::{ActionRow, Claim, DeliveryState, RecentEvent, StoreError, StoredBody, display_id};
 pub use admin::{list, requeue};
 pub use lock::StoreLock;
 pub use oauth::{revoke_token, tokens};
@@ -192,6 +192,28 @@ impl Sqlite {
         .await
     }
 
+    pub async fn actions(&self, correlation: String) -> Result<Vec<ActionRow>, StoreError> {
+        off_runtime(&self.stats, move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT correlation, destination, action, user_id, user_name, at, silence
+                 FROM alert_actions WHERE correlation = ?1 ORDER BY at, key",
+            )?;
+            let rows = statement.query_map(params![correlation], |row| {
+                Ok(ActionRow {
+                    correlation: row.get(0)?,
+                    destination: row.get(1)?,
+                    action: row.get(2)?,
+                    user_id: row.get(3)?,
+                    user_name: row.get(4)?,
+                    at: row.get(5)?,
+                    silence: row.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// The last `limit` events accepted, newest first (for the template studio).
     pub async fn recent_events(&self, limit: usize) -> Result<Vec<RecentEvent>, StoreError> {
         off_runtime(&self.stats, move |conn| {
@@ -270,9 +292,10 @@ async fn off_runtime<T: Send + 'static>(
 // message, and an update must not be overtaken by an older one); it comes with what the
 // destination kept of that message.
 const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body,
-         th.thread, th.trigger_summary, e.normalized, d.silenced_by
+         th.thread, th.trigger_summary, e.normalized, d.silenced_by, d.refresh
      FROM deliveries d JOIN events e ON e.id = d.event
-     LEFT JOIN threads th ON e.phase = 'clear' AND th.destination = d.destination
+     LEFT JOIN threads th ON (e.phase = 'clear' OR d.refresh = 1)
+         AND th.destination = d.destination
          AND th.correlation = e.correlation
      WHERE d.destination = +?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
        AND d.id NOT IN (SELECT value FROM json_each(?3))
@@ -324,6 +347,7 @@ impl Reader {
                             _ => None,
                         },
                         silenced_by: row.get(8)?,
+                        refresh: row.get(9)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use crate::outbox::StoreError;
 
 /// The schema this version writes; a store with a newer one is refused rather than damaged.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -149,6 +149,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
         notified INTEGER,
         PRIMARY KEY (grp, correlation)
     );
+",
+    // What people did from a message (Acknowledge, Silence and their undoing), once per click
+    // (`key`: Slack's user, action and its time); a delivery may be a `refresh`: its event's
+    // message updated in place to show them.
+    "
+    CREATE TABLE alert_actions (
+        key TEXT PRIMARY KEY,
+        correlation TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        action TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        user_name TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        silence TEXT
+    );
+    CREATE INDEX alert_actions_alert ON alert_actions (correlation, at);
+    ALTER TABLE deliveries ADD COLUMN refresh INTEGER NOT NULL DEFAULT 0;
 ",
 ];
 

@@ -15,11 +15,11 @@ impl Sqlite {
     }
 
     pub async fn add_silence(&self, silence: SilenceRow) -> Result<(), StoreError> {
-        off_runtime(&self.stats, move |conn| insert(conn, &silence)).await
+        off_runtime(&self.stats, move |conn| Ok(insert(conn, &silence)?)).await
     }
 
     pub async fn expire_silence(&self, id: String) -> Result<bool, StoreError> {
-        off_runtime(&self.stats, move |conn| expire(conn, &id)).await
+        off_runtime(&self.stats, move |conn| Ok(expire(conn, &id)?)).await
     }
 }
 
@@ -30,12 +30,12 @@ pub fn silences(path: &Path) -> Result<Vec<SilenceRow>, StoreError> {
 
 /// See [`crate::outbox::add_silence`].
 pub fn add_silence(path: &Path, silence: SilenceRow) -> Result<(), StoreError> {
-    with_store(path, |conn| insert(conn, &silence))
+    with_store(path, |conn| Ok(insert(conn, &silence)?))
 }
 
 /// See [`crate::outbox::expire_silence`].
 pub fn expire_silence(path: &Path, id: &str) -> Result<bool, StoreError> {
-    with_store(path, |conn| expire(conn, id))
+    with_store(path, |conn| Ok(expire(conn, id)?))
 }
 
 fn select(conn: &Connection, after: i64) -> Result<Vec<SilenceRow>, StoreError> {
@@ -59,7 +59,7 @@ fn row(row: &Row) -> Result<SilenceRow, rusqlite::Error> {
     })
 }
 
-fn insert(conn: &Connection, s: &SilenceRow) -> Result<(), StoreError> {
+pub(super) fn insert(conn: &Connection, s: &SilenceRow) -> Result<(), rusqlite::Error> {
     conn.execute(
         "INSERT INTO silences (id, matchers, starts_at, ends_at, comment, created_by, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -76,7 +76,7 @@ fn insert(conn: &Connection, s: &SilenceRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn expire(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+pub(super) fn expire(conn: &Connection, id: &str) -> Result<bool, rusqlite::Error> {
     let now = now_ms();
     Ok(conn.execute(
         "UPDATE silences SET ends_at = ?1 WHERE id = ?2 AND ends_at > ?1",

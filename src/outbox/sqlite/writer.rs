@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
-use crate::outbox::NewEvent;
+use crate::outbox::{NewAction, NewEvent};
 use crate::outbox::disposition::{Disposition, Row, Trigger, disposition};
 use crate::outbox::writes::{Applied, Write, answer};
 use crate::outbox::{
@@ -132,6 +132,7 @@ fn apply(conn: &mut Connection, batch: &[Write]) -> Result<Vec<Applied>, rusqlit
                 Applied::Queued(unsilence(&tx, open_windows, now)?)
             }
             Write::Flush { build, .. } => Applied::Queued(flush(&tx, *build, now)?),
+            Write::Act { action, .. } => act(&tx, action, now)?,
         });
     }
     tx.commit()?;
@@ -283,6 +284,7 @@ fn trigger_there(
         "SELECT d.id, d.state, d.silenced_by, d.held, d.attempts, d.next_attempt_at, d.grp
          FROM deliveries d JOIN events e ON e.id = d.event
          WHERE e.correlation = ?1 AND e.phase = 'trigger' AND d.destination = ?2
+           AND d.refresh = 0
          ORDER BY e.id DESC LIMIT 1",
     )?
     .query_row(params![correlation, destination], |row| {
@@ -445,6 +447,59 @@ fn flush(
         destinations.push(group.destination);
     }
     Ok(destinations)
+}
+
+/// See `Outbox::act`: the action kept once, with the silence it makes or ends, and a refresh of
+/// the latest event of its alert that reached its destination.
+fn act(
+    tx: &rusqlite::Transaction,
+    action: &NewAction,
+    now: i64,
+) -> Result<Applied, rusqlite::Error> {
+    let row = &action.row;
+    let kept = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO alert_actions
+                 (key, correlation, destination, action, user_id, user_name, at, silence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            action.key,
+            row.correlation,
+            row.destination,
+            row.action,
+            row.user_id,
+            row.user_name,
+            row.at,
+            row.silence
+        ])?;
+    if kept == 0 {
+        return Ok(Applied::Acted(false, Vec::new()));
+    }
+    if let Some(silence) = &action.add_silence {
+        super::silences::insert(tx, silence)?;
+    }
+    if let Some(id) = &action.expire_silence {
+        super::silences::expire(tx, id)?;
+    }
+    let latest: Option<i64> = tx
+        .prepare_cached(
+            "SELECT e.id FROM events e JOIN deliveries d ON d.event = e.id
+             WHERE e.correlation = ?1 AND d.destination = ?2 AND d.state = 'done'
+             ORDER BY e.id DESC LIMIT 1",
+        )?
+        .query_row(params![row.correlation, row.destination], |r| r.get(0))
+        .optional()?;
+    let Some(event) = latest else {
+        return Ok(Applied::Acted(true, Vec::new()));
+    };
+    tx.prepare_cached(
+        "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
+             updated_at, refresh)
+         VALUES (?1, ?2, 'pending', 0, ?3, ?3, 1)",
+    )?
+    .execute(params![event, row.destination, now])?;
+    Ok(Applied::Acted(true, vec![row.destination.clone()]))
 }
 
 /// See `Outbox::unsilence`: the triggers still firing that what silenced them no longer holds
