@@ -33,6 +33,8 @@
 //! - [`noise`]: noise control: silences (kept in the store), maintenance windows, what a group
 //!   notification shows, and the task that applies silences, makes the groups' notifications
 //!   when their time comes and sends what ended silences held.
+//! - [`acted`]: what people did from an alert's message (Acknowledge, Silence), as templates see
+//!   it: the buttons a message offers and where the alert stands.
 //! - [`auth`]: who may post: Basic, Bearer and JWT credentials, the source allowlist, and the
 //!   relay's own OAuth authorization server for ThousandEyes (`auth/oauth`), whose tokens the
 //!   store knows.
@@ -57,6 +59,7 @@
 //! - [`reload`]: SIGHUP and file changes load the config and templates again.
 //! - [`app`]: start-up: runs the server, the workers, the reloader and the pruning.
 
+pub mod acted;
 pub mod app;
 pub mod auth;
 pub mod config;

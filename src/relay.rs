@@ -66,6 +66,12 @@ pub struct Relay {
 
 impl Relay {
     /// What `[[maintenance]]` windows open at `now` (unix ms) hold deliveries as.
+    /// Whether any destination's messages offer buttons (`actions`): then what was done from
+    /// them is read for every message of an alert.
+    pub fn takes_actions(&self) -> bool {
+        (self.destinations.values()).any(|target| !target.destination.offers().is_empty())
+    }
+
     pub fn open_windows(&self, now: i64) -> Vec<String> {
         let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
         (self.windows.iter())

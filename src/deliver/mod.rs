@@ -16,6 +16,7 @@ mod target;
 pub mod teams;
 pub mod webhook;
 
+use crate::acted::Offer;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -137,6 +138,12 @@ pub trait Destination {
     fn check_online(&self) -> impl Future<Output = Option<Result<String, DeliveryError>>> + Send {
         async { None }
     }
+
+    /// What an alert's message here offers people to do (buttons), for kinds whose messages can
+    /// be acted on and whose config asks for it.
+    fn offers(&self) -> &[Offer] {
+        &[]
+    }
 }
 
 /// A future of a destination's, boxed so that destinations of every kind are one type.
@@ -149,6 +156,8 @@ pub trait AnyDestination: Send + Sync {
     fn deliver<'a>(&'a self, outgoing: &'a Outgoing<'a>) -> Boxed<'a, Result<Sent, DeliveryError>>;
 
     fn check_online(&self) -> Boxed<'_, Option<Result<String, DeliveryError>>>;
+
+    fn offers(&self) -> &[Offer];
 }
 
 impl<D: Destination + Send + Sync> AnyDestination for D {
@@ -162,6 +171,10 @@ impl<D: Destination + Send + Sync> AnyDestination for D {
 
     fn check_online(&self) -> Boxed<'_, Option<Result<String, DeliveryError>>> {
         Box::pin(Destination::check_online(self))
+    }
+
+    fn offers(&self) -> &[Offer] {
+        Destination::offers(self)
     }
 }
 

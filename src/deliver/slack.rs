@@ -3,6 +3,7 @@
 //! message into its clear (`chat.update`) and reply in its thread, since `chat.postMessage`
 //! answers with the message's `ts`.
 
+use crate::acted::Offer;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -38,6 +39,9 @@ pub struct SlackConfig {
     pub reply_broadcast: bool,
     /// With `token`: each group notification also says what changed in its message's thread.
     pub group_thread: Option<bool>,
+    /// With `token`: the buttons an alert's message offers (`ack`, `silence`); clicks arrive
+    /// through `[slack_app]`.
+    pub actions: Option<Vec<Offer>>,
 }
 
 pub static KIND: Kind = Kind::new::<SlackConfig>("slack", &FACTS);
@@ -88,6 +92,7 @@ impl Slack {
                 ("on_clear", config.on_clear.is_some()),
                 ("reply_broadcast", config.reply_broadcast),
                 ("group_thread", config.group_thread.is_some()),
+                ("actions", config.actions.is_some()),
             ];
             if let Some((name, _)) = api_only.iter().find(|(_, set)| *set) {
                 return Err(ConfigError::new(
@@ -144,6 +149,13 @@ impl Destination for Slack {
         }
     }
 
+    fn offers(&self) -> &[Offer] {
+        match &self.mode {
+            Mode::Webhook(_) => &[],
+            Mode::Api(api) => &api.offers,
+        }
+    }
+
     /// The bot token's `auth.test` (`check --online`): the bot and team it names, or why not.
     /// `None` for an incoming webhook, which has nothing to ask.
     async fn check_online(&self) -> Option<Result<String, DeliveryError>> {
@@ -186,6 +198,7 @@ struct Api {
     on_clear: Vec<OnClear>,
     reply_broadcast: bool,
     group_thread: bool,
+    offers: Vec<Offer>,
 }
 
 /// Slack's answers (`chat.postMessage` echoes the whole message) are read this far: the fields
@@ -260,6 +273,7 @@ impl Api {
                 .unwrap_or_else(|| vec![OnClear::Update, OnClear::Reply]),
             reply_broadcast: config.reply_broadcast,
             group_thread: config.group_thread.unwrap_or(true),
+            offers: config.actions.clone().unwrap_or_default(),
         })
     }
 

@@ -11,6 +11,7 @@ mod bounds;
 mod helpers;
 mod variables;
 
+use crate::acted::{Acted, Offer};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -251,6 +252,10 @@ pub struct Situation<'a> {
     /// What held it back until it ended (`silence:ID`, `maintenance:NAME`), for a trigger sent
     /// then.
     pub silenced: Option<&'a str>,
+    /// What people did from the alert's messages, where the relay takes clicks.
+    pub acted: Option<&'a Acted>,
+    /// The buttons the destination's messages offer.
+    pub offers: &'a [Offer],
 }
 
 impl<'a> Situation<'a> {
@@ -258,7 +263,7 @@ impl<'a> Situation<'a> {
         Self {
             step: Some(step),
             trigger,
-            silenced: None,
+            ..Self::default()
         }
     }
 }
@@ -311,7 +316,7 @@ pub fn context(
             "label": event.source.label(),
         },
         "destination": { "name": destination, "kind": kind.as_str() },
-        "correlation": event.correlation(),
+        "correlation": correlation(event, situation.acted),
         "thread": {
             "update": situation.step == Some(Step::Update),
             "reply": situation.step == Some(Step::Reply),
@@ -319,7 +324,38 @@ pub fn context(
         "trigger": situation.trigger,
         "silenced": situation.silenced,
         "group": event.group(),
+        "acted": situation.acted,
+        "actions": actions(event, destination, situation),
     })
+}
+
+/// `{key, state}` of the alert; `acknowledged` with `by` while someone has acknowledged it and
+/// it fires.
+fn correlation(event: &Event, acted: Option<&Acted>) -> Value {
+    let Some(correlation) = event.correlation() else {
+        return Value::Null;
+    };
+    match acted.and_then(|a| a.ack.as_ref()) {
+        Some(ack) if correlation.state == crate::event::State::Triggered => json!({
+            "key": correlation.key,
+            "state": "acknowledged",
+            "by": ack.by,
+        }),
+        _ => json!(correlation),
+    }
+}
+
+/// The buttons of the message (see [`Acted::actions`]): on a firing alert's own message or its
+/// group's, not on a thread reply.
+fn actions(event: &Event, destination: &str, situation: Situation<'_>) -> Value {
+    let firing = match event.group() {
+        Some(group) => group.get("state").and_then(Value::as_str) == Some("firing"),
+        None => event.summary.state == crate::event::State::Triggered,
+    };
+    let own_message = situation.step != Some(Step::Reply);
+    let acted = situation.acted.cloned().unwrap_or_default();
+    let key = event.correlation().map(|c| c.key);
+    acted.actions(situation.offers, destination, key, firing && own_message)
 }
 
 /// A template as the relay finds it for one part of one event kind: the file in the main tree

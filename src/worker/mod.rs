@@ -4,6 +4,8 @@
 
 mod health;
 
+use crate::acted::Acted;
+use crate::noise::Silences;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,6 +120,8 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// Room for parsed events, shared with the server.
     pub memory: Arc<Memory>,
+    /// The silences in force, for what a message shows of one made from it.
+    pub silences: Arc<Silences>,
     /// Attempts in flight at once for this destination.
     pub concurrency: usize,
     pub backoff: Backoff,
@@ -191,6 +195,7 @@ pub struct Pool {
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
     pub memory: Arc<Memory>,
+    pub silences: Arc<Silences>,
     /// Attempts in flight at once, per destination.
     pub concurrency: usize,
     pub backoff: Backoff,
@@ -220,6 +225,7 @@ impl Pool {
                 outbox: self.outbox.clone(),
                 metrics: self.metrics.clone(),
                 memory: self.memory.clone(),
+                silences: self.silences.clone(),
                 concurrency: self.concurrency,
                 backoff: self.backoff,
                 poll: self.poll,
@@ -434,6 +440,16 @@ impl Worker {
             ),
             None => (None, None),
         };
+        if claim.refresh && thread.is_none() {
+            // A click on a message this destination no longer knows (pruned with retention).
+            info!(destination = %self.name, event = %claim.event_id, "nothing to update: the alert's message is no longer known here");
+            let done = Finish::Done {
+                attempts: attempt,
+                thread: None,
+            };
+            self.record(&claim, done).await;
+            return;
+        }
         let finish = match self
             .render(relay, body, &claim, thread.as_ref(), trigger.as_ref())
             .await
@@ -491,10 +507,18 @@ impl Worker {
             .map_err(cannot)?;
         drop(body);
         let destination = &relay.destinations[&self.name].destination;
+        let acted = self.acted(relay, &event).await;
+        // A refresh updates the message in place to show what was done from it.
+        let steps = match claim.refresh {
+            true => vec![Step::Update],
+            false => destination.steps(&event, thread),
+        };
         let mut messages = Vec::new();
-        for step in destination.steps(&event, thread) {
+        for step in steps {
             let situation = Situation {
                 silenced: claim.silenced_by.as_deref(),
+                acted: acted.as_ref(),
+                offers: destination.offers(),
                 ..Situation::new(step, trigger)
             };
             let rendered = relay.renderer.render_as(&event, &self.name, situation);
@@ -516,6 +540,26 @@ impl Worker {
         event.raw = serde_json::Map::new();
         room.shrink_to(messages.iter().map(|(_, m)| m.memory_bytes()).sum());
         Ok((event, messages, room))
+    }
+
+    /// What was done from the messages of `event`'s alert, where the relay offers buttons
+    /// anywhere; `None` otherwise, or when the store cannot say (the message then shows none).
+    async fn acted(&self, relay: &Relay, event: &Event) -> Option<Acted> {
+        let correlation = event.correlation()?;
+        if !relay.takes_actions() {
+            return None;
+        }
+        match self.outbox.actions(correlation.key).await {
+            Ok(actions) => Some(Acted::from_actions(
+                &actions,
+                &self.silences,
+                crate::outbox::now_ms(),
+            )),
+            Err(e) => {
+                warn!(destination = %self.name, event = %event.id, error = %e, "cannot read what was done from the alert's messages; the message shows none of it");
+                None
+            }
+        }
     }
 
     /// Commits `finish`. While the store refuses (a full disk), the worker pauses and tries
