@@ -124,17 +124,19 @@ impl Acted {
             None => json!({ "action_id": ACK, "value": value, "text": "Acknowledge" }),
             Some(_) => json!({ "action_id": UNACK, "value": value, "text": "Unacknowledge" }),
         });
-        let silence = offers.contains(&Offer::Silence).then(|| match &self.silence {
-            None => json!({
-                "action_id": SILENCE,
-                "text": "Silence",
-                "options": SILENCE_FOR.map(|(length, text)| json!({
-                    "text": text,
-                    "value": format!("{length}|{value}"),
-                })),
-            }),
-            Some(_) => json!({ "action_id": UNSILENCE, "value": value, "text": "Unsilence" }),
-        });
+        let silence = offers
+            .contains(&Offer::Silence)
+            .then(|| match &self.silence {
+                None => json!({
+                    "action_id": SILENCE,
+                    "text": "Silence",
+                    "options": SILENCE_FOR.map(|(length, text)| json!({
+                        "text": text,
+                        "value": format!("{length}|{value}"),
+                    })),
+                }),
+                Some(_) => json!({ "action_id": UNSILENCE, "value": value, "text": "Unsilence" }),
+            });
         json!({ "ack": ack, "silence": silence })
     }
 }
@@ -152,6 +154,7 @@ mod tests {
             user_name: user.into(),
             at,
             silence: silence.map(str::to_owned),
+            until_cleared: false,
         }
     }
 
@@ -159,7 +162,10 @@ mod tests {
     fn the_last_of_ack_and_unack_says() {
         let silences = Silences::default();
         let acted = Acted::from_actions(
-            &[action("ack", "ana", 1_000, None), action("unack", "bo", 2_000, None)],
+            &[
+                action("ack", "ana", 1_000, None),
+                action("unack", "bo", 2_000, None),
+            ],
             &silences,
             3_000,
         );
@@ -201,8 +207,14 @@ mod tests {
         let actions = acted.actions(&offers, "ops", Some("35541"), true);
         assert_eq!(actions["ack"]["action_id"], UNACK);
         assert_eq!(actions["ack"]["value"], "ops|35541");
-        assert_eq!(actions["silence"]["options"][3]["value"], "cleared|ops|35541");
-        assert_eq!(acted.actions(&offers, "ops", Some("35541"), false), Value::Null);
+        assert_eq!(
+            actions["silence"]["options"][3]["value"],
+            "cleared|ops|35541"
+        );
+        assert_eq!(
+            acted.actions(&offers, "ops", Some("35541"), false),
+            Value::Null
+        );
         assert_eq!(acted.actions(&[], "ops", Some("35541"), true), Value::Null);
         assert_eq!(acted.actions(&offers, "ops", None, true), Value::Null);
     }

@@ -120,6 +120,31 @@ pub async fn run(
             stop.clone(),
         )),
     ];
+    // Clicks on the buttons of Slack messages: by Socket Mode, or at a Request URL here.
+    let slack_clicks = match &config.slack_app {
+        Some(app) => Some(Arc::new(crate::slack_app::click::Clicks {
+            app: crate::slack_app::SlackApp::new(app, &config.base_dir)?,
+            live: live.clone(),
+            outbox: outbox.clone(),
+            silences: silences.clone(),
+            metrics: metrics.clone(),
+            http: crate::http::client(config.delivery.timeout),
+        })),
+        None => None,
+    };
+    let socket = slack_clicks
+        .as_ref()
+        .and_then(|clicks| match &clicks.app.receiver {
+            crate::slack_app::Receiver::Socket { app_token, api_url } => {
+                Some(tokio::spawn(crate::slack_app::socket::run(
+                    clicks.clone(),
+                    app_token.clone(),
+                    api_url.clone(),
+                    stop.clone(),
+                )))
+            }
+            crate::slack_app::Receiver::RequestUrl { .. } => None,
+        });
     let studio = match config.studio.enabled {
         true => {
             let listener = TcpListener::bind(config.studio.listen).await.map_err(|e| {
@@ -159,6 +184,7 @@ pub async fn run(
         metrics,
         memory,
         silences,
+        slack_clicks: slack_clicks.filter(|c| c.app.request_path().is_some()),
         closing: AtomicBool::new(false),
     });
     if let Ok(address) = listener.local_addr() {
@@ -176,7 +202,7 @@ pub async fn run(
     .await;
     info!("stopped accepting; finishing attempts in flight");
     let _ = stop_tasks.send(true);
-    for task in background.into_iter().chain(studio) {
+    for task in background.into_iter().chain(studio).chain(socket) {
         let _ = task.await;
     }
     workers.join().await;

@@ -52,6 +52,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub studio: StudioConfig,
+    /// Clicks on the buttons of Slack messages (`actions`): Socket Mode or a Request URL.
+    pub slack_app: Option<crate::slack_app::SlackAppConfig>,
     /// The config file, watched for changes.
     #[serde(skip)]
     pub file: PathBuf,
@@ -168,6 +170,9 @@ impl Config {
         self.log.validate()?;
         self.delivery.validate()?;
         self.studio.validate()?;
+        if let Some(app) = &self.slack_app {
+            crate::slack_app::SlackApp::new(app, &self.base_dir)?;
+        }
         self.storage.postgres_url(&self.base_dir)?;
         if !self.sources.is_empty()
             && self.server.ingest_path != ServerConfig::default().ingest_path

@@ -79,6 +79,7 @@ pub mod route;
 pub mod samples;
 pub mod secret;
 pub mod server;
+pub mod slack_app;
 pub mod studio;
 #[doc(hidden)]
 pub mod testing;

@@ -117,6 +117,11 @@ enum Command {
         #[command(subcommand)]
         action: SilenceAction,
     },
+    /// The Slack app: `slack manifest` prints a manifest to create it from.
+    Slack {
+        #[command(subcommand)]
+        action: SlackAction,
+    },
     /// Make a delivery (or every dead one) due again now; a running server picks it up.
     Retry {
         /// The delivery id, from `deliveries`.
@@ -158,6 +163,17 @@ enum SilenceAction {
     Expire {
         /// The silence's id, from `silence list`.
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SlackAction {
+    /// Print a Slack app manifest (JSON) for [slack_app]: paste it at api.slack.com/apps →
+    /// Create New App → From an app manifest.
+    Manifest {
+        /// Where Slack reaches the relay, for a Request URL (https://relay.example.com).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -229,6 +245,9 @@ fn main() -> ExitCode {
                 Command::Deliveries { state, limit } => deliveries(&cli.config, state, limit),
                 Command::Tokens { action } => tokens(&cli.config, action),
                 Command::Silence { action } => silence(&cli.config, action),
+                Command::Slack {
+                    action: SlackAction::Manifest { url },
+                } => slack_manifest(&cli.config, url.as_deref()),
                 // clap makes sure that without an id, --dead was given.
                 Command::Retry { id, dead: _ } => retry(&cli.config, id),
             }
@@ -605,6 +624,16 @@ fn tokens(config_path: &Path, action: Option<TokensAction>) -> anyhow::Result<Ex
     if rows.is_empty() {
         out!("(none)");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn slack_manifest(config_path: &Path, url: Option<&str>) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let app = (config.slack_app.as_ref())
+        .map(|app| alert_relay::slack_app::SlackApp::new(app, &config.base_dir))
+        .transpose()?;
+    let manifest = alert_relay::slack_app::manifest::manifest(app.as_ref(), url);
+    out!("{}", serde_json::to_string_pretty(&manifest)?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -117,6 +117,15 @@ pub struct SilencedLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// `ack`, `unack`, `silence`, `unsilence`, or `other` (a link button).
+    pub action: String,
+    /// `done`, `duplicate` (another relay or an earlier delivery of the click had it),
+    /// `refused` (a user not in `allowed_users`), `ignored`, `failed`.
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
 }
@@ -139,6 +148,9 @@ pub struct Metrics {
     flapped: Counter,
     group_notifications: Counter,
     groups_open: Gauge,
+    slack_actions: Family<ActionLabels, Counter>,
+    slack_socket_connected: Gauge,
+    slack_signatures_refused: Counter,
 }
 
 /// Accept-to-delivered latency buckets: 10 ms to about 1.5 h, each twice the one before.
@@ -164,6 +176,9 @@ impl Default for Metrics {
             flapped: Counter::default(),
             group_notifications: Counter::default(),
             groups_open: Gauge::default(),
+            slack_actions: Family::default(),
+            slack_socket_connected: Gauge::default(),
+            slack_signatures_refused: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -235,6 +250,21 @@ impl Default for Metrics {
             "groups_open",
             "Groups with an alert firing or a notification to come",
             metrics.groups_open.clone(),
+        );
+        registry.register(
+            "slack_actions",
+            "Clicks on the buttons of Slack messages, by action and outcome",
+            metrics.slack_actions.clone(),
+        );
+        registry.register(
+            "slack_socket_connected",
+            "1 while the Socket Mode connection to Slack is open",
+            metrics.slack_socket_connected.clone(),
+        );
+        registry.register(
+            "slack_signatures_refused",
+            "Requests to the Slack Request URL refused for their signature or timestamp",
+            metrics.slack_signatures_refused.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -323,6 +353,23 @@ impl Metrics {
     /// Sets how many silences are in force (read at scrape time).
     pub fn set_silences_active(&self, active: usize) {
         self.silences_active.set(active as i64);
+    }
+
+    /// A click on a Slack message's button was handled with `outcome`.
+    pub fn slack_action(&self, action: &str, outcome: &str) {
+        let labels = ActionLabels {
+            action: action.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.slack_actions.get_or_create(&labels).inc();
+    }
+
+    pub fn slack_socket_connected(&self, connected: bool) {
+        self.slack_socket_connected.set(i64::from(connected));
+    }
+
+    pub fn slack_signature_refused(&self) {
+        self.slack_signatures_refused.inc();
     }
 
     /// Sets how many groups are open (read at scrape time).

@@ -385,6 +385,8 @@ pub struct ActionRow {
     pub at: i64,
     /// The silence it made or ended.
     pub silence: Option<String>,
+    /// A silence made to last until the alert clears: it ends then.
+    pub until_cleared: bool,
 }
 
 /// One action to keep, in one commit with what it does in the store: once per `key` (a click
@@ -789,6 +791,15 @@ impl Outbox {
         self.writer()
             .send(|reply| writes::Write::Act { action, reply })
             .await
+    }
+
+    /// The normalized form of the latest event of the alert `correlation` (what a silence made
+    /// from its message matches).
+    pub async fn alert_event(&self, correlation: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Self::Sqlite(store) => store.alert_event(correlation.to_owned()).await,
+            Self::Postgres(store) => store.alert_event(correlation).await,
+        }
     }
 
     /// What was done from the messages of the alert `correlation`, oldest first.

@@ -280,9 +280,45 @@ impl<'a> Situation<'a> {
         if event.kind == EventKind::Group {
             all.extend([Step::Update, Step::Reply].map(|step| Situation::new(step, None)));
         }
+        // With buttons, acknowledged and silenced from the message.
+        let acted = Situation {
+            acted: Some(&SAMPLE_ACTED),
+            offers: &ALL_OFFERS,
+            ..Situation::default()
+        };
+        all.push(acted);
+        all.push(Situation {
+            acted: None,
+            ..acted
+        });
+        if event.kind.phase() == Some(crate::event::Phase::Clear) {
+            all.push(Situation {
+                step: Some(Step::Update),
+                trigger: Some(trigger),
+                ..acted
+            });
+        }
         all
     }
 }
+
+/// Every button a message may offer, for `check`.
+const ALL_OFFERS: [Offer; 2] = [Offer::Ack, Offer::Silence];
+
+/// An alert acknowledged and silenced from its message, for `check`.
+static SAMPLE_ACTED: std::sync::LazyLock<Acted> = std::sync::LazyLock::new(|| Acted {
+    ack: Some(crate::acted::Ack {
+        by: "ana".into(),
+        user_id: "U0ANA".into(),
+        at: "2026-12-06T10:04:00Z".into(),
+    }),
+    silence: Some(crate::acted::UserSilence {
+        id: "3f9c0a1be27d".into(),
+        by: "ana".into(),
+        user_id: "U0ANA".into(),
+        until: "2026-12-06T14:04:00Z".into(),
+    }),
+});
 
 /// A Handlebars registry whose `{{value}}` escapes with `escape`, with the relay's helpers.
 fn registry(escape: Escape) -> Handlebars<'static> {

@@ -161,6 +161,8 @@ pub struct Ingest {
     pub memory: Arc<Memory>,
     /// What holds events back as they arrive.
     pub silences: Arc<Silences>,
+    /// Where clicks on the buttons of Slack messages go, when they come to a Request URL here.
+    pub slack_clicks: Option<Arc<crate::slack_app::click::Clicks>>,
     /// Set when shutdown starts: new events get 503 so that ThousandEyes posts them again later.
     pub closing: AtomicBool,
 }
@@ -187,6 +189,14 @@ impl Handler for Ingest {
                 ),
             };
         }
+        if let Some(clicks) = &self.slack_clicks
+            && clicks.app.request_path() == Some(path)
+        {
+            return match request.method() {
+                &Method::POST => self.slack_click(clicks, request).await,
+                _ => method_not_allowed("POST"),
+            };
+        }
         let source = relay.sources.at(path);
         match (request.method(), source) {
             (&Method::POST, Some(source)) => self.ingest(&relay, source, request, peer).await,
@@ -202,6 +212,61 @@ impl Handler for Ingest {
 }
 
 impl Ingest {
+    /// A click on a Slack message's button, at the Request URL: refused (401, nothing done)
+    /// unless Slack's signature over it holds and is recent; answered 200 at once (Slack waits
+    /// 3 s), the click handled after.
+    async fn slack_click(
+        &self,
+        clicks: &Arc<crate::slack_app::click::Clicks>,
+        request: HttpRequest,
+    ) -> HttpResponse {
+        use crate::slack_app::{Receiver, signature};
+        let Receiver::RequestUrl { signing_secret, .. } = &clicks.app.receiver else {
+            return error(StatusCode::NOT_FOUND, "no such path");
+        };
+        let header = |name: &str| {
+            (request.headers().get(name))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (timestamp, signed) = (
+            header("x-slack-request-timestamp"),
+            header("x-slack-signature"),
+        );
+        let body = match request.into_body().read(self.limits.max_body_bytes).await {
+            Ok(body) => body,
+            Err(refused) => return refused.response(),
+        };
+        let now = chrono::Utc::now().timestamp();
+        if let Err(refused) = signature::verify(
+            signing_secret,
+            timestamp.as_deref(),
+            signed.as_deref(),
+            &body,
+            now,
+        ) {
+            self.metrics.slack_signature_refused();
+            warn!(
+                reason = refused.reason(),
+                "a request to the Slack Request URL is refused"
+            );
+            return error(StatusCode::UNAUTHORIZED, refused.reason());
+        }
+        // `payload=<JSON>`, form-encoded.
+        let payload = url::form_urlencoded::parse(&body)
+            .find(|(key, _)| key == "payload")
+            .and_then(|(_, value)| serde_json::from_str::<serde_json::Value>(&value).ok());
+        let Some(payload) = payload else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the body has no payload field holding JSON",
+            );
+        };
+        let clicks = clicks.clone();
+        tokio::spawn(async move { clicks.handle(&payload).await });
+        Response::new(Full::new(Bytes::new()))
+    }
+
     /// The relay's own paths: health, readiness, metrics.
     async fn answer(&self, relay: &Relay, request: HttpRequest) -> HttpResponse {
         match (request.method(), request.uri().path()) {

@@ -36,9 +36,9 @@ use tokio::sync::mpsc;
 use super::disposition::{Disposition, Row, Trigger, disposition};
 use super::writes::{Applied, Write, Writer, answer};
 use super::{
-    Accepted, ActionRow, BuildNotification, Claim, DeliveryRow, DeliveryState, DueGroup, FLUSH_BATCH, Finish,
-    Joining, Member, NewAction, NewEvent, RecentEvent, Requeue, StoreError, StoredBody, Wakers, display_id,
-    now_ms,
+    Accepted, ActionRow, BuildNotification, Claim, DeliveryRow, DeliveryState, DueGroup,
+    FLUSH_BATCH, Finish, Joining, Member, NewAction, NewEvent, RecentEvent, Requeue, StoreError,
+    StoredBody, Wakers, display_id, now_ms,
 };
 
 use crate::secret::Secret;
@@ -178,7 +178,8 @@ const MIGRATIONS: &[&str] = &[
         user_id TEXT NOT NULL,
         user_name TEXT NOT NULL,
         at BIGINT NOT NULL,
-        silence TEXT
+        silence TEXT,
+        until_cleared BOOLEAN NOT NULL DEFAULT false
     );
     CREATE INDEX alert_actions_alert ON alert_actions (correlation, at);
     ALTER TABLE deliveries ADD COLUMN refresh BOOLEAN NOT NULL DEFAULT false;
@@ -443,11 +444,24 @@ impl Postgres {
         Ok(counts)
     }
 
+    pub async fn alert_event(&self, correlation: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.connection().await?;
+        let row = conn
+            .query_opt(
+                "SELECT normalized FROM events WHERE correlation = $1 ORDER BY id DESC LIMIT 1",
+                &[&correlation],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.and_then(|row| row.get(0)))
+    }
+
     pub async fn actions(&self, correlation: &str) -> Result<Vec<ActionRow>, StoreError> {
         let conn = self.connection().await?;
         let rows = conn
             .query(
-                "SELECT correlation, destination, action, user_id, user_name, at, silence
+                "SELECT correlation, destination, action, user_id, user_name, at, silence,
+                     until_cleared
                  FROM alert_actions WHERE correlation = $1 ORDER BY at, key",
                 &[&correlation],
             )
@@ -463,6 +477,7 @@ impl Postgres {
                 user_name: row.get(4),
                 at: row.get(5),
                 silence: row.get(6),
+                until_cleared: row.get(7),
             })
             .collect())
     }
@@ -800,8 +815,9 @@ async fn act(tx: &Transaction<'_>, action: &NewAction, now: i64) -> Result<Appli
     let kept = tx
         .execute(
             "INSERT INTO alert_actions
-                 (key, correlation, destination, action, user_id, user_name, at, silence)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING",
+                 (key, correlation, destination, action, user_id, user_name, at, silence,
+                  until_cleared)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (key) DO NOTHING",
             &[
                 &action.key,
                 &row.correlation,
@@ -811,6 +827,7 @@ async fn act(tx: &Transaction<'_>, action: &NewAction, now: i64) -> Result<Appli
                 &row.user_name,
                 &row.at,
                 &row.silence,
+                &row.until_cleared,
             ],
         )
         .await
@@ -1075,6 +1092,15 @@ async fn unsilence(
     open_windows: &[String],
     now: i64,
 ) -> Result<Vec<String>, StoreError> {
+    // A silence made from a message "until cleared" ends once its alert has cleared.
+    tx.execute(
+        "UPDATE silences SET ends_at = $1 WHERE ends_at > $1 AND id IN (
+             SELECT a.silence FROM alert_actions a JOIN events e ON e.correlation = a.correlation
+             WHERE a.until_cleared AND e.phase = 'clear' AND e.received_at >= a.at)",
+        &[&now],
+    )
+    .await
+    .map_err(pg)?;
     let rows = tx
         .query(
             "UPDATE deliveries d SET state = 'pending', unsilence = false, next_attempt_at = $1,

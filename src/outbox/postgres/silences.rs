@@ -60,10 +60,7 @@ fn row(row: &Row) -> SilenceRow {
     }
 }
 
-pub(super) async fn insert(
-    conn: &impl GenericClient,
-    s: &SilenceRow,
-) -> Result<(), StoreError> {
+pub(super) async fn insert(conn: &impl GenericClient, s: &SilenceRow) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO silences (id, matchers, starts_at, ends_at, comment, created_by, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -192,10 +192,25 @@ impl Sqlite {
         .await
     }
 
+    pub async fn alert_event(&self, correlation: String) -> Result<Option<String>, StoreError> {
+        off_runtime(&self.stats, move |conn| {
+            let normalized = conn
+                .prepare_cached(
+                    "SELECT normalized FROM events WHERE correlation = ?1
+                     ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row(params![correlation], |row| row.get(0))
+                .optional()?;
+            Ok(normalized.flatten())
+        })
+        .await
+    }
+
     pub async fn actions(&self, correlation: String) -> Result<Vec<ActionRow>, StoreError> {
         off_runtime(&self.stats, move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT correlation, destination, action, user_id, user_name, at, silence
+                "SELECT correlation, destination, action, user_id, user_name, at, silence,
+                     until_cleared
                  FROM alert_actions WHERE correlation = ?1 ORDER BY at, key",
             )?;
             let rows = statement.query_map(params![correlation], |row| {
@@ -207,6 +222,7 @@ impl Sqlite {
                     user_name: row.get(4)?,
                     at: row.get(5)?,
                     silence: row.get(6)?,
+                    until_cleared: row.get(7)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -162,7 +162,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         user_id TEXT NOT NULL,
         user_name TEXT NOT NULL,
         at INTEGER NOT NULL,
-        silence TEXT
+        silence TEXT,
+        until_cleared INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX alert_actions_alert ON alert_actions (correlation, at);
     ALTER TABLE deliveries ADD COLUMN refresh INTEGER NOT NULL DEFAULT 0;

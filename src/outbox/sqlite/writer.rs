@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
-use crate::outbox::{NewAction, NewEvent};
 use crate::outbox::disposition::{Disposition, Row, Trigger, disposition};
 use crate::outbox::writes::{Applied, Write, answer};
 use crate::outbox::{
     Accepted, BuildNotification, DueGroup, FLUSH_BATCH, Finish, Joining, Member, StoreError,
     Wakers, now_ms,
 };
+use crate::outbox::{NewAction, NewEvent};
 
 /// Writes taken into one transaction at most; enough to absorb every open connection at once.
 const MAX_BATCH: usize = 1024;
@@ -460,8 +460,9 @@ fn act(
     let kept = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO alert_actions
-                 (key, correlation, destination, action, user_id, user_name, at, silence)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 (key, correlation, destination, action, user_id, user_name, at, silence,
+                  until_cleared)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             action.key,
@@ -471,7 +472,8 @@ fn act(
             row.user_id,
             row.user_name,
             row.at,
-            row.silence
+            row.silence,
+            row.until_cleared
         ])?;
     if kept == 0 {
         return Ok(Applied::Acted(false, Vec::new()));
@@ -510,6 +512,13 @@ fn unsilence(
     open_windows: &[String],
     now: i64,
 ) -> Result<Vec<String>, rusqlite::Error> {
+    // A silence made from a message "until cleared" ends once its alert has cleared.
+    tx.prepare_cached(
+        "UPDATE silences SET ends_at = ?1 WHERE ends_at > ?1 AND id IN (
+             SELECT a.silence FROM alert_actions a JOIN events e ON e.correlation = a.correlation
+             WHERE a.until_cleared = 1 AND e.phase = 'clear' AND e.received_at >= a.at)",
+    )?
+    .execute(params![now])?;
     let open = serde_json::to_string(open_windows).unwrap_or_else(|_| "[]".into());
     let mut statement = tx.prepare_cached(
         "UPDATE deliveries SET state = 'pending', unsilence = 0, next_attempt_at = ?1,
