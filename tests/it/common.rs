@@ -149,6 +149,8 @@ pub struct Peer {
     held: tokio::sync::watch::Sender<bool>,
     /// Playing Slack: the messages of its one channel, oldest first, as Slack keeps them.
     slack: Arc<Mutex<Vec<Value>>>,
+    /// Playing Slack: the Socket Mode URL `apps.connections.open` gives.
+    socket: Arc<Mutex<Option<String>>>,
 }
 
 /// Queued answers first, then the default one.
@@ -169,6 +171,8 @@ impl Peer {
         let queue = replies.clone();
         let slack = Arc::new(Mutex::new(Vec::new()));
         let channel = slack.clone();
+        let socket: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let socket_url = socket.clone();
         let (held, gate) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             loop {
@@ -179,12 +183,14 @@ impl Peer {
                 let queue = queue.clone();
                 let gate = gate.clone();
                 let channel = channel.clone();
+                let socket_url = socket_url.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                         let tx = tx.clone();
                         let queue = queue.clone();
                         let mut gate = gate.clone();
                         let channel = channel.clone();
+                        let socket_url = socket_url.lock().unwrap().clone();
                         async move {
                             let path = request.uri().path().to_owned();
                             let target = request.uri().to_string();
@@ -203,7 +209,14 @@ impl Peer {
                                     .unwrap_or_else(|| replies.default.clone())
                             };
                             let query = target.split_once('?').map_or("", |(_, q)| q).to_owned();
-                            let slack = slack_answer(&reply, &path, &query, &body, &channel);
+                            let slack = slack_answer(
+                                &reply,
+                                &path,
+                                &query,
+                                &body,
+                                &channel,
+                                socket_url.as_deref(),
+                            );
                             let _ = tx.send(Recorded {
                                 at: Instant::now(),
                                 status: reply.status(),
@@ -232,7 +245,13 @@ impl Peer {
             replies,
             held,
             slack,
+            socket,
         }
+    }
+
+    /// Playing Slack: `apps.connections.open` gives `url` from now on.
+    pub fn slack_socket_at(&self, url: &str) {
+        *self.socket.lock().unwrap() = Some(url.to_owned());
     }
 
     /// Playing Slack: the messages in its channel now (thread replies left out), oldest first.
@@ -316,10 +335,19 @@ fn slack_answer(
     query: &str,
     body: &[u8],
     channel: &Mutex<Vec<Value>>,
+    socket_url: Option<&str>,
 ) -> Option<(Option<String>, String)> {
     static NEXT_TS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     match reply {
         Reply::SlackError(code) => Some((None, json!({"ok": false, "error": code}).to_string())),
+        // <https://docs.slack.dev/reference/methods/apps.connections.open>: a WebSocket URL.
+        Reply::SlackOk if path.ends_with("/apps.connections.open") => Some((
+            None,
+            match socket_url {
+                Some(url) => json!({"ok": true, "url": url}).to_string(),
+                None => json!({"ok": false, "error": "internal_error"}).to_string(),
+            },
+        )),
         Reply::SlackOk if path.ends_with("/auth.test") => Some((
             None,
             json!({"ok": true, "user": "alertbot", "user_id": "U0BOT", "team": "Acme", "team_id": "T0ACME"})

@@ -29,6 +29,7 @@ mod retry;
 mod routing;
 mod secrets;
 mod silences;
+mod slack_app;
 mod sources;
 mod studio;
 mod studio_page;

@@ -844,7 +844,8 @@ async fn act(tx: &Transaction<'_>, action: &NewAction, now: i64) -> Result<Appli
     let latest = tx
         .query_opt(
             "SELECT e.id FROM events e JOIN deliveries d ON d.event = e.id
-             WHERE e.correlation = $1 AND d.destination = $2 AND d.state = 'done'
+             WHERE e.correlation = $1 AND d.destination = $2
+               AND d.state IN ('done', 'pending')
              ORDER BY e.id DESC LIMIT 1",
             &[&row.correlation, &row.destination],
         )
@@ -1236,10 +1237,11 @@ impl Reader {
                      WHERE d.destination = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
                        AND (d.lease_until IS NULL OR d.lease_until <= $2)
                        AND d.id <> ALL($4)
-                       AND NOT (e.phase IS NOT DISTINCT FROM 'clear' AND EXISTS (
+                       AND NOT ((e.phase IS NOT DISTINCT FROM 'clear' OR d.refresh) AND EXISTS (
                            SELECT 1 FROM events te JOIN deliveries t ON t.event = te.id
                            WHERE te.correlation = e.correlation
-                             AND te.id < e.id AND t.destination = d.destination
+                             AND te.id <= e.id AND t.id < d.id
+                             AND t.destination = d.destination
                              AND t.state = 'pending'))
                      ORDER BY d.next_attempt_at, d.id LIMIT $5
                      FOR UPDATE OF d SKIP LOCKED),

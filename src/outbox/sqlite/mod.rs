@@ -303,10 +303,10 @@ async fn off_runtime<T: Send + 'static>(
 // as the query itself). The unary plus stops that propagation; the index is used all the same.
 // `LIMIT +?4` likewise: a bare parameter there is read by the planner, and prepared again.
 //
-// A clear waits while anything of its alert accepted before it (its trigger; for a group's later
-// notification, the earlier ones) waits for the same destination (a reply needs the trigger's
-// message, and an update must not be overtaken by an older one); it comes with what the
-// destination kept of that message.
+// A clear, or a refresh of a message, waits while anything of its alert queued before it (its
+// trigger; for a group's later notification, the earlier ones; an earlier refresh) waits for the
+// same destination (a reply needs the trigger's message, and an update must not be overtaken by
+// an older one); it comes with what the destination kept of that message.
 const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body,
          th.thread, th.trigger_summary, e.normalized, d.silenced_by, d.refresh
      FROM deliveries d JOIN events e ON e.id = d.event
@@ -315,9 +315,9 @@ const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.bo
          AND th.correlation = e.correlation
      WHERE d.destination = +?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
        AND d.id NOT IN (SELECT value FROM json_each(?3))
-       AND NOT (e.phase = 'clear' AND EXISTS (
+       AND NOT ((e.phase = 'clear' OR d.refresh = 1) AND EXISTS (
            SELECT 1 FROM events te JOIN deliveries t ON t.event = te.id
-           WHERE te.correlation = e.correlation AND te.id < e.id
+           WHERE te.correlation = e.correlation AND te.id <= e.id AND t.id < d.id
              AND t.destination = d.destination AND t.state = 'pending'))
      ORDER BY d.next_attempt_at, d.id LIMIT +?4";
 const BACKLOG: &str = "SELECT state, COUNT(*) FROM deliveries

@@ -450,7 +450,7 @@ fn flush(
 }
 
 /// See `Outbox::act`: the action kept once, with the silence it makes or ends, and a refresh of
-/// the latest event of its alert that reached its destination.
+/// the latest event of its alert sent (or being sent) to its destination, which waits for that.
 fn act(
     tx: &rusqlite::Transaction,
     action: &NewAction,
@@ -487,7 +487,8 @@ fn act(
     let latest: Option<i64> = tx
         .prepare_cached(
             "SELECT e.id FROM events e JOIN deliveries d ON d.event = e.id
-             WHERE e.correlation = ?1 AND d.destination = ?2 AND d.state = 'done'
+             WHERE e.correlation = ?1 AND d.destination = ?2
+               AND d.state IN ('done', 'pending')
              ORDER BY e.id DESC LIMIT 1",
         )?
         .query_row(params![row.correlation, row.destination], |r| r.get(0))

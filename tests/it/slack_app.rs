@@ -1,0 +1,417 @@
+//! Acknowledge and Silence from the Slack message itself: the buttons on a trigger's message,
+//! clicks arriving by Socket Mode (a loopback fake of Slack's WebSocket, written from
+//! <https://docs.slack.dev/apis/events-api/using-socket-mode>: `hello` when ready, envelopes
+//! each acknowledged by its `envelope_id`, `disconnect` before Slack closes a connection) or at a
+//! signed Request URL, and what each click does: kept, shown by updating the message, a silence
+//! made and ended; refused for users outside `allowed_users` and for unsigned requests.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common;
+use common::{ChildRelay, Peer, Recorded, Reply, sample};
+
+const BOT_TOKEN: &str = "xoxb-1111-2222-SeCrEtBoT";
+const APP_TOKEN: &str = "xapp-1-A0APP-3333-SeCrEtApP";
+const SIGNING_SECRET: &str = "8f742231b10e8888abcd99SeCrEtSiGn";
+
+/// Slack's end of Socket Mode: each connection gets `hello`; what the relay sends back (the
+/// envelopes' acknowledgements) is recorded; the test sends envelopes, `disconnect`, or drops the
+/// socket.
+struct SlackSocket {
+    url: String,
+    /// Connections made so far.
+    connections: Arc<Mutex<usize>>,
+    /// To the connections open: a message to send, or `None` to drop the socket.
+    senders: Arc<Mutex<Vec<mpsc::UnboundedSender<Option<String>>>>>,
+    acks: tokio::sync::Mutex<mpsc::UnboundedReceiver<String>>,
+}
+
+impl SlackSocket {
+    async fn start() -> SlackSocket {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/link/?ticket=1", listener.local_addr().unwrap());
+        let connections = Arc::new(Mutex::new(0));
+        let senders: Arc<Mutex<Vec<mpsc::UnboundedSender<Option<String>>>>> = Arc::default();
+        let (ack_tx, acks) = mpsc::unbounded_channel();
+        let (counted, open) = (connections.clone(), senders.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    continue;
+                };
+                *counted.lock().unwrap() += 1;
+                let (tx, mut rx) = mpsc::unbounded_channel::<Option<String>>();
+                open.lock().unwrap().push(tx);
+                let ack_tx = ack_tx.clone();
+                tokio::spawn(async move {
+                    let hello = json!({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0APP"}});
+                    if socket.send(Message::text(hello.to_string())).await.is_err() {
+                        return;
+                    }
+                    loop {
+                        tokio::select! {
+                            out = rx.recv() => match out {
+                                Some(Some(text)) => {
+                                    if socket.send(Message::text(text)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                // Dropped: no close frame, the TCP connection just ends.
+                                _ => return,
+                            },
+                            incoming = socket.next() => match incoming {
+                                Some(Ok(Message::Text(text))) => {
+                                    let _ = ack_tx.send(text.to_string());
+                                }
+                                Some(Ok(_)) => {}
+                                _ => return,
+                            },
+                        }
+                    }
+                });
+            }
+        });
+        SlackSocket {
+            url,
+            connections,
+            senders,
+            acks: tokio::sync::Mutex::new(acks),
+        }
+    }
+
+    /// Waits until `count` connections have been made and the last one is open.
+    async fn until_connections(&self, count: usize) {
+        common::eventually("the relay connects to Slack's socket", async || match *self
+            .connections
+            .lock()
+            .unwrap()
+        {
+            made if made >= count => Ok(()),
+            made => Err(format!("{made} connections")),
+        })
+        .await;
+    }
+
+    /// Sends `text` on the latest connection.
+    fn send(&self, text: String) {
+        let senders = self.senders.lock().unwrap();
+        senders
+            .last()
+            .expect("a connection")
+            .send(Some(text))
+            .unwrap();
+    }
+
+    /// Sends `text` on every connection open (Slack may give an envelope to any of them; here,
+    /// to test that the store keeps a click once, to all).
+    fn send_to_all(&self, text: String) {
+        for sender in self.senders.lock().unwrap().iter() {
+            let _ = sender.send(Some(text.clone()));
+        }
+    }
+
+    /// Drops the latest connection without a word.
+    fn drop_latest(&self) {
+        let senders = self.senders.lock().unwrap();
+        let _ = senders.last().expect("a connection").send(None);
+    }
+
+    /// The next message the relay sent on a socket.
+    async fn next_ack(&self) -> Value {
+        let mut acks = self.acks.lock().await;
+        let text = tokio::time::timeout(Duration::from_secs(10), acks.recv())
+            .await
+            .expect("the relay acknowledged in time")
+            .expect("socket open");
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// A Slack Web API destination offering both buttons, and `app` as `[slack_app]`.
+fn config(peer: &Peer, app: &str) -> String {
+    format!(
+        r#"
+[storage]
+poll = "100ms"
+[delivery]
+backoff_min = "50ms"
+backoff_max = "200ms"
+
+[destinations.ops]
+kind = "slack"
+token = "{BOT_TOKEN}"
+channel = "C0TEST"
+api_url = "{api}"
+rate_limit = "unlimited"
+actions = ["ack", "silence"]
+
+[slack_app]
+allowed_users = ["U0ANA", "U0BO"]
+{app}
+"#,
+        api = peer.url("/api")
+    )
+}
+
+fn socket_mode(peer: &Peer) -> String {
+    format!(
+        "app_token = \"{APP_TOKEN}\"\napi_url = \"{}\"\n",
+        peer.url("/api")
+    )
+}
+
+/// A `block_actions` payload as Slack sends it when `user` clicks `action` (a button's
+/// `value`, or a menu's chosen option) on the message `ts`.
+fn click(user: &str, action_id: &str, value: &str, ts: &str, response_url: &str) -> Value {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let action_ts = format!(
+        "1765000000.{:06}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let action = match action_id {
+        "alert_relay_silence" => json!({
+            "type": "static_select", "action_id": action_id, "block_id": "b1",
+            "selected_option": {"text": {"type": "plain_text", "text": "1 h"}, "value": value},
+            "action_ts": action_ts,
+        }),
+        _ => json!({
+            "type": "button", "action_id": action_id, "block_id": "b1", "value": value,
+            "text": {"type": "plain_text", "text": "x"}, "action_ts": action_ts,
+        }),
+    };
+    json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.trim_start_matches("U0").to_lowercase(), "team_id": "T0ACME"},
+        "api_app_id": "A0APP",
+        "container": {"type": "message", "message_ts": ts, "channel_id": "C0TEST"},
+        "channel": {"id": "C0TEST", "name": "alerts"},
+        "response_url": response_url,
+        "actions": [action],
+    })
+}
+
+/// The Socket Mode envelope of an interaction.
+fn envelope(id: &str, payload: &Value) -> String {
+    json!({"envelope_id": id, "type": "interactive", "accepts_response_payload": false, "payload": payload}).to_string()
+}
+
+/// The next call to the fake's Web API that is not a read of the channel's history.
+async fn next_call(peer: &Peer) -> Recorded {
+    loop {
+        let call = peer.next().await;
+        if !call.path.ends_with("/conversations.history")
+            && !call.path.ends_with("/apps.connections.open")
+        {
+            return call;
+        }
+    }
+}
+
+fn method(call: &Recorded) -> &str {
+    call.path.rsplit('/').next().unwrap_or("")
+}
+
+/// Every text of a message, one per line.
+fn text(message: &Value) -> String {
+    common::strings(message).join("\n")
+}
+
+/// The `action_id`s of a message's buttons and menus.
+fn action_ids(message: &Value) -> Vec<String> {
+    (message["blocks"].as_array().into_iter().flatten())
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["action_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn metric(relay: &ChildRelay, line: &str) {
+    common::eventually(line, async || {
+        let metrics = relay.metrics(None).await;
+        match metrics.lines().any(|l| l == line) {
+            true => Ok(()),
+            false => Err(metrics),
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledge_and_silence_by_socket_mode() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::SlackOk);
+    let socket = SlackSocket::start().await;
+    peer.slack_socket_at(&socket.url);
+    let dir = common::config_dir(&config(&peer, &socket_mode(&peer)), &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    socket.until_connections(1).await;
+    metric(&relay, "alert_relay_slack_socket_connected 1").await;
+
+    // The trigger's message offers both.
+    assert_eq!(relay.post(sample("alert_trigger.json")).await.0, 200);
+    let posted = next_call(&peer).await;
+    assert_eq!(method(&posted), "chat.postMessage");
+    let ts = posted.ts.clone().unwrap();
+    assert_eq!(
+        action_ids(&posted.json()),
+        ["alert_relay_ack", "alert_relay_silence"]
+    );
+    let value = "ops|35541";
+    let answers = peer.url("/respond");
+
+    // Acknowledge: the envelope is acknowledged, the message says who and offers Unacknowledge.
+    let ack = click("U0ANA", "alert_relay_ack", value, &ts, &answers);
+    socket.send(envelope("e-1", &ack));
+    assert_eq!(socket.next_ack().await, json!({"envelope_id": "e-1"}));
+    let update = next_call(&peer).await;
+    assert_eq!(
+        (method(&update), update.json()["ts"].as_str()),
+        ("chat.update", Some(ts.as_str()))
+    );
+    assert!(
+        text(&update.json()).contains("Acknowledged by @ana at "),
+        "{}",
+        text(&update.json())
+    );
+    assert_eq!(
+        action_ids(&update.json()),
+        ["alert_relay_unack", "alert_relay_silence"]
+    );
+    // The same click again (Slack retries an envelope it thinks was missed): kept once.
+    socket.send(envelope("e-1b", &ack));
+    assert_eq!(socket.next_ack().await["envelope_id"], "e-1b");
+    metric(
+        &relay,
+        "alert_relay_slack_actions_total{action=\"ack\",outcome=\"duplicate\"} 1",
+    )
+    .await;
+
+    // Unacknowledge reverts it.
+    socket.send(envelope(
+        "e-2",
+        &click("U0BO", "alert_relay_unack", value, &ts, &answers),
+    ));
+    socket.next_ack().await;
+    let update = next_call(&peer).await;
+    assert!(!text(&update.json()).contains("Acknowledged by"));
+    assert_eq!(
+        action_ids(&update.json()),
+        ["alert_relay_ack", "alert_relay_silence"]
+    );
+
+    // Silence for an hour: a silence of the alert's source, rule and test, by the user.
+    let silence = click(
+        "U0ANA",
+        "alert_relay_silence",
+        &format!("1h|{value}"),
+        &ts,
+        &answers,
+    );
+    socket.send(envelope("e-3", &silence));
+    socket.next_ack().await;
+    let update = next_call(&peer).await;
+    assert!(
+        text(&update.json()).contains("Silenced by @ana until "),
+        "{}",
+        text(&update.json())
+    );
+    assert_eq!(
+        action_ids(&update.json()),
+        ["alert_relay_ack", "alert_relay_unsilence"]
+    );
+    let (ok, listed) = crate::noise::run(dir.path(), &["silence", "list"]).await;
+    assert!(ok, "{listed}");
+    assert!(
+        listed.contains("source=thousandeyes")
+            && listed.contains("rule=Default Page Load Alert Rule")
+            && listed.contains("ana (Slack U0ANA)"),
+        "{listed}"
+    );
+    metric(&relay, "alert_relay_silences_active 1").await;
+    // It mutes the next alert of that rule and test.
+    let next = sample("alert_trigger.json")
+        .replace("\"alertId\": 35541", "\"alertId\": 35599")
+        .replace("\"49-35541\"", "\"49-35599\"");
+    let (status, answer) = relay.post(next).await;
+    assert_eq!(status, 200, "{answer}");
+    metric(
+        &relay,
+        "alert_relay_events_silenced_total{by=\"silence\"} 1",
+    )
+    .await;
+
+    // A user not in allowed_users: told alone, nothing changes.
+    socket.send(envelope(
+        "e-4",
+        &click("U0EVE", "alert_relay_ack", value, &ts, &answers),
+    ));
+    socket.next_ack().await;
+    let told = next_call(&peer).await;
+    assert_eq!(told.path, "/respond");
+    assert_eq!(told.json()["response_type"], "ephemeral");
+    metric(
+        &relay,
+        "alert_relay_slack_actions_total{action=\"ack\",outcome=\"refused\"} 1",
+    )
+    .await;
+
+    // Unsilence ends it: the message loses the line, and the alert it held goes out.
+    socket.send(envelope(
+        "e-5",
+        &click("U0ANA", "alert_relay_unsilence", value, &ts, &answers),
+    ));
+    socket.next_ack().await;
+    let mut calls = vec![next_call(&peer).await, next_call(&peer).await];
+    calls.sort_by_key(|c| method(c).to_owned());
+    assert_eq!(method(&calls[0]), "chat.postMessage", "the alert it held");
+    assert_eq!(
+        calls[0].json()["metadata"]["event_payload"]["event"],
+        "49-35599"
+    );
+    assert_eq!(method(&calls[1]), "chat.update");
+    assert!(!text(&calls[1].json()).contains("Silenced by"));
+    metric(&relay, "alert_relay_silences_active 0").await;
+
+    // Slack's disconnect: the relay connects again and clicks still work.
+    socket.send(json!({"type": "disconnect", "reason": "refresh_requested"}).to_string());
+    socket.until_connections(2).await;
+    // A dropped socket: the relay connects again.
+    socket.drop_latest();
+    socket.until_connections(3).await;
+    metric(&relay, "alert_relay_slack_socket_connected 1").await;
+    socket.send(envelope(
+        "e-6",
+        &click("U0ANA", "alert_relay_ack", value, &ts, &answers),
+    ));
+    assert_eq!(socket.next_ack().await["envelope_id"], "e-6");
+    let update = next_call(&peer).await;
+    assert!(text(&update.json()).contains("Acknowledged by @ana"));
+
+    // The clear updates the message: the ack line stays, the buttons go.
+    assert_eq!(relay.post(sample("alert_clear.json")).await.0, 200);
+    let update = next_call(&peer).await;
+    assert_eq!(method(&update), "chat.update");
+    let shown = text(&update.json());
+    assert!(
+        shown.contains("Acknowledged by @ana") && shown.contains("cleared"),
+        "{shown}"
+    );
+    assert!(
+        action_ids(&update.json()).is_empty(),
+        "a cleared message has no buttons"
+    );
+
+    // No secret in the logs.
+    let logs = common::relay_logs(dir.path());
+    for secret in ["SeCrEtApP", "SeCrEtBoT"] {
+        assert!(!logs.contains(secret), "{secret} in the logs");
+    }
+    relay.kill_9();
+}
