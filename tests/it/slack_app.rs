@@ -368,7 +368,7 @@ async fn acknowledge_and_silence_by_socket_mode() {
         &click("U0ANA", "alert_relay_unsilence", value, &ts, &answers),
     ));
     socket.next_ack().await;
-    let mut calls = vec![next_call(&peer).await, next_call(&peer).await];
+    let mut calls = [next_call(&peer).await, next_call(&peer).await];
     calls.sort_by_key(|c| method(c).to_owned());
     assert_eq!(method(&calls[0]), "chat.postMessage", "the alert it held");
     assert_eq!(
@@ -414,4 +414,198 @@ async fn acknowledge_and_silence_by_socket_mode() {
         assert!(!logs.contains(secret), "{secret} in the logs");
     }
     relay.kill_9();
+}
+
+/// Posts `payload` to the Request URL form-encoded, signed with `secret` at `timestamp` (Unix
+/// seconds); `tamper` changes the body after signing. The status.
+async fn post_signed(
+    relay: &ChildRelay,
+    payload: &Value,
+    secret: &str,
+    timestamp: i64,
+    headers: bool,
+    tamper: bool,
+) -> u16 {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish();
+    let signature =
+        alert_relay::slack_app::signature::sign(secret, &timestamp.to_string(), body.as_bytes());
+    let sent = match tamper {
+        true => body.replace("U0ANA", "U0BO"),
+        false => body,
+    };
+    let mut request = common::client()
+        .post(format!("http://{}/slack/actions", relay.addr))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(sent);
+    if headers {
+        request = request
+            .header("x-slack-request-timestamp", timestamp.to_string())
+            .header("x-slack-signature", signature);
+    }
+    request
+        .send()
+        .await
+        .expect("the relay answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_url_acts_only_on_what_slack_signed() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::SlackOk);
+    let app = format!("signing_secret = \"{SIGNING_SECRET}\"\n");
+    let dir = common::config_dir(&config(&peer, &app), &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    assert_eq!(relay.post(sample("alert_trigger.json")).await.0, 200);
+    let ts = next_call(&peer).await.ts.unwrap();
+    let ack = click(
+        "U0ANA",
+        "alert_relay_ack",
+        "ops|35541",
+        &ts,
+        &peer.url("/respond"),
+    );
+    let now = chrono::Utc::now().timestamp();
+
+    // Refused, each with 401 and nothing done.
+    let refusals = [
+        ("a wrong secret", "not-the-secret", now, true, false),
+        ("a stale timestamp", SIGNING_SECRET, now - 301, true, false),
+        ("no signature headers", SIGNING_SECRET, now, false, false),
+        (
+            "a body changed after signing",
+            SIGNING_SECRET,
+            now,
+            true,
+            true,
+        ),
+    ];
+    for (what, secret, at, headers, tamper) in refusals {
+        assert_eq!(
+            post_signed(&relay, &ack, secret, at, headers, tamper).await,
+            401,
+            "{what}"
+        );
+    }
+    metric(&relay, "alert_relay_slack_signatures_refused_total 4").await;
+    // Signed: 200 at once, then the message is updated; the refused ones did nothing before it.
+    assert_eq!(
+        post_signed(&relay, &ack, SIGNING_SECRET, now, true, false).await,
+        200
+    );
+    let update = next_call(&peer).await;
+    assert_eq!(method(&update), "chat.update");
+    assert!(text(&update.json()).contains("Acknowledged by @ana"));
+    metric(
+        &relay,
+        "alert_relay_slack_actions_total{action=\"ack\",outcome=\"done\"} 1",
+    )
+    .await;
+    let (_, answer) = relay.post(String::new()).await;
+    assert!(answer.get("error").is_some(), "the server keeps serving");
+
+    // The secrets appear nowhere: logs, metrics, check.
+    let metrics = relay.metrics(None).await;
+    let (_, checked) = common::command(dir.path(), &["check"]);
+    let logs = common::relay_logs(dir.path());
+    for place in [&metrics, &checked, &logs] {
+        assert!(!place.contains("SeCrEtSiGn") && !place.contains("SeCrEtBoT"));
+    }
+    relay.kill_9();
+}
+
+/// What was done from a message outlives a `kill -9`: started again, the relay's clear still
+/// shows the ack, and the silence still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_and_silences_outlive_a_kill_9() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::SlackOk);
+    let socket = SlackSocket::start().await;
+    peer.slack_socket_at(&socket.url);
+    let dir = common::config_dir(&config(&peer, &socket_mode(&peer)), &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    socket.until_connections(1).await;
+    assert_eq!(relay.post(sample("alert_trigger.json")).await.0, 200);
+    let ts = next_call(&peer).await.ts.unwrap();
+    let answers = peer.url("/respond");
+    for (id, action, value) in [
+        ("k-1", "alert_relay_ack", "ops|35541"),
+        ("k-2", "alert_relay_silence", "4h|ops|35541"),
+    ] {
+        socket.send(envelope(id, &click("U0ANA", action, value, &ts, &answers)));
+        socket.next_ack().await;
+        assert_eq!(method(&next_call(&peer).await), "chat.update");
+    }
+    relay.kill_9();
+
+    let relay = ChildRelay::start(dir.path()).await;
+    socket.until_connections(2).await;
+    metric(&relay, "alert_relay_silences_active 1").await;
+    assert_eq!(relay.post(sample("alert_clear.json")).await.0, 200);
+    let update = next_call(&peer).await;
+    assert_eq!(
+        (method(&update), update.json()["ts"].as_str()),
+        ("chat.update", Some(ts.as_str()))
+    );
+    let shown = text(&update.json());
+    assert!(shown.contains("Acknowledged by @ana"), "{shown}");
+    relay.kill_9();
+}
+
+/// Two relays on one PostgreSQL store, each with its own Socket Mode connection, both given the
+/// same click: it is kept and shown once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
+async fn two_replicas_handle_a_click_once() {
+    let url = alert_relay::testing::fresh_postgres_database()
+        .await
+        .expect("a PostgreSQL server (RELAY_TEST_POSTGRES)");
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::SlackOk);
+    let socket = SlackSocket::start().await;
+    peer.slack_socket_at(&socket.url);
+    let dir = common::config_dir(&config(&peer, &socket_mode(&peer)), &[]);
+    let env = [("ALERT_RELAY_STORAGE__URL", url.expose().to_owned())];
+    let relays = [
+        ChildRelay::start_with_env(dir.path(), &env).await,
+        ChildRelay::start_with_env(dir.path(), &env).await,
+    ];
+    socket.until_connections(2).await;
+    assert_eq!(relays[0].post(sample("alert_trigger.json")).await.0, 200);
+    let ts = next_call(&peer).await.ts.unwrap();
+    let ack = click(
+        "U0ANA",
+        "alert_relay_ack",
+        "ops|35541",
+        &ts,
+        &peer.url("/respond"),
+    );
+    socket.send_to_all(envelope("p-1", &ack));
+    socket.next_ack().await;
+    socket.next_ack().await;
+    let update = next_call(&peer).await;
+    assert_eq!(method(&update), "chat.update");
+    // One kept it, the other found it kept.
+    for (outcome, relay) in [("done", 0), ("duplicate", 1)] {
+        let line =
+            format!("alert_relay_slack_actions_total{{action=\"ack\",outcome=\"{outcome}\"}} 1");
+        common::eventually(&line, async || {
+            let both = [relays[0].metrics(None).await, relays[1].metrics(None).await];
+            match both.iter().any(|m| m.lines().any(|l| l == line)) {
+                true => Ok(()),
+                false => Err(format!("relay {relay}: {both:?}")),
+            }
+        })
+        .await;
+    }
+    assert!(
+        peer.next_within(Duration::from_millis(500)).await.is_none(),
+        "the message is updated once"
+    );
+    for relay in relays {
+        relay.kill_9();
+    }
 }
