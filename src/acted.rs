@@ -7,7 +7,6 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::noise::Silences;
 use crate::outbox::ActionRow;
 
 /// What a message may offer, as a destination's `actions` lists them.
@@ -74,8 +73,8 @@ pub struct Acted {
 }
 
 impl Acted {
-    /// From the actions kept for the alert, oldest first, and the silences in force at `now`.
-    pub fn from_actions(actions: &[ActionRow], silences: &Silences, now: i64) -> Acted {
+    /// From the actions kept for the alert, oldest first, at `now`.
+    pub fn from_actions(actions: &[ActionRow], now: i64) -> Acted {
         let mut acted = Acted::default();
         for action in actions {
             let at = crate::noise::silence::rfc3339(action.at);
@@ -89,8 +88,8 @@ impl Acted {
                 }
                 "unack" => acted.ack = None,
                 "silence" => {
-                    acted.silence = (action.silence.as_deref())
-                        .and_then(|id| silences.ends_at(id, now))
+                    acted.silence = (action.silence_ends_at)
+                        .filter(|ends_at| *ends_at > now)
                         .zip(action.silence.clone())
                         .map(|(ends_at, id)| UserSilence {
                             id,
@@ -155,18 +154,17 @@ mod tests {
             at,
             silence: silence.map(str::to_owned),
             until_cleared: false,
+            silence_ends_at: silence.map(|_| 2_000),
         }
     }
 
     #[test]
     fn the_last_of_ack_and_unack_says() {
-        let silences = Silences::default();
         let acted = Acted::from_actions(
             &[
                 action("ack", "ana", 1_000, None),
                 action("unack", "bo", 2_000, None),
             ],
-            &silences,
             3_000,
         );
         assert_eq!(acted.ack, None);
@@ -176,21 +174,21 @@ mod tests {
                 action("unack", "bo", 2_000, None),
                 action("ack", "cy", 2_500, None),
             ],
-            &silences,
             3_000,
         );
         assert_eq!(acted.ack.map(|a| a.by), Some("cy".into()));
     }
 
     #[test]
-    fn a_silence_that_is_not_in_force_is_not_shown() {
-        let silences = Silences::default();
-        let acted = Acted::from_actions(
-            &[action("silence", "ana", 1_000, Some("abc"))],
-            &silences,
-            3_000,
+    fn a_silence_shows_while_it_lasts() {
+        let made = [action("silence", "ana", 1_000, Some("abc"))];
+        let acted = Acted::from_actions(&made, 1_500);
+        assert_eq!(acted.silence.map(|s| s.id), Some("abc".into()));
+        assert_eq!(
+            Acted::from_actions(&made, 3_000).silence,
+            None,
+            "it ended at 2,000"
         );
-        assert_eq!(acted.silence, None, "no such silence in force");
     }
 
     #[test]

@@ -88,7 +88,6 @@ pub async fn run(
         outbox: outbox.clone(),
         metrics: metrics.clone(),
         memory: memory.clone(),
-        silences: silences.clone(),
         concurrency: config.delivery.concurrency,
         backoff: config.delivery.backoff(),
         poll: config.storage.poll,

@@ -45,6 +45,8 @@
 //! - [`render`]: templates: lookup, the Handlebars registries and helpers, the context; the kind
 //!   facts decide escaping, validation and fallback.
 //! - [`relay`]: the relay's state: everything one config describes, and the one in force.
+//! - [`slack_app`]: `[slack_app]`: the clicks on the buttons of the relay's Slack messages, by
+//!   Socket Mode or a signed Request URL, kept once and acted on.
 //! - [`server`]: the one front door every listener goes through (`serve` with a `Handler`: which
 //!   connections hold a slot and for how long, each request's head checked before hyper reads it,
 //!   JSON refusals), and the ingest listener's handler: each source's path, the OAuth endpoints,

@@ -62,13 +62,6 @@ impl Silences {
         })
     }
 
-    /// When the silence `id` ends, if it is in force at `now`.
-    pub fn ends_at(&self, id: &str, now: i64) -> Option<i64> {
-        (self.current().iter())
-            .find(|s| s.id == id && s.is_active(now))
-            .map(|s| s.ends_at)
-    }
-
     /// How many are active at `now`.
     pub fn active(&self, now: i64) -> usize {
         self.current().iter().filter(|s| s.is_active(now)).count()

@@ -387,6 +387,8 @@ pub struct ActionRow {
     pub silence: Option<String>,
     /// A silence made to last until the alert clears: it ends then.
     pub until_cleared: bool,
+    /// When the silence it made or ended ends (or ended), as the store keeps it; read only.
+    pub silence_ends_at: Option<i64>,
 }
 
 /// One action to keep, in one commit with what it does in the store: once per `key` (a click

@@ -123,6 +123,7 @@ impl Clicks {
                 at: now,
                 silence: None,
                 until_cleared: false,
+                silence_ends_at: None,
             },
             add_silence: None,
             expire_silence: None,
@@ -221,9 +222,7 @@ impl Clicks {
     /// The silence someone made from the alert's message that is still in force.
     async fn user_silence(&self, correlation: &str, now: i64) -> Option<String> {
         let actions = self.outbox.actions(correlation).await.ok()?;
-        Acted::from_actions(&actions, &self.silences, now)
-            .silence
-            .map(|s| s.id)
+        Acted::from_actions(&actions, now).silence.map(|s| s.id)
     }
 
     /// Tells the user who clicked, and no one else (an ephemeral message through the click's

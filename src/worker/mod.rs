@@ -5,7 +5,6 @@
 mod health;
 
 use crate::acted::Acted;
-use crate::noise::Silences;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -120,8 +119,7 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// Room for parsed events, shared with the server.
     pub memory: Arc<Memory>,
-    /// The silences in force, for what a message shows of one made from it.
-    pub silences: Arc<Silences>,
+
     /// Attempts in flight at once for this destination.
     pub concurrency: usize,
     pub backoff: Backoff,
@@ -195,7 +193,6 @@ pub struct Pool {
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
     pub memory: Arc<Memory>,
-    pub silences: Arc<Silences>,
     /// Attempts in flight at once, per destination.
     pub concurrency: usize,
     pub backoff: Backoff,
@@ -225,7 +222,6 @@ impl Pool {
                 outbox: self.outbox.clone(),
                 metrics: self.metrics.clone(),
                 memory: self.memory.clone(),
-                silences: self.silences.clone(),
                 concurrency: self.concurrency,
                 backoff: self.backoff,
                 poll: self.poll,
@@ -550,11 +546,7 @@ impl Worker {
             return None;
         }
         match self.outbox.actions(correlation.key).await {
-            Ok(actions) => Some(Acted::from_actions(
-                &actions,
-                &self.silences,
-                crate::outbox::now_ms(),
-            )),
+            Ok(actions) => Some(Acted::from_actions(&actions, crate::outbox::now_ms())),
             Err(e) => {
                 warn!(destination = %self.name, event = %event.id, error = %e, "cannot read what was done from the alert's messages; the message shows none of it");
                 None

@@ -185,7 +185,7 @@ fn check_passes_the_shipped_templates_and_names_unknown_variables() {
         "the shipped templates use only what samples provide:\n{out}"
     );
     assert!(
-        out.contains("rendered 15 sample events for 5 destinations (125 messages)"),
+        out.contains("rendered 15 sample events for 5 destinations (295 messages)"),
         "{out}"
     );
 

@@ -460,9 +460,10 @@ impl Postgres {
         let conn = self.connection().await?;
         let rows = conn
             .query(
-                "SELECT correlation, destination, action, user_id, user_name, at, silence,
-                     until_cleared
-                 FROM alert_actions WHERE correlation = $1 ORDER BY at, key",
+                "SELECT a.correlation, a.destination, a.action, a.user_id, a.user_name, a.at,
+                     a.silence, a.until_cleared, s.ends_at
+                 FROM alert_actions a LEFT JOIN silences s ON s.id = a.silence
+                 WHERE a.correlation = $1 ORDER BY a.at, a.key",
                 &[&correlation],
             )
             .await
@@ -478,6 +479,7 @@ impl Postgres {
                 at: row.get(5),
                 silence: row.get(6),
                 until_cleared: row.get(7),
+                silence_ends_at: row.get(8),
             })
             .collect())
     }

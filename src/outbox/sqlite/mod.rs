@@ -209,9 +209,10 @@ impl Sqlite {
     pub async fn actions(&self, correlation: String) -> Result<Vec<ActionRow>, StoreError> {
         off_runtime(&self.stats, move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT correlation, destination, action, user_id, user_name, at, silence,
-                     until_cleared
-                 FROM alert_actions WHERE correlation = ?1 ORDER BY at, key",
+                "SELECT a.correlation, a.destination, a.action, a.user_id, a.user_name, a.at,
+                     a.silence, a.until_cleared, s.ends_at
+                 FROM alert_actions a LEFT JOIN silences s ON s.id = a.silence
+                 WHERE a.correlation = ?1 ORDER BY a.at, a.key",
             )?;
             let rows = statement.query_map(params![correlation], |row| {
                 Ok(ActionRow {
@@ -223,6 +224,7 @@ impl Sqlite {
                     at: row.get(5)?,
                     silence: row.get(6)?,
                     until_cleared: row.get(7)?,
+                    silence_ends_at: row.get(8)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
