@@ -106,7 +106,16 @@ impl Config {
                 };
                 Ok((name.clone(), target))
             })
-            .collect::<Result<_, ConfigError>>()?;
+            .collect::<Result<BTreeMap<String, Target>, ConfigError>>()?;
+        if config.slack_app.is_none()
+            && let Some((name, _)) =
+                (destinations.iter()).find(|(_, target)| !target.destination.offers().is_empty())
+        {
+            return Err(ConfigError::new(
+                format!("destinations.{name}.actions"),
+                "needs [slack_app]: how the clicks on the buttons reach the relay (Socket Mode or a Request URL)",
+            ));
+        }
         let server = &config.server;
         let metrics_token = match (&server.metrics_token, &server.metrics_token_file) {
             (None, None) => None,

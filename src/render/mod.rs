@@ -366,7 +366,7 @@ pub fn context(
 }
 
 /// `{key, state}` of the alert; `acknowledged` with `by` while someone has acknowledged it and
-/// it fires.
+/// it fires, and `by` still once it has cleared.
 fn correlation(event: &Event, acted: Option<&Acted>) -> Value {
     let Some(correlation) = event.correlation() else {
         return Value::Null;
@@ -377,7 +377,9 @@ fn correlation(event: &Event, acted: Option<&Acted>) -> Value {
             "state": "acknowledged",
             "by": ack.by,
         }),
-        _ => json!(correlation),
+        // Cleared after an ack: who had it stays said.
+        Some(ack) => json!({ "key": correlation.key, "state": correlation.state, "by": ack.by }),
+        None => json!(correlation),
     }
 }
 

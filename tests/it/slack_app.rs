@@ -609,3 +609,78 @@ async fn two_replicas_handle_a_click_once() {
         relay.kill_9();
     }
 }
+
+/// An ack shows beyond Slack: a webhook's later body of the alert says who had it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_hears_who_acknowledged_the_alert() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::SlackOk);
+    let hook = Peer::start().await;
+    let app = format!(
+        "signing_secret = \"{SIGNING_SECRET}\"\n[destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/hook")
+    );
+    let dir = common::config_dir(&config(&peer, &app), &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    assert_eq!(relay.post(sample("alert_trigger.json")).await.0, 200);
+    let ts = next_call(&peer).await.ts.unwrap();
+    assert_eq!(
+        hook.next().await.json()["correlation"]["state"],
+        "triggered"
+    );
+    let ack = click(
+        "U0ANA",
+        "alert_relay_ack",
+        "ops|35541",
+        &ts,
+        &peer.url("/respond"),
+    );
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        post_signed(&relay, &ack, SIGNING_SECRET, now, true, false).await,
+        200
+    );
+    assert_eq!(method(&next_call(&peer).await), "chat.update");
+    assert_eq!(relay.post(sample("alert_clear.json")).await.0, 200);
+    assert_eq!(
+        hook.next().await.json()["correlation"],
+        json!({"key": "35541", "state": "cleared", "by": "ana"})
+    );
+    relay.kill_9();
+}
+
+#[test]
+fn buttons_without_a_way_for_their_clicks_are_refused() {
+    let dir = common::config_dir(
+        &format!(
+            "[destinations.ops]\nkind = \"slack\"\ntoken = \"{BOT_TOKEN}\"\nchannel = \"C0TEST\"\nactions = [\"ack\"]\n"
+        ),
+        &[],
+    );
+    let (ok, out) = common::command(dir.path(), &["check"]);
+    assert!(!ok);
+    assert!(
+        out.contains("destinations.ops.actions: needs [slack_app]"),
+        "{out}"
+    );
+    for (app, problem) in [
+        (
+            "app_token = \"xoxb-not-an-app-token\"",
+            "slack_app.app_token: is not an app-level token",
+        ),
+        (
+            "allowed_users = [\"ana\"]\nsigning_secret = \"s\"",
+            "slack_app.allowed_users: \"ana\" is not a Slack user id",
+        ),
+        ("path = \"/x\"", "slack_app: needs app_token"),
+    ] {
+        let dir = common::config_dir(
+            &format!("[destinations.out]\nkind = \"console\"\n[slack_app]\n{app}\n"),
+            &[],
+        );
+        let (ok, out) = common::command(dir.path(), &["check"]);
+        assert!(!ok, "{app}");
+        assert!(out.contains(problem), "{app}: {out}");
+        assert!(!out.contains("xoxb-not"), "no token quoted: {out}");
+    }
+}
