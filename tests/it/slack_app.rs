@@ -684,3 +684,65 @@ fn buttons_without_a_way_for_their_clicks_are_refused() {
         assert!(!out.contains("xoxb-not"), "no token quoted: {out}");
     }
 }
+
+/// A group's message offers the buttons too: a Silence there silences the group's fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_message_is_silenced_by_its_fields() {
+    let peer = Peer::start().await;
+    peer.answer_by_default(Reply::SlackOk);
+    let app = format!(
+        "signing_secret = \"{SIGNING_SECRET}\"\n[[routes]]\nto = [\"ops\"]\ngroup_by = [\"test\"]\ngroup_wait = \"1s\"\n"
+    );
+    let dir = common::config_dir(&config(&peer, &app), &[]);
+    let relay = ChildRelay::start(dir.path()).await;
+    for i in [1, 2] {
+        let body = format!(
+            r#"{{"eventType": "ALERT_NOTIFICATION_TRIGGER", "eventId": "g-{i}", "alert": {{"ruleName": "Latency-{i}", "testName": "checkout", "alertId": "{i}"}}}}"#
+        );
+        assert_eq!(relay.post(body).await.0, 200);
+    }
+    let parent = next_call(&peer).await;
+    assert_eq!(method(&parent), "chat.postMessage");
+    let ts = parent.ts.clone().unwrap();
+    let message = parent.json();
+    assert_eq!(
+        action_ids(&message),
+        ["alert_relay_ack", "alert_relay_silence"]
+    );
+    // The menu's "1 h" option, as the relay wrote it.
+    let option = (message["blocks"].as_array().unwrap().iter())
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap().clone())
+        .find(|e| e["action_id"] == "alert_relay_silence")
+        .map(|menu| menu["options"][0]["value"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert!(option.starts_with("1h|ops|group:"), "{option}");
+    let silence = click(
+        "U0ANA",
+        "alert_relay_silence",
+        &option,
+        &ts,
+        &peer.url("/respond"),
+    );
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        post_signed(&relay, &silence, SIGNING_SECRET, now, true, false).await,
+        200
+    );
+    // The group's thread reply, then the parent updated.
+    let update = loop {
+        let call = next_call(&peer).await;
+        if method(&call) == "chat.update" {
+            break call;
+        }
+    };
+    assert_eq!(update.json()["ts"], ts.as_str());
+    assert!(
+        text(&update.json()).contains("Silenced by @ana"),
+        "{}",
+        text(&update.json())
+    );
+    let (ok, listed) = crate::noise::run(dir.path(), &["silence", "list"]).await;
+    assert!(ok && listed.contains("test=checkout"), "{listed}");
+    relay.kill_9();
+}
