@@ -123,6 +123,12 @@ impl SlackSocket {
         let _ = senders.last().expect("a connection").send(None);
     }
 
+    /// Sends the click `payload` in the envelope `id`; returns once the relay acknowledged it.
+    async fn click(&self, id: &str, payload: &Value) {
+        self.send(envelope(id, payload));
+        assert_eq!(self.next_ack().await, json!({ "envelope_id": id }));
+    }
+
     /// The next message the relay sent on a socket.
     async fn next_ack(&self) -> Value {
         let mut acks = self.acks.lock().await;
@@ -268,8 +274,7 @@ async fn acknowledge_and_silence_by_socket_mode() {
 
     // Acknowledge: the envelope is acknowledged, the message says who and offers Unacknowledge.
     let ack = click("U0ANA", "alert_relay_ack", value, &ts, &answers);
-    socket.send(envelope("e-1", &ack));
-    assert_eq!(socket.next_ack().await, json!({"envelope_id": "e-1"}));
+    socket.click("e-1", &ack).await;
     let update = next_call(&peer).await;
     assert_eq!(
         (method(&update), update.json()["ts"].as_str()),
@@ -285,8 +290,7 @@ async fn acknowledge_and_silence_by_socket_mode() {
         ["alert_relay_unack", "alert_relay_silence"]
     );
     // The same click again (Slack retries an envelope it thinks was missed): kept once.
-    socket.send(envelope("e-1b", &ack));
-    assert_eq!(socket.next_ack().await["envelope_id"], "e-1b");
+    socket.click("e-1b", &ack).await;
     metric(
         &relay,
         "alert_relay_slack_actions_total{action=\"ack\",outcome=\"duplicate\"} 1",
@@ -294,11 +298,12 @@ async fn acknowledge_and_silence_by_socket_mode() {
     .await;
 
     // Unacknowledge reverts it.
-    socket.send(envelope(
-        "e-2",
-        &click("U0BO", "alert_relay_unack", value, &ts, &answers),
-    ));
-    socket.next_ack().await;
+    socket
+        .click(
+            "e-2",
+            &click("U0BO", "alert_relay_unack", value, &ts, &answers),
+        )
+        .await;
     let update = next_call(&peer).await;
     assert!(!text(&update.json()).contains("Acknowledged by"));
     assert_eq!(
@@ -314,8 +319,7 @@ async fn acknowledge_and_silence_by_socket_mode() {
         &ts,
         &answers,
     );
-    socket.send(envelope("e-3", &silence));
-    socket.next_ack().await;
+    socket.click("e-3", &silence).await;
     let update = next_call(&peer).await;
     assert!(
         text(&update.json()).contains("Silenced by @ana until "),
@@ -348,11 +352,12 @@ async fn acknowledge_and_silence_by_socket_mode() {
     .await;
 
     // A user not in allowed_users: told alone, nothing changes.
-    socket.send(envelope(
-        "e-4",
-        &click("U0EVE", "alert_relay_ack", value, &ts, &answers),
-    ));
-    socket.next_ack().await;
+    socket
+        .click(
+            "e-4",
+            &click("U0EVE", "alert_relay_ack", value, &ts, &answers),
+        )
+        .await;
     let told = next_call(&peer).await;
     assert_eq!(told.path, "/respond");
     assert_eq!(told.json()["response_type"], "ephemeral");
@@ -363,11 +368,12 @@ async fn acknowledge_and_silence_by_socket_mode() {
     .await;
 
     // Unsilence ends it: the message loses the line, and the alert it held goes out.
-    socket.send(envelope(
-        "e-5",
-        &click("U0ANA", "alert_relay_unsilence", value, &ts, &answers),
-    ));
-    socket.next_ack().await;
+    socket
+        .click(
+            "e-5",
+            &click("U0ANA", "alert_relay_unsilence", value, &ts, &answers),
+        )
+        .await;
     let mut calls = [next_call(&peer).await, next_call(&peer).await];
     calls.sort_by_key(|c| method(c).to_owned());
     assert_eq!(method(&calls[0]), "chat.postMessage", "the alert it held");
@@ -386,11 +392,12 @@ async fn acknowledge_and_silence_by_socket_mode() {
     socket.drop_latest();
     socket.until_connections(3).await;
     metric(&relay, "alert_relay_slack_socket_connected 1").await;
-    socket.send(envelope(
-        "e-6",
-        &click("U0ANA", "alert_relay_ack", value, &ts, &answers),
-    ));
-    assert_eq!(socket.next_ack().await["envelope_id"], "e-6");
+    socket
+        .click(
+            "e-6",
+            &click("U0ANA", "alert_relay_ack", value, &ts, &answers),
+        )
+        .await;
     let update = next_call(&peer).await;
     assert!(text(&update.json()).contains("Acknowledged by @ana"));
 
@@ -535,8 +542,9 @@ async fn acks_and_silences_outlive_a_kill_9() {
         ("k-1", "alert_relay_ack", "ops|35541"),
         ("k-2", "alert_relay_silence", "4h|ops|35541"),
     ] {
-        socket.send(envelope(id, &click("U0ANA", action, value, &ts, &answers)));
-        socket.next_ack().await;
+        socket
+            .click(id, &click("U0ANA", action, value, &ts, &answers))
+            .await;
         assert_eq!(method(&next_call(&peer).await), "chat.update");
     }
     relay.kill_9();
