@@ -180,7 +180,18 @@ impl Config {
         self.delivery.validate()?;
         self.studio.validate()?;
         if let Some(app) = &self.slack_app {
-            crate::slack_app::SlackApp::new(app, &self.base_dir)?;
+            let app = crate::slack_app::SlackApp::new(app, &self.base_dir)?;
+            if let Some(path) = app.request_path()
+                && let Some(source) = self.sources()?.at(path)
+            {
+                return Err(ConfigError::new(
+                    "slack_app.path",
+                    format!(
+                        "{path} is already the path of source {}",
+                        source.origin.name
+                    ),
+                ));
+            }
         }
         self.storage.postgres_url(&self.base_dir)?;
         if !self.sources.is_empty()

@@ -681,6 +681,10 @@ fn buttons_without_a_way_for_their_clicks_are_refused() {
             "slack_app.allowed_users: \"ana\" is not a Slack user id",
         ),
         ("path = \"/x\"", "slack_app: needs app_token"),
+        (
+            "signing_secret = \"s\"\npath = \"/\"",
+            "slack_app.path: / is already the path of source thousandeyes",
+        ),
     ] {
         let dir = common::config_dir(
             &format!("[destinations.out]\nkind = \"console\"\n[slack_app]\n{app}\n"),
