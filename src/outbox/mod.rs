@@ -880,22 +880,26 @@ impl Reader {
         now: i64,
         in_flight: Vec<i64>,
     ) -> Result<Option<Claim>, StoreError> {
-        Ok(self.due(destination, now, in_flight, 1).await?.pop())
+        Ok(self.due(destination, now, in_flight, 1, true).await?.pop())
     }
 
     /// Up to `limit` deliveries for `destination` due at `now` (unix ms), the first due first,
     /// leaving out the ids in `in_flight`, each with its event's body and, for a clear, what was
-    /// kept of its trigger: one query for several attempts.
+    /// kept of its trigger: one query for several attempts. `exclusive`: only where this relay
+    /// drives the destination (one replica of those sharing a store; a paced destination).
     pub async fn due(
         &self,
         destination: &str,
         now: i64,
         in_flight: Vec<i64>,
         limit: usize,
+        exclusive: bool,
     ) -> Result<Vec<Claim>, StoreError> {
         match self {
             Self::Sqlite(reader) => reader.due(destination, now, in_flight, limit).await,
-            Self::Postgres(reader) => reader.due(destination, now, in_flight, limit).await,
+            Self::Postgres(reader) => {
+                (reader.due(destination, now, in_flight, limit, exclusive)).await
+            }
         }
     }
 

@@ -376,7 +376,7 @@ async fn several_due_in_one_claim(outbox: Outbox, _: Location) {
             .map(|c| c.event_id.clone())
             .collect::<Vec<_>>()
     };
-    let first = reader.due("a", now_ms(), vec![], 2).await.unwrap();
+    let first = reader.due("a", now_ms(), vec![], 2, true).await.unwrap();
     assert_eq!(
         ids(&first),
         ["t1", "e2"],
@@ -384,7 +384,10 @@ async fn several_due_in_one_claim(outbox: Outbox, _: Location) {
     );
     assert!(first.iter().all(|c| c.body == b"{}"), "each with its body");
     let in_flight = first.iter().map(|c| c.id).collect();
-    let rest = reader.due("a", now_ms(), in_flight, 10).await.unwrap();
+    let rest = reader
+        .due("a", now_ms(), in_flight, 10, true)
+        .await
+        .unwrap();
     assert_eq!(
         ids(&rest),
         ["e3"],

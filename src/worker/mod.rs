@@ -383,7 +383,10 @@ impl Worker {
             // Registered before looking, so that a change between the look and the wait counts.
             let changed = self.outbox.changed(&self.name);
             let now = outbox::now_ms();
-            let mut due = self.due(reader, in_flight, now, limit).await.into_iter();
+            // A paced destination is driven by one replica (its pace is the destination's); an
+            // unpaced one by every replica at once, each claim kept to one by its lease.
+            let exclusive = target.pace.is_some();
+            let mut due = (self.due(reader, in_flight, now, limit, exclusive).await).into_iter();
             if let Some(claim) = due.next() {
                 let mut in_flight = lock(in_flight);
                 for claim in due {
@@ -412,9 +415,10 @@ impl Worker {
         in_flight: &Mutex<HashSet<i64>>,
         now: i64,
         limit: usize,
+        exclusive: bool,
     ) -> Vec<Claim> {
         let claimed: Vec<i64> = lock(in_flight).iter().copied().collect();
-        match reader.due(&self.name, now, claimed, limit).await {
+        match reader.due(&self.name, now, claimed, limit, exclusive).await {
             Ok(due) => due,
             Err(e) => {
                 error!(destination = %self.name, error = %e, "cannot read due deliveries");

@@ -423,3 +423,33 @@ async fn silences_are_shared_and_what_they_held_goes_out_once() {
         relay.kill_9();
     }
 }
+
+/// A replica hears of work another committed at once (`LISTEN`/`NOTIFY`), not at its next
+/// `storage.poll` (here a minute): whichever of two replicas takes an event, the one that drives
+/// the (paced) destination delivers it within half a second, each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (RELAY_TEST_POSTGRES, else 127.0.0.1:5432); .ci/run starts one"]
+async fn a_replica_hears_of_another_replicas_work_at_once() {
+    let peer = Peer::start().await;
+    let config = format!(
+        "[storage]\npoll = \"60s\"\n\
+         [destinations.hook]\nkind = \"webhook\"\nurl = \"{}\"\nrate_limit = \"1000/s\"\n",
+        peer.url("/hook")
+    );
+    let (_dir, relays) = replicas(2, &config).await;
+    let mut took = Vec::new();
+    for i in 0..6 {
+        let posted = tokio::time::Instant::now();
+        assert_eq!(relays[i % 2].post(event(&format!("wake-{i}"))).await.0, 200);
+        let delivered = peer.next().await;
+        assert_eq!(delivered.json()["payload"]["eventId"], format!("wake-{i}"));
+        took.push((delivered.at - posted).as_millis());
+    }
+    assert!(
+        took.iter().all(|ms| *ms < 500),
+        "each delivered at once, not at the next poll: {took:?} ms"
+    );
+    for relay in relays {
+        relay.kill_9();
+    }
+}

@@ -227,6 +227,7 @@ impl Postgres {
         let wakers: Arc<Wakers> = Arc::default();
         let (writer, queue) = Writer::new();
         tokio::spawn(write_loop(pool.clone(), queue, wakers.clone()));
+        tokio::spawn(listen(url.clone(), Arc::downgrade(&wakers)));
         Ok(Self {
             pool,
             writer,
@@ -406,6 +407,11 @@ impl Postgres {
             .map_err(pg)?;
             destinations.push(group.destination);
         }
+        notify(
+            &tx,
+            &destinations.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await?;
         tokio::time::timeout(WAIT, tx.commit())
             .await
             .map_err(|_| StoreError::Unavailable("PostgreSQL did not commit in time".into()))?
@@ -767,6 +773,84 @@ async fn write_loop(pool: Pool, mut queue: mpsc::Receiver<Write>, wakers: Arc<Wa
     }
 }
 
+/// The channel on which a commit that gives a destination new work says so to every replica
+/// (`NOTIFY`, delivered on commit), so that another replica's worker for that destination looks
+/// at once instead of at its next `storage.poll`. The payload: the destinations, comma-separated
+/// (their names have no comma).
+const WAKE_CHANNEL: &str = "alert_relay_work";
+
+/// Says to every replica, in `tx` (sent when it commits), that `destinations` have new work.
+async fn notify(tx: &Transaction<'_>, destinations: &[&str]) -> Result<(), StoreError> {
+    let mut names: Vec<&str> = destinations.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&WAKE_CHANNEL, &names.join(",")],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+/// While the store is open (`wakers` alive): listens on [`WAKE_CHANNEL`] on a connection of its
+/// own and wakes this replica's workers of the destinations named; connects again after a second
+/// when the connection fails (meanwhile `storage.poll` still finds the work).
+async fn listen(url: Secret, wakers: std::sync::Weak<Wakers>) {
+    use futures_util::StreamExt;
+    loop {
+        let connected = async {
+            let (config, tls) = client_config(&url)?;
+            let (client, mut connection) = tokio::time::timeout(WAIT, config.connect(tls))
+                .await
+                .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
+                .map_err(pg)?;
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            let statement = format!("LISTEN {WAKE_CHANNEL}");
+            {
+                let listening = client.batch_execute(&statement);
+                // The connection must be polled for the LISTEN to be answered.
+                tokio::pin!(listening);
+                loop {
+                    tokio::select! {
+                        done = &mut listening => { done.map_err(pg)?; break; }
+                        message = messages.next() => match message {
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => return Err(pg(e)),
+                            None => return Err(StoreError::Unavailable("the connection closed".into())),
+                        },
+                    }
+                }
+            }
+            while let Some(message) = messages.next().await {
+                let Some(wakers) = wakers.upgrade() else {
+                    return Ok(());
+                };
+                if let Ok(tokio_postgres::AsyncMessage::Notification(note)) = message {
+                    for name in note.payload().split(',') {
+                        wakers.get(name).notify_one();
+                    }
+                }
+            }
+            drop(client);
+            Err(StoreError::Unavailable("the connection closed".into()))
+        };
+        match connected.await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "not listening for other replicas' work; again in a second")
+            }
+        }
+        if wakers.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// How many times a write batch that met another's is tried again.
 const CONFLICT_RETRIES: usize = 3;
 
@@ -804,6 +888,21 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
             Write::Close { .. } => Applied::Done,
         });
     }
+    // What this batch gave new work to, for the other replicas' workers.
+    let mut woken: Vec<&str> = Vec::new();
+    for (write, applied) in batch.iter().zip(&results) {
+        match (write, applied) {
+            (Write::Accept { event, .. }, Applied::Accepted(Accepted::New { .. })) => {
+                woken.extend(event.to.iter().map(|to| to.destination.as_str()));
+            }
+            (Write::Finish { destination, .. }, _) => woken.push(destination),
+            (_, Applied::Queued(names) | Applied::Acted(_, names)) => {
+                woken.extend(names.iter().map(String::as_str));
+            }
+            _ => {}
+        }
+    }
+    notify(&tx, &woken).await?;
     tokio::time::timeout(WAIT, tx.commit())
         .await
         .map_err(|_| StoreError::Unavailable("PostgreSQL did not commit in time".into()))?
@@ -1209,7 +1308,8 @@ impl Reader {
 
     /// Claims up to `limit` deliveries for `destination` due at `now`, the first due first, not
     /// leased by anyone and not in `in_flight` here, and leases them for the lease time, if this
-    /// replica drives the destination (else none); each with its event and, for a clear, what
+    /// replica drives the destination or it is not `exclusive` (else none); each with its event
+    /// and, for a clear or a refresh, what
     /// was kept of its trigger. A clear waits while anything earlier of its alert (its trigger,
     /// a group's earlier notification) waits for the destination.
     pub async fn due(
@@ -1218,8 +1318,9 @@ impl Reader {
         now: i64,
         in_flight: Vec<i64>,
         limit: usize,
+        exclusive: bool,
     ) -> Result<Vec<Claim>, StoreError> {
-        if !self.drives(destination).await? {
+        if exclusive && !self.drives(destination).await? {
             return Ok(Vec::new());
         }
         let mut conn = connection(&self.pool).await?;
