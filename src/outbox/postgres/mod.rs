@@ -787,12 +787,13 @@ async fn notify(tx: &Transaction<'_>, destinations: &[&str]) -> Result<(), Store
     if names.is_empty() {
         return Ok(());
     }
-    tx.execute(
-        "SELECT pg_notify($1, $2)",
-        &[&WAKE_CHANNEL, &names.join(",")],
-    )
-    .await
-    .map_err(pg)?;
+    let statement = tx
+        .prepare_cached("SELECT pg_notify($1, $2)")
+        .await
+        .map_err(pg)?;
+    tx.execute(&statement, &[&WAKE_CHANNEL, &names.join(",")])
+        .await
+        .map_err(pg)?;
     Ok(())
 }
 
@@ -861,19 +862,35 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
     let mut conn = connection(pool).await?;
     let tx = conn.transaction().await.map_err(pg)?;
     let now = now_ms();
-    let mut results = Vec::with_capacity(batch.len());
-    for write in batch {
-        results.push(match write {
-            Write::Accept { event, .. } => Applied::Accepted(insert_event(&tx, event, now).await?),
+    // The accepts together, then the outcomes together; the rest one by one.
+    let events: Vec<&NewEvent> = (batch.iter())
+        .filter_map(|write| match write {
+            Write::Accept { event, .. } => Some(event),
+            _ => None,
+        })
+        .collect();
+    let mut accepted = accept_all(&tx, &events, now).await?.into_iter();
+    let finishes: Vec<(i64, &str, &Finish)> = (batch.iter())
+        .filter_map(|write| match write {
             Write::Finish {
                 id,
                 destination,
                 finish,
                 ..
-            } => {
-                record_finish(&tx, *id, destination, finish, now).await?;
-                Applied::Done
-            }
+            } => Some((*id, destination.as_str(), finish)),
+            _ => None,
+        })
+        .collect();
+    record_finishes(&tx, &finishes, now).await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for write in batch {
+        results.push(match write {
+            Write::Accept { .. } => Applied::Accepted(
+                accepted
+                    .next()
+                    .ok_or_else(|| StoreError::Write("an accept without its outcome".into()))?,
+            ),
+            Write::Finish { .. } => Applied::Done,
             Write::Probe { .. } => {
                 tx.execute("SELECT 1", &[]).await.map_err(pg)?;
                 Applied::Done
@@ -967,40 +984,139 @@ async fn act(tx: &Transaction<'_>, action: &NewAction, now: i64) -> Result<Appli
     Ok(Applied::Acted(true, vec![row.destination.clone()]))
 }
 
-async fn insert_event(
+/// The batch's accepts in few statements: their events in one (`UNNEST`, duplicates left out
+/// by the unique key, a key twice in the batch new only the first time), then each new event's
+/// deliveries decided (reading and writing the store only for a clear, a group, a silenced
+/// trigger's clear or a flap) and inserted all in one more. What became of each, in order.
+async fn accept_all(
     tx: &Transaction<'_>,
-    new: &NewEvent,
+    events: &[&NewEvent],
     now: i64,
-) -> Result<Accepted, StoreError> {
-    let (correlation, phase) = new.lifecycle();
-    let inserted = tx
-        .query_opt(
+) -> Result<Vec<Accepted>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let insert = tx
+        .prepare_cached(
             "INSERT INTO events (event_id, received_at, body, normalized, correlation, phase)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (event_id) DO NOTHING RETURNING id",
+             SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BYTEA[], $4::TEXT[], $5::TEXT[],
+                                  $6::TEXT[])
+             ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id",
+        )
+        .await
+        .map_err(pg)?;
+    let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+    let received: Vec<i64> = events.iter().map(|e| e.received_at).collect();
+    let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_slice()).collect();
+    let normalized: Vec<Option<&str>> = events.iter().map(|e| e.normalized.as_deref()).collect();
+    let correlations: Vec<Option<&str>> = events.iter().map(|e| e.lifecycle().0).collect();
+    let phases: Vec<Option<&str>> = events.iter().map(|e| e.lifecycle().1).collect();
+    let mut ids: std::collections::HashMap<String, i64> = tx
+        .query(
+            &insert,
             &[
-                &new.key,
-                &new.received_at,
-                &new.body,
-                &new.normalized,
-                &correlation,
-                &phase,
+                &keys,
+                &received,
+                &bodies,
+                &normalized,
+                &correlations,
+                &phases,
+            ],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|row| (row.get::<_, String>(1), row.get::<_, i64>(0)))
+        .collect();
+    let mut rows = NewRows::default();
+    let mut accepted = Vec::with_capacity(events.len());
+    for new in events {
+        // The first of a key in the batch takes its id; any later one is a duplicate.
+        let Some(event) = ids.remove(&new.key) else {
+            accepted.push(Accepted::Duplicate);
+            continue;
+        };
+        let flapped = deliveries(tx, new, event, now, &mut rows).await?;
+        accepted.push(Accepted::New {
+            deliveries: new.to.len(),
+            flapped,
+        });
+    }
+    rows.insert(tx, now).await?;
+    Ok(accepted)
+}
+
+/// New deliveries' rows, inserted together.
+#[derive(Default)]
+struct NewRows {
+    events: Vec<i64>,
+    destinations: Vec<String>,
+    states: Vec<&'static str>,
+    due: Vec<i64>,
+    silenced_by: Vec<Option<String>>,
+    unsilence: Vec<bool>,
+    held: Vec<bool>,
+    groups: Vec<Option<i64>>,
+}
+
+impl NewRows {
+    fn push(&mut self, event: i64, destination: &str, row: Row) {
+        self.events.push(event);
+        self.destinations.push(destination.to_owned());
+        self.states.push(row.state.as_str());
+        self.due.push(row.due);
+        self.silenced_by.push(row.silenced_by);
+        self.unsilence.push(row.unsilence);
+        self.held.push(row.held);
+        self.groups.push(row.group);
+    }
+
+    async fn insert(self, tx: &Transaction<'_>, now: i64) -> Result<(), StoreError> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
+                     updated_at, silenced_by, unsilence, held, grp)
+                 SELECT u.event, u.destination, u.state, 0, u.due, $9, u.silenced_by,
+                     u.unsilence, u.held, u.grp
+                 FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
+                             $6::BOOLEAN[], $7::BOOLEAN[], $8::BIGINT[])
+                     AS u(event, destination, state, due, silenced_by, unsilence, held, grp)",
+            )
+            .await
+            .map_err(pg)?;
+        tx.execute(
+            &statement,
+            &[
+                &self.events,
+                &self.destinations,
+                &self.states,
+                &self.due,
+                &self.silenced_by,
+                &self.unsilence,
+                &self.held,
+                &self.groups,
+                &now,
             ],
         )
         .await
         .map_err(pg)?;
-    let Some(row) = inserted else {
-        return Ok(Accepted::Duplicate);
-    };
-    let event: i64 = row.get(0);
-    let statement = tx
-        .prepare_cached(
-            "INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
-                 updated_at, silenced_by, unsilence, held, grp)
-             VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $9)",
-        )
-        .await
-        .map_err(pg)?;
+        Ok(())
+    }
+}
+
+/// Decides the deliveries of the new event `event` (see `outbox/disposition.rs`) into `rows`,
+/// doing in the store what a disposition asks there; whether a flap was found.
+async fn deliveries(
+    tx: &Transaction<'_>,
+    new: &NewEvent,
+    event: i64,
+    now: i64,
+    rows: &mut NewRows,
+) -> Result<bool, StoreError> {
+    let (correlation, phase) = new.lifecycle();
     let mut flapped = false;
     for to in &new.to {
         let destination = to.destination.as_str();
@@ -1047,27 +1163,9 @@ async fn insert_event(
                 Row::grouped(group, now)
             }
         };
-        tx.execute(
-            &statement,
-            &[
-                &event,
-                &destination,
-                &row.state.as_str(),
-                &row.due,
-                &now,
-                &row.silenced_by,
-                &row.unsilence,
-                &row.held,
-                &row.group,
-            ],
-        )
-        .await
-        .map_err(pg)?;
+        rows.push(event, destination, row);
     }
-    Ok(Accepted::New {
-        deliveries: new.to.len(),
-        flapped,
-    })
+    Ok(flapped)
 }
 
 /// What became of the latest trigger of the alert `correlation` at `destination`, if there is
@@ -1218,42 +1316,65 @@ async fn unsilence(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-async fn record_finish(
+/// The outcomes of attempts, in one statement (and one for each trigger's thread kept).
+async fn record_finishes(
     tx: &Transaction<'_>,
-    id: i64,
-    destination: &str,
-    finish: &Finish,
+    finishes: &[(i64, &str, &Finish)],
     now: i64,
 ) -> Result<(), StoreError> {
-    if let Finish::Done {
-        thread: Some(thread),
-        ..
-    } = finish
-    {
-        tx.execute(
-            "INSERT INTO threads (destination, correlation, thread, trigger_summary, created_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (destination, correlation) DO UPDATE SET thread = EXCLUDED.thread,
-                 trigger_summary = EXCLUDED.trigger_summary, created_at = EXCLUDED.created_at",
-            &[
-                &destination,
-                &thread.correlation,
-                &thread.thread,
-                &thread.trigger_summary,
-                &now,
-            ],
+    if finishes.is_empty() {
+        return Ok(());
+    }
+    for (_, destination, finish) in finishes {
+        if let Finish::Done {
+            thread: Some(thread),
+            ..
+        } = finish
+        {
+            tx.execute(
+                "INSERT INTO threads (destination, correlation, thread, trigger_summary, created_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (destination, correlation) DO UPDATE SET thread = EXCLUDED.thread,
+                     trigger_summary = EXCLUDED.trigger_summary, created_at = EXCLUDED.created_at",
+                &[
+                    destination,
+                    &thread.correlation,
+                    &thread.thread,
+                    &thread.trigger_summary,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        }
+    }
+    let mut ids = Vec::with_capacity(finishes.len());
+    let mut states = Vec::with_capacity(finishes.len());
+    let mut attempts = Vec::with_capacity(finishes.len());
+    let mut due = Vec::with_capacity(finishes.len());
+    let mut errors = Vec::with_capacity(finishes.len());
+    for (id, _, finish) in finishes {
+        let (state, tries, next, error) = finish.row(now);
+        ids.push(*id);
+        states.push(state.as_str());
+        attempts.push(tries as i32);
+        due.push(next);
+        errors.push(error);
+    }
+    let statement = tx
+        .prepare_cached(
+            "UPDATE deliveries d SET state = u.state, attempts = u.attempts,
+                 next_attempt_at = u.due, last_error = COALESCE(u.error, d.last_error),
+                 updated_at = $6, lease_until = NULL
+             FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::INTEGER[], $4::BIGINT[], $5::TEXT[])
+                 AS u(id, state, attempts, due, error)
+             WHERE d.id = u.id",
         )
         .await
         .map_err(pg)?;
-    }
-    let (state, attempts, due, error) = finish.row(now);
-    tx.execute(
-        "UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3,
-         last_error = COALESCE($4, last_error), updated_at = $5, lease_until = NULL WHERE id = $6",
-        &[&state.as_str(), &(attempts as i32), &due, &error, &now, &id],
-    )
-    .await
-    .map_err(pg)?;
+    tx.execute(&statement, &[&ids, &states, &attempts, &due, &errors, &now])
+        .await
+        .map_err(pg)?;
     Ok(())
 }
 
