@@ -705,9 +705,17 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
         }
     };
     let mut baseline_delivering = None;
+    let mut baseline_postgres = None;
     if let Some(binary) = baseline {
         baseline_delivering =
             Some(measure_relay(binary, duration, &webhook, 1, sink, "baseline").await);
+        if postgres.is_some()
+            && let Ok(url) = alert_relay::testing::fresh_postgres_database().await
+        {
+            let config = format!("[storage]\nurl = \"{}\"\n{webhook}", url.expose());
+            baseline_postgres =
+                Some(measure_relay(binary, duration, &config, 1, sink, "baseline-postgres").await);
+        }
     }
     let (bare, bare_addr) = start_bare().await;
     load(bare_addr, WARM_UP, "bare-warm").await;
@@ -757,6 +765,13 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
             *rss,
         ));
     }
+    if let (Some(binary), Some((load, rss, _, _))) = (baseline, &baseline_postgres) {
+        rows.push((
+            format!("BENCH_BASELINE_BIN ({binary}) on PostgreSQL, delivering to a webhook"),
+            load,
+            *rss,
+        ));
+    }
     for (name, l, rss) in rows {
         println!(
             "| {name} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {} | {:.1} |",
@@ -783,6 +798,13 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
     if let Some((load, _, delivered, seconds)) = &postgres {
         println!(
             "end to end, on PostgreSQL: {delivered} of {} accepted events in {seconds:.2} s = {:.0} deliveries/s",
+            load.accepted,
+            *delivered as f64 / seconds
+        );
+    }
+    if let Some((load, _, delivered, seconds)) = &baseline_postgres {
+        println!(
+            "end to end, BENCH_BASELINE_BIN on PostgreSQL: {delivered} of {} accepted events in {seconds:.2} s = {:.0} deliveries/s",
             load.accepted,
             *delivered as f64 / seconds
         );

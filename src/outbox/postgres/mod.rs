@@ -535,7 +535,7 @@ impl Postgres {
         Reader {
             pool: self.pool.clone(),
             lease: self.lease,
-            driver: tokio::sync::Mutex::new(None),
+            own: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -1383,35 +1383,85 @@ async fn record_finishes(
 pub struct Reader {
     pool: Pool,
     lease: Duration,
-    driver: tokio::sync::Mutex<Option<Driver>>,
+    own: tokio::sync::Mutex<Option<Own>>,
 }
 
-/// The connection that holds (or tries for) a destination's advisory lock, out of the pool: the
-/// lock lives as long as the connection.
-struct Driver {
+/// A worker's own connection, out of the pool: it holds (or tries for) the destination's
+/// advisory lock, which lives as long as the connection, and makes the claims, each one
+/// statement that commits by itself without waiting for the disk (a lease lost in a database
+/// crash only makes the delivery claimable again, which at-least-once allows).
+struct Own {
     client: deadpool_postgres::ClientWrapper,
     holds: bool,
+    claim: tokio_postgres::Statement,
 }
 
+/// Claims up to `$5` due deliveries of `$1` at `$2` not leased and not in `$4`, leasing them
+/// until `$3`; a clear or a refresh waits while anything queued before it for its alert waits.
+const CLAIM: &str = "WITH due AS (
+         SELECT d.id, d.lease_until IS NOT NULL AS was_leased
+         FROM deliveries d JOIN events e ON e.id = d.event
+         WHERE d.destination = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
+           AND (d.lease_until IS NULL OR d.lease_until <= $2)
+           AND d.id <> ALL($4)
+           AND NOT ((e.phase IS NOT DISTINCT FROM 'clear' OR d.refresh) AND EXISTS (
+               SELECT 1 FROM events te JOIN deliveries t ON t.event = te.id
+               WHERE te.correlation = e.correlation
+                 AND te.id <= e.id AND t.id < d.id
+                 AND t.destination = d.destination
+                 AND t.state = 'pending'))
+         ORDER BY d.next_attempt_at, d.id LIMIT $5
+         FOR UPDATE OF d SKIP LOCKED),
+     leased AS (
+         UPDATE deliveries SET lease_until = $3 FROM due WHERE deliveries.id = due.id
+         RETURNING deliveries.id, deliveries.attempts, deliveries.event,
+             deliveries.next_attempt_at, due.was_leased, deliveries.silenced_by,
+             deliveries.refresh)
+     SELECT l.id, l.attempts, e.event_id, e.received_at, e.body, th.thread,
+         th.trigger_summary, e.normalized, l.was_leased, l.silenced_by, l.refresh
+     FROM leased l JOIN events e ON e.id = l.event
+     LEFT JOIN threads th ON (e.phase = 'clear' OR l.refresh)
+         AND th.destination = $1 AND th.correlation = e.correlation
+     ORDER BY l.next_attempt_at, l.id";
+
 impl Reader {
+    /// This worker's own connection, made now if it has none (or lost it).
+    async fn own<'a>(
+        &self,
+        own: &'a mut Option<Own>,
+    ) -> Result<&'a mut Own, StoreError> {
+        if own.as_ref().is_some_and(|o| o.client.is_closed()) {
+            *own = None;
+        }
+        if own.is_none() {
+            let client = deadpool_postgres::Object::take(connection(&self.pool).await?);
+            let ready = async {
+                client
+                    .batch_execute("SET synchronous_commit = off")
+                    .await?;
+                client.prepare(CLAIM).await
+            };
+            let claim = tokio::time::timeout(WAIT, ready)
+                .await
+                .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
+                .map_err(pg)?;
+            *own = Some(Own {
+                client,
+                holds: false,
+                claim,
+            });
+        }
+        own.as_mut()
+            .ok_or_else(|| StoreError::Unavailable("no connection".into()))
+    }
+
     /// Whether this replica drives `destination`: it holds the destination's advisory lock, or
     /// takes it now because no other replica does.
-    async fn drives(&self, destination: &str) -> Result<bool, StoreError> {
-        let mut driver = self.driver.lock().await;
-        if driver.as_ref().is_some_and(|d| d.client.is_closed()) {
-            *driver = None;
-        }
-        let driver = match driver.as_mut() {
-            Some(driver) => driver,
-            None => driver.insert(Driver {
-                client: deadpool_postgres::Object::take(connection(&self.pool).await?),
-                holds: false,
-            }),
-        };
-        if !driver.holds {
-            driver.holds = tokio::time::timeout(
+    async fn drives(&self, own: &mut Own, destination: &str) -> Result<bool, StoreError> {
+        if !own.holds {
+            own.holds = tokio::time::timeout(
                 WAIT,
-                driver.client.query_one(
+                own.client.query_one(
                     "SELECT pg_try_advisory_lock($1, hashtext($2))",
                     &[&DRIVE_CLASS, &destination],
                 ),
@@ -1420,19 +1470,17 @@ impl Reader {
             .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
             .map_err(pg)?
             .get(0);
-            if driver.holds {
+            if own.holds {
                 tracing::info!(destination, "this replica now drives the destination");
             }
         }
-        Ok(driver.holds)
+        Ok(own.holds)
     }
 
     /// Claims up to `limit` deliveries for `destination` due at `now`, the first due first, not
     /// leased by anyone and not in `in_flight` here, and leases them for the lease time, if this
     /// replica drives the destination or it is not `exclusive` (else none); each with its event
-    /// and, for a clear or a refresh, what
-    /// was kept of its trigger. A clear waits while anything earlier of its alert (its trigger,
-    /// a group's earlier notification) waits for the destination.
+    /// and, for a clear or a refresh, what was kept of its trigger's message (see [`CLAIM`]).
     pub async fn due(
         &self,
         destination: &str,
@@ -1441,50 +1489,23 @@ impl Reader {
         limit: usize,
         exclusive: bool,
     ) -> Result<Vec<Claim>, StoreError> {
-        if exclusive && !self.drives(destination).await? {
+        let mut own = self.own.lock().await;
+        let own = self.own(&mut own).await?;
+        if exclusive && !self.drives(own, destination).await? {
             return Ok(Vec::new());
         }
-        let mut conn = connection(&self.pool).await?;
-        let tx = conn.transaction().await.map_err(pg)?;
-        // A lease need not wait for the disk: one lost in a database crash only makes the
-        // delivery claimable again, which at-least-once allows.
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await
-            .map_err(pg)?;
         let until = now + self.lease.as_millis() as i64;
         let limit = limit as i64;
-        let rows = tx
-            .query(
-                "WITH due AS (
-                     SELECT d.id, d.lease_until IS NOT NULL AS was_leased
-                     FROM deliveries d JOIN events e ON e.id = d.event
-                     WHERE d.destination = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2
-                       AND (d.lease_until IS NULL OR d.lease_until <= $2)
-                       AND d.id <> ALL($4)
-                       AND NOT ((e.phase IS NOT DISTINCT FROM 'clear' OR d.refresh) AND EXISTS (
-                           SELECT 1 FROM events te JOIN deliveries t ON t.event = te.id
-                           WHERE te.correlation = e.correlation
-                             AND te.id <= e.id AND t.id < d.id
-                             AND t.destination = d.destination
-                             AND t.state = 'pending'))
-                     ORDER BY d.next_attempt_at, d.id LIMIT $5
-                     FOR UPDATE OF d SKIP LOCKED),
-                 leased AS (
-                     UPDATE deliveries SET lease_until = $3 FROM due WHERE deliveries.id = due.id
-                     RETURNING deliveries.id, deliveries.attempts, deliveries.event,
-                         deliveries.next_attempt_at, due.was_leased, deliveries.silenced_by,
-                         deliveries.refresh)
-                 SELECT l.id, l.attempts, e.event_id, e.received_at, e.body, th.thread,
-                     th.trigger_summary, e.normalized, l.was_leased, l.silenced_by, l.refresh
-                 FROM leased l JOIN events e ON e.id = l.event
-                 LEFT JOIN threads th ON (e.phase = 'clear' OR l.refresh)
-                     AND th.destination = $1 AND th.correlation = e.correlation
-                 ORDER BY l.next_attempt_at, l.id",
+        let rows = tokio::time::timeout(
+            WAIT,
+            own.client.query(
+                &own.claim,
                 &[&destination, &now, &until, &in_flight, &limit],
-            )
-            .await
-            .map_err(pg)?;
-        tx.commit().await.map_err(pg)?;
+            ),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
+        .map_err(pg)?;
         Ok(rows
             .into_iter()
             .map(|row| Claim {
