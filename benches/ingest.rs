@@ -652,6 +652,8 @@ async fn run(duration: Duration) {
     );
     if parts.contains("throughput") {
         throughput(duration, &sink, baseline.as_deref()).await;
+    } else if parts.contains("postgres") {
+        postgres_only(duration, &sink, baseline.as_deref()).await;
     }
     if parts.contains("memory") {
         memory(&sink, baseline.as_deref()).await;
@@ -666,6 +668,36 @@ async fn run(duration: Duration) {
                 slowest.as_secs_f64() * 1e3
             );
         }
+    }
+}
+
+/// `BENCH_PARTS=postgres`: the PostgreSQL rows alone (this build, and `baseline` when given), each
+/// on a fresh database, delivering to one webhook.
+async fn postgres_only(duration: Duration, sink: &Sink, baseline: Option<&str>) {
+    let webhook = format!(
+        "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nrate_limit = \"unlimited\"\n",
+        sink.addr
+    );
+    for (name, binary) in
+        std::iter::once(("this build", RELAY)).chain(baseline.map(|b| ("BENCH_BASELINE_BIN", b)))
+    {
+        let url = match alert_relay::testing::fresh_postgres_database().await {
+            Ok(url) => url,
+            Err(e) => return println!("(no PostgreSQL run: {e})"),
+        };
+        let config = format!("[storage]\nurl = \"{}\"\n{webhook}", url.expose());
+        let (load, rss, delivered, seconds) =
+            measure_relay(binary, duration, &config, 1, sink, "postgres").await;
+        println!(
+            "{name} on PostgreSQL: {:.0} accepted/s, {:.0} CPU µs per post, p50 {:.2} ms, p99 {:.2} ms, non-200 {}, peak RSS {rss:.1} MB; end to end {delivered} of {} in {seconds:.2} s = {:.0} deliveries/s",
+            load.accepted as f64 / load.elapsed.as_secs_f64(),
+            load.cpu_us_per_post,
+            load.p50_ms,
+            load.p99_ms,
+            load.other,
+            load.accepted,
+            delivered as f64 / seconds
+        );
     }
 }
 

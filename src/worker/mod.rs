@@ -378,7 +378,7 @@ impl Worker {
             // Unpaced and healthy: this slot, every free one, and as many again kept ready (a
             // claim is a round trip to PostgreSQL; those kept wait less than their lease).
             let limit = if target.pace.is_none() && healthy {
-                1 + slots.available_permits() + self.concurrency
+                1 + slots.available_permits()
             } else {
                 1
             };

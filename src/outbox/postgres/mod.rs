@@ -861,6 +861,17 @@ const CONFLICT_RETRIES: usize = 3;
 async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError> {
     let mut conn = connection(pool).await?;
     let tx = conn.transaction().await.map_err(pg)?;
+    // A batch of outcomes alone does not wait for the disk: a database crash may lose the last
+    // few, whose deliveries are then made again (at least once), as the SQLite store's promise
+    // is; an accepted event is on disk before its sender hears so.
+    if batch
+        .iter()
+        .all(|write| matches!(write, Write::Finish { .. }))
+    {
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(pg)?;
+    }
     let now = now_ms();
     // The accepts together, then the outcomes together; the rest one by one.
     let events: Vec<&NewEvent> = (batch.iter())
@@ -1426,18 +1437,19 @@ const CLAIM: &str = "WITH due AS (
 
 impl Reader {
     /// This worker's own connection, made now if it has none (or lost it).
-    async fn own<'a>(
-        &self,
-        own: &'a mut Option<Own>,
-    ) -> Result<&'a mut Own, StoreError> {
+    async fn own<'a>(&self, own: &'a mut Option<Own>) -> Result<&'a mut Own, StoreError> {
         if own.as_ref().is_some_and(|o| o.client.is_closed()) {
             *own = None;
         }
         if own.is_none() {
             let client = deadpool_postgres::Object::take(connection(&self.pool).await?);
             let ready = async {
+                // A generic plan of the claim, made for no particular destination and limit,
+                // can walk the whole backlog: each claim is planned for its own values.
                 client
-                    .batch_execute("SET synchronous_commit = off")
+                    .batch_execute(
+                        "SET synchronous_commit = off; SET plan_cache_mode = force_custom_plan",
+                    )
                     .await?;
                 client.prepare(CLAIM).await
             };
