@@ -212,20 +212,22 @@ pub fn windows(configs: &[WindowConfig]) -> Result<Vec<Window>, ConfigError> {
 mod tests {
     use super::*;
 
-    fn window(days: &[&str], start: &str, end: &str, zone: &str) -> Window {
-        Window::new(
-            0,
-            &WindowConfig {
-                name: "w".into(),
-                matchers: vec!["test=db".into()],
-                schedule: ScheduleConfig {
-                    days: days.iter().map(|d| d.to_string()).collect(),
-                    start: start.into(),
-                    end: end.into(),
-                    timezone: zone.into(),
-                },
+    /// A window named `w` over `test=db` with this schedule.
+    fn config(days: &[&str], start: &str, end: &str, zone: &str) -> WindowConfig {
+        WindowConfig {
+            name: "w".into(),
+            matchers: vec!["test=db".into()],
+            schedule: ScheduleConfig {
+                days: days.iter().map(|d| d.to_string()).collect(),
+                start: start.into(),
+                end: end.into(),
+                timezone: zone.into(),
             },
-        )
+        }
+    }
+
+    fn window(days: &[&str], start: &str, end: &str, zone: &str) -> Window {
+        Window::new(0, &config(days, start, end, zone))
         .unwrap()
     }
 
@@ -283,20 +285,8 @@ mod tests {
 
     #[test]
     fn every_day_in_utc_by_default() {
-        let w = Window::new(
-            0,
-            &WindowConfig {
-                name: "nightly".into(),
-                matchers: vec!["test=db".into()],
-                schedule: ScheduleConfig {
-                    days: vec![],
-                    start: "01:00".into(),
-                    end: "02:00".into(),
-                    timezone: utc(),
-                },
-            },
-        )
-        .unwrap();
+        // No days: every day; the zone the config defaults to.
+        let w = window(&[], "01:00", "02:00", &utc());
         for day in 1..=7 {
             assert!(w.is_open(at(&format!("2026-06-0{day}T01:30:00Z"))));
             assert!(!w.is_open(at(&format!("2026-06-0{day}T02:00:00Z"))));
@@ -306,21 +296,9 @@ mod tests {
     #[test]
     fn a_window_that_cannot_be_is_refused_with_its_key() {
         let bad = |days: &[&str], start: &str, end: &str, zone: &str| {
-            Window::new(
-                2,
-                &WindowConfig {
-                    name: "w".into(),
-                    matchers: vec!["test=db".into()],
-                    schedule: ScheduleConfig {
-                        days: days.iter().map(|d| d.to_string()).collect(),
-                        start: start.into(),
-                        end: end.into(),
-                        timezone: zone.into(),
-                    },
-                },
-            )
-            .unwrap_err()
-            .to_string()
+            Window::new(2, &config(days, start, end, zone))
+                .unwrap_err()
+                .to_string()
         };
         assert!(
             bad(&["someday"], "01:00", "02:00", "UTC").starts_with("maintenance[2].schedule.days")

@@ -155,17 +155,7 @@ pub(super) fn answer(
                     _ => Err(error()),
                 });
             }
-            Write::Flush { reply, .. } => {
-                let _ = reply.send(match result {
-                    Ok(Applied::Queued(destinations)) => {
-                        let count = destinations.len();
-                        woken.extend(destinations);
-                        Ok(count)
-                    }
-                    _ => Err(error()),
-                });
-            }
-            Write::Unsilence { reply, .. } => {
+            Write::Flush { reply, .. } | Write::Unsilence { reply, .. } => {
                 let _ = reply.send(match result {
                     Ok(Applied::Queued(destinations)) => {
                         let count = destinations.len();
