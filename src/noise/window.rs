@@ -227,8 +227,7 @@ mod tests {
     }
 
     fn window(days: &[&str], start: &str, end: &str, zone: &str) -> Window {
-        Window::new(0, &config(days, start, end, zone))
-        .unwrap()
+        Window::new(0, &config(days, start, end, zone)).unwrap()
     }
 
     fn at(text: &str) -> DateTime<Utc> {

@@ -742,3 +742,39 @@ async fn the_silences_page_previews_adds_and_expires_a_silence() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     relay.stop().await;
 }
+
+/// The bundled group notification in the studio: each kind previews its built-in group template
+/// (the Slack message with its counts and alerts, the Teams card, the email digest), accessible
+/// and within a phone's width, with nothing in the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (Debian packages chromium, chromium-driver); .ci/run installs and runs it"]
+async fn a_group_notification_previews_in_every_kind() {
+    let peer = Peer::start().await;
+    let (relay, browser) = studio_in_a_browser(&peer, "").await;
+    browser
+        .select("event", "sample:group/notification.json")
+        .await;
+    browser
+        .until(
+            "#preview-slack .bk-header",
+            "the group's Slack header",
+            |t| t == "🔴 2 firing: test=checkout",
+        )
+        .await;
+    let slack = browser.text("#preview-slack .visual").await;
+    assert!(
+        slack.contains("Default HTTP Alert Rule on checkout")
+            && slack.contains("2 firing · 1 cleared"),
+        "{slack}"
+    );
+    let teams = browser.text("#preview-teams .ac-facts").await;
+    assert!(teams.contains("2 firing · 1 cleared"), "{teams}");
+    let subject = browser.text("#preview-email .subject").await;
+    assert_eq!(subject, "Subject: [FIRING 2] test=checkout");
+    browser
+        .assert_accessible_and_fits("with a group notification")
+        .await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    relay.stop().await;
+}
