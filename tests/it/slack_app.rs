@@ -238,6 +238,18 @@ fn action_ids(message: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The next call, which must update the message `ts`: what it shows, and its buttons.
+async fn update_of(peer: &Peer, ts: &str) -> (String, Vec<String>) {
+    let call = next_call(peer).await;
+    let body = call.json();
+    assert_eq!(
+        (method(&call), body["ts"].as_str()),
+        ("chat.update", Some(ts)),
+        "{body}"
+    );
+    (text(&body), action_ids(&body))
+}
+
 async fn metric(relay: &ChildRelay, line: &str) {
     common::eventually(line, async || {
         let metrics = relay.metrics(None).await;
@@ -275,20 +287,9 @@ async fn acknowledge_and_silence_by_socket_mode() {
     // Acknowledge: the envelope is acknowledged, the message says who and offers Unacknowledge.
     let ack = click("U0ANA", "alert_relay_ack", value, &ts, &answers);
     socket.click("e-1", &ack).await;
-    let update = next_call(&peer).await;
-    assert_eq!(
-        (method(&update), update.json()["ts"].as_str()),
-        ("chat.update", Some(ts.as_str()))
-    );
-    assert!(
-        text(&update.json()).contains("Acknowledged by @ana at "),
-        "{}",
-        text(&update.json())
-    );
-    assert_eq!(
-        action_ids(&update.json()),
-        ["alert_relay_unack", "alert_relay_silence"]
-    );
+    let (shown, buttons) = update_of(&peer, &ts).await;
+    assert!(shown.contains("Acknowledged by @ana at "), "{shown}");
+    assert_eq!(buttons, ["alert_relay_unack", "alert_relay_silence"]);
     // The same click again (Slack retries an envelope it thinks was missed): kept once.
     socket.click("e-1b", &ack).await;
     metric(
@@ -304,12 +305,9 @@ async fn acknowledge_and_silence_by_socket_mode() {
             &click("U0BO", "alert_relay_unack", value, &ts, &answers),
         )
         .await;
-    let update = next_call(&peer).await;
-    assert!(!text(&update.json()).contains("Acknowledged by"));
-    assert_eq!(
-        action_ids(&update.json()),
-        ["alert_relay_ack", "alert_relay_silence"]
-    );
+    let (shown, buttons) = update_of(&peer, &ts).await;
+    assert!(!shown.contains("Acknowledged by"), "{shown}");
+    assert_eq!(buttons, ["alert_relay_ack", "alert_relay_silence"]);
 
     // Silence for an hour: a silence of the alert's source, rule and test, by the user.
     let silence = click(
@@ -320,16 +318,9 @@ async fn acknowledge_and_silence_by_socket_mode() {
         &answers,
     );
     socket.click("e-3", &silence).await;
-    let update = next_call(&peer).await;
-    assert!(
-        text(&update.json()).contains("Silenced by @ana until "),
-        "{}",
-        text(&update.json())
-    );
-    assert_eq!(
-        action_ids(&update.json()),
-        ["alert_relay_ack", "alert_relay_unsilence"]
-    );
+    let (shown, buttons) = update_of(&peer, &ts).await;
+    assert!(shown.contains("Silenced by @ana until "), "{shown}");
+    assert_eq!(buttons, ["alert_relay_ack", "alert_relay_unsilence"]);
     let (ok, listed) = crate::noise::run(dir.path(), &["silence", "list"]).await;
     assert!(ok, "{listed}");
     assert!(
@@ -398,22 +389,17 @@ async fn acknowledge_and_silence_by_socket_mode() {
             &click("U0ANA", "alert_relay_ack", value, &ts, &answers),
         )
         .await;
-    let update = next_call(&peer).await;
-    assert!(text(&update.json()).contains("Acknowledged by @ana"));
+    let (shown, _) = update_of(&peer, &ts).await;
+    assert!(shown.contains("Acknowledged by @ana"), "{shown}");
 
     // The clear updates the message: the ack line stays, the buttons go.
     assert_eq!(relay.post(sample("alert_clear.json")).await.0, 200);
-    let update = next_call(&peer).await;
-    assert_eq!(method(&update), "chat.update");
-    let shown = text(&update.json());
+    let (shown, buttons) = update_of(&peer, &ts).await;
     assert!(
         shown.contains("Acknowledged by @ana") && shown.contains("cleared"),
         "{shown}"
     );
-    assert!(
-        action_ids(&update.json()).is_empty(),
-        "a cleared message has no buttons"
-    );
+    assert!(buttons.is_empty(), "a cleared message has no buttons");
 
     // No secret in the logs.
     let logs = common::relay_logs(dir.path());
@@ -503,9 +489,8 @@ async fn a_request_url_acts_only_on_what_slack_signed() {
         post_signed(&relay, &ack, SIGNING_SECRET, now, true, false).await,
         200
     );
-    let update = next_call(&peer).await;
-    assert_eq!(method(&update), "chat.update");
-    assert!(text(&update.json()).contains("Acknowledged by @ana"));
+    let (shown, _) = update_of(&peer, &ts).await;
+    assert!(shown.contains("Acknowledged by @ana"), "{shown}");
     metric(
         &relay,
         "alert_relay_slack_actions_total{action=\"ack\",outcome=\"done\"} 1",
@@ -553,12 +538,7 @@ async fn acks_and_silences_outlive_a_kill_9() {
     socket.until_connections(2).await;
     metric(&relay, "alert_relay_silences_active 1").await;
     assert_eq!(relay.post(sample("alert_clear.json")).await.0, 200);
-    let update = next_call(&peer).await;
-    assert_eq!(
-        (method(&update), update.json()["ts"].as_str()),
-        ("chat.update", Some(ts.as_str()))
-    );
-    let shown = text(&update.json());
+    let (shown, _) = update_of(&peer, &ts).await;
     assert!(shown.contains("Acknowledged by @ana"), "{shown}");
     relay.kill_9();
 }
@@ -594,8 +574,7 @@ async fn two_replicas_handle_a_click_once() {
     socket.send_to_all(envelope("p-1", &ack));
     socket.next_ack().await;
     socket.next_ack().await;
-    let update = next_call(&peer).await;
-    assert_eq!(method(&update), "chat.update");
+    update_of(&peer, &ts).await;
     // One kept it, the other found it kept.
     for (outcome, relay) in [("done", 0), ("duplicate", 1)] {
         let line =
