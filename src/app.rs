@@ -120,9 +120,9 @@ pub async fn run(
         )),
     ];
     // Clicks on the buttons of Slack messages: by Socket Mode, or at a Request URL here.
-    let slack_clicks = match &config.slack_app {
+    let slack_clicks = match config.slack_app()? {
         Some(app) => Some(Arc::new(crate::slack_app::click::Clicks {
-            app: crate::slack_app::SlackApp::new(app, &config.base_dir)?,
+            app,
             live: live.clone(),
             outbox: outbox.clone(),
             silences: silences.clone(),

@@ -159,6 +159,27 @@ impl Config {
         })
     }
 
+    /// `[slack_app]` as the relay uses it (its secret files read), if set; it takes effect at
+    /// start, and `check` builds it to say what is wrong.
+    pub fn slack_app(&self) -> Result<Option<crate::slack_app::SlackApp>, ConfigError> {
+        let Some(app) = &self.slack_app else {
+            return Ok(None);
+        };
+        let app = crate::slack_app::SlackApp::new(app, &self.base_dir)?;
+        if let Some(path) = app.request_path()
+            && let Some(source) = self.sources()?.at(path)
+        {
+            return Err(ConfigError::new(
+                "slack_app.path",
+                format!(
+                    "{path} is already the path of source {}",
+                    source.origin.name
+                ),
+            ));
+        }
+        Ok(Some(app))
+    }
+
     /// The sources this config describes.
     pub fn sources(&self) -> Result<Sources, ConfigError> {
         Sources::new(&self.sources, &self.server.ingest_path)
@@ -179,20 +200,6 @@ impl Config {
         self.log.validate()?;
         self.delivery.validate()?;
         self.studio.validate()?;
-        if let Some(app) = &self.slack_app {
-            let app = crate::slack_app::SlackApp::new(app, &self.base_dir)?;
-            if let Some(path) = app.request_path()
-                && let Some(source) = self.sources()?.at(path)
-            {
-                return Err(ConfigError::new(
-                    "slack_app.path",
-                    format!(
-                        "{path} is already the path of source {}",
-                        source.origin.name
-                    ),
-                ));
-            }
-        }
         self.storage.postgres_url(&self.base_dir)?;
         if !self.sources.is_empty()
             && self.server.ingest_path != ServerConfig::default().ingest_path

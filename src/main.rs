@@ -314,6 +314,7 @@ async fn shutdown_signal() {
 
 fn check(config_path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     let (config, relay) = load(config_path)?;
+    config.slack_app().context("invalid config")?;
     out!(
         "config {}: ok ({} destinations, {} routes)",
         config_path.display(),
@@ -629,9 +630,7 @@ fn tokens(config_path: &Path, action: Option<TokensAction>) -> anyhow::Result<Ex
 
 fn slack_manifest(config_path: &Path, url: Option<&str>) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let app = (config.slack_app.as_ref())
-        .map(|app| alert_relay::slack_app::SlackApp::new(app, &config.base_dir))
-        .transpose()?;
+    let app = config.slack_app()?;
     let manifest = alert_relay::slack_app::manifest::manifest(app.as_ref(), url);
     out!("{}", serde_json::to_string_pretty(&manifest)?);
     Ok(ExitCode::SUCCESS)
