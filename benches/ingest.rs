@@ -698,6 +698,71 @@ async fn postgres_only(duration: Duration, sink: &Sink, baseline: Option<&str>) 
             load.accepted,
             delivered as f64 / seconds
         );
+        statements(&url).await;
+    }
+}
+
+/// What the server's `pg_stat_statements` (when it is loaded: `shared_preload_libraries`, and
+/// the extension created in the database the base URL names) counted in the fresh database at
+/// `url` over the whole run (migrations, warm-up, load and drain): each statement's calls per
+/// stored event and its mean time, the most called first, and all statements per event.
+async fn statements(url: &alert_relay::secret::Secret) {
+    let base = std::env::var("RELAY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let database = url
+        .expose()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let connect = |url: String| async move {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        Some(client)
+    };
+    let (Some(server), Some(store)) = (connect(base).await, connect(url.expose().to_owned()).await)
+    else {
+        return println!("(no statement counts: PostgreSQL is not reachable)");
+    };
+    let Ok(counts) = store
+        .query_one(
+            "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries WHERE state = 'done')",
+            &[],
+        )
+        .await
+    else {
+        return println!("(no statement counts: the store cannot be read)");
+    };
+    let (events, done): (i64, i64) = (counts.get(0), counts.get(1));
+    let rows = match server
+        .query(
+            "SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, mean_exec_time
+             FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
+             ORDER BY calls DESC",
+            &[&database],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return println!("(no statement counts: {e})"),
+    };
+    let total: i64 = rows.iter().map(|row| row.get::<_, i64>(1)).sum();
+    let per = |calls: i64| calls as f64 / events.max(1) as f64;
+    println!(
+        "  pg_stat_statements: {total} statements for {events} events stored and {done} delivered: {:.2} per event",
+        per(total)
+    );
+    for row in rows.iter().take(12) {
+        let query: String = row.get(0);
+        let shown: String = query.chars().take(90).collect();
+        println!(
+            "  {:>7.3} per event, {:>6.3} ms mean: {shown}",
+            per(row.get(1)),
+            row.get::<_, f64>(2)
+        );
     }
 }
 

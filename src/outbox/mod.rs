@@ -656,7 +656,12 @@ impl Outbox {
         destination: &str,
         finish: Finish,
     ) -> Result<(), StoreError> {
-        self.writer().finish(id, destination, finish).await
+        match self {
+            Self::Sqlite(store) => &store.writer,
+            Self::Postgres(store) => &store.outcomes,
+        }
+        .finish(id, destination, finish)
+        .await
     }
 
     /// Where both stores take accepts and outcomes.

@@ -188,8 +188,10 @@ const MIGRATIONS: &[&str] = &[
 
 pub struct Postgres {
     pool: Pool,
-    /// Where accepts and outcomes go (see [`super::writes`]).
+    /// Where accepts and the rest go (see [`super::writes`]).
     pub(super) writer: Writer,
+    /// Where outcomes go (see [`outcome_loop`]).
+    pub(super) outcomes: Writer,
     wakers: Arc<Wakers>,
     /// How long a claim keeps other replicas off a delivery.
     lease: Duration,
@@ -227,10 +229,13 @@ impl Postgres {
         let wakers: Arc<Wakers> = Arc::default();
         let (writer, queue) = Writer::new();
         tokio::spawn(write_loop(pool.clone(), queue, wakers.clone()));
+        let (outcomes, queue) = Writer::new();
+        tokio::spawn(outcome_loop(pool.clone(), queue, wakers.clone()));
         tokio::spawn(listen(url.clone(), Arc::downgrade(&wakers)));
         Ok(Self {
             pool,
             writer,
+            outcomes,
             wakers,
             lease,
         })
@@ -750,13 +755,7 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
 /// answers each caller and wakes this replica's workers concerned.
 async fn write_loop(pool: Pool, mut queue: mpsc::Receiver<Write>, wakers: Arc<Wakers>) {
     while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
-            }
-        }
+        let batch = take_batch(first, &mut queue);
         // Two replicas' batches may want the same groups' rows in turn: PostgreSQL then gives
         // one up, which goes again.
         let mut applied = apply(&pool, &batch).await;
@@ -771,6 +770,18 @@ async fn write_loop(pool: Pool, mut queue: mpsc::Receiver<Write>, wakers: Arc<Wa
         }
         answer(batch, applied, &wakers);
     }
+}
+
+/// `first` and every write waiting behind it, up to [`MAX_BATCH`].
+fn take_batch(first: Write, queue: &mut mpsc::Receiver<Write>) -> Vec<Write> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(write) => batch.push(write),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// The channel on which a commit that gives a destination new work says so to every replica
@@ -860,26 +871,24 @@ const CONFLICT_RETRIES: usize = 3;
 /// PostgreSQL does not need.)
 async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError> {
     let mut conn = connection(pool).await?;
-    let tx = conn.transaction().await.map_err(pg)?;
-    // A batch of outcomes alone does not wait for the disk: a database crash may lose the last
-    // few, whose deliveries are then made again (at least once), as the SQLite store's promise
-    // is; an accepted event is on disk before its sender hears so.
-    if batch
-        .iter()
-        .all(|write| matches!(write, Write::Finish { .. }))
-    {
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await
-            .map_err(pg)?;
-    }
     let now = now_ms();
-    // The accepts together, then the outcomes together; the rest one by one.
     let events: Vec<&NewEvent> = (batch.iter())
         .filter_map(|write| match write {
             Write::Accept { event, .. } => Some(event),
             _ => None,
         })
         .collect();
+    // A batch of accepts alone whose deliveries need nothing from the store (the usual batch):
+    // one statement, its own transaction, one round trip.
+    if events.len() == batch.len() && events.iter().all(|new| decided_alone(new)) {
+        let statement = conn.prepare_cached(ACCEPT).await.map_err(pg)?;
+        let accepted = tokio::time::timeout(WAIT, accept_alone(&**conn, &statement, &events, now))
+            .await
+            .map_err(|_| StoreError::Unavailable("PostgreSQL did not commit in time".into()))??;
+        return Ok(accepted.into_iter().map(Applied::Accepted).collect());
+    }
+    let tx = conn.transaction().await.map_err(pg)?;
+    // The accepts together, then the outcomes together; the rest one by one.
     let mut accepted = accept_all(&tx, &events, now).await?.into_iter();
     let finishes: Vec<(i64, &str, &Finish)> = (batch.iter())
         .filter_map(|write| match write {
@@ -892,7 +901,11 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
             _ => None,
         })
         .collect();
-    record_finishes(&tx, &finishes, now).await?;
+    // (Outcomes go to the outcome writer; any here are recorded as it does, which notifies.)
+    if !finishes.is_empty() {
+        let finish = tx.prepare_cached(FINISH).await.map_err(pg)?;
+        record_finishes(&*tx, &finish, &finishes, now).await?;
+    }
     let mut results = Vec::with_capacity(batch.len());
     for write in batch {
         results.push(match write {
@@ -920,10 +933,12 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
     let mut woken: Vec<&str> = Vec::new();
     for (write, applied) in batch.iter().zip(&results) {
         match (write, applied) {
-            (Write::Accept { event, .. }, Applied::Accepted(Accepted::New { .. })) => {
+            // (Those decided alone said so in their statement.)
+            (Write::Accept { event, .. }, Applied::Accepted(Accepted::New { .. }))
+                if !decided_alone(event) =>
+            {
                 woken.extend(event.to.iter().map(|to| to.destination.as_str()));
             }
-            (Write::Finish { destination, .. }, _) => woken.push(destination),
             (_, Applied::Queued(names) | Applied::Acted(_, names)) => {
                 woken.extend(names.iter().map(String::as_str));
             }
@@ -995,11 +1010,153 @@ async fn act(tx: &Transaction<'_>, action: &NewAction, now: i64) -> Result<Appli
     Ok(Applied::Acted(true, vec![row.destination.clone()]))
 }
 
-/// The batch's accepts in few statements: their events in one (`UNNEST`, duplicates left out
-/// by the unique key, a key twice in the batch new only the first time), then each new event's
-/// deliveries decided (reading and writing the store only for a clear, a group, a silenced
-/// trigger's clear or a flap) and inserted all in one more. What became of each, in order.
+/// The batch's accepts in few statements (duplicates left out by the unique key, a key twice in
+/// the batch new only the first time). What became of each, in order.
 async fn accept_all(
+    tx: &Transaction<'_>,
+    events: &[&NewEvent],
+    now: i64,
+) -> Result<Vec<Accepted>, StoreError> {
+    // Those whose deliveries need nothing from the store go first, in one statement; a clear
+    // among the rest then finds its trigger even when both came in this batch.
+    let (alone, together): (Vec<(usize, &NewEvent)>, Vec<(usize, &NewEvent)>) = (events.iter())
+        .copied()
+        .enumerate()
+        .partition(|(_, new)| decided_alone(new));
+    let mut accepted = vec![Accepted::Duplicate; events.len()];
+    if !alone.is_empty() {
+        let statement = tx.prepare_cached(ACCEPT).await.map_err(pg)?;
+        let new: Vec<&NewEvent> = alone.iter().map(|(_, new)| *new).collect();
+        for ((at, _), result) in alone
+            .iter()
+            .zip(accept_alone(&**tx, &statement, &new, now).await?)
+        {
+            accepted[*at] = result;
+        }
+    }
+    let events: Vec<&NewEvent> = together.iter().map(|(_, new)| *new).collect();
+    for ((at, _), result) in together
+        .iter()
+        .zip(accept_together(tx, &events, now).await?)
+    {
+        accepted[*at] = result;
+    }
+    Ok(accepted)
+}
+
+/// Whether the deliveries of `new` are decided without reading the store: it is not a clear
+/// (which follows its trigger), and no route groups it.
+fn decided_alone(new: &NewEvent) -> bool {
+    new.lifecycle().1 != Some("clear") && new.to.iter().all(|to| to.group.is_none())
+}
+
+/// Stores events `$1`–`$6` (keys, received at, bodies, normalized forms, alerts, phases), a
+/// key already stored left out, and the deliveries `$7`–`$13` (event keys, destinations,
+/// states, due times, silences, unsilence, held) of those stored, updated at `$14`; tells every
+/// replica (on `$15`) the destinations given work. One statement; what it stored.
+const ACCEPT: &str = "WITH ev AS (
+         INSERT INTO events (event_id, received_at, body, normalized, correlation, phase)
+         SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BYTEA[], $4::TEXT[], $5::TEXT[],
+                              $6::TEXT[])
+         ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id),
+     made AS (
+         INSERT INTO deliveries (event, destination, state, attempts, next_attempt_at,
+             updated_at, silenced_by, unsilence, held)
+         SELECT ev.id, u.destination, u.state, 0, u.due, $14, u.silenced_by, u.unsilence, u.held
+         FROM UNNEST($7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[], $11::TEXT[],
+                     $12::BOOLEAN[], $13::BOOLEAN[])
+             AS u(key, destination, state, due, silenced_by, unsilence, held)
+         JOIN ev ON ev.event_id = u.key
+         RETURNING destination, state),
+     woken AS (
+         SELECT pg_notify($15, names)
+         FROM (SELECT string_agg(DISTINCT destination, ',') AS names FROM made
+               WHERE state = 'pending') pending
+         WHERE names IS NOT NULL)
+     SELECT ev.id, ev.event_id FROM ev WHERE (SELECT count(*) FROM woken) >= 0";
+
+/// Accepts `events`, each [`decided_alone`], with [`ACCEPT`] (`statement`): a key already
+/// stored, or earlier in `events`, is a duplicate.
+async fn accept_alone(
+    client: &impl tokio_postgres::GenericClient,
+    statement: &tokio_postgres::Statement,
+    events: &[&NewEvent],
+    now: i64,
+) -> Result<Vec<Accepted>, StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    let first: Vec<&NewEvent> = (events.iter())
+        .copied()
+        .filter(|new| seen.insert(new.key.as_str()))
+        .collect();
+    let keys: Vec<&str> = first.iter().map(|e| e.key.as_str()).collect();
+    let received: Vec<i64> = first.iter().map(|e| e.received_at).collect();
+    let bodies: Vec<&[u8]> = first.iter().map(|e| e.body.as_slice()).collect();
+    let normalized: Vec<Option<&str>> = first.iter().map(|e| e.normalized.as_deref()).collect();
+    let correlations: Vec<Option<&str>> = first.iter().map(|e| e.lifecycle().0).collect();
+    let phases: Vec<Option<&str>> = first.iter().map(|e| e.lifecycle().1).collect();
+    let mut rows = NewRows::default();
+    let mut owners = Vec::new();
+    for new in &first {
+        for to in &new.to {
+            let row = match disposition(new, to, None, now) {
+                Disposition::Pending { due, held } => Row::pending(due, held, now),
+                Disposition::Silenced { by, unsilence, .. } => Row::silenced(by, unsilence, now),
+                _ => {
+                    return Err(StoreError::Write(
+                        "a delivery that needs the store, among those decided alone".into(),
+                    ));
+                }
+            };
+            owners.push(new.key.as_str());
+            rows.push(0, &to.destination, row);
+        }
+    }
+    let stored: std::collections::HashSet<String> = client
+        .query(
+            statement,
+            &[
+                &keys,
+                &received,
+                &bodies,
+                &normalized,
+                &correlations,
+                &phases,
+                &owners,
+                &rows.destinations,
+                &rows.states,
+                &rows.due,
+                &rows.silenced_by,
+                &rows.unsilence,
+                &rows.held,
+                &now,
+                &WAKE_CHANNEL,
+            ],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|row| row.get::<_, String>(1))
+        .collect();
+    let mut taken = std::collections::HashSet::new();
+    Ok(events
+        .iter()
+        .map(|new| {
+            if stored.contains(&new.key) && taken.insert(new.key.as_str()) {
+                Accepted::New {
+                    deliveries: new.to.len(),
+                    flapped: false,
+                }
+            } else {
+                Accepted::Duplicate
+            }
+        })
+        .collect())
+}
+
+/// The accepts that need the store to decide their deliveries: their events in one statement,
+/// then each new event's deliveries decided (reading and writing the store only for a clear, a
+/// group, a silenced trigger's clear or a flap) and inserted all in one more.
+async fn accept_together(
     tx: &Transaction<'_>,
     events: &[&NewEvent],
     now: i64,
@@ -1327,66 +1484,169 @@ async fn unsilence(
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// The outcomes of attempts, in one statement (and one for each trigger's thread kept).
+/// Records outcomes `$1`–`$5` (delivery ids, states, attempts, next due times, errors) at `$6`,
+/// keeps the threads of the triggers delivered (`$7`–`$10`: destinations, alerts, threads,
+/// trigger summaries), and tells every replica (on `$11`) which destinations may have new work
+/// (a retry, or a clear that waited for its trigger): one statement.
+const FINISH: &str = "WITH kept AS (
+         INSERT INTO threads (destination, correlation, thread, trigger_summary, created_at)
+         SELECT t.destination, t.correlation, t.thread, t.summary, $6
+         FROM UNNEST($7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[])
+             AS t(destination, correlation, thread, summary)
+         ON CONFLICT (destination, correlation) DO UPDATE SET thread = EXCLUDED.thread,
+             trigger_summary = EXCLUDED.trigger_summary, created_at = EXCLUDED.created_at),
+     finished AS (
+         UPDATE deliveries d SET state = u.state, attempts = u.attempts,
+             next_attempt_at = u.due, last_error = COALESCE(u.error, d.last_error),
+             updated_at = $6, lease_until = NULL
+         FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::INTEGER[], $4::BIGINT[], $5::TEXT[])
+             AS u(id, state, attempts, due, error)
+         WHERE d.id = u.id
+         RETURNING d.destination)
+     SELECT pg_notify($11, names)
+     FROM (SELECT string_agg(DISTINCT destination, ',') AS names FROM finished) woken
+     WHERE names IS NOT NULL";
+
+/// The outcomes of attempts, in one statement ([`FINISH`]), which also says so to the other
+/// replicas.
 async fn record_finishes(
-    tx: &Transaction<'_>,
+    client: &impl tokio_postgres::GenericClient,
+    statement: &tokio_postgres::Statement,
     finishes: &[(i64, &str, &Finish)],
     now: i64,
 ) -> Result<(), StoreError> {
     if finishes.is_empty() {
         return Ok(());
     }
-    for (_, destination, finish) in finishes {
-        if let Finish::Done {
-            thread: Some(thread),
-            ..
-        } = finish
-        {
-            tx.execute(
-                "INSERT INTO threads (destination, correlation, thread, trigger_summary, created_at)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (destination, correlation) DO UPDATE SET thread = EXCLUDED.thread,
-                     trigger_summary = EXCLUDED.trigger_summary, created_at = EXCLUDED.created_at",
-                &[
-                    destination,
-                    &thread.correlation,
-                    &thread.thread,
-                    &thread.trigger_summary,
-                    &now,
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        }
-    }
     let mut ids = Vec::with_capacity(finishes.len());
     let mut states = Vec::with_capacity(finishes.len());
     let mut attempts = Vec::with_capacity(finishes.len());
     let mut due = Vec::with_capacity(finishes.len());
     let mut errors = Vec::with_capacity(finishes.len());
-    for (id, _, finish) in finishes {
+    // One thread per alert and destination: the last kept wins, as one statement may not
+    // write a row twice.
+    let mut threads: std::collections::HashMap<(&str, &str), (&str, &str)> =
+        std::collections::HashMap::new();
+    for (id, destination, finish) in finishes {
         let (state, tries, next, error) = finish.row(now);
         ids.push(*id);
         states.push(state.as_str());
         attempts.push(tries as i32);
         due.push(next);
         errors.push(error);
+        if let Finish::Done {
+            thread: Some(thread),
+            ..
+        } = finish
+        {
+            threads.insert(
+                (destination, &thread.correlation),
+                (&thread.thread, &thread.trigger_summary),
+            );
+        }
     }
-    let statement = tx
-        .prepare_cached(
-            "UPDATE deliveries d SET state = u.state, attempts = u.attempts,
-                 next_attempt_at = u.due, last_error = COALESCE(u.error, d.last_error),
-                 updated_at = $6, lease_until = NULL
-             FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::INTEGER[], $4::BIGINT[], $5::TEXT[])
-                 AS u(id, state, attempts, due, error)
-             WHERE d.id = u.id",
+    let (keys, kept): (Vec<(&str, &str)>, Vec<(&str, &str)>) = threads.into_iter().unzip();
+    let (thread_destinations, thread_alerts): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
+    let (thread_ids, summaries): (Vec<&str>, Vec<&str>) = kept.into_iter().unzip();
+    client
+        .execute(
+            statement,
+            &[
+                &ids,
+                &states,
+                &attempts,
+                &due,
+                &errors,
+                &now,
+                &thread_destinations,
+                &thread_alerts,
+                &thread_ids,
+                &summaries,
+                &WAKE_CHANNEL,
+            ],
         )
         .await
         .map_err(pg)?;
-    tx.execute(&statement, &[&ids, &states, &attempts, &due, &errors, &now])
-        .await
-        .map_err(pg)?;
     Ok(())
+}
+
+/// The outcome writer: takes every outcome waiting and records them with one statement
+/// ([`FINISH`], no transaction around it) on a connection of its own, which commits without
+/// waiting for the disk (a database crash may lose the last few outcomes, whose deliveries are
+/// then made again: at least once, as the SQLite store's promise is). Apart from the accepts'
+/// writer, so that an outcome never waits for an accept batch's commit, nor an accept for it.
+async fn outcome_loop(pool: Pool, mut queue: mpsc::Receiver<Write>, wakers: Arc<Wakers>) {
+    let mut own: Option<Outcomes> = None;
+    while let Some(first) = queue.recv().await {
+        let batch = take_batch(first, &mut queue);
+        let mut recorded = record_outcomes(&pool, &mut own, &batch).await;
+        for _ in 0..CONFLICT_RETRIES {
+            match &recorded {
+                Err(StoreError::Conflict(why)) => {
+                    tracing::debug!(error = %why, "outcomes met another replica's writes; again");
+                    recorded = record_outcomes(&pool, &mut own, &batch).await;
+                }
+                _ => break,
+            }
+        }
+        if own.as_ref().is_some_and(|own| own.client.is_closed()) {
+            own = None;
+        }
+        answer(batch, recorded, &wakers);
+    }
+}
+
+/// The outcome writer's connection, out of the pool (it does not wait for the disk, which no
+/// other writer may inherit), and its statement.
+struct Outcomes {
+    client: deadpool_postgres::ClientWrapper,
+    finish: tokio_postgres::Statement,
+}
+
+/// The outcomes in `batch` (only outcomes come to the outcome writer), on the outcome writer's
+/// connection `own`, made now if there is none.
+async fn record_outcomes(
+    pool: &Pool,
+    own: &mut Option<Outcomes>,
+    batch: &[Write],
+) -> Result<Vec<Applied>, StoreError> {
+    let own = match own {
+        Some(own) => own,
+        None => {
+            let client = deadpool_postgres::Object::take(connection(pool).await?);
+            let ready = async {
+                client.batch_execute("SET synchronous_commit = off").await?;
+                client.prepare(FINISH).await
+            };
+            let finish = tokio::time::timeout(WAIT, ready)
+                .await
+                .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
+                .map_err(pg)?;
+            own.insert(Outcomes { client, finish })
+        }
+    };
+    let mut finishes = Vec::with_capacity(batch.len());
+    for write in batch {
+        let Write::Finish {
+            id,
+            destination,
+            finish,
+            ..
+        } = write
+        else {
+            return Err(StoreError::Write(
+                "only outcomes go to the outcome writer".into(),
+            ));
+        };
+        finishes.push((*id, destination.as_str(), finish));
+    }
+    tokio::time::timeout(
+        WAIT,
+        record_finishes(&*own.client, &own.finish, &finishes, now_ms()),
+    )
+    .await
+    .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))??;
+    Ok(vec![Applied::Done; batch.len()])
 }
 
 /// A worker's claims: each due delivery is leased so that no other replica takes it meanwhile,
