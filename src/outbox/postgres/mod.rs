@@ -1019,7 +1019,8 @@ async fn accept_all(
 ) -> Result<Vec<Accepted>, StoreError> {
     // Those whose deliveries need nothing from the store go first, in one statement; a clear
     // among the rest then finds its trigger even when both came in this batch.
-    let (alone, together): (Vec<(usize, &NewEvent)>, Vec<(usize, &NewEvent)>) = (events.iter())
+    type Placed<'a> = Vec<(usize, &'a NewEvent)>;
+    let (alone, together): (Placed, Placed) = (events.iter())
         .copied()
         .enumerate()
         .partition(|(_, new)| decided_alone(new));
@@ -1545,9 +1546,16 @@ async fn record_finishes(
             );
         }
     }
-    let (keys, kept): (Vec<(&str, &str)>, Vec<(&str, &str)>) = threads.into_iter().unzip();
-    let (thread_destinations, thread_alerts): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
-    let (thread_ids, summaries): (Vec<&str>, Vec<&str>) = kept.into_iter().unzip();
+    let mut thread_destinations = Vec::with_capacity(threads.len());
+    let mut thread_alerts = Vec::with_capacity(threads.len());
+    let mut thread_ids = Vec::with_capacity(threads.len());
+    let mut summaries = Vec::with_capacity(threads.len());
+    for ((destination, alert), (thread, summary)) in threads {
+        thread_destinations.push(destination);
+        thread_alerts.push(alert);
+        thread_ids.push(thread);
+        summaries.push(summary);
+    }
     client
         .execute(
             statement,
