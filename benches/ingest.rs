@@ -398,6 +398,22 @@ fn cpu_time(child: &Child) -> Duration {
     Duration::from_secs_f64(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
 }
 
+/// The machine's idle and total CPU time so far, in ticks (`/proc/stat`'s first line).
+fn machine_idle() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait …: idle and iowait are the idle time.
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (idle, ticks.iter().sum())
+}
+
 fn peak_rss_mb(child: &Child) -> f64 {
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
@@ -508,13 +524,28 @@ async fn measure_relay(
     wait_for_sink(sink, before_warm, warm.accepted * per_event).await;
     let before = sink.received.load(Ordering::SeqCst);
     let first_post = sink.started.elapsed();
+    let idle_before = machine_idle();
     let load = load_on(&relay.process.0, relay.addr, duration, run).await;
     let mut delivered = 0;
     let mut seconds = 0.0;
     if per_event > 0 {
+        let idle_during = machine_idle();
+        let during = sink.received.load(Ordering::SeqCst) - before;
+        let load_ended = sink.started.elapsed().as_secs_f64();
         delivered = wait_for_sink(sink, before, load.accepted * per_event).await;
-        seconds =
-            sink.last_at_micros.load(Ordering::SeqCst) as f64 / 1e6 - first_post.as_secs_f64();
+        let idle_after = machine_idle();
+        let last = sink.last_at_micros.load(Ordering::SeqCst) as f64 / 1e6;
+        seconds = last - first_post.as_secs_f64();
+        let idle = |(idle0, all0): (u64, u64), (idle1, all1): (u64, u64)| {
+            100.0 * (idle1 - idle0) as f64 / (all1 - all0).max(1) as f64
+        };
+        println!(
+            "  {run}: {:.0} deliveries/s during the load (machine {:.0}% idle), {:.0}/s after it ({:.0}% idle)",
+            during as f64 / load.elapsed.as_secs_f64(),
+            idle(idle_before, idle_during),
+            (delivered - during) as f64 / (last - load_ended).max(1e-3),
+            idle(idle_during, idle_after),
+        );
     }
     let rss = peak_rss_mb(&relay.process.0);
     (load, rss, delivered, seconds)
