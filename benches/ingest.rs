@@ -167,13 +167,15 @@ enum Until {
 
 /// `CONNECTIONS` keep-alive connections posting for `duration`; counts 200 answers. With
 /// `BENCH_LOAD=wrk`, `wrk` makes the load instead of this file's own generator.
-async fn load(addr: SocketAddr, duration: Duration, run: &str) -> Load {
-    if std::env::var("BENCH_LOAD").is_ok_and(|l| l == "wrk") {
-        return wrk(addr, duration, run).await;
+async fn load(addrs: &[SocketAddr], duration: Duration, run: &str) -> Load {
+    if let [addr] = addrs
+        && std::env::var("BENCH_LOAD").is_ok_and(|l| l == "wrk")
+    {
+        return wrk(*addr, duration, run).await;
     }
     let run = run.to_owned();
     load_with(
-        addr,
+        addrs,
         Until::Deadline(Instant::now() + duration),
         move |connection, n| {
             SAMPLE.replacen("\"49-35541\"", &format!("\"{run}-{connection}-{n}\""), 1)
@@ -182,10 +184,10 @@ async fn load(addr: SocketAddr, duration: Duration, run: &str) -> Load {
     .await
 }
 
-/// `CONNECTIONS` keep-alive connections posting `body(connection, n)` until `until`; counts 200
-/// answers.
+/// `CONNECTIONS` keep-alive connections, spread over `addrs`, posting `body(connection, n)` until
+/// `until`; counts 200 answers.
 async fn load_with(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     until: Until,
     body: impl Fn(usize, u64) -> String + Send + Sync + 'static,
 ) -> Load {
@@ -194,6 +196,7 @@ async fn load_with(
     let mut tasks = tokio::task::JoinSet::new();
     for connection in 0..CONNECTIONS {
         let body = body.clone();
+        let addr = addrs[connection % addrs.len()];
         tasks.spawn(async move {
             let mut stream = TcpStream::connect(addr).await.expect("connect");
             stream.set_nodelay(true).expect("nodelay");
@@ -369,13 +372,15 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[index] as f64 / 1000.0
 }
 
-/// `load` against the server process `server`, with the CPU time it spent meanwhile per accepted
-/// post: what its rate costs. A relay's includes whatever it delivered during the load.
-async fn load_on(server: &Child, addr: SocketAddr, duration: Duration, run: &str) -> Load {
-    let before = cpu_time(server);
-    let mut load = load(addr, duration, run).await;
+/// `load` against the server processes `servers` at `addrs`, with the CPU time they spent
+/// meanwhile per accepted post: what their rate costs. A relay's includes whatever it delivered
+/// during the load.
+async fn load_on(servers: &[&Child], addrs: &[SocketAddr], duration: Duration, run: &str) -> Load {
+    let cpu = || servers.iter().map(|server| cpu_time(server)).sum::<Duration>();
+    let before = cpu();
+    let mut load = load(addrs, duration, run).await;
     load.cpu_us_per_post =
-        cpu_time(server).saturating_sub(before).as_secs_f64() * 1e6 / load.accepted.max(1) as f64;
+        cpu().saturating_sub(before).as_secs_f64() * 1e6 / load.accepted.max(1) as f64;
     load
 }
 
@@ -518,14 +523,33 @@ async fn measure_relay(
     sink: &Sink,
     run: &str,
 ) -> (Load, f64, u64, f64) {
-    let relay = start_relay_binary(binary, destinations).await;
+    measure_relays(1, binary, duration, destinations, per_event, sink, run).await
+}
+
+/// [`measure_relay`] with `replicas` relays on the same config (a PostgreSQL store: one
+/// database), the connections spread over them; their CPU summed, the largest peak RSS.
+async fn measure_relays(
+    replicas: usize,
+    binary: &str,
+    duration: Duration,
+    destinations: &str,
+    per_event: u64,
+    sink: &Sink,
+    run: &str,
+) -> (Load, f64, u64, f64) {
+    let mut relays = Vec::with_capacity(replicas);
+    for _ in 0..replicas {
+        relays.push(start_relay_binary(binary, destinations).await);
+    }
+    let addrs: Vec<SocketAddr> = relays.iter().map(|relay| relay.addr).collect();
+    let processes: Vec<&Child> = relays.iter().map(|relay| &relay.process.0).collect();
     let before_warm = sink.received.load(Ordering::SeqCst);
-    let warm = load(relay.addr, WARM_UP, &format!("{run}-warm")).await;
+    let warm = load(&addrs, WARM_UP, &format!("{run}-warm")).await;
     wait_for_sink(sink, before_warm, warm.accepted * per_event).await;
     let before = sink.received.load(Ordering::SeqCst);
     let first_post = sink.started.elapsed();
     let idle_before = machine_idle();
-    let load = load_on(&relay.process.0, relay.addr, duration, run).await;
+    let load = load_on(&processes, &addrs, duration, run).await;
     let mut delivered = 0;
     let mut seconds = 0.0;
     if per_event > 0 {
@@ -547,7 +571,9 @@ async fn measure_relay(
             idle(idle_during, idle_after),
         );
     }
-    let rss = peak_rss_mb(&relay.process.0);
+    let rss = (processes.iter())
+        .map(|process| peak_rss_mb(process))
+        .fold(0.0, f64::max);
     (load, rss, delivered, seconds)
 }
 
@@ -637,7 +663,7 @@ struct LargeRun {
 async fn large_run(addr: SocketAddr, posts: u64, relay: Option<&Sink>) -> LargeRun {
     let template = Arc::new(agents_event("large-X", 3000, false));
     let before = relay.map(|sink| sink.received.load(Ordering::SeqCst));
-    let load = load_with(addr, Until::Posts(posts), move |connection, n| {
+    let load = load_with(&[addr], Until::Posts(posts), move |connection, n| {
         template.replacen("large-X", &format!("large-{connection}-{n}"), 1)
     })
     .await;
@@ -702,23 +728,24 @@ async fn run(duration: Duration) {
     }
 }
 
-/// `BENCH_PARTS=postgres`: the PostgreSQL rows alone (this build, and `baseline` when given), each
-/// on a fresh database, delivering to one webhook.
+/// `BENCH_PARTS=postgres`: the PostgreSQL rows alone (this build, two relays of it on one
+/// database, and `baseline` when given), each on a fresh database, delivering to one webhook.
 async fn postgres_only(duration: Duration, sink: &Sink, baseline: Option<&str>) {
     let webhook = format!(
         "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nrate_limit = \"unlimited\"\n",
         sink.addr
     );
-    for (name, binary) in
-        std::iter::once(("this build", RELAY)).chain(baseline.map(|b| ("BENCH_BASELINE_BIN", b)))
-    {
+    let runs = [("this build", RELAY, 1), ("this build, two relays on one database", RELAY, 2)]
+        .into_iter()
+        .chain(baseline.map(|b| ("BENCH_BASELINE_BIN", b, 1)));
+    for (name, binary, replicas) in runs {
         let url = match alert_relay::testing::fresh_postgres_database().await {
             Ok(url) => url,
             Err(e) => return println!("(no PostgreSQL run: {e})"),
         };
         let config = format!("[storage]\nurl = \"{}\"\n{webhook}", url.expose());
         let (load, rss, delivered, seconds) =
-            measure_relay(binary, duration, &config, 1, sink, "postgres").await;
+            measure_relays(replicas, binary, duration, &config, 1, sink, "postgres").await;
         println!(
             "{name} on PostgreSQL: {:.0} accepted/s, {:.0} CPU µs per post, p50 {:.2} ms, p99 {:.2} ms, non-200 {}, peak RSS {rss:.1} MB; end to end {delivered} of {} in {seconds:.2} s = {:.0} deliveries/s",
             load.accepted as f64 / load.elapsed.as_secs_f64(),
@@ -846,8 +873,8 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
         }
     }
     let (bare, bare_addr) = start_bare().await;
-    load(bare_addr, WARM_UP, "bare-warm").await;
-    let bare_load = load_on(&bare.0, bare_addr, duration, "bare").await;
+    load(&[bare_addr], WARM_UP, "bare-warm").await;
+    let bare_load = load_on(&[&bare.0], &[bare_addr], duration, "bare").await;
     let bare_rss = peak_rss_mb(&bare.0);
     drop(bare);
 
