@@ -156,6 +156,9 @@ struct Load {
     /// CPU time the server's process spent during the load, all threads, per accepted post (see
     /// [`load_on`]; NaN where not measured).
     cpu_us_per_post: f64,
+    /// Bytes the server's processes had written to storage during the load (`write_bytes` of
+    /// `/proc/PID/io`: the SQLite store's; a PostgreSQL server writes its own), per accepted post.
+    bytes_per_post: f64,
 }
 
 /// How long each connection keeps posting.
@@ -236,6 +239,7 @@ async fn load_with(
         p99_ms: percentile(&latencies_micros, 0.99),
         elapsed: started.elapsed(),
         cpu_us_per_post: f64::NAN,
+        bytes_per_post: f64::NAN,
     }
 }
 
@@ -320,6 +324,7 @@ async fn wrk(addr: SocketAddr, duration: Duration, run: &str) -> Load {
         p99_ms: millis(field("99%")),
         elapsed: Duration::from_secs_f64(millis(Some(took)) / 1e3),
         cpu_us_per_post: f64::NAN,
+        bytes_per_post: f64::NAN,
     }
 }
 
@@ -377,10 +382,12 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// during the load.
 async fn load_on(servers: &[&Child], addrs: &[SocketAddr], duration: Duration, run: &str) -> Load {
     let cpu = || servers.iter().map(|server| cpu_time(server)).sum::<Duration>();
-    let before = cpu();
+    let written = || servers.iter().map(|server| bytes_written(server)).sum::<u64>();
+    let (cpu_before, written_before) = (cpu(), written());
     let mut load = load(addrs, duration, run).await;
-    load.cpu_us_per_post =
-        cpu().saturating_sub(before).as_secs_f64() * 1e6 / load.accepted.max(1) as f64;
+    let posts = load.accepted.max(1) as f64;
+    load.cpu_us_per_post = cpu().saturating_sub(cpu_before).as_secs_f64() * 1e6 / posts;
+    load.bytes_per_post = written().saturating_sub(written_before) as f64 / posts;
     load
 }
 
@@ -401,6 +408,16 @@ fn cpu_time(child: &Child) -> Duration {
         })
         .unwrap_or(0);
     Duration::from_secs_f64(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
+}
+
+/// The bytes `child` has caused to be written to storage so far (`/proc/PID/io`).
+fn bytes_written(child: &Child) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/io", child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The machine's idle and total CPU time so far, in ticks (`/proc/stat`'s first line).
@@ -860,10 +877,13 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
         }
     };
     let mut baseline_delivering = None;
+    let mut baseline_accept_only = None;
     let mut baseline_postgres = None;
     if let Some(binary) = baseline {
         baseline_delivering =
             Some(measure_relay(binary, duration, &webhook, 1, sink, "baseline").await);
+        baseline_accept_only =
+            Some(measure_relay(binary, duration, &nowhere, 0, sink, "baseline-accept-only").await);
         if postgres.is_some()
             && let Ok(url) = alert_relay::testing::fresh_postgres_database().await
         {
@@ -881,9 +901,9 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
     let rate = |l: &Load| l.accepted as f64 / l.elapsed.as_secs_f64();
     println!();
     println!(
-        "| server | accepted/s | ratio to bare | CPU µs per post | p50 ms | p99 ms | non-200 | peak RSS MB |"
+        "| server | accepted/s | ratio to bare | CPU µs per post | bytes written per post | p50 ms | p99 ms | non-200 | peak RSS MB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = vec![
         (
             "alert-relay, durable accept, delivering to a webhook".to_owned(),
@@ -920,6 +940,13 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
             *rss,
         ));
     }
+    if let (Some(binary), Some((load, rss, _, _))) = (baseline, &baseline_accept_only) {
+        rows.push((
+            format!("BENCH_BASELINE_BIN ({binary}), routed nowhere"),
+            load,
+            *rss,
+        ));
+    }
     if let (Some(binary), Some((load, rss, _, _))) = (baseline, &baseline_postgres) {
         rows.push((
             format!("BENCH_BASELINE_BIN ({binary}) on PostgreSQL, delivering to a webhook"),
@@ -929,10 +956,11 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
     }
     for (name, l, rss) in rows {
         println!(
-            "| {name} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} | {} | {:.1} |",
+            "| {name} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {} | {:.1} |",
             rate(l),
             rate(l) / rate(&bare_load),
             l.cpu_us_per_post,
+            l.bytes_per_post,
             l.p50_ms,
             l.p99_ms,
             l.other,
