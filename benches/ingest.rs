@@ -381,8 +381,18 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// meanwhile per accepted post: what their rate costs. A relay's includes whatever it delivered
 /// during the load.
 async fn load_on(servers: &[&Child], addrs: &[SocketAddr], duration: Duration, run: &str) -> Load {
-    let cpu = || servers.iter().map(|server| cpu_time(server)).sum::<Duration>();
-    let written = || servers.iter().map(|server| bytes_written(server)).sum::<u64>();
+    let cpu = || {
+        servers
+            .iter()
+            .map(|server| cpu_time(server))
+            .sum::<Duration>()
+    };
+    let written = || {
+        servers
+            .iter()
+            .map(|server| bytes_written(server))
+            .sum::<u64>()
+    };
     let (cpu_before, written_before) = (cpu(), written());
     let mut load = load(addrs, duration, run).await;
     let posts = load.accepted.max(1) as f64;
@@ -728,6 +738,8 @@ async fn run(duration: Duration) {
         throughput(duration, &sink, baseline.as_deref()).await;
     } else if parts.contains("postgres") {
         postgres_only(duration, &sink, baseline.as_deref()).await;
+    } else if parts.contains("accept") {
+        accept_only(duration, &sink, baseline.as_deref()).await;
     }
     if parts.contains("memory") {
         memory(&sink, baseline.as_deref()).await;
@@ -745,6 +757,32 @@ async fn run(duration: Duration) {
     }
 }
 
+/// `BENCH_PARTS=accept`: the SQLite store's accepting alone (routed nowhere), this build and
+/// `baseline` when given, alternating, twice each.
+async fn accept_only(duration: Duration, sink: &Sink, baseline: Option<&str>) {
+    let nowhere = format!(
+        "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n\
+         [[routes]]\nmatch = {{ kind = [\"test\"] }}\nto = [\"sink\"]\n",
+        sink.addr
+    );
+    for _ in 0..2 {
+        for (name, binary) in std::iter::once(("this build", RELAY))
+            .chain(baseline.map(|b| ("BENCH_BASELINE_BIN", b)))
+        {
+            let (load, rss, _, _) =
+                measure_relay(binary, duration, &nowhere, 0, sink, "accept").await;
+            println!(
+                "{name}, routed nowhere: {:.0} accepted/s, {:.0} CPU µs per post, {:.0} bytes written per post, p50 {:.2} ms, p99 {:.2} ms, peak RSS {rss:.1} MB",
+                load.accepted as f64 / load.elapsed.as_secs_f64(),
+                load.cpu_us_per_post,
+                load.bytes_per_post,
+                load.p50_ms,
+                load.p99_ms,
+            );
+        }
+    }
+}
+
 /// `BENCH_PARTS=postgres`: the PostgreSQL rows alone (this build, two relays of it on one
 /// database, and `baseline` when given), each on a fresh database, delivering to one webhook.
 async fn postgres_only(duration: Duration, sink: &Sink, baseline: Option<&str>) {
@@ -752,9 +790,12 @@ async fn postgres_only(duration: Duration, sink: &Sink, baseline: Option<&str>) 
         "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nrate_limit = \"unlimited\"\n",
         sink.addr
     );
-    let runs = [("this build", RELAY, 1), ("this build, two relays on one database", RELAY, 2)]
-        .into_iter()
-        .chain(baseline.map(|b| ("BENCH_BASELINE_BIN", b, 1)));
+    let runs = [
+        ("this build", RELAY, 1),
+        ("this build, two relays on one database", RELAY, 2),
+    ]
+    .into_iter()
+    .chain(baseline.map(|b| ("BENCH_BASELINE_BIN", b, 1)));
     for (name, binary, replicas) in runs {
         let url = match alert_relay::testing::fresh_postgres_database().await {
             Ok(url) => url,

@@ -447,7 +447,12 @@ async fn a_replica_hears_of_another_replicas_work_at_once() {
         let committed = tokio::time::Instant::now();
         let delivered = peer.next().await;
         assert_eq!(delivered.json()["payload"]["eventId"], format!("wake-{i}"));
-        took.push(delivered.at.saturating_duration_since(committed).as_millis());
+        took.push(
+            delivered
+                .at
+                .saturating_duration_since(committed)
+                .as_millis(),
+        );
     }
     assert!(
         took.iter().all(|ms| *ms < 100),

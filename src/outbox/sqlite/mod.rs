@@ -94,6 +94,11 @@ impl Sqlite {
             );
         }
         mark_open(&conn, true)?;
+        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
         checkpoint::start(&mut conn, path)?;
         let wakers: Arc<Wakers> = Arc::default();
         let (writer, queue) = Writer::new();
@@ -326,6 +331,9 @@ const BACKLOG: &str = "SELECT state, COUNT(*) FROM deliveries
      WHERE destination = +?1 AND state IN ('pending', 'dead') GROUP BY state";
 const NEXT_DUE_AT: &str =
     "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = +?1 AND state = 'pending'";
+
+/// The page cache of the writer, in KiB (negative, as SQLite takes it).
+const WRITER_CACHE_KIB: i64 = -16384;
 
 /// The page cache of a worker's read connection, in KiB (as SQLite takes it: negative).
 const READER_CACHE_KIB: i64 = -256;
