@@ -20,10 +20,15 @@
 //! Run: `cargo bench --bench ingest` (`BENCH_SECONDS=N` to change the 10 s per server,
 //! `BENCH_LARGE_POSTS=N` the large events per connection, 3 by default; `BENCH_BASELINE_BIN=PATH`
 //! runs the delivering and the memory runs against an earlier build too; `BENCH_PARTS` picks
-//! among `throughput,memory,metrics`; `BENCH_LOAD=wrk` makes the throughput load with `wrk`, as
-//! issue 9 measured it, instead of this file's own generator; with a PostgreSQL server at
-//! `RELAY_TEST_POSTGRES`, else 127.0.0.1:5432, the delivering run also runs on PostgreSQL, in a
-//! fresh database).
+//! among `throughput,memory,metrics`, or `postgres` (the PostgreSQL runs alone: one relay, two
+//! relays on one database, the baseline) or `accept` (accepting alone, against the baseline,
+//! alternating); `BENCH_LOAD=wrk` makes the throughput load with `wrk`, as issue 9 measured it,
+//! instead of this file's own generator; with a PostgreSQL server at `RELAY_TEST_POSTGRES`, else
+//! 127.0.0.1:5432, the delivering run also runs on PostgreSQL, in a fresh database, and where
+//! that server loads `pg_stat_statements` the statements it ran are counted per event).
+//!
+//! Each delivering run also prints the deliveries/s during the load and after it, and how idle
+//! the machine was meanwhile.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -375,10 +375,11 @@ impl Worker {
                 let health = lock(&self.health);
                 !health.probing() && health.paused_until(Instant::now()).is_none()
             };
-            // Unpaced and healthy: this slot, every free one, and as many again kept ready (a
-            // claim is a round trip to PostgreSQL; those kept wait less than their lease).
+            // Unpaced and healthy: this slot, every free one, and `concurrency` more kept ready
+            // for the slots that free next, so that an attempt rarely waits for a claim (on
+            // PostgreSQL a round trip; those kept ready wait far less than their lease).
             let limit = if target.pace.is_none() && healthy {
-                1 + slots.available_permits()
+                1 + slots.available_permits() + self.concurrency
             } else {
                 1
             };
