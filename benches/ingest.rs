@@ -543,23 +543,11 @@ async fn wait_for_sink(sink: &Sink, before: u64, count: u64) -> u64 {
     sink.received.load(Ordering::SeqCst) - before
 }
 
-/// Starts the relay binary on `destinations` (TOML), loads it for `duration`, and waits until the
-/// sink has `per_event` deliveries of every accepted event (none to wait for when 0). Returns the
-/// load, the relay's peak RSS, and the deliveries with the time from the first post to the last
-/// delivery.
-async fn measure_relay(
-    binary: &str,
-    duration: Duration,
-    destinations: &str,
-    per_event: u64,
-    sink: &Sink,
-    run: &str,
-) -> (Load, f64, u64, f64) {
-    measure_relays(1, binary, duration, destinations, per_event, sink, run).await
-}
-
-/// [`measure_relay`] with `replicas` relays on the same config (a PostgreSQL store: one
-/// database), the connections spread over them; their CPU summed, the largest peak RSS.
+/// Starts `replicas` relays of the binary on `destinations` (TOML; several share a PostgreSQL
+/// store, one database), loads them for `duration` (the connections spread over them), and waits
+/// until the sink has `per_event` deliveries of every accepted event (none to wait for when 0).
+/// Returns the load (their CPU summed), the largest peak RSS, and the deliveries with the time
+/// from the first post to the last delivery.
 async fn measure_relays(
     replicas: usize,
     binary: &str,
@@ -775,7 +763,7 @@ async fn accept_only(duration: Duration, sink: &Sink, baseline: Option<&str>) {
             .chain(baseline.map(|b| ("BENCH_BASELINE_BIN", b)))
         {
             let (load, rss, _, _) =
-                measure_relay(binary, duration, &nowhere, 0, sink, "accept").await;
+                measure_relays(1, binary, duration, &nowhere, 0, sink, "accept").await;
             println!(
                 "{name}, routed nowhere: {:.0} accepted/s, {:.0} CPU µs per post, {:.0} bytes written per post, p50 {:.2} ms, p99 {:.2} ms, peak RSS {rss:.1} MB",
                 load.accepted as f64 / load.elapsed.as_secs_f64(),
@@ -895,12 +883,12 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
         sink.addr
     );
     let (relay_load, rss, delivered, e2e_seconds) =
-        measure_relay(RELAY, duration, &webhook, 1, sink, "relay").await;
+        measure_relays(1, RELAY, duration, &webhook, 1, sink, "relay").await;
     // A relay needs a destination; routed only test events, it delivers none of the triggers.
     let nowhere =
         format!("{webhook}[[routes]]\nmatch = {{ kind = [\"test\"] }}\nto = [\"sink\"]\n");
     let (accept_only, accept_only_rss, _, _) =
-        measure_relay(RELAY, duration, &nowhere, 0, sink, "accept-only").await;
+        measure_relays(1, RELAY, duration, &nowhere, 0, sink, "accept-only").await;
     let sixteen: String = (0..16)
         .map(|i| {
             format!(
@@ -910,12 +898,12 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
         })
         .collect();
     let (sixteen_load, sixteen_rss, sixteen_delivered, sixteen_seconds) =
-        measure_relay(RELAY, duration, &sixteen, 16, sink, "sixteen").await;
+        measure_relays(1, RELAY, duration, &sixteen, 16, sink, "sixteen").await;
     // The same on PostgreSQL, in a fresh database, when a server is reachable.
     let postgres = match alert_relay::testing::fresh_postgres_database().await {
         Ok(url) => {
             let config = format!("[storage]\nurl = \"{}\"\n{webhook}", url.expose());
-            Some(measure_relay(RELAY, duration, &config, 1, sink, "postgres").await)
+            Some(measure_relays(1, RELAY, duration, &config, 1, sink, "postgres").await)
         }
         Err(e) => {
             println!("(no PostgreSQL run: {e})");
@@ -927,15 +915,26 @@ async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
     let mut baseline_postgres = None;
     if let Some(binary) = baseline {
         baseline_delivering =
-            Some(measure_relay(binary, duration, &webhook, 1, sink, "baseline").await);
-        baseline_accept_only =
-            Some(measure_relay(binary, duration, &nowhere, 0, sink, "baseline-accept-only").await);
+            Some(measure_relays(1, binary, duration, &webhook, 1, sink, "baseline").await);
+        baseline_accept_only = Some(
+            measure_relays(
+                1,
+                binary,
+                duration,
+                &nowhere,
+                0,
+                sink,
+                "baseline-accept-only",
+            )
+            .await,
+        );
         if postgres.is_some()
             && let Ok(url) = alert_relay::testing::fresh_postgres_database().await
         {
             let config = format!("[storage]\nurl = \"{}\"\n{webhook}", url.expose());
-            baseline_postgres =
-                Some(measure_relay(binary, duration, &config, 1, sink, "baseline-postgres").await);
+            baseline_postgres = Some(
+                measure_relays(1, binary, duration, &config, 1, sink, "baseline-postgres").await,
+            );
         }
     }
     let (bare, bare_addr) = start_bare().await;

@@ -1076,6 +1076,41 @@ const ACCEPT: &str = "WITH ev AS (
          WHERE names IS NOT NULL)
      SELECT ev.id, ev.event_id FROM ev WHERE (SELECT count(*) FROM woken) >= 0";
 
+/// The columns of the events table, one array each, for `UNNEST`.
+struct EventColumns<'a> {
+    keys: Vec<&'a str>,
+    received: Vec<i64>,
+    bodies: Vec<&'a [u8]>,
+    normalized: Vec<Option<&'a str>>,
+    correlations: Vec<Option<&'a str>>,
+    phases: Vec<Option<&'a str>>,
+}
+
+impl<'a> EventColumns<'a> {
+    /// The columns in the table's order, as a statement's first six parameters.
+    fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        vec![
+            &self.keys,
+            &self.received,
+            &self.bodies,
+            &self.normalized,
+            &self.correlations,
+            &self.phases,
+        ]
+    }
+
+    fn of(events: &[&'a NewEvent]) -> Self {
+        Self {
+            keys: events.iter().map(|e| e.key.as_str()).collect(),
+            received: events.iter().map(|e| e.received_at).collect(),
+            bodies: events.iter().map(|e| e.body.as_slice()).collect(),
+            normalized: events.iter().map(|e| e.normalized.as_deref()).collect(),
+            correlations: events.iter().map(|e| e.lifecycle().0).collect(),
+            phases: events.iter().map(|e| e.lifecycle().1).collect(),
+        }
+    }
+}
+
 /// Accepts `events`, each [`decided_alone`], with [`ACCEPT`] (`statement`): a key already
 /// stored, or earlier in `events`, is a duplicate.
 async fn accept_alone(
@@ -1089,12 +1124,7 @@ async fn accept_alone(
         .copied()
         .filter(|new| seen.insert(new.key.as_str()))
         .collect();
-    let keys: Vec<&str> = first.iter().map(|e| e.key.as_str()).collect();
-    let received: Vec<i64> = first.iter().map(|e| e.received_at).collect();
-    let bodies: Vec<&[u8]> = first.iter().map(|e| e.body.as_slice()).collect();
-    let normalized: Vec<Option<&str>> = first.iter().map(|e| e.normalized.as_deref()).collect();
-    let correlations: Vec<Option<&str>> = first.iter().map(|e| e.lifecycle().0).collect();
-    let phases: Vec<Option<&str>> = first.iter().map(|e| e.lifecycle().1).collect();
+    let columns = EventColumns::of(&first);
     let mut rows = NewRows::default();
     let mut owners = Vec::new();
     for new in &first {
@@ -1112,27 +1142,20 @@ async fn accept_alone(
             rows.push(0, &to.destination, row);
         }
     }
+    let mut params = columns.params();
+    params.extend_from_slice(&[
+        &owners,
+        &rows.destinations,
+        &rows.states,
+        &rows.due,
+        &rows.silenced_by,
+        &rows.unsilence,
+        &rows.held,
+        &now,
+        &WAKE_CHANNEL,
+    ]);
     let stored: std::collections::HashSet<String> = client
-        .query(
-            statement,
-            &[
-                &keys,
-                &received,
-                &bodies,
-                &normalized,
-                &correlations,
-                &phases,
-                &owners,
-                &rows.destinations,
-                &rows.states,
-                &rows.due,
-                &rows.silenced_by,
-                &rows.unsilence,
-                &rows.held,
-                &now,
-                &WAKE_CHANNEL,
-            ],
-        )
+        .query(statement, &params)
         .await
         .map_err(pg)?
         .iter()
@@ -1174,24 +1197,9 @@ async fn accept_together(
         )
         .await
         .map_err(pg)?;
-    let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
-    let received: Vec<i64> = events.iter().map(|e| e.received_at).collect();
-    let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_slice()).collect();
-    let normalized: Vec<Option<&str>> = events.iter().map(|e| e.normalized.as_deref()).collect();
-    let correlations: Vec<Option<&str>> = events.iter().map(|e| e.lifecycle().0).collect();
-    let phases: Vec<Option<&str>> = events.iter().map(|e| e.lifecycle().1).collect();
+    let columns = EventColumns::of(events);
     let mut ids: std::collections::HashMap<String, i64> = tx
-        .query(
-            &insert,
-            &[
-                &keys,
-                &received,
-                &bodies,
-                &normalized,
-                &correlations,
-                &phases,
-            ],
-        )
+        .query(&insert, &columns.params())
         .await
         .map_err(pg)?
         .iter()
