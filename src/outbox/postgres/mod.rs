@@ -417,10 +417,7 @@ impl Postgres {
             &destinations.iter().map(String::as_str).collect::<Vec<_>>(),
         )
         .await?;
-        tokio::time::timeout(WAIT, tx.commit())
-            .await
-            .map_err(|_| StoreError::Unavailable("PostgreSQL did not commit in time".into()))?
-            .map_err(pg)?;
+        in_time("commit", tx.commit()).await?;
         for destination in &destinations {
             self.wakers.get(destination).notify_one();
         }
@@ -623,10 +620,7 @@ impl deadpool_postgres::Connect for OnRuntime {
 /// One connection for a command (`deliveries`, `retry`), without a pool.
 async fn connect_once(url: &Secret) -> Result<tokio_postgres::Client, StoreError> {
     let (config, tls) = client_config(url)?;
-    let (client, connection) = tokio::time::timeout(WAIT, config.connect(tls))
-        .await
-        .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
-        .map_err(pg)?;
+    let (client, connection) = in_time("answer", config.connect(tls)).await?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -713,6 +707,44 @@ fn pg(error: tokio_postgres::Error) -> StoreError {
         }
         None => StoreError::Postgres(error.to_string()),
     }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        pg(error)
+    }
+}
+
+/// `work`, or [`StoreError::Unavailable`] when PostgreSQL has not answered (`what`: "answer",
+/// "commit") within [`WAIT`].
+async fn in_time<T, E>(
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, StoreError>
+where
+    StoreError: From<E>,
+{
+    match tokio::time::timeout(WAIT, work).await {
+        Ok(done) => Ok(done?),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "PostgreSQL did not {what} in time"
+        ))),
+    }
+}
+
+/// A connection taken out of the pool for one task of its own (a worker's claims, the outcome
+/// writer): its commits do not wait for the disk, which no other user of the pool may inherit,
+/// and its statements are planned once (each is written for one use).
+async fn own_connection(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper, StoreError> {
+    let client = deadpool_postgres::Object::take(connection(pool).await?);
+    in_time(
+        "answer",
+        client.batch_execute(
+            "SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan",
+        ),
+    )
+    .await?;
+    Ok(client)
 }
 
 async fn migrate(pool: &Pool) -> Result<(), StoreError> {
@@ -816,10 +848,7 @@ async fn listen(url: Secret, wakers: std::sync::Weak<Wakers>) {
     loop {
         let connected = async {
             let (config, tls) = client_config(&url)?;
-            let (client, mut connection) = tokio::time::timeout(WAIT, config.connect(tls))
-                .await
-                .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
-                .map_err(pg)?;
+            let (client, mut connection) = in_time("answer", config.connect(tls)).await?;
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             let statement = format!("LISTEN {WAKE_CHANNEL}");
             {
@@ -882,30 +911,12 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
     // one statement, its own transaction, one round trip.
     if events.len() == batch.len() && events.iter().all(|new| decided_alone(new)) {
         let statement = conn.prepare_cached(ACCEPT).await.map_err(pg)?;
-        let accepted = tokio::time::timeout(WAIT, accept_alone(&**conn, &statement, &events, now))
-            .await
-            .map_err(|_| StoreError::Unavailable("PostgreSQL did not commit in time".into()))??;
+        let accepted = in_time("commit", accept_alone(&**conn, &statement, &events, now)).await?;
         return Ok(accepted.into_iter().map(Applied::Accepted).collect());
     }
     let tx = conn.transaction().await.map_err(pg)?;
-    // The accepts together, then the outcomes together; the rest one by one.
+    // The accepts together; the rest one by one.
     let mut accepted = accept_all(&tx, &events, now).await?.into_iter();
-    let finishes: Vec<(i64, &str, &Finish)> = (batch.iter())
-        .filter_map(|write| match write {
-            Write::Finish {
-                id,
-                destination,
-                finish,
-                ..
-            } => Some((*id, destination.as_str(), finish)),
-            _ => None,
-        })
-        .collect();
-    // (Outcomes go to the outcome writer; any here are recorded as it does, which notifies.)
-    if !finishes.is_empty() {
-        let finish = tx.prepare_cached(FINISH).await.map_err(pg)?;
-        record_finishes(&*tx, &finish, &finishes, now).await?;
-    }
     let mut results = Vec::with_capacity(batch.len());
     for write in batch {
         results.push(match write {
@@ -914,7 +925,11 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
                     .next()
                     .ok_or_else(|| StoreError::Write("an accept without its outcome".into()))?,
             ),
-            Write::Finish { .. } => Applied::Done,
+            Write::Finish { .. } => {
+                return Err(StoreError::Write(
+                    "outcomes go to the outcome writer".into(),
+                ));
+            }
             Write::Probe { .. } => {
                 tx.execute("SELECT 1", &[]).await.map_err(pg)?;
                 Applied::Done
@@ -946,10 +961,7 @@ async fn apply(pool: &Pool, batch: &[Write]) -> Result<Vec<Applied>, StoreError>
         }
     }
     notify(&tx, &woken).await?;
-    tokio::time::timeout(WAIT, tx.commit())
-        .await
-        .map_err(|_| StoreError::Unavailable("PostgreSQL did not commit in time".into()))?
-        .map_err(pg)?;
+    in_time("commit", tx.commit()).await?;
     Ok(results)
 }
 
@@ -1126,7 +1138,6 @@ async fn accept_alone(
         .collect();
     let columns = EventColumns::of(&first);
     let mut rows = NewRows::default();
-    let mut owners = Vec::new();
     for new in &first {
         for to in &new.to {
             let row = match disposition(new, to, None, now) {
@@ -1138,13 +1149,12 @@ async fn accept_alone(
                     ));
                 }
             };
-            owners.push(new.key.as_str());
-            rows.push(0, &to.destination, row);
+            rows.push(new.key.as_str(), &to.destination, row);
         }
     }
     let mut params = columns.params();
     params.extend_from_slice(&[
-        &owners,
+        &rows.events,
         &rows.destinations,
         &rows.states,
         &rows.due,
@@ -1223,10 +1233,11 @@ async fn accept_together(
     Ok(accepted)
 }
 
-/// New deliveries' rows, inserted together.
+/// New deliveries' rows, inserted together; their events by id (`i64`), or by key where the
+/// ids are made in the same statement ([`ACCEPT`]).
 #[derive(Default)]
-struct NewRows {
-    events: Vec<i64>,
+struct NewRows<E> {
+    events: Vec<E>,
     destinations: Vec<String>,
     states: Vec<&'static str>,
     due: Vec<i64>,
@@ -1236,8 +1247,8 @@ struct NewRows {
     groups: Vec<Option<i64>>,
 }
 
-impl NewRows {
-    fn push(&mut self, event: i64, destination: &str, row: Row) {
+impl<E> NewRows<E> {
+    fn push(&mut self, event: E, destination: &str, row: Row) {
         self.events.push(event);
         self.destinations.push(destination.to_owned());
         self.states.push(row.state.as_str());
@@ -1247,7 +1258,9 @@ impl NewRows {
         self.held.push(row.held);
         self.groups.push(row.group);
     }
+}
 
+impl NewRows<i64> {
     async fn insert(self, tx: &Transaction<'_>, now: i64) -> Result<(), StoreError> {
         if self.events.is_empty() {
             return Ok(());
@@ -1291,7 +1304,7 @@ async fn deliveries(
     new: &NewEvent,
     event: i64,
     now: i64,
-    rows: &mut NewRows,
+    rows: &mut NewRows<i64>,
 ) -> Result<bool, StoreError> {
     let (correlation, phase) = new.lifecycle();
     let mut flapped = false;
@@ -1519,7 +1532,7 @@ const FINISH: &str = "WITH kept AS (
 /// The outcomes of attempts, in one statement ([`FINISH`]), which also says so to the other
 /// replicas.
 async fn record_finishes(
-    client: &impl tokio_postgres::GenericClient,
+    client: &tokio_postgres::Client,
     statement: &tokio_postgres::Statement,
     finishes: &[(i64, &str, &Finish)],
     now: i64,
@@ -1612,8 +1625,7 @@ async fn outcome_loop(pool: Pool, mut queue: mpsc::Receiver<Write>, wakers: Arc<
     }
 }
 
-/// The outcome writer's connection, out of the pool (it does not wait for the disk, which no
-/// other writer may inherit), and its statement.
+/// The outcome writer's connection (see [`own_connection`]) and its statement.
 struct Outcomes {
     client: deadpool_postgres::ClientWrapper,
     finish: tokio_postgres::Statement,
@@ -1629,19 +1641,8 @@ async fn record_outcomes(
     let own = match own {
         Some(own) => own,
         None => {
-            let client = deadpool_postgres::Object::take(connection(pool).await?);
-            let ready = async {
-                client
-                    .batch_execute(
-                        "SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan",
-                    )
-                    .await?;
-                client.prepare(FINISH).await
-            };
-            let finish = tokio::time::timeout(WAIT, ready)
-                .await
-                .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
-                .map_err(pg)?;
+            let client = own_connection(pool).await?;
+            let finish = in_time("answer", client.prepare(FINISH)).await?;
             own.insert(Outcomes { client, finish })
         }
     };
@@ -1660,12 +1661,11 @@ async fn record_outcomes(
         };
         finishes.push((*id, destination.as_str(), finish));
     }
-    tokio::time::timeout(
-        WAIT,
-        record_finishes(&*own.client, &own.finish, &finishes, now_ms()),
+    in_time(
+        "answer",
+        record_finishes(&own.client, &own.finish, &finishes, now_ms()),
     )
-    .await
-    .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))??;
+    .await?;
     Ok(vec![Applied::Done; batch.len()])
 }
 
@@ -1677,7 +1677,7 @@ pub struct Reader {
     own: tokio::sync::Mutex<Option<Own>>,
 }
 
-/// A worker's own connection, out of the pool: it holds (or tries for) the destination's
+/// A worker's own connection (see [`own_connection`]): it holds (or tries for) the destination's
 /// advisory lock, which lives as long as the connection, and makes the claims, each one
 /// statement that commits by itself without waiting for the disk (a lease lost in a database
 /// crash only makes the delivery claimable again, which at-least-once allows).
@@ -1721,46 +1721,34 @@ const CLAIM: &str = "WITH due AS (
      ORDER BY l.next_attempt_at, l.id";
 
 impl Reader {
-    /// This worker's own connection, made now if it has none (or lost it).
+    /// This worker's own connection (see [`own_connection`]), made now if it has none (or lost
+    /// it).
     async fn own<'a>(&self, own: &'a mut Option<Own>) -> Result<&'a mut Own, StoreError> {
         if own.as_ref().is_some_and(|o| o.client.is_closed()) {
             *own = None;
         }
-        if own.is_none() {
-            let client = deadpool_postgres::Object::take(connection(&self.pool).await?);
-            tokio::time::timeout(
-                WAIT,
-                client.batch_execute(
-                    "SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan",
-                ),
-            )
-            .await
-            .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
-            .map_err(pg)?;
-            *own = Some(Own {
-                client,
+        Ok(match own {
+            Some(own) => own,
+            None => own.insert(Own {
+                client: own_connection(&self.pool).await?,
                 holds: false,
                 claims: std::collections::HashMap::new(),
-            });
-        }
-        own.as_mut()
-            .ok_or_else(|| StoreError::Unavailable("no connection".into()))
+            }),
+        })
     }
 
     /// Whether this replica drives `destination`: it holds the destination's advisory lock, or
     /// takes it now because no other replica does.
     async fn drives(&self, own: &mut Own, destination: &str) -> Result<bool, StoreError> {
         if !own.holds {
-            own.holds = tokio::time::timeout(
-                WAIT,
+            own.holds = in_time(
+                "answer",
                 own.client.query_one(
                     "SELECT pg_try_advisory_lock($1, hashtext($2))",
                     &[&DRIVE_CLASS, &destination],
                 ),
             )
-            .await
-            .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
-            .map_err(pg)?
+            .await?
             .get(0);
             if own.holds {
                 tracing::info!(destination, "this replica now drives the destination");
@@ -1791,24 +1779,17 @@ impl Reader {
             Some(claim) => claim.clone(),
             None => {
                 let claim = CLAIM.replace("{limit}", &limit.max(1).to_string());
-                let claim = tokio::time::timeout(WAIT, own.client.prepare(&claim))
-                    .await
-                    .map_err(|_| {
-                        StoreError::Unavailable("PostgreSQL did not answer in time".into())
-                    })?
-                    .map_err(pg)?;
+                let claim = in_time("answer", own.client.prepare(&claim)).await?;
                 own.claims.insert(limit, claim.clone());
                 claim
             }
         };
-        let rows = tokio::time::timeout(
-            WAIT,
+        let rows = in_time(
+            "answer",
             own.client
                 .query(&claim, &[&destination, &now, &until, &in_flight]),
         )
-        .await
-        .map_err(|_| StoreError::Unavailable("PostgreSQL did not answer in time".into()))?
-        .map_err(pg)?;
+        .await?;
         Ok(rows
             .into_iter()
             .map(|row| Claim {
