@@ -750,14 +750,27 @@ async fn run(duration: Duration) {
     }
 }
 
+/// The sink as one webhook destination without a pace.
+fn unpaced_webhook(sink: &Sink) -> String {
+    format!(
+        "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nrate_limit = \"unlimited\"\n",
+        sink.addr
+    )
+}
+
+/// [`unpaced_webhook`] routed only test events: a relay needs a destination, and delivers none
+/// of the triggers.
+fn routed_nowhere(sink: &Sink) -> String {
+    format!(
+        "{}[[routes]]\nmatch = {{ kind = [\"test\"] }}\nto = [\"sink\"]\n",
+        unpaced_webhook(sink)
+    )
+}
+
 /// `BENCH_PARTS=accept`: the SQLite store's accepting alone (routed nowhere), this build and
 /// `baseline` when given, alternating, twice each.
 async fn accept_only(duration: Duration, sink: &Sink, baseline: Option<&str>) {
-    let nowhere = format!(
-        "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n\
-         [[routes]]\nmatch = {{ kind = [\"test\"] }}\nto = [\"sink\"]\n",
-        sink.addr
-    );
+    let nowhere = routed_nowhere(sink);
     for _ in 0..2 {
         for (name, binary) in std::iter::once(("this build", RELAY))
             .chain(baseline.map(|b| ("BENCH_BASELINE_BIN", b)))
@@ -779,10 +792,7 @@ async fn accept_only(duration: Duration, sink: &Sink, baseline: Option<&str>) {
 /// `BENCH_PARTS=postgres`: the PostgreSQL rows alone (this build, two relays of it on one
 /// database, and `baseline` when given), each on a fresh database, delivering to one webhook.
 async fn postgres_only(duration: Duration, sink: &Sink, baseline: Option<&str>) {
-    let webhook = format!(
-        "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nrate_limit = \"unlimited\"\n",
-        sink.addr
-    );
+    let webhook = unpaced_webhook(sink);
     let runs = [
         ("this build", RELAY, 1),
         ("this build, two relays on one database", RELAY, 2),
@@ -816,8 +826,7 @@ async fn postgres_only(duration: Duration, sink: &Sink, baseline: Option<&str>) 
 /// `url` over the whole run (migrations, warm-up, load and drain): each statement's calls per
 /// stored event and its mean time, the most called first, and all statements per event.
 async fn statements(url: &alert_relay::secret::Secret) {
-    let base = std::env::var("RELAY_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let base = alert_relay::testing::postgres_server();
     let database = url
         .expose()
         .rsplit('/')
@@ -878,15 +887,10 @@ async fn statements(url: &alert_relay::secret::Secret) {
 /// Accepted events/s, latency and peak RSS of the relay (delivering to one webhook, to 16, and
 /// accepting only) and of the bare server; end-to-end deliveries/s.
 async fn throughput(duration: Duration, sink: &Sink, baseline: Option<&str>) {
-    let webhook = format!(
-        "[destinations.sink]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\nrate_limit = \"unlimited\"\n",
-        sink.addr
-    );
+    let webhook = unpaced_webhook(sink);
     let (relay_load, rss, delivered, e2e_seconds) =
         measure_relays(1, RELAY, duration, &webhook, 1, sink, "relay").await;
-    // A relay needs a destination; routed only test events, it delivers none of the triggers.
-    let nowhere =
-        format!("{webhook}[[routes]]\nmatch = {{ kind = [\"test\"] }}\nto = [\"sink\"]\n");
+    let nowhere = routed_nowhere(sink);
     let (accept_only, accept_only_rss, _, _) =
         measure_relays(1, RELAY, duration, &nowhere, 0, sink, "accept-only").await;
     let sixteen: String = (0..16)

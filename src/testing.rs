@@ -10,10 +10,14 @@ pub const POSTGRES_ENV: &str = "RELAY_TEST_POSTGRES";
 /// Without [`POSTGRES_ENV`]: the server this machine runs.
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// The test server's URL: [`POSTGRES_ENV`], else the server this machine runs.
+pub fn postgres_server() -> String {
+    std::env::var(POSTGRES_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned())
+}
+
 /// Creates a new, empty database on the test server and returns its URL; each call its own.
 pub async fn fresh_postgres_database() -> Result<Secret, String> {
-    let base = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
-    fresh_postgres_database_on(&base)
+    fresh_postgres_database_on(&postgres_server())
         .await
         .map_err(|e| format!("{e} ({POSTGRES_ENV}, else {DEFAULT_POSTGRES})"))
 }

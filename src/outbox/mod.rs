@@ -903,7 +903,9 @@ impl Reader {
         match self {
             Self::Sqlite(reader) => reader.due(destination, now, in_flight, limit).await,
             Self::Postgres(reader) => {
-                (reader.due(destination, now, in_flight, limit, exclusive)).await
+                reader
+                    .due(destination, now, in_flight, limit, exclusive)
+                    .await
             }
         }
     }

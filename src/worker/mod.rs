@@ -119,7 +119,6 @@ pub struct Worker {
     pub metrics: Arc<Metrics>,
     /// Room for parsed events, shared with the server.
     pub memory: Arc<Memory>,
-
     /// Attempts in flight at once for this destination.
     pub concurrency: usize,
     pub backoff: Backoff,
@@ -349,9 +348,9 @@ impl Worker {
 
     /// Waits for a free slot and a due delivery that is not already in flight; `None` once the
     /// destination is no longer configured. Where the destination is unpaced and healthy, one
-    /// query claims a delivery for each free slot: the others wait in `ready`, counted in flight,
-    /// and start as soon as they get their slots (claimed ahead of a pace, they would wait for
-    /// it, and for PostgreSQL their leases would run meanwhile).
+    /// query claims a delivery for each free slot and `concurrency` more: the others wait in
+    /// `ready`, counted in flight, and start as soon as they get their slots (claimed ahead of a
+    /// pace, they would wait for it, and for PostgreSQL their leases would run meanwhile).
     async fn claim(
         &self,
         reader: &Reader,
@@ -389,7 +388,10 @@ impl Worker {
             // A paced destination is driven by one replica (its pace is the destination's); an
             // unpaced one by every replica at once, each claim kept to one by its lease.
             let exclusive = target.pace.is_some();
-            let mut due = (self.due(reader, in_flight, now, limit, exclusive).await).into_iter();
+            let mut due = self
+                .due(reader, in_flight, now, limit, exclusive)
+                .await
+                .into_iter();
             if let Some(claim) = due.next() {
                 let mut in_flight = lock(in_flight);
                 for claim in due {
