@@ -1485,8 +1485,11 @@ async fn unsilence(
     // A silence made from a message "until cleared" ends once its alert has cleared.
     tx.execute(
         "UPDATE silences SET ends_at = $1 WHERE ends_at > $1 AND id IN (
-             SELECT a.silence FROM alert_actions a JOIN events e ON e.correlation = a.correlation
-             WHERE a.until_cleared AND e.phase = 'clear' AND e.received_at >= a.at)",
+             SELECT a.silence FROM alert_actions a
+             WHERE a.until_cleared AND EXISTS (
+                 SELECT 1 FROM events e
+                 WHERE e.correlation = a.correlation AND e.phase = 'clear'
+                   AND e.received_at >= a.at))",
         &[&now],
     )
     .await

@@ -505,6 +505,17 @@ fn act(
     Ok(Applied::Acted(true, vec![row.destination.clone()]))
 }
 
+/// A silence made from a message "until cleared" ends once its alert has cleared. Walks the
+/// actions (a few, made by people) and looks up each alert's events by key: never the events
+/// table, which this runs against every `storage.poll` (a join the planner once drove from
+/// `events` read the whole table each time).
+pub(super) const UNTIL_CLEARED: &str =
+    "UPDATE silences SET ends_at = ?1 WHERE ends_at > ?1 AND id IN (
+     SELECT a.silence FROM alert_actions a
+     WHERE a.until_cleared = 1 AND EXISTS (
+         SELECT 1 FROM events e
+         WHERE e.correlation = a.correlation AND e.phase = 'clear' AND e.received_at >= a.at))";
+
 /// See `Outbox::unsilence`: the triggers still firing that what silenced them no longer holds
 /// (an ended silence of the store, a window not in `open_windows`) become due now; the
 /// destination of each.
@@ -513,13 +524,7 @@ fn unsilence(
     open_windows: &[String],
     now: i64,
 ) -> Result<Vec<String>, rusqlite::Error> {
-    // A silence made from a message "until cleared" ends once its alert has cleared.
-    tx.prepare_cached(
-        "UPDATE silences SET ends_at = ?1 WHERE ends_at > ?1 AND id IN (
-             SELECT a.silence FROM alert_actions a JOIN events e ON e.correlation = a.correlation
-             WHERE a.until_cleared = 1 AND e.phase = 'clear' AND e.received_at >= a.at)",
-    )?
-    .execute(params![now])?;
+    tx.prepare_cached(UNTIL_CLEARED)?.execute(params![now])?;
     let open = serde_json::to_string(open_windows).unwrap_or_else(|_| "[]".into());
     let mut statement = tx.prepare_cached(
         "UPDATE deliveries SET state = 'pending', unsilence = 0, next_attempt_at = ?1,
