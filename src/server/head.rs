@@ -234,13 +234,17 @@ impl<I: AsyncRead + Unpin> Guarded<I> {
     /// Reads more of the connection into the buffer; `Ready(Ok(()))` once something came or the
     /// connection ended.
     fn fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut scratch = [0u8; READ_SIZE];
-        let mut read = ReadBuf::new(&mut scratch);
-        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut read))?;
-        if read.filled().is_empty() {
+        // Straight into the buffer's room, which is neither zeroed first nor copied after.
+        self.buffer.reserve(READ_SIZE);
+        let this = &mut *self;
+        if ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut this.inner),
+            cx,
+            &mut this.buffer
+        ))? == 0
+        {
             self.eof = true;
         }
-        self.buffer.extend_from_slice(read.filled());
         Poll::Ready(Ok(()))
     }
 

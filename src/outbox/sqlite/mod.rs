@@ -8,6 +8,7 @@
 //! - `checkpoint`: the thread that copies the write-ahead log into the store, off the writer's path.
 //! - `admin`: what `alert-relay deliveries` and `retry` do to the store.
 //! - `oauth`: what the OAuth server keeps (its rare writes go through a read connection).
+//! - `packed`: how an event's body and normalized form are kept, compressed.
 //! - `silences`: the silences every relay on the store applies (written as the OAuth server's).
 //! - `lock`: one server per store.
 
@@ -15,6 +16,7 @@ mod admin;
 mod checkpoint;
 mod lock;
 mod oauth;
+mod packed;
 mod schema;
 mod silences;
 mod writer;
@@ -30,6 +32,7 @@ use super::{ActionRow, Claim, DeliveryState, RecentEvent, StoreError, StoredBody
 pub use admin::{list, requeue};
 pub use lock::StoreLock;
 pub use oauth::{revoke_token, tokens};
+use packed::unpack;
 pub use schema::SCHEMA_VERSION;
 use schema::{connect, left_open, mark_open, migrate, wal_path};
 pub use silences::{add_silence, expire_silence, silences};
@@ -201,12 +204,14 @@ impl Sqlite {
         off_runtime(&self.stats, move |conn| {
             let normalized = conn
                 .prepare_cached(
-                    "SELECT normalized FROM events WHERE correlation = ?1
+                    "SELECT body, normalized, packed FROM events WHERE correlation = ?1
                      ORDER BY id DESC LIMIT 1",
                 )?
-                .query_row(params![correlation], |row| row.get(0))
+                .query_row(params![correlation], |row| {
+                    unpack(row.get(0)?, row.get(1)?, row.get(2)?)
+                })
                 .optional()?;
-            Ok(normalized.flatten())
+            Ok(normalized.and_then(|(_, normalized)| normalized))
         })
         .await
     }
@@ -241,14 +246,15 @@ impl Sqlite {
     pub async fn recent_events(&self, limit: usize) -> Result<Vec<RecentEvent>, StoreError> {
         off_runtime(&self.stats, move |conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT id, event_id, received_at, normalized FROM events ORDER BY id DESC LIMIT ?1",
+                "SELECT id, event_id, received_at, body, normalized, packed FROM events
+                 ORDER BY id DESC LIMIT ?1",
             )?;
             let rows = statement.query_map(params![limit as i64], |row| {
                 Ok(RecentEvent {
                     id: row.get(0)?,
                     event_id: display_id(row.get(1)?),
                     received_at: row.get(2)?,
-                    normalized: row.get(3)?,
+                    normalized: unpack(row.get(3)?, row.get(4)?, row.get(5)?)?.1,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -261,8 +267,10 @@ impl Sqlite {
     pub async fn event_body(&self, id: i64) -> Result<Option<StoredBody>, StoreError> {
         off_runtime(&self.stats, move |conn| {
             Ok(conn
-                .prepare_cached("SELECT body, normalized FROM events WHERE id = ?1")?
-                .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .prepare_cached("SELECT body, normalized, packed FROM events WHERE id = ?1")?
+                .query_row(params![id], |row| {
+                    unpack(row.get(0)?, row.get(1)?, row.get(2)?)
+                })
                 .optional()?)
         })
         .await
@@ -315,7 +323,7 @@ async fn off_runtime<T: Send + 'static>(
 // same destination (a reply needs the trigger's message, and an update must not be overtaken by
 // an older one); it comes with what the destination kept of that message.
 const NEXT_DUE: &str = "SELECT d.id, d.attempts, e.event_id, e.received_at, e.body,
-         th.thread, th.trigger_summary, e.normalized, d.silenced_by, d.refresh
+         th.thread, th.trigger_summary, e.normalized, d.silenced_by, d.refresh, e.packed
      FROM deliveries d JOIN events e ON e.id = d.event
      LEFT JOIN threads th ON (e.phase = 'clear' OR d.refresh = 1)
          AND th.destination = d.destination
@@ -360,14 +368,15 @@ impl Reader {
             let claims = statement
                 .query_map(params![destination, now, in_flight, limit as i64], |row| {
                     let attempts: u32 = row.get(1)?;
+                    let (body, normalized) = unpack(row.get(4)?, row.get(7)?, row.get(10)?)?;
                     Ok(Claim {
                         id: row.get(0)?,
                         attempts,
                         unsure: attempts > 0,
                         event_id: display_id(row.get(2)?),
                         received_at: row.get(3)?,
-                        body: row.get(4)?,
-                        normalized: row.get(7)?,
+                        body,
+                        normalized,
                         thread: match (row.get(5)?, row.get(6)?) {
                             (Some(thread), Some(trigger)) => Some((thread, trigger)),
                             _ => None,
@@ -423,6 +432,77 @@ mod tests {
                 .await
                 .unwrap(),
             Accepted::Duplicate
+        );
+    }
+
+    #[tokio::test]
+    async fn events_stored_before_packing_are_still_sent_and_new_ones_come_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schema7.db");
+        let conn = Connection::open(&path).unwrap();
+        for sql in &schema::MIGRATIONS[..7] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO events (id, event_id, received_at, body, normalized)
+             VALUES (1, 'thousandeyes:\"old\"', 1, CAST('{\"eventId\": \"old\"}' AS BLOB),
+                     '{\"id\": \"old\"}')",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO deliveries (event, destination, state, next_attempt_at, updated_at)
+             VALUES (1, 'a', 'pending', 0, 0)",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        drop(conn);
+        let outbox = Outbox::open(&path).unwrap();
+        outbox
+            .accept(NewEvent {
+                body: b"{\"eventId\": \"new\"}".to_vec(),
+                normalized: Some("{\"id\": \"new\"}".into()),
+                received_at: 2,
+                ..NewEvent::for_test("thousandeyes:\"new\"", &["a"])
+            })
+            .await
+            .unwrap();
+        let claims = outbox
+            .reader()
+            .unwrap()
+            .due("a", now_ms(), Vec::new(), 10, true)
+            .await
+            .unwrap();
+        let read: Vec<(String, Option<String>)> = claims
+            .into_iter()
+            .map(|c| (String::from_utf8(c.body).unwrap(), c.normalized))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (
+                    r#"{"eventId": "old"}"#.to_owned(),
+                    Some(r#"{"id": "old"}"#.to_owned())
+                ),
+                (
+                    r#"{"eventId": "new"}"#.to_owned(),
+                    Some(r#"{"id": "new"}"#.to_owned())
+                ),
+            ]
+        );
+        let conn = connect(&path, false).unwrap();
+        let packed: Vec<Option<i64>> = conn
+            .prepare("SELECT packed FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            packed,
+            [None, Some(18)],
+            "the new event is packed, the old one not"
         );
     }
 
@@ -502,7 +582,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_log_is_copied_into_a_new_store_of_8_kib_pages() {
+    async fn the_log_is_copied_into_a_new_store_of_4_kib_pages() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("checkpoint.db");
         let outbox = Outbox::open(&path).unwrap();
@@ -510,13 +590,15 @@ mod tests {
         let page_size: i64 = conn
             .pragma_query_value(None, "page_size", |row| row.get(0))
             .unwrap();
-        assert_eq!(page_size, 8192);
+        assert_eq!(page_size, 4096);
         let stored_before = std::fs::metadata(&path).unwrap().len();
-        // About 1,200 pages of log: past the 1,000 at which the checkpoint thread is asked.
+        // About 2,400 pages of log: past the 1,000 at which the checkpoint thread is asked.
+        // Bodies that do not compress, so that packing keeps them this size.
+        let mut rng = fastrand::Rng::with_seed(7);
         for i in 0..1200 {
             outbox
                 .accept(NewEvent {
-                    body: vec![b' '; 7000],
+                    body: std::iter::repeat_with(|| rng.u8(..)).take(7000).collect(),
                     ..NewEvent::for_test(&format!("\"{i}\""), &["a"])
                 })
                 .await
@@ -524,7 +606,7 @@ mod tests {
         }
         // The thread copies the log into the store file while no one writes.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::fs::metadata(&path).unwrap().len() < stored_before + 1000 * 8192 {
+        while std::fs::metadata(&path).unwrap().len() < stored_before + 1000 * 4096 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the log was never copied into the store"

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
+use super::packed::pack;
 use crate::outbox::disposition::{Disposition, Row, Trigger, disposition};
 use crate::outbox::writes::{Applied, Write, answer};
 use crate::outbox::{
@@ -192,21 +193,18 @@ fn insert_event(
     now: i64,
 ) -> Result<Accepted, rusqlite::Error> {
     let (correlation, phase) = new.lifecycle();
+    let (body, packed) = pack(&new.body, new.normalized.as_deref());
+    // `OR IGNORE` does to a known key what `ON CONFLICT (event_id) DO NOTHING` would; it would
+    // also skip a row breaking a NOT NULL or CHECK constraint, which these typed values cannot.
+    // In exchange SQLite keeps no statement journal (a copy of every page the statement changes,
+    // in case it fails midway) for each event: a sixth of the writer's instructions.
     let inserted = tx
         .prepare_cached(
-            "INSERT INTO events (event_id, received_at, body, normalized, correlation, phase)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (event_id) DO NOTHING RETURNING id",
+            "INSERT OR IGNORE INTO events (event_id, received_at, body, packed, correlation, phase)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         )?
         .query_row(
-            params![
-                new.key,
-                new.received_at,
-                new.body,
-                new.normalized,
-                correlation,
-                phase
-            ],
+            params![new.key, new.received_at, body, packed, correlation, phase],
             |row| row.get::<_, i64>(0),
         )
         .optional()?;
@@ -412,17 +410,18 @@ fn flush(
             .collect::<Result<_, _>>()?;
         let notification = build(&group, now);
         let number = group.notifications + 1;
+        let (body, packed) = pack(&notification.body, Some(&notification.normalized));
         let event: i64 = tx
             .prepare_cached(
-                "INSERT INTO events (event_id, received_at, body, normalized, correlation, phase)
+                "INSERT INTO events (event_id, received_at, body, packed, correlation, phase)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
             )?
             .query_row(
                 params![
                     format!("group:{}:{number}", group.id),
                     now,
-                    notification.body,
-                    notification.normalized,
+                    body,
+                    packed,
                     format!("group:{}", group.id),
                     if number == 1 { "trigger" } else { "clear" }
                 ],
