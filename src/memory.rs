@@ -85,16 +85,29 @@ impl Budget {
     /// Waits until `bytes` are free and reserves them. More than the whole budget reserves the
     /// whole budget: that one waits until it runs alone.
     pub async fn reserve(&self, bytes: usize) -> Reservation<'_> {
-        let units = u32::try_from(bytes.div_ceil(UNIT))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.capacity);
         Reservation {
             units: self
                 .units
-                .acquire_many(units)
+                .acquire_many(self.units(bytes))
                 .await
                 .expect("the budget's semaphore is never closed"),
         }
+    }
+
+    /// Reserves `bytes` if they are free now, without waiting; never more than the whole budget.
+    pub fn try_reserve(&self, bytes: usize) -> Option<Reservation<'_>> {
+        let units = u32::try_from(bytes.div_ceil(UNIT)).ok()?.max(1);
+        if units > self.capacity {
+            return None;
+        }
+        let units = self.units.try_acquire_many(units).ok()?;
+        Some(Reservation { units })
+    }
+
+    fn units(&self, bytes: usize) -> u32 {
+        u32::try_from(bytes.div_ceil(UNIT))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.capacity)
     }
 }
 
@@ -102,6 +115,9 @@ impl Budget {
 pub struct Memory {
     pub bodies: Budget,
     pub events: Budget,
+    /// The largest body a request may bring (`server.max_body_bytes`); no stored event's body is
+    /// larger.
+    pub max_body_bytes: usize,
 }
 
 impl Memory {
@@ -110,6 +126,7 @@ impl Memory {
         Self {
             bodies: Budget::new(BODIES.max(2 * max_body_bytes)),
             events: Budget::new(EVENTS),
+            max_body_bytes,
         }
     }
 }
@@ -140,5 +157,16 @@ mod tests {
         assert_eq!(budget.units.available_permits(), 0);
         drop(huge);
         assert_eq!(budget.units.available_permits(), 10);
+    }
+
+    #[test]
+    fn a_reservation_that_cannot_wait_is_taken_whole_or_not_at_all() {
+        let budget = Budget::new(10 * UNIT);
+        let first = budget.try_reserve(6 * UNIT).expect("room for 6 KiB");
+        assert!(budget.try_reserve(5 * UNIT).is_none(), "only 4 KiB were left");
+        assert!(budget.try_reserve(100 * UNIT).is_none(), "more than the whole budget");
+        assert_eq!(budget.units.available_permits(), 4);
+        drop(first);
+        assert!(budget.try_reserve(10 * UNIT).is_some());
     }
 }

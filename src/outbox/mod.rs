@@ -369,6 +369,14 @@ pub struct Claim {
     pub refresh: bool,
 }
 
+impl Claim {
+    /// About how many bytes it holds: its event's body, normalized form and thread.
+    pub fn memory_bytes(&self) -> usize {
+        let thread = self.thread.as_ref().map_or(0, |(t, s)| t.len() + s.len());
+        self.body.len() + self.normalized.as_ref().map_or(0, String::len) + thread
+    }
+}
+
 /// What someone did from a message of an alert (Acknowledge, Silence, and their undoing), as
 /// the store keeps it.
 #[derive(Debug, Clone, PartialEq)]

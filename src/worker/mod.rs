@@ -268,13 +268,14 @@ impl Worker {
         let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
         let slots = Arc::new(Semaphore::new(this.concurrency.max(1)));
         let mut ready = VecDeque::new();
+        let mut ready_room = None;
         let mut attempts = JoinSet::new();
         loop {
             let stop = shutdown.wait_for(|stop| *stop);
             let claimed = tokio::select! {
                 biased;
                 _ = stop => break,
-                claimed = this.claim(&reader, &slots, &in_flight, &mut ready) => claimed,
+                claimed = this.claim(&reader, &slots, &in_flight, &mut ready, &mut ready_room) => claimed,
             };
             // Taken after the claim: a reload while the worker waited applies to this attempt.
             let relay = this.live.current();
@@ -351,12 +352,16 @@ impl Worker {
     /// query claims a delivery for each free slot and `concurrency` more: the others wait in
     /// `ready`, counted in flight, and start as soon as they get their slots (claimed ahead of a
     /// pace, they would wait for it, and for PostgreSQL their leases would run meanwhile).
-    async fn claim(
-        &self,
+    /// What is claimed ahead is held within the memory budget by `ready_room`: claiming ahead
+    /// first reserves room for `concurrency` of the largest events there can be, and is left out
+    /// when that room is not free; once they are read, the room shrinks to what they take.
+    async fn claim<'s>(
+        &'s self,
         reader: &Reader,
         slots: &Arc<Semaphore>,
         in_flight: &Mutex<HashSet<i64>>,
         ready: &mut VecDeque<Claim>,
+        ready_room: &mut Option<Reservation<'s>>,
     ) -> Option<(OwnedSemaphorePermit, Claim)> {
         let permit = slots
             .clone()
@@ -368,6 +373,9 @@ impl Worker {
             // `None` once the destination is no longer configured.
             let target = relay.destinations.get(&self.name)?;
             if let Some(claim) = ready.pop_front() {
+                if ready.is_empty() {
+                    *ready_room = None;
+                }
                 return Some((permit, claim));
             }
             let healthy = {
@@ -377,10 +385,22 @@ impl Worker {
             // Unpaced and healthy: this slot, every free one, and `concurrency` more kept ready
             // for the slots that free next, so that an attempt rarely waits for a claim (on
             // PostgreSQL a round trip; those kept ready wait far less than their lease).
-            let limit = if target.pace.is_none() && healthy {
-                1 + slots.available_permits() + self.concurrency
-            } else {
-                1
+            let unpaced = target.pace.is_none() && healthy;
+            let free = slots.available_permits();
+            // Those for the free slots start at once, each reserving what its attempt needs; the
+            // `concurrency` more wait in `ready`. A stored event's body is at most a request's,
+            // its normalized form smaller.
+            let room = unpaced
+                .then(|| {
+                    let largest = 2 * self.memory.max_body_bytes;
+                    (self.memory.events).try_reserve(self.concurrency.saturating_mul(largest))
+                })
+                .flatten();
+            let limit = match (unpaced, &room) {
+                (false, _) => 1,
+                (true, Some(_)) => 1 + free + self.concurrency,
+                // No room to keep events waiting: only as many as start at once.
+                (true, None) => 1 + free,
             };
             // Registered before looking, so that a change between the look and the wait counts.
             let changed = self.outbox.changed(&self.name);
@@ -397,6 +417,10 @@ impl Worker {
                 for claim in due {
                     in_flight.insert(claim.id);
                     ready.push_back(claim);
+                }
+                if let Some(mut room) = room.filter(|_| !ready.is_empty()) {
+                    room.shrink_to(ready.iter().map(Claim::memory_bytes).sum());
+                    *ready_room = Some(room);
                 }
                 return Some((permit, claim));
             }
