@@ -163,8 +163,14 @@ mod tests {
     fn a_reservation_that_cannot_wait_is_taken_whole_or_not_at_all() {
         let budget = Budget::new(10 * UNIT);
         let first = budget.try_reserve(6 * UNIT).expect("room for 6 KiB");
-        assert!(budget.try_reserve(5 * UNIT).is_none(), "only 4 KiB were left");
-        assert!(budget.try_reserve(100 * UNIT).is_none(), "more than the whole budget");
+        assert!(
+            budget.try_reserve(5 * UNIT).is_none(),
+            "only 4 KiB were left"
+        );
+        assert!(
+            budget.try_reserve(100 * UNIT).is_none(),
+            "more than the whole budget"
+        );
         assert_eq!(budget.units.available_permits(), 4);
         drop(first);
         assert!(budget.try_reserve(10 * UNIT).is_some());
