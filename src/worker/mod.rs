@@ -424,6 +424,8 @@ impl Worker {
                 }
                 return Some((permit, claim));
             }
+            // Nothing due: the room is not held while waiting.
+            drop(room);
             let wait = match reader.next_due_at(&self.name).await {
                 Ok(Some(at)) if at > now => Duration::from_millis((at - now) as u64),
                 _ => self.poll,
