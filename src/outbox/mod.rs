@@ -672,7 +672,8 @@ impl Outbox {
         .await
     }
 
-    /// Where both stores take accepts and outcomes.
+    /// Where both stores take accepts and the other writes (outcomes too, for SQLite; see
+    /// [`Outbox::finish`]).
     fn writer(&self) -> &writes::Writer {
         match self {
             Self::Sqlite(store) => &store.writer,

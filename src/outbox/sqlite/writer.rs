@@ -197,7 +197,7 @@ fn insert_event(
     // `OR IGNORE` does to a known key what `ON CONFLICT (event_id) DO NOTHING` would; it would
     // also skip a row breaking a NOT NULL or CHECK constraint, which these typed values cannot.
     // In exchange SQLite keeps no statement journal (a copy of every page the statement changes,
-    // in case it fails midway) for each event: a sixth of the writer's instructions.
+    // in case it fails midway) for each event: 9% of the writer's instructions (callgrind).
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO events (event_id, received_at, body, packed, correlation, phase)
